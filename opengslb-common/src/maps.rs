@@ -1,0 +1,234 @@
+//! The eBPF maps' names and their key and value layouts, shared byte for byte by the XDP program and the
+//! loader. Every type is `#[repr(C)]` with explicit padding and no `bool`, `Option` or enum fields, so the
+//! layout is the same on both sides; a const assertion pins each size.
+
+use core::mem::size_of;
+
+/// Records: [`RecordKey`] → [`RecordValue`].
+pub const RECORDS_MAP: &str = "RECORDS";
+/// Addresses the XDP program answers on: [`ListenKey`] → `u8` (1).
+pub const LISTEN_MAP: &str = "LISTEN";
+/// One-entry array of [`XdpConfig`].
+pub const CONFIG_MAP: &str = "CONFIG";
+/// Per-CPU `u64` counters indexed by [`crate::counters::Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Per-CPU `u32` round-robin positions, indexed by [`RecordValue::slot`].
+pub const ROTATION_MAP: &str = "ROTATION";
+/// Per-CPU [`crate::dns::Scratch`] buffers (the 512-byte stack is too small for them).
+pub const SCRATCH_MAP: &str = "SCRATCH";
+/// The XDP program's function name in the object.
+pub const PROGRAM_NAME: &str = "opengslb_xdp";
+
+/// The largest question name in wire format, plus one byte so word-wise comparison stays in bounds.
+pub const MAX_NAME: usize = 256;
+/// The most records of one type one name holds in the map.
+pub const MAX_RECORDS: usize = 16;
+/// Capacity of the records map (names × types).
+pub const MAX_ENTRIES: u32 = 65_536;
+/// Capacity of the listen-address map.
+pub const MAX_LISTEN: u32 = 256;
+
+/// DNS type A (RFC 1035 §3.2.2).
+pub const QTYPE_A: u16 = 1;
+/// DNS type AAAA (RFC 3596 §2.1).
+pub const QTYPE_AAAA: u16 = 28;
+
+/// Routing policies as stored in [`RecordValue::policy`].
+pub mod policy {
+    /// Rotate through the record set, `max_answers` at a time.
+    pub const ROUND_ROBIN: u8 = 0;
+    /// Any policy the XDP program does not implement: the query goes to userspace.
+    pub const USERSPACE: u8 = 255;
+}
+
+/// The records map key: the type and the 64-bit FNV-1a hash of the lowercased wire-format name.
+///
+/// Kept at 16 bytes because the kernel hashes the whole key on every lookup; the full name lives in the
+/// value and is compared before answering.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RecordKey {
+    /// [`QTYPE_A`] or [`QTYPE_AAAA`].
+    pub qtype: u16,
+    /// Zero.
+    pub _pad: [u8; 6],
+    /// [`crate::dns::name_hash`] of the lowercased wire-format name.
+    pub hash: u64,
+}
+
+impl RecordKey {
+    /// The key for a type and a name hash.
+    pub const fn new(qtype: u16, hash: u64) -> Self {
+        Self {
+            qtype,
+            _pad: [0; 6],
+            hash,
+        }
+    }
+}
+
+/// The records map value: everything needed to answer one name and type.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordValue {
+    /// TTL of the answer records, seconds.
+    pub ttl: u32,
+    /// Index into the rotation map for this entry.
+    pub slot: u32,
+    /// Length of `name` in wire format, including the root label.
+    pub name_len: u16,
+    /// A [`policy`] constant.
+    pub policy: u8,
+    /// How many of `rdata` are records.
+    pub count: u8,
+    /// How many records one answer carries (at most `count`).
+    pub max_answers: u8,
+    /// Zero.
+    pub _pad: [u8; 11],
+    /// The lowercased wire-format name, zero-padded.
+    pub name: [u8; MAX_NAME],
+    /// Record data: 4 bytes (A) or 16 bytes (AAAA) at the start of each slot.
+    pub rdata: [[u8; 16]; MAX_RECORDS],
+}
+
+impl Default for RecordValue {
+    fn default() -> Self {
+        Self {
+            ttl: 0,
+            slot: 0,
+            name_len: 0,
+            policy: policy::ROUND_ROBIN,
+            count: 0,
+            max_answers: 1,
+            _pad: [0; 11],
+            name: [0; MAX_NAME],
+            rdata: [[0; 16]; MAX_RECORDS],
+        }
+    }
+}
+
+impl RecordValue {
+    /// An entry for `name` (dotted text) with no records yet, and the hash that keys it.
+    pub fn new(
+        name: &str,
+        ttl: u32,
+        max_answers: u8,
+        slot: u32,
+    ) -> Result<(Self, u64), crate::dns::NameError> {
+        let mut v = Self {
+            ttl,
+            slot,
+            max_answers,
+            ..Self::default()
+        };
+        let len = crate::dns::encode_name(name, &mut v.name)?;
+        v.name_len = len as u16;
+        let hash = crate::dns::name_hash(v.name.get(..len).unwrap_or(&[]));
+        Ok((v, hash))
+    }
+
+    /// Appends one record's data (4 bytes for A, 16 for AAAA); false when the entry is full.
+    pub fn push(&mut self, rdata: &[u8]) -> bool {
+        let Some(slot) = self.rdata.get_mut(usize::from(self.count)) else {
+            return false;
+        };
+        let Some(dst) = slot.get_mut(..rdata.len()) else {
+            return false;
+        };
+        dst.copy_from_slice(rdata);
+        self.count += 1;
+        true
+    }
+}
+
+/// The listen-address map key. IPv4 addresses sit in the first 4 bytes of `addr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ListenKey {
+    /// 4 or 6.
+    pub family: u8,
+    /// Zero.
+    pub _pad: [u8; 3],
+    /// Network-order address bytes.
+    pub addr: [u8; 16],
+}
+
+impl ListenKey {
+    /// The key of an IPv4 address.
+    pub const fn v4(octets: [u8; 4]) -> Self {
+        let mut addr = [0; 16];
+        let [a, b, c, d] = octets;
+        addr[0] = a;
+        addr[1] = b;
+        addr[2] = c;
+        addr[3] = d;
+        Self {
+            family: 4,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+
+    /// The key of an IPv6 address.
+    pub const fn v6(octets: [u8; 16]) -> Self {
+        Self {
+            family: 6,
+            _pad: [0; 3],
+            addr: octets,
+        }
+    }
+}
+
+/// The XDP program's settings (entry 0 of the config map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct XdpConfig {
+    /// The DNS port, host order. 0 means "not configured": everything passes.
+    pub port: u16,
+    /// The UDP payload size we advertise in our OPT record.
+    pub udp_size: u16,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
+const _: () = assert!(size_of::<RecordKey>() == 16);
+const _: () = assert!(size_of::<RecordValue>() == 24 + MAX_NAME + 16 * MAX_RECORDS);
+const _: () = assert!(size_of::<ListenKey>() == 20);
+const _: () = assert!(size_of::<XdpConfig>() == 8);
+
+// SAFETY: all of these are `#[repr(C)]`, made only of integers and integer arrays, with every padding byte
+// an explicit field, so any bit pattern is valid and no byte is uninitialised.
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::RecordKey {}
+    unsafe impl aya::Pod for super::RecordValue {}
+    unsafe impl aya::Pod for super::ListenKey {}
+    unsafe impl aya::Pod for super::XdpConfig {}
+}
+
+/// A hash of the map layouts, so an upgrade never adopts pinned maps of another layout. It names the
+/// bpffs directory the maps and link are pinned in.
+pub const LAYOUT_VERSION: u32 = {
+    let parts = [
+        size_of::<RecordKey>() as u32,
+        size_of::<RecordValue>() as u32,
+        size_of::<ListenKey>() as u32,
+        size_of::<XdpConfig>() as u32,
+        crate::counters::COUNTER_COUNT,
+        MAX_ENTRIES,
+        MAX_NAME as u32,
+        MAX_RECORDS as u32,
+        // Bump when a field's meaning changes without a size change.
+        1,
+    ];
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < parts.len() {
+        #[expect(clippy::indexing_slicing, reason = "const loop bounded by len")]
+        let p = parts[i];
+        h ^= p;
+        h = h.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h
+};

@@ -1,0 +1,117 @@
+//! The `dns` section: where the authoritative server listens, its zones, TTLs, and our `xdp` block.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use serde::Deserialize;
+
+use super::de;
+
+/// The `dns` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Address the DNS server listens on (UDP and TCP), as `IP:port`; `:53` means `0.0.0.0:53` (as in the
+    /// original), IPv6 is written `[::]:53`. Default `0.0.0.0:53`.
+    #[serde(
+        default = "default_listen_address",
+        deserialize_with = "de::listen_address"
+    )]
+    pub listen_address: SocketAddr,
+    /// The zones this server is authoritative for; every domain must lie inside one. Required in overwatch
+    /// mode (the original parsed but ignored it). Lowercased, without a trailing dot. Default: none.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub zones: Vec<String>,
+    /// TTL in seconds of answers for domains that set no `ttl`, at most 2^31-1 (RFC 2181 §8). Default 60.
+    #[serde(default = "default_ttl")]
+    pub default_ttl: u32,
+    /// When every backend of a name is down, answer with the last healthy set (the original's never-built
+    /// "limp mode"; here it selects the `last_healthy` all-down policy). Default false.
+    #[serde(default)]
+    pub return_last_healthy: bool,
+    /// The XDP fast path (ours; the original has none). Default: no interface, so no XDP.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub xdp: XdpConfig,
+}
+
+/// Documented defaults, the same ones serde applies to missing keys.
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: default_listen_address(),
+            zones: Vec::new(),
+            default_ttl: default_ttl(),
+            return_last_healthy: false,
+            xdp: XdpConfig::default(),
+        }
+    }
+}
+
+fn default_listen_address() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53))
+}
+
+fn default_ttl() -> u32 {
+    60
+}
+
+/// The `dns.xdp` block: where the XDP program answers A/AAAA queries in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdpConfig {
+    /// Network interfaces to attach the XDP program to, e.g. `[eth0]`; each name 1..=15 bytes (the
+    /// kernel's IFNAMSIZ). Default `[]`: no XDP, userspace answers everything.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub interfaces: Vec<String>,
+    /// How to attach: `auto` (driver mode, falling back to skb mode where the driver has no XDP support),
+    /// `driver` (native only) or `skb` (generic). Default `auto`.
+    #[serde(default)]
+    pub mode: XdpMode,
+    /// The EDNS UDP payload size our replies advertise (RFC 6891 §6.2.3), 512..=4096. Default 1232, the
+    /// size that avoids IP fragmentation on common paths (DNS Flag Day 2020).
+    #[serde(default = "default_udp_size")]
+    pub udp_size: u16,
+}
+
+/// Documented defaults, the same ones serde applies to missing keys.
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            mode: XdpMode::default(),
+            udp_size: default_udp_size(),
+        }
+    }
+}
+
+fn default_udp_size() -> u16 {
+    1232
+}
+
+/// How the XDP program is attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Driver mode where the driver supports it, else skb mode.
+    #[default]
+    Auto,
+    /// Native (driver) mode only; attaching fails where the driver lacks XDP support.
+    Driver,
+    /// Generic (skb) mode: works on any interface, slower.
+    Skb,
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "driver" => Ok(Self::Driver),
+            "skb" => Ok(Self::Skb),
+            _ => Err(format!(
+                "unknown XDP mode {s:?} (expected one of auto, driver, skb)"
+            )),
+        }
+    }
+}
+
+de::deserialize_from_str!(XdpMode, "an XDP mode: auto, driver or skb");

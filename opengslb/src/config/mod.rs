@@ -1,0 +1,355 @@
+//! Configuration: the original OpenGSLB's YAML format, parsed with serde and validated before use.
+//!
+//! [`Config::load`] parses **and** validates (the original never ran its validator at start-up). Unknown
+//! keys are refused, so a typo is an error, and every error names the key path it is about, e.g.
+//! `domains[0].routing_algorithm: unknown algorithm "foo" (...)`. Sections the original knows but that we
+//! do not act on yet are kept as opaque YAML and listed by [`Config::unused_sections`], so the binary can
+//! warn about them. [`Config::domain_records`] gives the ready-to-serve view of the static records.
+
+mod de;
+mod dns;
+mod domain;
+mod region;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+pub use de::parse_duration;
+pub use dns::{DnsConfig, XdpConfig, XdpMode};
+pub use domain::{Domain, RoutingAlgorithm};
+pub use region::{HealthCheck, HealthCheckType, Region, Server};
+
+/// The config built into the binary: a demo zone served on 127.0.0.1 with documentation addresses.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../config/default.yaml");
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The role of this process: `overwatch` (authoritative DNS, registry, validation) or `agent` (health
+    /// reports from beside the app). Default `overwatch`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The authoritative DNS server. Default: see [`DnsConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub dns: DnsConfig,
+    /// Static backend servers, grouped by region. Default: none.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub regions: Vec<Region>,
+    /// The names answered for. Default: none.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub domains: Vec<Domain>,
+    /// Overwatch settings (identity, gossip, validation, stale, dnssec, geolocation, data_dir, agent_tokens):
+    /// accepted, not acted on yet. Default: none.
+    #[serde(default)]
+    pub overwatch: Option<Value>,
+    /// Agent settings (identity, backends, gossip, heartbeat, predictive, latency_learning): accepted, not
+    /// acted on yet. Default: none.
+    #[serde(default)]
+    pub agent: Option<Value>,
+    /// HTTP API (enabled, address, allowed_networks, trust_proxy_headers): accepted, not acted on yet.
+    /// Default: none.
+    #[serde(default)]
+    pub api: Option<Value>,
+    /// Prometheus metrics (enabled, address): accepted, not acted on yet. Default: none.
+    #[serde(default)]
+    pub metrics: Option<Value>,
+    /// Logging (level, format): accepted, not acted on yet. Default: none.
+    #[serde(default)]
+    pub logging: Option<Value>,
+    /// Top-level geolocation, as the original's docs write it (its code reads `overwatch.geolocation`):
+    /// accepted, not acted on yet. Default: none.
+    #[serde(default)]
+    pub geolocation: Option<Value>,
+    /// Top-level latency routing tuning, as the original's docs write it (its code ignores it): accepted,
+    /// not acted on yet. Default: none.
+    #[serde(default)]
+    pub latency_config: Option<Value>,
+    /// Other files the original merges in. Refused for now: ignoring it would silently drop their regions
+    /// and domains.
+    #[serde(default)]
+    includes: Option<Value>,
+}
+
+/// The role this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Authoritative DNS, backend registry and validation.
+    #[default]
+    Overwatch,
+    /// Health checks and reports from beside the app.
+    Agent,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "overwatch" => Ok(Self::Overwatch),
+            "agent" => Ok(Self::Agent),
+            _ => Err(format!("unknown mode {s:?} (expected overwatch or agent)")),
+        }
+    }
+}
+
+de::deserialize_from_str!(Mode, "a mode: overwatch or agent");
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, a value has the wrong type or syntax, or a key is unknown.
+    #[error("{}{message}{}", key_prefix(.path), location_suffix(.message, *.line, *.column))]
+    Parse {
+        /// Key path of the offending value (`dns.listen_address`), or empty for the document itself.
+        path: String,
+        /// What is wrong.
+        message: String,
+        /// 1-based line in the file, when known.
+        line: Option<usize>,
+        /// 1-based column in the file, when known.
+        column: Option<usize>,
+    },
+    /// The YAML parsed but a value breaks a rule.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// Key path of the offending value (`domains[0].ttl`).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The key path the error is about, if any.
+    pub fn key_path(&self) -> Option<&str> {
+        match self {
+            Self::Io { .. } => None,
+            Self::Parse { path, .. } | Self::Invalid { path, .. } => {
+                Some(path.as_str()).filter(|p| !p.is_empty())
+            }
+        }
+    }
+
+    fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Splits serde_norway's `path: message at line L column C` into its parts, moves the name of an
+    /// unknown, duplicate or missing key into the path (so that the path ends at that key), and words
+    /// type errors for config authors rather than Rust programmers.
+    fn from_yaml(err: &serde_norway::Error) -> Self {
+        let mut text = err.to_string();
+        // serde_norway prints no position for errors at the document root (where it would say line 1),
+        // and libyaml's syntax errors hold theirs inside the text: keep a position only where one is printed.
+        let location = err.location().filter(|loc| {
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            let at_end = text.ends_with(&suffix);
+            if at_end {
+                text.truncate(text.len() - suffix.len());
+            }
+            at_end || text.contains(" at line ")
+        });
+        let (mut path, mut message) = match text.split_once(": ") {
+            Some((p, m)) if !p.is_empty() && !p.contains(char::is_whitespace) => {
+                (p.to_owned(), m.to_owned())
+            }
+            _ => (String::new(), text),
+        };
+        let named_key = ["unknown field `", "duplicate field `", "missing field `"]
+            .iter()
+            .find_map(|prefix| message.strip_prefix(prefix))
+            .and_then(|m| m.split('`').next());
+        if let Some(key) = named_key {
+            path = if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            };
+        }
+        for (ty, range) in [
+            ("u8", "0 to 255"),
+            ("u16", "0 to 65535"),
+            ("u32", "0 to 4294967295"),
+        ] {
+            message = message.replace(
+                &format!("expected {ty}"),
+                &format!("expected an integer from {range}"),
+            );
+        }
+        if let Some(at) = message.find("expected struct ") {
+            message.replace_range(at.., "expected a mapping of keys");
+        }
+        Self::Parse {
+            path,
+            message,
+            line: location.as_ref().map(serde_norway::Location::line),
+            column: location.as_ref().map(serde_norway::Location::column),
+        }
+    }
+}
+
+fn key_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
+}
+
+fn location_suffix(message: &str, line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) if !message.contains(" at line ") => format!(" (line {l}, column {c})"),
+        _ => String::new(),
+    }
+}
+
+/// The static records of one domain, ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRecords {
+    /// The name, lowercase, without a trailing dot.
+    pub name: String,
+    /// TTL of the answers, in seconds.
+    pub ttl: u32,
+    /// How many records one answer carries at most.
+    pub max_answers: u8,
+    /// How answers pick among the records.
+    pub algorithm: RoutingAlgorithm,
+    /// IPv4 addresses of the domain's servers, in config order, without duplicates.
+    pub v4: Vec<Ipv4Addr>,
+    /// IPv6 addresses of the domain's servers, in config order, without duplicates.
+    pub v6: Vec<Ipv6Addr>,
+    /// The configured zone the name lies in (the longest one that contains it).
+    pub zone: String,
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml_str(&text)
+    }
+
+    /// Parses and validates a config from YAML text.
+    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        let mut config: Self =
+            serde_norway::from_str(yaml).map_err(|e| ConfigError::from_yaml(&e))?;
+        config.normalize();
+        validate::validate(&config)?;
+        Ok(config)
+    }
+
+    /// The config built into the binary ([`DEFAULT_CONFIG_YAML`]), parsed and validated.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_yaml_str(DEFAULT_CONFIG_YAML)
+    }
+
+    /// Names of the sections present in the file that are accepted but not acted on yet, e.g.
+    /// `["overwatch", "api", "domains[0].latency_config"]`, for the binary to warn about.
+    pub fn unused_sections(&self) -> Vec<String> {
+        let top = [
+            ("overwatch", &self.overwatch),
+            ("agent", &self.agent),
+            ("api", &self.api),
+            ("metrics", &self.metrics),
+            ("logging", &self.logging),
+            ("geolocation", &self.geolocation),
+            ("latency_config", &self.latency_config),
+        ];
+        let top = top
+            .into_iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(name, _)| name.to_owned());
+        let per_domain = self
+            .domains
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.latency_config.is_some());
+        top.chain(per_domain.map(|(i, _)| format!("domains[{i}].latency_config")))
+            .collect()
+    }
+
+    /// The zone of `dns.zones` that contains `name` (lowercase, no trailing dot); the longest if several do.
+    pub fn zone_of(&self, name: &str) -> Option<&str> {
+        self.dns
+            .zones
+            .iter()
+            .filter(|zone| {
+                name == zone.as_str()
+                    || name
+                        .strip_suffix(zone.as_str())
+                        .is_some_and(|head| head.ends_with('.'))
+            })
+            .max_by_key(|zone| zone.len())
+            .map(String::as_str)
+    }
+
+    /// For each domain, in config order: the addresses of the servers of its regions whose `service` is the
+    /// domain's name, split by family, duplicates removed. IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn domain_records(&self) -> Vec<DomainRecords> {
+        self.domains
+            .iter()
+            .map(|domain| {
+                let mut records = DomainRecords {
+                    name: domain.name.clone(),
+                    ttl: domain.ttl.unwrap_or(self.dns.default_ttl),
+                    max_answers: domain.max_answers,
+                    algorithm: domain.routing_algorithm,
+                    v4: Vec::new(),
+                    v6: Vec::new(),
+                    zone: self.zone_of(&domain.name).unwrap_or_default().to_owned(),
+                };
+                let servers = domain
+                    .regions
+                    .iter()
+                    .filter_map(|name| self.regions.iter().find(|r| &r.name == name))
+                    .flat_map(|region| &region.servers)
+                    .filter(|server| server.service == domain.name);
+                for server in servers {
+                    match server.address.to_canonical() {
+                        IpAddr::V4(a) if !records.v4.contains(&a) => records.v4.push(a),
+                        IpAddr::V6(a) if !records.v6.contains(&a) => records.v6.push(a),
+                        _ => {}
+                    }
+                }
+                records
+            })
+            .collect()
+    }
+
+    /// Lowercases DNS names and drops trailing dots, so that later comparisons are plain string equality
+    /// (DNS names compare case-insensitively, RFC 4343).
+    fn normalize(&mut self) {
+        fn dns_name(name: &mut String) {
+            *name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        }
+        self.dns.zones.iter_mut().for_each(dns_name);
+        self.domains.iter_mut().for_each(|d| dns_name(&mut d.name));
+        self.regions
+            .iter_mut()
+            .flat_map(|r| &mut r.servers)
+            .for_each(|s| dns_name(&mut s.service));
+    }
+}

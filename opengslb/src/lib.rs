@@ -1,0 +1,12 @@
+//! OpenGSLB: a DNS-based global server load balancer.
+//!
+//! The overwatch answers DNS for service names with only their healthy backends; an XDP program answers
+//! the hot A/AAAA queries in the kernel from an eBPF map that the overwatch keeps in step with the answer
+//! table. See `DESIGN.md` for the architecture; each module holds one concern.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod overwatch;
+pub mod table;
+pub mod xdp;

@@ -1,0 +1,417 @@
+//! The XDP data plane: loads the embedded program, fills its maps from the answer table, attaches it to
+//! interfaces through BPF links pinned under bpffs, and reads its counters.
+
+pub mod ifaddrs;
+pub mod object;
+pub mod sync;
+
+use std::{
+    fmt, fs, io,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    programs::{
+        ProgramError, Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::XdpMode,
+    },
+};
+use opengslb_common::{
+    counters::{COUNTER_COUNT, Counter},
+    maps::{
+        CONFIG_MAP, COUNTERS_MAP, LAYOUT_VERSION, LISTEN_MAP, ListenKey, PROGRAM_NAME, RECORDS_MAP,
+        ROTATION_MAP, RecordKey, RecordValue, XdpConfig,
+    },
+};
+use tracing::{info, warn};
+
+/// How to attach (`dns.xdp.mode`); `auto` uses generic (skb) mode on virtual interfaces (lo, veth:
+/// their native mode needs a program on the peer and has almost no tailroom) and native mode elsewhere.
+pub use crate::config::XdpMode as AttachMode;
+use crate::table::AnswerTable;
+
+/// Where pins live: one directory per map layout, so an upgrade never adopts maps of another layout.
+pub const BPFFS_ROOT: &str = "/sys/fs/bpf/opengslb";
+
+/// The pin directory for this build's map layout.
+pub fn pin_dir() -> PathBuf {
+    Path::new(BPFFS_ROOT).join(format!("{LAYOUT_VERSION:08x}"))
+}
+
+/// The maps that are pinned, so tools (and `opengslb xdp counters`) can read them while we run.
+const PINNED_MAPS: [&str; 5] = [
+    RECORDS_MAP,
+    LISTEN_MAP,
+    CONFIG_MAP,
+    COUNTERS_MAP,
+    ROTATION_MAP,
+];
+
+/// What can go wrong in the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The binary was built without the XDP object.
+    #[error("this binary holds no XDP program ({0}); run `cargo xtask setup`, then rebuild")]
+    NoObject(&'static str),
+    /// The object could not be loaded (parse, maps, BTF).
+    #[error("loading the XDP object failed: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    /// The program is missing, of the wrong type, or the kernel refused it.
+    #[error("the XDP program: {0}")]
+    Program(#[source] ProgramError),
+    /// A map is missing or an operation on it failed.
+    #[error("map {name}: {source}")]
+    Map {
+        /// The map.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: MapError,
+    },
+    /// Attaching failed.
+    #[error("attaching XDP to {iface} ({mode}) failed: {source}")]
+    Attach {
+        /// The interface.
+        iface: String,
+        /// The mode tried.
+        mode: &'static str,
+        /// The cause.
+        #[source]
+        source: ProgramError,
+    },
+    /// A bpffs operation failed.
+    #[error("{what} {path}: {source}")]
+    Pin {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> XdpError {
+    move |source| XdpError::Map { name, source }
+}
+
+fn mode_name(m: XdpMode) -> &'static str {
+    match m {
+        XdpMode::Driver => "driver",
+        XdpMode::Skb => "skb",
+        XdpMode::Hardware => "hardware",
+        XdpMode::Default => "default",
+    }
+}
+
+/// One attachment: the link, pinned when the data plane pins.
+struct Attachment {
+    iface: String,
+    mode: XdpMode,
+    link: Option<FdLink>,
+    pin: Option<PathBuf>,
+}
+
+/// Summed counters, one per [`Counter`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counters(pub [u64; COUNTER_COUNT as usize]);
+
+impl Counters {
+    /// One counter's total.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0.get(c.index() as usize).copied().unwrap_or(0)
+    }
+
+    /// Queries answered from XDP.
+    pub fn answered(&self) -> u64 {
+        self.get(Counter::AnsweredA) + self.get(Counter::AnsweredAaaa)
+    }
+
+    /// Reads the pinned counters map of a running overwatch.
+    pub fn read_pinned(dir: &Path) -> Result<Self, XdpError> {
+        let data = MapData::from_pin(dir.join(COUNTERS_MAP)).map_err(map_err(COUNTERS_MAP))?;
+        let map = PerCpuArray::<_, u64>::try_from(Map::PerCpuArray(data))
+            .map_err(map_err(COUNTERS_MAP))?;
+        sum_counters(&map)
+    }
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in Counter::ALL {
+            let v = self.get(c);
+            if v != 0 {
+                writeln!(f, "{:<16} {v}", c.name())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sum_counters(map: &PerCpuArray<MapData, u64>) -> Result<Counters, XdpError> {
+    let mut out = [0u64; COUNTER_COUNT as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let per_cpu = map.get(&(i as u32), 0).map_err(map_err(COUNTERS_MAP))?;
+        *slot = per_cpu.iter().sum();
+    }
+    Ok(Counters(out))
+}
+
+/// The loaded program and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    records: HashMap<MapData, RecordKey, RecordValue>,
+    listen: HashMap<MapData, ListenKey, u8>,
+    config: Array<MapData, XdpConfig>,
+    counters: PerCpuArray<MapData, u64>,
+    sync: sync::RecordSync,
+    attachments: Vec<Attachment>,
+    pinned_maps: Vec<PathBuf>,
+}
+
+impl Dataplane {
+    /// Loads the embedded program into the kernel (verifier included) without attaching it. With
+    /// `pin`, the maps are pinned under [`pin_dir`], after clearing what a crashed run left there.
+    pub fn load(pin: bool) -> Result<Self, XdpError> {
+        let bytes = object::bytes().ok_or(XdpError::NoObject(
+            object::MISSING_REASON.unwrap_or("built without a BPF toolchain"),
+        ))?;
+        Self::load_bytes(bytes, pin)
+    }
+
+    /// [`Dataplane::load`] from given object bytes.
+    pub fn load_bytes(bytes: &[u8], pin: bool) -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(bytes).map_err(|e| XdpError::Load(Box::new(e)))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(XdpError::Program)?;
+        prog.load().map_err(XdpError::Program)?;
+
+        let mut pinned_maps = Vec::new();
+        if pin {
+            let dir = pin_dir();
+            clear_stale_pins(&dir)?;
+            fs::create_dir_all(&dir).map_err(|source| XdpError::Pin {
+                what: "creating",
+                path: dir.clone(),
+                source,
+            })?;
+            for name in PINNED_MAPS {
+                let path = dir.join(name);
+                let map = ebpf.map(name).ok_or(XdpError::Map {
+                    name,
+                    source: MapError::InvalidName { name: name.into() },
+                })?;
+                map.pin(&path).map_err(|e| XdpError::Pin {
+                    what: "pinning",
+                    path: path.clone(),
+                    source: io::Error::other(e.to_string()),
+                })?;
+                pinned_maps.push(path);
+            }
+        }
+
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(XdpError::Map {
+                name,
+                source: MapError::InvalidName { name: name.into() },
+            })
+        };
+        let records =
+            HashMap::try_from(take(&mut ebpf, RECORDS_MAP)?).map_err(map_err(RECORDS_MAP))?;
+        let listen =
+            HashMap::try_from(take(&mut ebpf, LISTEN_MAP)?).map_err(map_err(LISTEN_MAP))?;
+        let config = Array::try_from(take(&mut ebpf, CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
+        let counters =
+            PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?).map_err(map_err(COUNTERS_MAP))?;
+        Ok(Self {
+            ebpf,
+            records,
+            listen,
+            config,
+            counters,
+            sync: sync::RecordSync::default(),
+            attachments: Vec::new(),
+            pinned_maps,
+        })
+    }
+
+    /// The loaded program, e.g. for `BPF_PROG_TEST_RUN`.
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, XdpError> {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(XdpError::Program)
+    }
+
+    /// Sets the DNS port and the UDP size we advertise.
+    pub fn configure(&mut self, port: u16, udp_size: u16) -> Result<(), XdpError> {
+        let cfg = XdpConfig {
+            port,
+            udp_size,
+            flags: 0,
+        };
+        self.config.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
+    }
+
+    /// Adds addresses the program answers on.
+    pub fn add_listen(&mut self, addrs: &[IpAddr]) -> Result<(), XdpError> {
+        for a in addrs {
+            let key = match a {
+                IpAddr::V4(v4) => ListenKey::v4(v4.octets()),
+                IpAddr::V6(v6) => ListenKey::v6(v6.octets()),
+            };
+            self.listen.insert(key, 1, 0).map_err(map_err(LISTEN_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// Brings the records map in step with `table`, writing only what changed.
+    pub fn apply(&mut self, table: &AnswerTable) -> Result<sync::Plan, XdpError> {
+        let plan = self.sync.plan(table);
+        for (k, v) in &plan.upserts {
+            self.records.insert(k, v, 0).map_err(map_err(RECORDS_MAP))?;
+        }
+        for k in &plan.removals {
+            match self.records.remove(k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(RECORDS_MAP)(e)),
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The counters summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, XdpError> {
+        sum_counters(&self.counters)
+    }
+
+    /// Attaches to `iface`; returns the mode used. With `pin`, the link is pinned under [`pin_dir`].
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        pin: bool,
+    ) -> Result<XdpMode, XdpError> {
+        let prog = self.program_mut()?;
+        let try_attach = |prog: &mut Xdp, m: XdpMode| {
+            prog.attach(iface, m).map_err(|source| XdpError::Attach {
+                iface: iface.into(),
+                mode: mode_name(m),
+                source,
+            })
+        };
+        let (id, used) = match mode {
+            AttachMode::Driver => (try_attach(prog, XdpMode::Driver)?, XdpMode::Driver),
+            AttachMode::Skb => (try_attach(prog, XdpMode::Skb)?, XdpMode::Skb),
+            AttachMode::Auto if is_virtual(iface) => {
+                (try_attach(prog, XdpMode::Skb)?, XdpMode::Skb)
+            }
+            AttachMode::Auto => match try_attach(prog, XdpMode::Driver) {
+                Ok(id) => (id, XdpMode::Driver),
+                Err(e) => {
+                    warn!(iface, error = %e, "native XDP unavailable, using generic (skb) mode");
+                    (try_attach(prog, XdpMode::Skb)?, XdpMode::Skb)
+                }
+            },
+        };
+        let link = prog.take_link(id).map_err(XdpError::Program)?;
+        let fd_link = FdLink::try_from(link).map_err(|e| XdpError::Attach {
+            iface: iface.into(),
+            mode: mode_name(used),
+            source: ProgramError::IOError(io::Error::other(format!(
+                "kernel attached without a BPF link: {e}"
+            ))),
+        })?;
+        let mut att = Attachment {
+            iface: iface.into(),
+            mode: used,
+            link: Some(fd_link),
+            pin: None,
+        };
+        if pin {
+            let path = pin_dir().join(format!("link_{iface}"));
+            // Pinning consumes the link; reopen it from the pin so it can be unpinned on shutdown.
+            if let Some(l) = att.link.take() {
+                let pinned = l.pin(&path).map_err(|e| XdpError::Pin {
+                    what: "pinning",
+                    path: path.clone(),
+                    source: io::Error::other(e.to_string()),
+                })?;
+                att.link = Some(FdLink::from(pinned));
+            }
+            att.pin = Some(path);
+        }
+        info!(iface, mode = mode_name(used), "XDP attached");
+        self.attachments.push(att);
+        Ok(used)
+    }
+
+    /// Detaches from every interface and removes every pin.
+    pub fn shutdown(&mut self) {
+        for att in self.attachments.drain(..) {
+            if let Some(path) = &att.pin {
+                let _ = fs::remove_file(path);
+            }
+            // Dropping the last link fd detaches the program (the pin is gone, so nothing else holds it).
+            drop(att.link);
+            info!(iface = %att.iface, mode = mode_name(att.mode), "XDP detached");
+        }
+        for path in self.pinned_maps.drain(..) {
+            let _ = fs::remove_file(path);
+        }
+        let _ = fs::remove_dir(pin_dir());
+        let _ = fs::remove_dir(BPFFS_ROOT);
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Virtual interfaces (lo, veth, bridges, ...) have no backing device in sysfs.
+fn is_virtual(iface: &str) -> bool {
+    !Path::new("/sys/class/net")
+        .join(iface)
+        .join("device")
+        .exists()
+}
+
+/// Removes what a run that did not shut down cleanly left pinned: its links (which detaches them) and its
+/// maps. A later issue adopts them for hitless restarts instead.
+fn clear_stale_pins(dir: &Path) -> Result<(), XdpError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_link = entry.file_name().to_string_lossy().starts_with("link_");
+        if is_link {
+            match PinnedLink::from_pin(&path) {
+                Ok(l) => {
+                    warn!(path = %path.display(), "detaching an XDP link a previous run left pinned");
+                    let _ = l.unpin();
+                }
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot open stale link pin"),
+            }
+        }
+        if path.exists() {
+            fs::remove_file(&path).map_err(|source| XdpError::Pin {
+                what: "removing stale pin",
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}

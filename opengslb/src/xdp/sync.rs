@@ -1,0 +1,184 @@
+//! Rendering the answer table into records-map entries, and the incremental plan that takes the map from
+//! what it holds to what the table says: only changed keys are written, new and changed entries before any
+//! removal, so no name is ever missing in between.
+
+use std::collections::{BTreeMap, HashMap};
+
+use opengslb_common::maps::{MAX_ENTRIES, MAX_RECORDS, RecordKey, RecordValue, policy};
+use tracing::warn;
+
+use crate::table::{AnswerTable, Entry, EntryKey, Policy};
+
+/// The writes that bring the map in step with a table.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Entries to insert or overwrite.
+    pub upserts: Vec<(RecordKey, RecordValue)>,
+    /// Keys to delete, after the upserts.
+    pub removals: Vec<RecordKey>,
+    /// Table entries left to userspace, with why.
+    pub skipped: Vec<(EntryKey, &'static str)>,
+}
+
+/// What the records map holds, as far as we wrote it.
+#[derive(Debug, Default)]
+pub struct RecordSync {
+    current: BTreeMap<EntryKey, (RecordKey, RecordValue)>,
+    free_slots: Vec<u32>,
+    next_slot: u32,
+}
+
+impl RecordSync {
+    /// Plans the writes for `table` and records them as done (the caller applies the plan).
+    pub fn plan(&mut self, table: &AnswerTable) -> Plan {
+        let mut plan = Plan::default();
+        let mut wanted: BTreeMap<EntryKey, (RecordKey, RecordValue)> = BTreeMap::new();
+        let mut by_key: HashMap<RecordKey, Vec<EntryKey>> = HashMap::new();
+        for (key, entry) in table.iter() {
+            match self.render(key, entry) {
+                Ok((rk, rv)) => {
+                    by_key.entry(rk).or_default().push(key.clone());
+                    wanted.insert(key.clone(), (rk, rv));
+                }
+                Err(why) => plan.skipped.push((key.clone(), why)),
+            }
+        }
+        // Two names with one hash would make one of them unreachable from XDP: leave both to userspace.
+        for names in by_key.values().filter(|n| n.len() > 1) {
+            for name in names {
+                warn!(name = %name.name, qtype = name.qtype, "hash collision: answered by userspace only");
+                wanted.remove(name);
+                plan.skipped.push((name.clone(), "hash collision"));
+            }
+        }
+        for (name, (rk, rv)) in &wanted {
+            if self.current.get(name) != Some(&(*rk, *rv)) {
+                plan.upserts.push((*rk, *rv));
+            }
+        }
+        for (name, (rk, rv)) in &self.current {
+            if !wanted.contains_key(name) {
+                self.free_slots.push(rv.slot);
+                if !wanted.values().any(|(k, _)| k == rk) {
+                    plan.removals.push(*rk);
+                }
+            }
+        }
+        self.current = wanted;
+        plan
+    }
+
+    /// How many entries the map holds.
+    pub fn len(&self) -> usize {
+        self.current.len()
+    }
+
+    /// Whether the map holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    fn render(
+        &mut self,
+        key: &EntryKey,
+        e: &Entry,
+    ) -> Result<(RecordKey, RecordValue), &'static str> {
+        let slot = match self.current.get(key) {
+            Some((_, v)) => v.slot,
+            None => self.alloc_slot().ok_or("no rotation slot left")?,
+        };
+        let max_answers = e.max_answers.clamp(1, MAX_RECORDS as u8);
+        let (mut v, hash) = RecordValue::new(&key.name, e.ttl, max_answers, slot)
+            .map_err(|_| "name not encodable")?;
+        v.policy = match e.policy {
+            Policy::RoundRobin if e.records.len() <= MAX_RECORDS => policy::ROUND_ROBIN,
+            _ => policy::USERSPACE,
+        };
+        for ip in e.records.iter().take(MAX_RECORDS) {
+            let ok = match ip {
+                std::net::IpAddr::V4(a) => v.push(&a.octets()),
+                std::net::IpAddr::V6(a) => v.push(&a.octets()),
+            };
+            if !ok {
+                return Err("record does not fit");
+            }
+        }
+        Ok((RecordKey::new(key.qtype, hash), v))
+    }
+
+    fn alloc_slot(&mut self) -> Option<u32> {
+        if let Some(s) = self.free_slots.pop() {
+            return Some(s);
+        }
+        if self.next_slot >= MAX_ENTRIES {
+            return None;
+        }
+        self.next_slot += 1;
+        Some(self.next_slot - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::table::NameSpec;
+
+    fn table(names: &[(&str, &[u8])]) -> AnswerTable {
+        let specs: Vec<NameSpec> = names
+            .iter()
+            .map(|(n, last)| NameSpec {
+                name: (*n).into(),
+                ttl: 5,
+                policy: Policy::RoundRobin,
+                max_answers: 1,
+                v4: last.iter().map(|l| Ipv4Addr::new(192, 0, 2, *l)).collect(),
+                v6: vec![],
+            })
+            .collect();
+        AnswerTable::from_specs(&specs)
+    }
+
+    #[test]
+    fn only_changes_are_written_and_removals_come_last() {
+        let mut s = RecordSync::default();
+        let p = s.plan(&table(&[("a.test", &[1, 2]), ("b.test", &[3])]));
+        assert_eq!(p.upserts.len(), 2);
+        assert!(p.removals.is_empty());
+
+        let p = s.plan(&table(&[("a.test", &[1, 2]), ("b.test", &[3])]));
+        assert_eq!(p, Plan::default(), "an unchanged table writes nothing");
+
+        let p = s.plan(&table(&[("a.test", &[1]), ("c.test", &[4])]));
+        assert_eq!(p.upserts.len(), 2, "a.test changed, c.test is new");
+        assert_eq!(p.removals.len(), 1, "b.test is gone");
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn slots_are_kept_for_a_name_and_reused_after_removal() {
+        let mut s = RecordSync::default();
+        let p = s.plan(&table(&[("a.test", &[1]), ("b.test", &[2])]));
+        let slot_a = p
+            .upserts
+            .iter()
+            .find(|(_, v)| v.name[1] == b'a')
+            .unwrap()
+            .1
+            .slot;
+        let p = s.plan(&table(&[("a.test", &[9])]));
+        assert_eq!(p.upserts[0].1.slot, slot_a);
+        let p = s.plan(&table(&[("a.test", &[9]), ("c.test", &[3])]));
+        let slot_c = p.upserts[0].1.slot;
+        assert!(slot_c < 2, "freed slot reused, got {slot_c}");
+    }
+
+    #[test]
+    fn oversized_sets_are_left_to_userspace_policy() {
+        let many: Vec<u8> = (1..=20).collect();
+        let mut s = RecordSync::default();
+        let p = s.plan(&table(&[("big.test", &many)]));
+        assert_eq!(p.upserts[0].1.policy, policy::USERSPACE);
+    }
+}

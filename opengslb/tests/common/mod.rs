@@ -1,0 +1,27 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+pub mod frames;
+
+/// Whether we run as root; the privileged tests say so and fail when not.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (run it through `cargo xtask test`)"
+    );
+}
+
+/// Pins the calling thread to CPU 0, so per-CPU state (rotation counters) is one sequence.
+pub fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity act on it and on this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}

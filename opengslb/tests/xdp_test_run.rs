@@ -1,0 +1,450 @@
+//! The XDP program run on crafted frames with `BPF_PROG_TEST_RUN` (kernel ≥ 5.8 for XDP with a grown
+//! tail, commit 2b44d9c6c0a2 "bpf: add frame_sz..." era): every case it must answer, checked field by
+//! field with hickory-proto, and every case it must pass, checked against its counter.
+//!
+//! Needs root: `cargo xtask test` runs these (`--ignored`).
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use common::frames::{Wrap, frame, take_apart};
+use hickory_proto::{
+    op::{Edns, Message, MessageType, Query},
+    rr::{
+        DNSClass, Name, RData, RecordType,
+        rdata::opt::{ClientSubnet, EdnsOption},
+    },
+};
+use opengslb::{
+    table::{AnswerTable, NameSpec, Policy},
+    xdp::{Counters, Dataplane},
+};
+use opengslb_common::counters::Counter;
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const OUR_UDP: u16 = 1232;
+
+fn client4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))
+}
+fn server4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53))
+}
+fn client6() -> IpAddr {
+    IpAddr::V6("2001:db8:c::7".parse().unwrap())
+}
+fn server6() -> IpAddr {
+    IpAddr::V6("2001:db8:5::53".parse().unwrap())
+}
+
+fn v4(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(203, 0, 113, n)
+}
+fn v6(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, n)
+}
+
+struct Harness {
+    dp: Dataplane,
+}
+
+impl Harness {
+    fn new() -> Self {
+        common::require_root();
+        let mut dp = Dataplane::load(false).expect("the program loads and passes the verifier");
+        dp.configure(53, OUR_UDP).unwrap();
+        dp.add_listen(&[server4(), server6()]).unwrap();
+        let specs = [
+            NameSpec {
+                name: "app.demo.local".into(),
+                ttl: 5,
+                policy: Policy::RoundRobin,
+                max_answers: 1,
+                v4: vec![v4(1), v4(2), v4(3)],
+                v6: vec![v6(1), v6(2), v6(3)],
+            },
+            NameSpec {
+                name: "multi.demo.local".into(),
+                ttl: 300,
+                policy: Policy::RoundRobin,
+                max_answers: 2,
+                v4: vec![v4(11), v4(12), v4(13)],
+                v6: vec![v6(11)],
+            },
+            NameSpec {
+                name: "weighted.demo.local".into(),
+                ttl: 30,
+                policy: Policy::Userspace,
+                max_answers: 1,
+                v4: vec![v4(21)],
+                v6: vec![],
+            },
+        ];
+        let plan = dp.apply(&AnswerTable::from_specs(&specs)).unwrap();
+        assert_eq!(plan.upserts.len(), 5);
+        Self { dp }
+    }
+
+    /// Runs one frame; returns the action, the output frame, and the counters' change.
+    fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>, Counters) {
+        let before = self.dp.counters().unwrap();
+        let mut out = vec![0u8; 4096];
+        let prog = self.dp.program_mut().unwrap();
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(input),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(res.data_size_out as usize);
+        let after = self.dp.counters().unwrap();
+        let mut delta = after.clone();
+        for (d, b) in delta.0.iter_mut().zip(before.0) {
+            *d -= b;
+        }
+        assert_eq!(
+            delta.0.iter().sum::<u64>(),
+            1,
+            "exactly one counter per packet: {delta:?}"
+        );
+        (res.return_value, out, delta)
+    }
+
+    fn expect_pass(&mut self, input: &[u8], why: Counter) {
+        let (action, out, delta) = self.run(input);
+        assert_eq!(action, XDP_PASS, "expected a pass for {why:?}");
+        assert_eq!(delta.get(why), 1, "expected counter {why:?}, got {delta}");
+        assert_eq!(out, input, "a passed frame is left untouched");
+    }
+
+    fn expect_answer(&mut self, w: &Wrap, query: &Message) -> Message {
+        let qwire = query.to_vec().unwrap();
+        let (action, out, delta) = self.run(&frame(w, &qwire));
+        assert_eq!(action, XDP_TX, "expected an answer, counters: {delta}");
+        assert_eq!(delta.answered(), 1);
+        let reply = take_apart(w, &out);
+        let msg = Message::from_vec(&reply.dns).expect("hickory parses the reply");
+        check_reply(query, &qwire, &reply.dns, &msg);
+        msg
+    }
+}
+
+fn check_reply(q: &Message, qwire: &[u8], rwire: &[u8], r: &Message) {
+    assert_eq!(r.metadata.id, q.metadata.id);
+    assert_eq!(r.metadata.message_type, MessageType::Response);
+    assert!(r.metadata.authoritative);
+    assert!(!r.metadata.truncation);
+    assert!(!r.metadata.recursion_available);
+    assert!(!r.metadata.authentic_data);
+    assert_eq!(r.metadata.recursion_desired, q.metadata.recursion_desired);
+    assert_eq!(r.metadata.checking_disabled, q.metadata.checking_disabled);
+    assert_eq!(u16::from(r.metadata.response_code), 0);
+    // The question, byte for byte (0x20 case kept).
+    let qname_len = q.queries[0].name().len() + 1;
+    let qend = 12 + qname_len + 4;
+    assert_eq!(&rwire[12..qend], &qwire[12..qend]);
+    for a in &r.answers {
+        assert_eq!(a.dns_class, DNSClass::IN);
+        assert_eq!(a.record_type(), q.queries[0].query_type());
+    }
+    match (&q.edns, &r.edns) {
+        (None, None) => {}
+        (Some(qe), Some(re)) => {
+            assert_eq!(re.max_payload(), OUR_UDP);
+            assert_eq!(re.version(), 0);
+            assert_eq!(re.flags().dnssec_ok, qe.flags().dnssec_ok);
+            assert!(re.options().as_ref().is_empty());
+        }
+        other => panic!("OPT mismatch {other:?}"),
+    }
+}
+
+fn query(name: &str, t: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = 0xbeef;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    m
+}
+
+fn with_edns(mut m: Message, dnssec_ok: bool, options: Vec<EdnsOption>) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(4096);
+    e.set_dnssec_ok(dnssec_ok);
+    for o in options {
+        e.options_mut().insert(o);
+    }
+    m.set_edns(e);
+    m
+}
+
+fn cookie() -> EdnsOption {
+    EdnsOption::Unknown(10, vec![0x11; 8])
+}
+
+fn addrs(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn answers_a_and_aaaa_over_ipv4_and_ipv6() {
+    let mut h = Harness::new();
+    for (c, s) in [(client4(), server4()), (client6(), server6())] {
+        let w = Wrap::new(c, s);
+        for (t, want) in [
+            (
+                RecordType::A,
+                [IpAddr::V4(v4(1)), IpAddr::V4(v4(2)), IpAddr::V4(v4(3))],
+            ),
+            (
+                RecordType::AAAA,
+                [IpAddr::V6(v6(1)), IpAddr::V6(v6(2)), IpAddr::V6(v6(3))],
+            ),
+        ] {
+            for q in [
+                query("app.demo.local.", t),
+                with_edns(query("App.Demo.LOCAL.", t), false, vec![cookie()]),
+                with_edns(query("aPP.demo.local.", t), true, vec![]),
+            ] {
+                let r = h.expect_answer(&w, &q);
+                assert_eq!(r.answers.len(), 1);
+                assert_eq!(r.answers[0].ttl, 5);
+                assert!(want.contains(&addrs(&r)[0]));
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn rotates_and_honours_max_answers() {
+    common::pin_to_cpu0();
+    let mut h = Harness::new();
+    let w = Wrap::new(client4(), server4());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let r = h.expect_answer(&w, &query("multi.demo.local.", RecordType::A));
+        let a = addrs(&r);
+        assert_eq!(a.len(), 2, "max_answers 2");
+        assert_ne!(a[0], a[1]);
+        assert_eq!(r.answers[0].ttl, 300);
+        seen.push(a[0]);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "the first record rotates through the set");
+    // One record of the type: one answer, whatever max_answers says.
+    let r = h.expect_answer(&w, &query("multi.demo.local.", RecordType::AAAA));
+    assert_eq!(addrs(&r), vec![IpAddr::V6(v6(11))]);
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn handles_one_vlan_tag() {
+    let mut h = Harness::new();
+    let mut w = Wrap::new(client6(), server6());
+    w.vlan = Some(42);
+    h.expect_answer(
+        &w,
+        &with_edns(
+            query("app.demo.local.", RecordType::AAAA),
+            false,
+            vec![cookie()],
+        ),
+    );
+}
+
+fn set_u16(wire: &mut [u8], at: usize, v: u16) {
+    wire[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn passes_what_it_must_not_answer() {
+    let mut h = Harness::new();
+    let w4 = Wrap::new(client4(), server4());
+    let base = query("app.demo.local.", RecordType::A).to_vec().unwrap();
+    let edns = with_edns(query("app.demo.local.", RecordType::A), false, vec![])
+        .to_vec()
+        .unwrap();
+
+    let mutate = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut q = base.clone();
+        f(&mut q);
+        q
+    };
+    let cases: Vec<(Vec<u8>, Counter)> = vec![
+        (mutate(&|q| set_u16(q, 4, 0)), Counter::Qdcount),
+        (mutate(&|q| set_u16(q, 4, 2)), Counter::Qdcount),
+        (mutate(&|q| q[2] |= 0x80), Counter::Qr),
+        (mutate(&|q| q[2] |= 0x20), Counter::Opcode),
+        (mutate(&|q| q[2] |= 0x02), Counter::Tc),
+        (mutate(&|q| set_u16(q, 6, 1)), Counter::AnNs),
+        (mutate(&|q| q[12] = 64), Counter::BadLabel),
+        (mutate(&|q| q[12] = 0xc0), Counter::Compression),
+        (
+            {
+                let mut q = edns.clone();
+                let at = q.len() - 11 + 6;
+                q[at] = 1;
+                q
+            },
+            Counter::EdnsVersion,
+        ),
+        (
+            {
+                let mut q = edns.clone();
+                let opt = q[q.len() - 11..].to_vec();
+                q.extend_from_slice(&opt);
+                set_u16(&mut q, 10, 2);
+                q
+            },
+            Counter::Arcount,
+        ),
+        (
+            with_edns(
+                query("app.demo.local.", RecordType::A),
+                false,
+                vec![EdnsOption::Subnet(ClientSubnet::new(
+                    "198.51.100.0".parse().unwrap(),
+                    24,
+                    0,
+                ))],
+            )
+            .to_vec()
+            .unwrap(),
+            Counter::Ecs,
+        ),
+        (
+            {
+                let mut m = query("app.demo.local.", RecordType::A);
+                m.queries[0].set_query_class(DNSClass::CH);
+                m.to_vec().unwrap()
+            },
+            Counter::Class,
+        ),
+        (
+            query("app.demo.local.", RecordType::MX).to_vec().unwrap(),
+            Counter::Type,
+        ),
+        (
+            query("nope.demo.local.", RecordType::A).to_vec().unwrap(),
+            Counter::UnknownName,
+        ),
+        (
+            query("weighted.demo.local.", RecordType::A)
+                .to_vec()
+                .unwrap(),
+            Counter::Policy,
+        ),
+        (mutate(&|q| q.push(0)), Counter::OptMalformed),
+    ];
+    for (dns, why) in cases {
+        h.expect_pass(&frame(&w4, &dns), why);
+    }
+
+    // Wrong destination address and port, fragments, IPv4 options, IPv6 extension headers, two VLAN tags.
+    let mut w = w4.clone();
+    w.dst = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53));
+    h.expect_pass(&frame(&w, &base), Counter::WrongAddr);
+    let mut w = w4.clone();
+    w.dport = 5353;
+    h.expect_pass(&frame(&w, &base), Counter::WrongPort);
+    let mut w = w4.clone();
+    w.frag = 0x2000;
+    h.expect_pass(&frame(&w, &base), Counter::Fragment);
+    let mut w = w4.clone();
+    w.ip_options = true;
+    h.expect_pass(&frame(&w, &base), Counter::Ipv4Options);
+    let mut w = Wrap::new(client6(), server6());
+    w.ext_header = true;
+    h.expect_pass(&frame(&w, &base), Counter::Ipv6Ext);
+    let mut f = frame(&w4, &base);
+    f.splice(12..12, [0x88, 0xa8, 0, 1]);
+    h.expect_pass(&f, Counter::Vlan);
+    let mut f = frame(&w4, &base);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    h.expect_pass(&f, Counter::NotIp);
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn passes_every_truncation() {
+    let mut h = Harness::new();
+    let w = Wrap::new(client4(), server4());
+    let dns = with_edns(
+        query("app.demo.local.", RecordType::A),
+        true,
+        vec![cookie()],
+    )
+    .to_vec()
+    .unwrap();
+    // A DNS message cut short inside consistent IP/UDP headers: the gate's own truncation checks.
+    for len in 0..dns.len() {
+        h.expect_pass(&frame(&w, &dns[..len]), Counter::Truncated);
+    }
+    // The frame itself cut short at every length: the headers no longer add up.
+    let full = frame(&w, &dns);
+    for len in 14..full.len() {
+        let (action, out, delta) = h.run(&full[..len]);
+        assert_eq!(action, XDP_PASS, "frame cut at {len}");
+        assert_eq!(delta.answered(), 0);
+        assert_eq!(
+            delta.get(Counter::Malformed),
+            1,
+            "frame cut at {len}: {delta}"
+        );
+        assert_eq!(out, &full[..len]);
+    }
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn replies_too_big_for_the_client_are_passed() {
+    let mut h = Harness::new();
+    let w = Wrap::new(client4(), server4());
+    let specs = [NameSpec {
+        name: format!("{}.demo.local", vec!["x".repeat(60); 3].join(".")),
+        ttl: 5,
+        policy: Policy::RoundRobin,
+        max_answers: 16,
+        v4: vec![],
+        v6: (1..=16).map(v6).collect(),
+    }];
+    h.dp.apply(&AnswerTable::from_specs(&specs)).unwrap();
+    let q = query(&format!("{}.", specs[0].name), RecordType::AAAA);
+    // 12 + 198 + 16 × 28 = 658 bytes: over 512 without EDNS.
+    h.expect_pass(&frame(&w, &q.to_vec().unwrap()), Counter::TooBig);
+    // With EDNS and 4096 it fits.
+    let r = h.expect_answer(&w, &with_edns(q, false, vec![]));
+    assert_eq!(r.answers.len(), 16);
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn table_changes_reach_the_map() {
+    let mut h = Harness::new();
+    let w = Wrap::new(client4(), server4());
+    h.expect_answer(&w, &query("app.demo.local.", RecordType::A));
+    let plan = h.dp.apply(&AnswerTable::default()).unwrap();
+    assert_eq!(plan.removals.len(), 5);
+    h.expect_pass(
+        &frame(
+            &w,
+            &query("app.demo.local.", RecordType::A).to_vec().unwrap(),
+        ),
+        Counter::UnknownName,
+    );
+}

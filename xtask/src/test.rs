@@ -1,0 +1,76 @@
+//! `cargo xtask test`: every check CI runs, in order, stopping at the first failure.
+//!
+//! The privileged tests (XDP attach, network namespaces) are `#[ignore = "needs root: run by cargo xtask
+//! test"]` so that plain `cargo test` stays unprivileged; here they run whenever we are root, and when we
+//! are not, that is said loudly and fails the run unless `--unprivileged` accepts it: never a silent skip.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Result, bail};
+use ebpf_builder::{detect_route, ebpf_cargo};
+use xtask::{cargo, exec, is_root};
+
+/// Options of `cargo xtask test`.
+#[derive(clap::Args)]
+pub struct Options {
+    /// Succeed without root, running only the unprivileged tests.
+    #[arg(long)]
+    pub unprivileged: bool,
+}
+
+/// Runs the steps; the last line printed says whether all passed.
+pub fn test(root: &Path, opts: &Options) -> Result<()> {
+    crate::setup::ensure()?;
+    let root_user = is_root();
+    let mut steps: Vec<(&str, Command)> = Vec::new();
+    let mut fmt = cargo(root);
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    steps.push(("rustfmt", fmt));
+    let mut clippy = cargo(root);
+    clippy.args(["clippy", "--workspace", "--exclude", ebpf_builder::PACKAGE]);
+    clippy.args(["--all-targets", "--", "-D", "warnings"]);
+    steps.push(("clippy (userspace)", clippy));
+    // The eBPF crate needs the BPF target's sysroot, which only the eBPF route's clippy has.
+    let mut ebpf_clippy = ebpf_cargo(detect_route()?, "clippy", root, true);
+    ebpf_clippy.args(["--", "-D", "warnings"]);
+    steps.push(("clippy (eBPF)", ebpf_clippy));
+    let mut tests = cargo(root);
+    tests.args(["test", "--workspace", "--exclude", ebpf_builder::PACKAGE]);
+    steps.push(("tests", tests));
+    if root_user {
+        let mut privileged = cargo(root);
+        privileged.args(["test", "--workspace", "--exclude", ebpf_builder::PACKAGE]);
+        privileged.args(["--", "--ignored"]);
+        steps.push(("privileged tests", privileged));
+    }
+
+    let total = steps.len();
+    for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
+        let n = i + 1;
+        eprintln!("==> xtask test [{n}/{total}]: {name}");
+        if let Err(err) = exec(&mut cmd) {
+            eprintln!("xtask test: FAILED at step {n}/{total} ({name}); later steps were not run");
+            return Err(err);
+        }
+    }
+
+    if !root_user {
+        let bar = "!".repeat(78);
+        eprintln!("{bar}");
+        eprintln!("!! xtask test: the PRIVILEGED TESTS WERE NOT RUN: they need root (XDP attach,");
+        eprintln!(
+            "!! bpffs, network namespaces) and this run is not root. Run as root to run them:"
+        );
+        eprintln!("!!     sudo -E cargo xtask test");
+        eprintln!("{bar}");
+        if !opts.unprivileged {
+            bail!(
+                "xtask test: privileged tests not run (not root); pass --unprivileged to accept that"
+            );
+        }
+        eprintln!("xtask test: all unprivileged steps passed (privileged tests NOT run)");
+        return Ok(());
+    }
+    eprintln!("xtask test: all steps passed");
+    Ok(())
+}

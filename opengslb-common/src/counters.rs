@@ -78,10 +78,13 @@ pub enum Counter {
     LoadStore,
     /// A map lookup that cannot fail failed.
     Internal,
+    /// Not an outcome but an event, counted besides one: an answer that grew the frame at its head
+    /// because the tail had no room.
+    GrewHead,
 }
 
 /// How many counter slots there are.
-pub const COUNTER_COUNT: u32 = Counter::Internal as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::GrewHead as u32 + 1;
 
 impl Counter {
     /// Every counter, in index order.
@@ -122,11 +125,17 @@ impl Counter {
         Self::AdjustTail,
         Self::LoadStore,
         Self::Internal,
+        Self::GrewHead,
     ];
 
     /// The index into the counters map.
     pub const fn index(self) -> u32 {
         self as u32
+    }
+
+    /// Whether this is an event counted besides an outcome (every packet has exactly one outcome).
+    pub const fn is_event(self) -> bool {
+        matches!(self, Self::GrewHead)
     }
 
     /// Whether this outcome is an answer sent from XDP (the rest are passes to userspace).
@@ -173,6 +182,7 @@ impl Counter {
             Self::AdjustTail => "adjust_tail",
             Self::LoadStore => "load_store",
             Self::Internal => "internal",
+            Self::GrewHead => "grew_head",
         }
     }
 }

@@ -3,20 +3,21 @@
 //! in place as the reply.
 
 use aya_ebpf::{
-    helpers::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use opengslb_common::{
     bounds::opaque,
     counters::Counter,
     csum,
-    dns::{QBUF, RBUF, Scratch, build_reply, launder_query, names_equal, parse_query},
+    dns::{MAX_HEADERS, QBUF, RBUF, Scratch, build_reply, launder_query, names_equal, parse_query},
     maps::{ListenKey, QTYPE_A, RecordKey, RecordValue},
 };
 
 use crate::{
     CONFIG, LISTEN, RECORDS, ROTATION, SCRATCH,
     ptr::{be16, read, verifier_clamp, write},
+    stats,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -103,12 +104,13 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
 
     let old_len = (ctx.data_end() - ctx.data()) as i64;
     let delta = (f.dns + reply_len) as i64 - old_len;
-    if delta != 0 {
-        // SAFETY: a helper call on our own context; it invalidates every packet pointer, and none is
-        // kept across it (the ptr helpers re-derive from `ctx` on each access).
-        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
-            return Err(Counter::AdjustTail);
-        }
+    // SAFETY: helper calls on our own context; they invalidate every packet pointer, and none is kept
+    // across them (the ptr helpers re-derive from `ctx` on each access).
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
+        // No tailroom: frames a local socket sent over veth in native mode have almost none. Grow at the
+        // head instead (native XDP guarantees 256 bytes of headroom) and move the headers forward.
+        grow_head(ctx, scratch, f.dns, delta)?;
+        stats::bump(Counter::GrewHead);
     }
     // SAFETY: `reply_len` ≤ RBUF, the size of `scratch.reply`, and the frame now ends at dns + reply_len.
     let rc = unsafe {
@@ -128,6 +130,46 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     } else {
         Counter::AnsweredAaaa
     })
+}
+
+/// Grows the frame by `delta` bytes at its head, keeping the first `hdr_len` bytes (the headers) at the
+/// new start, so the frame looks as if it had been grown at its tail.
+#[inline(always)]
+fn grow_head(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    hdr_len: usize,
+    delta: i64,
+) -> Result<(), Counter> {
+    let hdr_len = verifier_clamp(hdr_len, MAX_HEADERS);
+    if hdr_len == 0 || delta <= 0 || delta > RBUF as i64 {
+        return Err(Counter::AdjustTail);
+    }
+    // SAFETY: `hdr_len` ≤ MAX_HEADERS, the size of `scratch.headers`; the helpers bound-check the frame.
+    unsafe {
+        if bpf_xdp_load_bytes(
+            ctx.ctx,
+            0,
+            scratch.headers.as_mut_ptr().cast(),
+            hdr_len as u32,
+        ) != 0
+        {
+            return Err(Counter::AdjustTail);
+        }
+        if bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) != 0 {
+            return Err(Counter::AdjustTail);
+        }
+        if bpf_xdp_store_bytes(
+            ctx.ctx,
+            0,
+            scratch.headers.as_mut_ptr().cast(),
+            hdr_len as u32,
+        ) != 0
+        {
+            return Err(Counter::LoadStore);
+        }
+    }
+    Ok(())
 }
 
 /// Parses the headers down to the DNS message.

@@ -27,9 +27,12 @@ pub enum Command {
         /// The config file (YAML, the original's format). Without it, the embedded default config.
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Leave XDP attached and pinned on exit (a later restart takes over the pins).
+        /// Leave XDP attached and pinned on exit (the next start detaches what it finds).
         #[arg(long)]
         keep_attached: bool,
+        /// The bpffs directory the program's link and maps are pinned under.
+        #[arg(long, default_value = xdp::BPFFS_ROOT)]
+        bpffs_root: PathBuf,
     },
     /// Config file tools.
     Config {
@@ -62,9 +65,9 @@ pub enum ConfigCommand {
 pub enum XdpCommand {
     /// Print the XDP program's counters (answers, and passes to userspace by reason).
     Counters {
-        /// The pin directory of the running overwatch.
-        #[arg(long)]
-        pin_dir: Option<PathBuf>,
+        /// The bpffs directory the running overwatch pins under (its `--bpffs-root`).
+        #[arg(long, default_value = xdp::BPFFS_ROOT)]
+        bpffs_root: PathBuf,
     },
 }
 
@@ -74,9 +77,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Overwatch {
             config,
             keep_attached,
+            bpffs_root,
         } => {
             let cfg = load(config.as_deref())?;
-            overwatch::run(cfg, overwatch::Options { keep_attached })
+            overwatch::run(
+                cfg,
+                overwatch::Options {
+                    keep_attached,
+                    bpffs_root,
+                },
+            )
         }
         Command::Config {
             command: ConfigCommand::Validate { file },
@@ -103,9 +113,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Xdp {
-            command: XdpCommand::Counters { pin_dir },
+            command: XdpCommand::Counters { bpffs_root },
         } => {
-            let dir = pin_dir.unwrap_or_else(xdp::pin_dir);
+            let dir = xdp::pin_dir(&bpffs_root);
             let c = xdp::Counters::read_pinned(&dir).with_context(|| {
                 format!(
                     "reading counters pinned in {} (is an overwatch running?)",

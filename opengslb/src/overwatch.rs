@@ -1,7 +1,7 @@
 //! The overwatch process: builds the answer table from the config, loads the XDP program, fills its maps,
 //! attaches it, and runs until SIGINT or SIGTERM, then detaches and unpins.
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use tracing::{debug, info, warn};
@@ -13,10 +13,12 @@ use crate::{
 };
 
 /// Process options that are not config keys.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Leave XDP attached and pinned on exit.
     pub keep_attached: bool,
+    /// The bpffs directory to pin under.
+    pub bpffs_root: PathBuf,
 }
 
 /// The answer table a config describes.
@@ -69,7 +71,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
              comes with the authoritative-server issue)"
         );
     }
-    let mut dp = Dataplane::load(true).context(
+    let mut dp = Dataplane::load(Some(&opts.bpffs_root)).context(
         "cannot load the XDP program (needs root, or CAP_BPF and CAP_NET_ADMIN, and a kernel with XDP)",
     )?;
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
@@ -80,7 +82,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         warn!(name = %name.name, qtype = name.qtype, why, "not in the XDP map");
     }
     for iface in &xdp_cfg.interfaces {
-        dp.attach(iface, xdp_cfg.mode, true).with_context(|| {
+        dp.attach(iface, xdp_cfg.mode).with_context(|| {
             format!("XDP cannot attach to {iface}; no userspace DNS server yet, so exiting")
         })?;
     }
@@ -88,7 +90,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         entries = plan.upserts.len(),
         listen = ?addrs,
         port = listen.port(),
-        pins = %xdp::pin_dir().display(),
+        pins = %xdp::pin_dir(&opts.bpffs_root).display(),
         "answering A/AAAA from XDP; `opengslb xdp counters` shows the counters"
     );
 
@@ -115,7 +117,13 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     })?;
 
     if let Ok(c) = dp.counters() {
-        info!(answered = c.answered(), "shutting down; XDP counters:\n{c}");
+        info!(answered = c.answered(), "shutting down");
+        for counter in opengslb_common::counters::Counter::ALL {
+            let n = c.get(counter);
+            if n != 0 {
+                info!(counter = counter.name(), n, "xdp counter");
+            }
+        }
     }
     if opts.keep_attached {
         info!("leaving XDP attached and pinned (--keep-attached)");

@@ -54,7 +54,7 @@ struct Harness {
 impl Harness {
     fn new() -> Self {
         common::require_root();
-        let mut dp = Dataplane::load(false).expect("the program loads and passes the verifier");
+        let mut dp = Dataplane::load(None).expect("the program loads and passes the verifier");
         dp.configure(53, OUR_UDP).unwrap();
         dp.add_listen(&[server4(), server6()]).unwrap();
         let specs = [

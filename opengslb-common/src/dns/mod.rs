@@ -61,7 +61,12 @@ pub struct Scratch {
     pub opaque: [u64; 4],
     /// The parsed query, passed through memory for the same reason (see [`launder_query`]).
     pub parsed: Query,
+    /// The frame's headers (Ethernet to UDP), saved while the frame is grown at its head.
+    pub headers: [u8; MAX_HEADERS],
 }
+
+/// The longest header stack before the DNS message: Ethernet, one VLAN tag, IPv6, UDP.
+pub const MAX_HEADERS: usize = 14 + 4 + 40 + 8;
 
 /// Passes `q` through `s.parsed` with volatile accesses, so the verifier forgets how earlier loops
 /// narrowed its fields (see [`crate::bounds::opaque`]); the fields are re-bounded here.
@@ -85,6 +90,7 @@ impl Scratch {
             reply: [0; RBUF],
             name: [0; MAX_NAME],
             opaque: [0; 4],
+            headers: [0; MAX_HEADERS],
             parsed: Query {
                 id: 0,
                 flags: 0,
@@ -106,7 +112,7 @@ impl Default for Scratch {
     }
 }
 
-const _: () = assert!(size_of::<Scratch>() <= QBUF + RBUF + MAX_NAME + 32 + 64);
+const _: () = assert!(size_of::<Scratch>() <= QBUF + RBUF + MAX_NAME + 32 + 64 + MAX_HEADERS + 8);
 
 /// What the gate learned about an answerable query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -34,12 +34,13 @@ use tracing::{info, warn};
 pub use crate::config::XdpMode as AttachMode;
 use crate::table::AnswerTable;
 
-/// Where pins live: one directory per map layout, so an upgrade never adopts maps of another layout.
+/// Where pins live by default. Below it, one directory per map layout, so an upgrade never adopts maps
+/// of another layout.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/opengslb";
 
-/// The pin directory for this build's map layout.
-pub fn pin_dir() -> PathBuf {
-    Path::new(BPFFS_ROOT).join(format!("{LAYOUT_VERSION:08x}"))
+/// The pin directory for this build's map layout under `root` (default [`BPFFS_ROOT`]).
+pub fn pin_dir(root: &Path) -> PathBuf {
+    root.join(format!("{LAYOUT_VERSION:08x}"))
 }
 
 /// The maps that are pinned, so tools (and `opengslb xdp counters`) can read them while we run.
@@ -58,13 +59,13 @@ pub enum XdpError {
     #[error("this binary holds no XDP program ({0}); run `cargo xtask setup`, then rebuild")]
     NoObject(&'static str),
     /// The object could not be loaded (parse, maps, BTF).
-    #[error("loading the XDP object failed: {0}")]
+    #[error("loading the XDP object failed")]
     Load(#[source] Box<aya::EbpfError>),
     /// The program is missing, of the wrong type, or the kernel refused it.
-    #[error("the XDP program: {0}")]
+    #[error("the XDP program could not be loaded")]
     Program(#[source] ProgramError),
     /// A map is missing or an operation on it failed.
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         /// The map.
         name: &'static str,
@@ -73,7 +74,7 @@ pub enum XdpError {
         source: MapError,
     },
     /// Attaching failed.
-    #[error("attaching XDP to {iface} ({mode}) failed: {source}")]
+    #[error("attaching XDP to {iface} in {mode} mode failed")]
     Attach {
         /// The interface.
         iface: String,
@@ -84,7 +85,7 @@ pub enum XdpError {
         source: ProgramError,
     },
     /// A bpffs operation failed.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {}", path.display())]
     Pin {
         /// What was being done.
         what: &'static str,
@@ -172,20 +173,22 @@ pub struct Dataplane {
     sync: sync::RecordSync,
     attachments: Vec<Attachment>,
     pinned_maps: Vec<PathBuf>,
+    /// The pin root, when pinning.
+    root: Option<PathBuf>,
 }
 
 impl Dataplane {
-    /// Loads the embedded program into the kernel (verifier included) without attaching it. With
-    /// `pin`, the maps are pinned under [`pin_dir`], after clearing what a crashed run left there.
-    pub fn load(pin: bool) -> Result<Self, XdpError> {
+    /// Loads the embedded program into the kernel (verifier included) without attaching it. With a pin
+    /// root, the maps are pinned under its [`pin_dir`], after clearing what a crashed run left there.
+    pub fn load(pin_root: Option<&Path>) -> Result<Self, XdpError> {
         let bytes = object::bytes().ok_or(XdpError::NoObject(
             object::MISSING_REASON.unwrap_or("built without a BPF toolchain"),
         ))?;
-        Self::load_bytes(bytes, pin)
+        Self::load_bytes(bytes, pin_root)
     }
 
     /// [`Dataplane::load`] from given object bytes.
-    pub fn load_bytes(bytes: &[u8], pin: bool) -> Result<Self, XdpError> {
+    pub fn load_bytes(bytes: &[u8], pin_root: Option<&Path>) -> Result<Self, XdpError> {
         let mut ebpf = Ebpf::load(bytes).map_err(|e| XdpError::Load(Box::new(e)))?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
@@ -195,8 +198,9 @@ impl Dataplane {
         prog.load().map_err(XdpError::Program)?;
 
         let mut pinned_maps = Vec::new();
-        if pin {
-            let dir = pin_dir();
+        if let Some(root) = pin_root {
+            check_bpffs(root)?;
+            let dir = pin_dir(root);
             clear_stale_pins(&dir)?;
             fs::create_dir_all(&dir).map_err(|source| XdpError::Pin {
                 what: "creating",
@@ -240,6 +244,7 @@ impl Dataplane {
             sync: sync::RecordSync::default(),
             attachments: Vec::new(),
             pinned_maps,
+            root: pin_root.map(Path::to_path_buf),
         })
     }
 
@@ -294,13 +299,8 @@ impl Dataplane {
         sum_counters(&self.counters)
     }
 
-    /// Attaches to `iface`; returns the mode used. With `pin`, the link is pinned under [`pin_dir`].
-    pub fn attach(
-        &mut self,
-        iface: &str,
-        mode: AttachMode,
-        pin: bool,
-    ) -> Result<XdpMode, XdpError> {
+    /// Attaches to `iface`; returns the mode used. When the data plane pins, the link is pinned too.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<XdpMode, XdpError> {
         let prog = self.program_mut()?;
         let try_attach = |prog: &mut Xdp, m: XdpMode| {
             prog.attach(iface, m).map_err(|source| XdpError::Attach {
@@ -337,8 +337,8 @@ impl Dataplane {
             link: Some(fd_link),
             pin: None,
         };
-        if pin {
-            let path = pin_dir().join(format!("link_{iface}"));
+        if let Some(root) = &self.root {
+            let path = pin_dir(root).join(format!("link_{iface}"));
             // Pinning consumes the link; reopen it from the pin so it can be unpinned on shutdown.
             if let Some(l) = att.link.take() {
                 let pinned = l.pin(&path).map_err(|e| XdpError::Pin {
@@ -368,8 +368,10 @@ impl Dataplane {
         for path in self.pinned_maps.drain(..) {
             let _ = fs::remove_file(path);
         }
-        let _ = fs::remove_dir(pin_dir());
-        let _ = fs::remove_dir(BPFFS_ROOT);
+        if let Some(root) = self.root.take() {
+            let _ = fs::remove_dir(pin_dir(&root));
+            let _ = fs::remove_dir(&root);
+        }
     }
 }
 
@@ -377,6 +379,29 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Pins need a bpffs: refuse clearly where `root` is not on one (e.g. /sys/fs/bpf not mounted).
+fn check_bpffs(root: &Path) -> Result<(), XdpError> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let mut probe = root.to_path_buf();
+    while !probe.exists() {
+        if !probe.pop() {
+            break;
+        }
+    }
+    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    // SAFETY: statfs fills the zeroed struct for a NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0;
+    if ok && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    Err(XdpError::Pin {
+        what: "not on a bpffs (mount one: `mount -t bpf bpf /sys/fs/bpf`):",
+        path: root.to_path_buf(),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })
 }
 
 /// Virtual interfaces (lo, veth, bridges, ...) have no backing device in sysfs.

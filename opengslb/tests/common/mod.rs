@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 pub mod frames;
+pub mod netns;
 
 /// Whether we run as root; the privileged tests say so and fail when not.
 pub fn require_root() {

@@ -8,7 +8,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::{Result, bail};
 use ebpf_builder::{detect_route, ebpf_cargo};
-use xtask::{cargo, exec, is_root};
+use xtask::{Totals, cargo, exec, exec_counting, is_root};
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -22,37 +22,58 @@ pub struct Options {
 pub fn test(root: &Path, opts: &Options) -> Result<()> {
     crate::setup::ensure()?;
     let root_user = is_root();
-    let mut steps: Vec<(&str, Command)> = Vec::new();
+    // (name, command, whether its output holds test results)
+    let mut steps: Vec<(&str, Command, bool)> = Vec::new();
     let mut fmt = cargo(root);
     fmt.args(["fmt", "--all", "--", "--check"]);
-    steps.push(("rustfmt", fmt));
+    steps.push(("rustfmt", fmt, false));
     let mut clippy = cargo(root);
     clippy.args(["clippy", "--workspace", "--exclude", ebpf_builder::PACKAGE]);
     clippy.args(["--all-targets", "--", "-D", "warnings"]);
-    steps.push(("clippy (userspace)", clippy));
+    steps.push(("clippy (userspace)", clippy, false));
     // The eBPF crate needs the BPF target's sysroot, which only the eBPF route's clippy has.
     let mut ebpf_clippy = ebpf_cargo(detect_route()?, "clippy", root, true);
     ebpf_clippy.args(["--", "-D", "warnings"]);
-    steps.push(("clippy (eBPF)", ebpf_clippy));
+    steps.push(("clippy (eBPF)", ebpf_clippy, false));
     let mut tests = cargo(root);
     tests.args(["test", "--workspace", "--exclude", ebpf_builder::PACKAGE]);
-    steps.push(("tests", tests));
+    steps.push(("tests", tests, true));
     if root_user {
         let mut privileged = cargo(root);
         privileged.args(["test", "--workspace", "--exclude", ebpf_builder::PACKAGE]);
         privileged.args(["--", "--ignored"]);
-        steps.push(("privileged tests", privileged));
+        steps.push(("privileged tests", privileged, true));
     }
 
     let total = steps.len();
-    for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
+    let mut unprivileged = Totals::default();
+    let mut privileged = Totals::default();
+    for (i, (name, mut cmd, counts)) in steps.into_iter().enumerate() {
         let n = i + 1;
         eprintln!("==> xtask test [{n}/{total}]: {name}");
-        if let Err(err) = exec(&mut cmd) {
+        let result = if counts {
+            exec_counting(&mut cmd).map(|t| {
+                if name == "tests" {
+                    unprivileged = t;
+                } else {
+                    privileged = t;
+                }
+            })
+        } else {
+            exec(&mut cmd)
+        };
+        if let Err(err) = result {
             eprintln!("xtask test: FAILED at step {n}/{total} ({name}); later steps were not run");
             return Err(err);
         }
     }
+    // The privileged run lists the unprivileged tests as filtered out and runs the ignored ones: what the
+    // first run ignored and the second did not run is what was skipped.
+    let passed = unprivileged.passed + privileged.passed;
+    let failed = unprivileged.failed + privileged.failed;
+    let ran_privileged = privileged.passed + privileged.failed;
+    let skipped = unprivileged.ignored.saturating_sub(ran_privileged);
+    let summary = format!("tests: {passed} passed, {failed} failed, {skipped} skipped");
 
     if !root_user {
         let bar = "!".repeat(78);
@@ -69,8 +90,10 @@ pub fn test(root: &Path, opts: &Options) -> Result<()> {
             );
         }
         eprintln!("xtask test: all unprivileged steps passed (privileged tests NOT run)");
+        println!("{summary}");
         return Ok(());
     }
     eprintln!("xtask test: all steps passed");
+    println!("{summary}");
     Ok(())
 }

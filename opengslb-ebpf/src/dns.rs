@@ -102,6 +102,9 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
         return Err(Counter::Internal);
     }
 
+    // verifier: merge every path that got here (record type, EDNS, answer count, ...) before growing the
+    // frame and rewriting its headers, which would otherwise be walked once per path.
+    let (f, reply_len, is_a) = merge(scratch, &f, reply_len, q.qtype == QTYPE_A)?;
     let old_len = (ctx.data_end() - ctx.data()) as i64;
     let delta = (f.dns + reply_len) as i64 - old_len;
     // SAFETY: helper calls on our own context; they invalidate every packet pointer, and none is kept
@@ -112,6 +115,8 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
         grow_head(ctx, scratch, f.dns, delta)?;
         stats::bump(Counter::GrewHead);
     }
+    // verifier: and merge the grown-at-the-tail and grown-at-the-head paths.
+    let (f, reply_len, is_a) = merge(scratch, &f, reply_len, is_a)?;
     // SAFETY: `reply_len` ≤ RBUF, the size of `scratch.reply`, and the frame now ends at dns + reply_len.
     let rc = unsafe {
         bpf_xdp_store_bytes(
@@ -124,12 +129,48 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     if rc != 0 {
         return Err(Counter::LoadStore);
     }
-    turn_around(ctx, &f, reply_len, &scratch.reply)?;
-    Ok(if q.qtype == QTYPE_A {
+    let Scratch {
+        reply,
+        opaque: [.., slot],
+        ..
+    } = scratch;
+    turn_around(ctx, &f, reply_len, reply, slot)?;
+    Ok(if is_a {
         Counter::AnsweredA
     } else {
         Counter::AnsweredAaaa
     })
+}
+
+/// Passes what the rest of the program needs through map memory (see `bounds::opaque`), so that every
+/// path arriving here continues as one.
+#[inline(always)]
+fn merge(
+    scratch: &mut Scratch,
+    f: &Frame,
+    reply_len: usize,
+    is_a: bool,
+) -> Result<(Frame, usize, bool), Counter> {
+    let [a, b, c, d] = &mut scratch.opaque;
+    let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, 18);
+    let v6 = opaque(b, u64::from(f.v6)) != 0;
+    let reply_len = verifier_clamp(opaque(c, reply_len as u64) as usize, RBUF);
+    let is_a = opaque(d, u64::from(is_a)) != 0;
+    let dns = l3 + if v6 { 48 } else { 28 };
+    // verifier: the helpers that take `reply_len` as a size refuse a possible zero.
+    if reply_len == 0 {
+        return Err(Counter::Internal);
+    }
+    Ok((
+        Frame {
+            l3,
+            v6,
+            dns,
+            dns_len: 0,
+        },
+        reply_len,
+        is_a,
+    ))
 }
 
 /// Grows the frame by `delta` bytes at its head, keeping the first `hdr_len` bytes (the headers) at the
@@ -267,6 +308,7 @@ fn turn_around(
     f: &Frame,
     dns_len: usize,
     reply: &[u8; RBUF],
+    slot: &mut u64,
 ) -> Result<(), Counter> {
     let macs: [u8; 12] = read(ctx, 0).ok_or(Counter::Malformed)?;
     let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5] = macs;
@@ -293,7 +335,9 @@ fn turn_around(
             set(&mut ip, 8 + i, dst.get(i).copied().unwrap_or(0));
             set(&mut ip, 24 + i, src.get(i).copied().unwrap_or(0));
         }
-        let [c0, c1] = csum::udp6(&dst, &src, &udp, reply, dns_len).to_be_bytes();
+        // verifier: forget which iteration the summing loop left on.
+        let payload_sum = opaque(slot, csum::add_bytes(0, reply, dns_len));
+        let [c0, c1] = csum::udp6(&dst, &src, &udp, dns_len, payload_sum).to_be_bytes();
         set(&mut udp, 6, c0);
         set(&mut udp, 7, c1);
         if !write(ctx, f.l3, ip) {

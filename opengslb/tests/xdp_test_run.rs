@@ -448,3 +448,23 @@ fn table_changes_reach_the_map() {
         Counter::UnknownName,
     );
 }
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn the_verifier_has_headroom() {
+    // The verifier gives up at 1,000,000 processed instructions; a change that multiplies its paths shows
+    // up here long before a kernel refuses the program.
+    let mut h = Harness::new();
+    let n =
+        h.dp.program_mut()
+            .unwrap()
+            .info()
+            .unwrap()
+            .verified_instruction_count()
+            .expect("kernel reports verified_insns (≥ 5.16)");
+    println!("the verifier processed {n} instructions");
+    assert!(
+        n < 500_000,
+        "{n} verified instructions: within 2x of the kernel's limit"
+    );
+}

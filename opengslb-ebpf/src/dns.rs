@@ -3,20 +3,20 @@
 //! in place as the reply.
 
 use aya_ebpf::{
-    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
 use opengslb_common::{
     bounds::opaque,
     counters::Counter,
     csum,
-    dns::{MAX_HEADERS, QBUF, RBUF, Scratch, build_reply, launder_query, names_equal, parse_query},
+    dns::{QBUF, RBUF, Scratch, build_reply, launder_query, names_equal, parse_query},
     maps::{ListenKey, QTYPE_A, RecordKey, RecordValue},
 };
 
 use crate::{
     CONFIG, LISTEN, RECORDS, ROTATION, SCRATCH,
-    ptr::{be16, read, verifier_clamp, write},
+    ptr::{be16, load_bytes, read, store_bytes, verifier_clamp, write},
     stats,
 };
 
@@ -60,21 +60,11 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
         }
     };
 
-    // verifier: the helper's length argument must be provably within the buffer and non-zero.
     let len = verifier_clamp(f.dns_len, QBUF);
     if len == 0 {
         return Err(Counter::Truncated);
     }
-    // SAFETY: `len` ≤ QBUF, the size of `scratch.query`.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            f.dns as u32,
-            scratch.query.as_mut_ptr().cast(),
-            len as u32,
-        )
-    };
-    if rc != 0 {
+    if !load_bytes(ctx, f.dns, &mut scratch.query, len) {
         return Err(Counter::LoadStore);
     }
     let q = parse_query(scratch, len)?;
@@ -117,16 +107,8 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     }
     // verifier: and merge the grown-at-the-tail and grown-at-the-head paths.
     let (f, reply_len, is_a) = merge(scratch, &f, reply_len, is_a)?;
-    // SAFETY: `reply_len` ≤ RBUF, the size of `scratch.reply`, and the frame now ends at dns + reply_len.
-    let rc = unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            f.dns as u32,
-            scratch.reply.as_mut_ptr().cast(),
-            reply_len as u32,
-        )
-    };
-    if rc != 0 {
+    // The frame now ends at dns + reply_len.
+    if !store_bytes(ctx, f.dns, &mut scratch.reply, reply_len) {
         return Err(Counter::LoadStore);
     }
     let Scratch {
@@ -182,33 +164,15 @@ fn grow_head(
     hdr_len: usize,
     delta: i64,
 ) -> Result<(), Counter> {
-    let hdr_len = verifier_clamp(hdr_len, MAX_HEADERS);
-    if hdr_len == 0 || delta <= 0 || delta > RBUF as i64 {
+    if delta <= 0 || delta > RBUF as i64 || !load_bytes(ctx, 0, &mut scratch.headers, hdr_len) {
         return Err(Counter::AdjustTail);
     }
-    // SAFETY: `hdr_len` ≤ MAX_HEADERS, the size of `scratch.headers`; the helpers bound-check the frame.
-    unsafe {
-        if bpf_xdp_load_bytes(
-            ctx.ctx,
-            0,
-            scratch.headers.as_mut_ptr().cast(),
-            hdr_len as u32,
-        ) != 0
-        {
-            return Err(Counter::AdjustTail);
-        }
-        if bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) != 0 {
-            return Err(Counter::AdjustTail);
-        }
-        if bpf_xdp_store_bytes(
-            ctx.ctx,
-            0,
-            scratch.headers.as_mut_ptr().cast(),
-            hdr_len as u32,
-        ) != 0
-        {
-            return Err(Counter::LoadStore);
-        }
+    // SAFETY: a helper call on our own context; no packet pointer is kept across it.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) } != 0 {
+        return Err(Counter::AdjustTail);
+    }
+    if !store_bytes(ctx, 0, &mut scratch.headers, hdr_len) {
+        return Err(Counter::LoadStore);
     }
     Ok(())
 }

@@ -105,7 +105,7 @@ de::deserialize_from_str!(Mode, "a mode: overwatch or agent");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", .path.display())]
+    #[error("cannot read config file {}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -26,7 +26,7 @@ pub const DEBIAN_PACKAGES: [&str; 5] = [
     "rust-web-clippy",
 ];
 /// How to install `bpf-linker` against Debian's LLVM 22 (the build takes about 70 s).
-pub const BPF_LINKER_INSTALL: &str = "PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --no-default-features --features llvm-22";
+pub const BPF_LINKER_INSTALL: &str = "PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker@0.13.0 --no-default-features --features llvm-22";
 /// The other route, for machines where rustup can download components.
 pub const NIGHTLY_INSTALL: &str =
     "rustup toolchain install nightly --component rust-src && cargo install bpf-linker";

@@ -217,7 +217,8 @@ fn install(state: &State) -> Result<()> {
             Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
                 .args([
                     "install",
-                    "bpf-linker",
+                    // The version verified with LLVM 22 and Rust 1.95 here.
+                    "bpf-linker@0.13.0",
                     "--no-default-features",
                     "--features",
                     "llvm-22",

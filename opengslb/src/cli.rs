@@ -33,6 +33,9 @@ pub enum Command {
         /// The bpffs directory the program's link and maps are pinned under.
         #[arg(long, default_value = xdp::BPFFS_ROOT)]
         bpffs_root: PathBuf,
+        /// No userspace DNS listener, and fail if XDP cannot attach: only XDP answers (a testing aid).
+        #[arg(long)]
+        xdp_only: bool,
     },
     /// Config file tools.
     Config {
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             keep_attached,
             bpffs_root,
+            xdp_only,
         } => {
             let cfg = load(config.as_deref())?;
             overwatch::run(
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 overwatch::Options {
                     keep_attached,
                     bpffs_root,
+                    xdp_only,
                 },
             )
         }

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod logging;
 pub mod overwatch;
 pub mod table;

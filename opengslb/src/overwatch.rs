@@ -6,8 +6,17 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use anyhow::{Context as _, bail};
 use tracing::{debug, info, warn};
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
 use crate::{
     config::{Config, RoutingAlgorithm},
+    dns::{
+        Snapshot, Zone,
+        server::{self, ServerConfig},
+    },
     table::{AnswerTable, NameSpec, Policy},
     xdp::{self, Dataplane},
 };
@@ -19,6 +28,8 @@ pub struct Options {
     pub keep_attached: bool,
     /// The bpffs directory to pin under.
     pub bpffs_root: PathBuf,
+    /// Run no userspace listener and fail if XDP cannot attach (proves the XDP path answers alone).
+    pub xdp_only: bool,
 }
 
 /// The answer table a config describes.
@@ -60,45 +71,91 @@ fn listen_addresses(listen: IpAddr, interfaces: &[String]) -> anyhow::Result<Vec
     Ok(out)
 }
 
-/// Runs the overwatch until a shutdown signal.
-pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
-    let table = table_from_config(&cfg);
+/// Loads the XDP program, fills its maps from `table`, attaches it to the configured interfaces.
+fn start_xdp(cfg: &Config, table: &AnswerTable, opts: &Options) -> anyhow::Result<Dataplane> {
     let listen = cfg.dns.listen_address;
     let xdp_cfg = &cfg.dns.xdp;
-    if xdp_cfg.interfaces.is_empty() {
-        bail!(
-            "dns.xdp.interfaces is empty: this build answers DNS from XDP only (the userspace server \
-             comes with the authoritative-server issue)"
-        );
-    }
     let mut dp = Dataplane::load(Some(&opts.bpffs_root)).context(
         "cannot load the XDP program (needs root, or CAP_BPF and CAP_NET_ADMIN, and a kernel with XDP)",
     )?;
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
     let addrs = listen_addresses(listen.ip(), &xdp_cfg.interfaces)?;
     dp.add_listen(&addrs)?;
-    let plan = dp.apply(&table)?;
+    let plan = dp.apply(table)?;
     for (name, why) in &plan.skipped {
-        warn!(name = %name.name, qtype = name.qtype, why, "not in the XDP map");
+        warn!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
     }
     for iface in &xdp_cfg.interfaces {
-        dp.attach(iface, xdp_cfg.mode).with_context(|| {
-            format!("XDP cannot attach to {iface}; no userspace DNS server yet, so exiting")
-        })?;
+        dp.attach(iface, xdp_cfg.mode)
+            .with_context(|| format!("XDP cannot attach to {iface}"))?;
     }
     info!(
         entries = plan.upserts.len(),
         listen = ?addrs,
         port = listen.port(),
         pins = %xdp::pin_dir(&opts.bpffs_root).display(),
-        "answering A/AAAA from XDP; `opengslb xdp counters` shows the counters"
+        "XDP answers A/AAAA; `opengslb xdp counters` shows its counters"
     );
+    Ok(dp)
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The SOA serial for a new table: seconds since the epoch, kept increasing past `previous`.
+fn next_serial(previous: u32) -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32);
+    now.max(previous.wrapping_add(1))
+}
+
+/// Runs the overwatch until a shutdown signal.
+pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
+    let table = table_from_config(&cfg);
+    let zones = Zone::from_config(&cfg).context("dns.zones")?;
+    let mut dp = if cfg.dns.xdp.interfaces.is_empty() {
+        if opts.xdp_only {
+            bail!("--xdp-only, but dns.xdp.interfaces is empty");
+        }
+        info!("dns.xdp.interfaces is empty: every query is answered by the userspace server");
+        None
+    } else {
+        match start_xdp(&cfg, &table, &opts) {
+            Ok(dp) => Some(dp),
+            Err(e) if !opts.xdp_only => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "XDP is not available: the userspace server answers every query"
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let snapshot = Arc::new(Snapshot::new(
+        table,
+        zones,
+        next_serial(0),
+        cfg.dns.xdp.udp_size,
+    ));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (_snap_tx, snap_rx) = watch::channel(snapshot);
+        let server = if opts.xdp_only {
+            info!("--xdp-only: no userspace DNS listener; queries XDP passes go unanswered");
+            None
+        } else {
+            let sc = ServerConfig::new(cfg.dns.listen_address);
+            Some(
+                server::start(sc, snap_rx, &tracker, token.clone())
+                    .await
+                    .with_context(|| format!("cannot listen on {}", cfg.dns.listen_address))?,
+            )
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("SIGTERM handler")?;
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -107,29 +164,46 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
                 _ = tick.tick() => {
-                    if let Ok(c) = dp.counters() {
+                    if let Some(c) = dp.as_ref().and_then(|d| d.counters().ok()) {
                         debug!(answered = c.answered(), "xdp counters");
                     }
                 }
             }
         }
-        anyhow::Ok(())
-    })?;
-
-    if let Ok(c) = dp.counters() {
-        info!(answered = c.answered(), "shutting down");
-        for counter in opengslb_common::counters::Counter::ALL {
-            let n = c.get(counter);
-            if n != 0 {
-                info!(counter = counter.name(), n, "xdp counter");
+        token.cancel();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("some tasks did not stop within 10 s");
+        }
+        if let Some(s) = server {
+            for (kind, n) in s.stats.summary() {
+                if n != 0 {
+                    info!(kind = ?kind, n, "userspace replies");
+                }
             }
         }
+        anyhow::Ok(())
+    });
+
+    if let Some(mut dp) = dp.take() {
+        if let Ok(c) = dp.counters() {
+            info!(answered = c.answered(), "shutting down");
+            for counter in opengslb_common::counters::Counter::ALL {
+                let n = c.get(counter);
+                if n != 0 {
+                    info!(counter = counter.name(), n, "xdp counter");
+                }
+            }
+        }
+        if opts.keep_attached {
+            info!("leaving XDP attached and pinned (--keep-attached)");
+            std::mem::forget(dp);
+        } else {
+            dp.shutdown();
+        }
     }
-    if opts.keep_attached {
-        info!("leaving XDP attached and pinned (--keep-attached)");
-        std::mem::forget(dp);
-    } else {
-        dp.shutdown();
-    }
-    Ok(())
+    result
 }

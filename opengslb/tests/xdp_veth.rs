@@ -99,7 +99,7 @@ fn run(mode: &str) {
     let bpffs_root =
         Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-{mode}", std::process::id()));
     let mut cmd = srv.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-    cmd.args(["overwatch", "--config"])
+    cmd.args(["overwatch", "--xdp-only", "--config"])
         .arg(&cfg)
         .arg("--bpffs-root")
         .arg(&bpffs_root);

@@ -31,6 +31,75 @@ pub struct DnsConfig {
     /// The XDP fast path (ours; the original has none). Default: no interface, so no XDP.
     #[serde(default, deserialize_with = "de::nullable")]
     pub xdp: XdpConfig,
+    /// The SOA record at each zone's apex (ours; the original serves none). Default: see [`SoaConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub soa: SoaConfig,
+    /// The zones' name servers (NS records at the apex), as host names. Default: `ns1.<zone>`.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub nameservers: Vec<String>,
+}
+
+/// The `dns.soa` block: the SOA record served at each zone's apex and in negative answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoaConfig {
+    /// MNAME, the primary name server. Default: the first of `dns.nameservers`, else `ns1.<zone>`.
+    #[serde(default)]
+    pub primary_ns: Option<String>,
+    /// RNAME, the contact mailbox as a name (`hostmaster.example.com` for hostmaster@example.com).
+    /// Default `hostmaster.<zone>`.
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// TTL of the SOA record, seconds. Default 60.
+    #[serde(default = "default_soa_ttl")]
+    pub ttl: u32,
+    /// SOA REFRESH, seconds. Default 3600.
+    #[serde(default = "default_refresh")]
+    pub refresh: u32,
+    /// SOA RETRY, seconds. Default 600.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// SOA EXPIRE, seconds. Default 86400.
+    #[serde(default = "default_expire")]
+    pub expire: u32,
+    /// SOA MINIMUM: how long resolvers cache a negative answer (RFC 2308 §4). Kept short so that a name
+    /// that comes back is not cached away. Default 5.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: u32,
+}
+
+impl Default for SoaConfig {
+    fn default() -> Self {
+        Self {
+            primary_ns: None,
+            contact: None,
+            ttl: default_soa_ttl(),
+            refresh: default_refresh(),
+            retry: default_retry(),
+            expire: default_expire(),
+            negative_ttl: default_negative_ttl(),
+        }
+    }
+}
+
+fn default_soa_ttl() -> u32 {
+    60
+}
+
+fn default_refresh() -> u32 {
+    3600
+}
+
+fn default_retry() -> u32 {
+    600
+}
+
+fn default_expire() -> u32 {
+    86400
+}
+
+fn default_negative_ttl() -> u32 {
+    5
 }
 
 /// Documented defaults, the same ones serde applies to missing keys.
@@ -42,6 +111,8 @@ impl Default for DnsConfig {
             default_ttl: default_ttl(),
             return_last_healthy: false,
             xdp: XdpConfig::default(),
+            soa: SoaConfig::default(),
+            nameservers: Vec::new(),
         }
     }
 }

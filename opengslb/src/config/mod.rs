@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 pub use de::parse_duration;
-pub use dns::{DnsConfig, XdpConfig, XdpMode};
+pub use dns::{DnsConfig, SoaConfig, XdpConfig, XdpMode};
 pub use domain::{Domain, RoutingAlgorithm};
 pub use region::{HealthCheck, HealthCheckType, Region, Server};
 

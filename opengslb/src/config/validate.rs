@@ -77,6 +77,30 @@ fn validate_dns(config: &Config) -> Result<(), ConfigError> {
         "dns.xdp.udp_size",
         "must be between 512 and 4096"
     );
+    for (i, ns) in dns.nameservers.iter().enumerate() {
+        check_dns_name(ns).map_err(|m| ConfigError::invalid(format!("dns.nameservers[{i}]"), m))?;
+    }
+    for (key, value) in [
+        ("primary_ns", &dns.soa.primary_ns),
+        ("contact", &dns.soa.contact),
+    ] {
+        if let Some(name) = value {
+            check_dns_name(name).map_err(|m| ConfigError::invalid(format!("dns.soa.{key}"), m))?;
+        }
+    }
+    for (key, value) in [
+        ("ttl", dns.soa.ttl),
+        ("refresh", dns.soa.refresh),
+        ("retry", dns.soa.retry),
+        ("expire", dns.soa.expire),
+        ("negative_ttl", dns.soa.negative_ttl),
+    ] {
+        ensure!(
+            value <= MAX_TTL,
+            format!("dns.soa.{key}"),
+            "must be at most {MAX_TTL}"
+        );
+    }
     Ok(())
 }
 

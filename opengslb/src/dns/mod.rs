@@ -1,0 +1,9 @@
+//! The userspace authoritative DNS server: the zones and their apex records, the bytes-in/bytes-out
+//! responder, and the UDP and TCP listeners.
+
+pub mod respond;
+pub mod server;
+pub mod zone;
+
+pub use respond::{DropReason, Outcome, QueryContext, ReplyKind, Transport, respond};
+pub use zone::{Snapshot, Zone, ZoneError};

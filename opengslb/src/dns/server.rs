@@ -1,0 +1,307 @@
+//! The UDP and TCP listeners. UDP uses one SO_REUSEPORT socket per core, so the kernel spreads queries
+//! over them; TCP has a connection cap and idle timeouts, so slow or idle clients cannot hold the server.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream, UdpSocket},
+    sync::{Semaphore, watch},
+    time::timeout,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, info, warn};
+
+use super::{
+    respond::{DropReason, Outcome, QueryContext, ReplyKind, respond},
+    zone::Snapshot,
+};
+
+/// Listener settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where to listen (UDP and TCP).
+    pub listen: SocketAddr,
+    /// UDP sockets (one per core by default).
+    pub udp_sockets: usize,
+    /// Most TCP connections open at once; more are closed on accept.
+    pub tcp_max_connections: usize,
+    /// A TCP connection idle this long (or this slow to send a message) is closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            udp_sockets: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            tcp_max_connections: 1024,
+            tcp_idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of what the server did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    replies: [AtomicU64; 10],
+    drops: [AtomicU64; 2],
+    /// TCP connections refused at the cap.
+    pub tcp_refused: AtomicU64,
+    /// TCP connections closed for idling or slowness.
+    pub tcp_timeouts: AtomicU64,
+}
+
+const KINDS: [ReplyKind; 9] = [
+    ReplyKind::Fast,
+    ReplyKind::Answer,
+    ReplyKind::NoData,
+    ReplyKind::NxDomain,
+    ReplyKind::Refused,
+    ReplyKind::FormErr,
+    ReplyKind::NotImp,
+    ReplyKind::BadVers,
+    ReplyKind::Truncated,
+];
+
+impl Stats {
+    fn count(&self, o: &Outcome) {
+        match o {
+            Outcome::Reply(_, k) => {
+                let i = KINDS.iter().position(|x| x == k).unwrap_or(0);
+                if let Some(c) = self.replies.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Outcome::Drop(r) => {
+                let i = usize::from(*r == DropReason::Response);
+                if let Some(c) = self.drops.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Replies of one kind so far.
+    pub fn replies(&self, kind: ReplyKind) -> u64 {
+        let i = KINDS.iter().position(|x| *x == kind).unwrap_or(0);
+        self.replies.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Messages dropped for a reason so far.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        let i = usize::from(reason == DropReason::Response);
+        self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// `(kind, count)` for every reply kind, for logs.
+    pub fn summary(&self) -> Vec<(ReplyKind, u64)> {
+        KINDS.iter().map(|k| (*k, self.replies(*k))).collect()
+    }
+}
+
+/// The running server.
+pub struct DnsServer {
+    /// Its counters.
+    pub stats: Arc<Stats>,
+    /// The UDP address it is bound to.
+    pub local_addr: SocketAddr,
+}
+
+/// Binds the sockets (so bind errors surface before anything runs) and spawns the tasks on `tracker`.
+pub async fn start(
+    cfg: ServerConfig,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    tracker: &TaskTracker,
+    token: CancellationToken,
+) -> io::Result<DnsServer> {
+    let stats = Arc::new(Stats::default());
+    let first = reuseport_udp(cfg.listen)?;
+    let local_addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..cfg.udp_sockets.max(1) {
+        sockets.push(reuseport_udp(local_addr)?);
+    }
+    for sock in sockets {
+        let sock = UdpSocket::from_std(sock)?;
+        tracker.spawn(udp_loop(
+            sock,
+            snapshots.clone(),
+            stats.clone(),
+            token.clone(),
+        ));
+    }
+    let tcp = tcp_listener(local_addr)?;
+    tracker.spawn(tcp_loop(
+        tcp,
+        cfg.clone(),
+        snapshots,
+        stats.clone(),
+        tracker.clone(),
+        token,
+    ));
+    info!(listen = %local_addr, udp_sockets = cfg.udp_sockets, "userspace DNS server listening (UDP and TCP)");
+    Ok(DnsServer { stats, local_addr })
+}
+
+fn reuseport_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        // `[::]` serves IPv4 too.
+        s.set_only_v6(false)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
+}
+
+async fn udp_loop(
+    sock: UdpSocket,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    stats: Arc<Stats>,
+    token: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_535];
+    let ctx = QueryContext::udp();
+    loop {
+        let (len, peer) = tokio::select! {
+            () = token.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, "udp receive");
+                    continue;
+                }
+            },
+        };
+        let snap = snapshots.borrow().clone();
+        let outcome = respond(&snap, buf.get(..len).unwrap_or(&[]), &ctx);
+        stats.count(&outcome);
+        if let Outcome::Reply(bytes, _) = outcome
+            && let Err(e) = sock.send_to(&bytes, peer).await
+        {
+            debug!(error = %e, %peer, "udp send");
+        }
+    }
+}
+
+async fn tcp_loop(
+    listener: TcpListener,
+    cfg: ServerConfig,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    stats: Arc<Stats>,
+    tracker: TaskTracker,
+    token: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(cfg.tcp_max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = token.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "tcp accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let (snapshots, stats, token, idle) = (
+            snapshots.clone(),
+            stats.clone(),
+            token.clone(),
+            cfg.tcp_idle_timeout,
+        );
+        tracker.spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => {}
+                r = tcp_conn(stream, snapshots, &stats, idle) => {
+                    if let Err(e) = r {
+                        debug!(error = %e, %peer, "tcp connection closed");
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one connection: length-prefixed messages (RFC 1035 §4.2.2, RFC 7766), until the client closes,
+/// idles past `idle`, or sends something that gets no reply.
+async fn tcp_conn(
+    mut stream: TcpStream,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    stats: &Stats,
+    idle: Duration,
+) -> io::Result<()> {
+    let ctx = QueryContext::tcp();
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let mut len = [0u8; 2];
+        match timeout(idle, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                stats.tcp_timeouts.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        let len = usize::from(u16::from_be_bytes(len));
+        let Some(msg) = buf.get_mut(..len) else {
+            return Ok(());
+        };
+        // A client announcing a long message and sending it slowly is held to the same limit.
+        match timeout(idle, stream.read_exact(msg)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                stats.tcp_timeouts.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        let snap = snapshots.borrow().clone();
+        let outcome = respond(&snap, msg, &ctx);
+        stats.count(&outcome);
+        let Outcome::Reply(bytes, _) = outcome else {
+            return Ok(());
+        };
+        let Ok(n) = u16::try_from(bytes.len()) else {
+            return Ok(());
+        };
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&n.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        timeout(idle, stream.write_all(&framed))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    }
+}

@@ -1,0 +1,232 @@
+//! The zones we are authoritative for, their apex records (SOA, NS), and the snapshot the responders
+//! answer from: the answer table plus what negative answers need.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use hickory_proto::rr::{
+    Name, RData, Record,
+    rdata::{NS, SOA},
+};
+use opengslb_common::maps::{RecordKey, RecordValue};
+use thiserror::Error;
+
+use crate::{
+    config::Config,
+    table::{AnswerTable, EntryKey, normalize},
+    xdp::sync::RecordSync,
+};
+
+/// A name in the config that is not a valid DNS name (validation should have caught it).
+#[derive(Debug, Error)]
+#[error("invalid name {name:?} for {what}")]
+pub struct ZoneError {
+    /// The name.
+    pub name: String,
+    /// What it was for.
+    pub what: &'static str,
+}
+
+/// One zone's apex data.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    /// The apex, lowercase, fully qualified.
+    pub apex: Name,
+    /// MNAME and RNAME.
+    pub mname: Name,
+    /// The contact mailbox as a name.
+    pub rname: Name,
+    /// TTL of the SOA record.
+    pub soa_ttl: u32,
+    /// REFRESH, RETRY, EXPIRE.
+    pub timers: (u32, u32, u32),
+    /// MINIMUM: the negative-caching TTL.
+    pub negative_ttl: u32,
+    /// The NS targets.
+    pub nameservers: Vec<Name>,
+    /// TTL of the NS records.
+    pub ns_ttl: u32,
+}
+
+fn fqdn(name: &str, what: &'static str) -> Result<Name, ZoneError> {
+    let err = || ZoneError {
+        name: name.to_owned(),
+        what,
+    };
+    let mut n = Name::from_ascii(name).map_err(|_| err())?;
+    n.set_fqdn(true);
+    Ok(n.to_lowercase())
+}
+
+impl Zone {
+    /// The zones of a config.
+    pub fn from_config(cfg: &Config) -> Result<Vec<Self>, ZoneError> {
+        cfg.dns
+            .zones
+            .iter()
+            .map(|z| {
+                let apex = fqdn(z, "dns.zones")?;
+                let nameservers = if cfg.dns.nameservers.is_empty() {
+                    vec![fqdn(&format!("ns1.{z}"), "dns.nameservers")?]
+                } else {
+                    cfg.dns
+                        .nameservers
+                        .iter()
+                        .map(|n| fqdn(n, "dns.nameservers"))
+                        .collect::<Result<_, _>>()?
+                };
+                let soa = &cfg.dns.soa;
+                let mname = match &soa.primary_ns {
+                    Some(n) => fqdn(n, "dns.soa.primary_ns")?,
+                    None => nameservers.first().cloned().unwrap_or_else(|| apex.clone()),
+                };
+                let rname = match &soa.contact {
+                    Some(n) => fqdn(n, "dns.soa.contact")?,
+                    None => fqdn(&format!("hostmaster.{z}"), "dns.soa.contact")?,
+                };
+                Ok(Self {
+                    apex,
+                    mname,
+                    rname,
+                    soa_ttl: soa.ttl,
+                    timers: (soa.refresh, soa.retry, soa.expire),
+                    negative_ttl: soa.negative_ttl,
+                    nameservers,
+                    ns_ttl: soa.ttl,
+                })
+            })
+            .collect()
+    }
+
+    /// The SOA record, with `serial`, at `ttl`.
+    pub fn soa_record(&self, serial: u32, ttl: u32) -> Record {
+        let (refresh, retry, expire) = self.timers;
+        Record::from_rdata(
+            self.apex.clone(),
+            ttl,
+            RData::SOA(SOA::new(
+                self.mname.clone(),
+                self.rname.clone(),
+                serial,
+                refresh as i32,
+                retry as i32,
+                expire as i32,
+                self.negative_ttl,
+            )),
+        )
+    }
+
+    /// The SOA as negative answers carry it: TTL = min(SOA TTL, MINIMUM) (RFC 2308 §3).
+    pub fn negative_soa(&self, serial: u32) -> Record {
+        self.soa_record(serial, self.soa_ttl.min(self.negative_ttl))
+    }
+
+    /// The NS records at the apex.
+    pub fn ns_records(&self) -> Vec<Record> {
+        self.nameservers
+            .iter()
+            .map(|n| Record::from_rdata(self.apex.clone(), self.ns_ttl, RData::NS(NS(n.clone()))))
+            .collect()
+    }
+}
+
+/// Everything a responder needs, immutable once built; a change builds a new one.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The answer table.
+    pub table: AnswerTable,
+    /// The zones, longest apex first so the first match is the closest.
+    pub zones: Vec<Zone>,
+    /// The SOA serial; it changes whenever the table does.
+    pub serial: u32,
+    /// Our EDNS UDP payload size.
+    pub udp_size: u16,
+    /// Every name that exists (owns records, or is an empty non-terminal above one), lowercase.
+    names: HashSet<Name>,
+    /// Round-robin positions of the userspace path, one per entry.
+    rotation: HashMap<EntryKey, AtomicU32>,
+    /// The entries exactly as the XDP map holds them, with their own rotation positions.
+    fast: HashMap<RecordKey, (RecordValue, AtomicU32)>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot.
+    pub fn new(table: AnswerTable, mut zones: Vec<Zone>, serial: u32, udp_size: u16) -> Self {
+        zones.sort_by_key(|z| std::cmp::Reverse(z.apex.num_labels()));
+        let mut names = HashSet::new();
+        for z in &zones {
+            names.insert(z.apex.clone());
+        }
+        for (key, _) in table.iter() {
+            let Ok(mut n) = Name::from_ascii(&key.name) else {
+                continue;
+            };
+            n.set_fqdn(true);
+            let n = n.to_lowercase();
+            // The name and every ancestor inside its zone exist (RFC 8020: an empty non-terminal is
+            // NODATA, not NXDOMAIN).
+            if let Some(zone) = zones.iter().find(|z| z.apex.zone_of(&n)) {
+                let mut cur = n;
+                while cur.num_labels() > zone.apex.num_labels() {
+                    names.insert(cur.clone());
+                    cur = cur.base_name();
+                }
+            }
+        }
+        let rotation = table
+            .iter()
+            .map(|(k, _)| (k.clone(), AtomicU32::new(0)))
+            .collect();
+        let fast = RecordSync::default()
+            .plan(&table)
+            .upserts
+            .into_iter()
+            .map(|(k, v)| (k, (v, AtomicU32::new(0))))
+            .collect();
+        Self {
+            table,
+            zones,
+            serial,
+            udp_size,
+            names,
+            rotation,
+            fast,
+        }
+    }
+
+    /// The zone `name` lies in, if any.
+    pub fn zone_of(&self, name: &Name) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.apex.zone_of(name))
+    }
+
+    /// Whether `name` (lowercase) exists.
+    pub fn exists(&self, name: &Name) -> bool {
+        self.names.contains(name)
+    }
+
+    /// The entry the XDP program would find for a key.
+    pub fn fast_entry(&self, qtype: u16, hash: u64) -> Option<(RecordKey, &RecordValue)> {
+        let key = RecordKey::new(qtype, hash);
+        self.fast.get(&key).map(|(v, _)| (key, v))
+    }
+
+    /// The next round-robin position for a fast-path entry.
+    pub fn next_fast_rotation(&self, key: RecordKey) -> u32 {
+        self.fast
+            .get(&key)
+            .map_or(0, |(_, c)| c.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The next round-robin position for an entry.
+    pub fn next_rotation(&self, name: &str, qtype: u16) -> u32 {
+        let key = EntryKey {
+            name: normalize(name),
+            qtype,
+        };
+        self.rotation
+            .get(&key)
+            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
+    }
+}

@@ -90,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     keep_attached,
                     bpffs_root,
                     xdp_only,
+                    config,
                 },
             )
         }

@@ -1,10 +1,15 @@
 //! The overwatch process: builds the answer table from the config, loads the XDP program, fills its maps,
 //! attaches it, and runs until SIGINT or SIGTERM, then detaches and unpins.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
-use tracing::{debug, info, warn};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{debug, error, info, warn};
 
 use std::sync::Arc;
 
@@ -17,6 +22,7 @@ use crate::{
         Snapshot, Zone,
         server::{self, ServerConfig},
     },
+    metrics::{self, Metrics},
     table::{AnswerTable, NameSpec, Policy},
     xdp::{self, Dataplane},
 };
@@ -30,6 +36,8 @@ pub struct Options {
     pub bpffs_root: PathBuf,
     /// Run no userspace listener and fail if XDP cannot attach (proves the XDP path answers alone).
     pub xdp_only: bool,
+    /// The config file, for SIGHUP reloads (`None`: the embedded default).
+    pub config: Option<PathBuf>,
 }
 
 /// The answer table a config describes.
@@ -107,11 +115,49 @@ fn next_serial(previous: u32) -> u32 {
     now.max(previous.wrapping_add(1))
 }
 
-/// Runs the overwatch until a shutdown signal.
+/// Publishes answer tables: writes the XDP map incrementally, then switches the userspace server to a
+/// new snapshot (with a new SOA serial), and times the two.
+struct Publisher {
+    dp: Option<Dataplane>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    zones: Vec<Zone>,
+    serial: u32,
+    udp_size: u16,
+    metrics: Arc<Metrics>,
+}
+
+impl Publisher {
+    fn publish(&mut self, table: AnswerTable) {
+        let started = Instant::now();
+        if let Some(dp) = self.dp.as_mut() {
+            match dp.apply(&table) {
+                Ok(plan) => {
+                    for (name, why) in &plan.skipped {
+                        debug!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
+                    }
+                    debug!(
+                        written = plan.upserts.len(),
+                        removed = plan.removals.len(),
+                        "XDP map updated"
+                    );
+                }
+                // The XDP map keeps its previous entries; userspace still gets the new table.
+                Err(e) => error!(error = format!("{e:#}"), "updating the XDP map failed"),
+            }
+        }
+        self.serial = next_serial(self.serial);
+        let snap = Snapshot::new(table, self.zones.clone(), self.serial, self.udp_size);
+        self.tx.send_replace(Arc::new(snap));
+        self.metrics.observe_table_sync(started.elapsed());
+    }
+}
+
+/// Runs the overwatch until a shutdown signal. SIGHUP re-reads `opts.config` and publishes its table; a
+/// config that fails to load or validate is refused and the running one kept.
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let table = table_from_config(&cfg);
     let zones = Zone::from_config(&cfg).context("dns.zones")?;
-    let mut dp = if cfg.dns.xdp.interfaces.is_empty() {
+    let dp = if cfg.dns.xdp.interfaces.is_empty() {
         if opts.xdp_only {
             bail!("--xdp-only, but dns.xdp.interfaces is empty");
         }
@@ -130,12 +176,23 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         }
     };
-    let snapshot = Arc::new(Snapshot::new(
+    let metrics = Arc::new(Metrics::new());
+    let serial = next_serial(0);
+    let first = Arc::new(Snapshot::new(
         table,
-        zones,
-        next_serial(0),
+        zones.clone(),
+        serial,
         cfg.dns.xdp.udp_size,
     ));
+    let (tx, snap_rx) = watch::channel(first);
+    let mut publisher = Publisher {
+        dp,
+        tx,
+        zones,
+        serial,
+        udp_size: cfg.dns.xdp.udp_size,
+        metrics: metrics.clone(),
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,28 +201,45 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let (_snap_tx, snap_rx) = watch::channel(snapshot);
         let server = if opts.xdp_only {
             info!("--xdp-only: no userspace DNS listener; queries XDP passes go unanswered");
             None
         } else {
             let sc = ServerConfig::new(cfg.dns.listen_address);
-            Some(
-                server::start(sc, snap_rx, &tracker, token.clone())
-                    .await
-                    .with_context(|| format!("cannot listen on {}", cfg.dns.listen_address))?,
-            )
+            let s = server::start(sc, snap_rx, &tracker, token.clone())
+                .await
+                .with_context(|| format!("cannot listen on {}", cfg.dns.listen_address))?;
+            *metrics
+                .sources
+                .dns
+                .lock()
+                .map_err(|_| anyhow::anyhow!("metrics lock"))? = Some(s.stats.clone());
+            Some(s)
         };
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("SIGTERM handler")?;
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        if cfg.metrics.enabled {
+            let listener = tokio::net::TcpListener::bind(cfg.metrics.address)
+                .await
+                .with_context(|| format!("metrics.address {}", cfg.metrics.address))?;
+            let (m, t) = (metrics.clone(), token.clone());
+            tracker.spawn(async move {
+                if let Err(e) = metrics::serve(listener, m, t).await {
+                    error!(error = %e, "metrics server stopped");
+                }
+            });
+        }
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
+                _ = hup.recv() => reload(&opts, &cfg, &mut publisher),
                 _ = tick.tick() => {
-                    if let Some(c) = dp.as_ref().and_then(|d| d.counters().ok()) {
-                        debug!(answered = c.answered(), "xdp counters");
+                    if let Some(c) = publisher.dp.as_ref().and_then(|d| d.counters().ok())
+                        && let Ok(mut slot) = metrics.sources.xdp.lock()
+                    {
+                        *slot = Some(c);
                     }
                 }
             }
@@ -188,7 +262,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
 
-    if let Some(mut dp) = dp.take() {
+    if let Some(mut dp) = publisher.dp.take() {
         if let Ok(c) = dp.counters() {
             info!(answered = c.answered(), "shutting down");
             for counter in opengslb_common::counters::Counter::ALL {
@@ -206,4 +280,37 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// SIGHUP: re-read the config file and publish its table. Settings that need a restart (listen address,
+/// XDP interfaces, zones) are reported and not applied.
+fn reload(opts: &Options, running: &Config, publisher: &mut Publisher) {
+    let Some(path) = &opts.config else {
+        warn!("SIGHUP: running the embedded default config, nothing to reload");
+        return;
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(
+                error = format!("{e:#}"),
+                "SIGHUP: the new config is refused; keeping the running one"
+            );
+            return;
+        }
+    };
+    if new.dns.listen_address != running.dns.listen_address
+        || new.dns.xdp != running.dns.xdp
+        || new.dns.zones != running.dns.zones
+        || new.dns.soa != running.dns.soa
+        || new.dns.nameservers != running.dns.nameservers
+        || new.metrics != running.metrics
+    {
+        warn!(
+            "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers or metrics need a restart; applying the domains and servers only"
+        );
+    }
+    let table = table_from_config(&new);
+    info!(entries = table.len(), "SIGHUP: config reloaded");
+    publisher.publish(table);
 }

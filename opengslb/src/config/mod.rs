@@ -57,9 +57,9 @@ pub struct Config {
     /// Default: none.
     #[serde(default)]
     pub api: Option<Value>,
-    /// Prometheus metrics (enabled, address): accepted, not acted on yet. Default: none.
-    #[serde(default)]
-    pub metrics: Option<Value>,
+    /// Prometheus metrics. Default: see [`MetricsConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub metrics: MetricsConfig,
     /// Logging (level, format): accepted, not acted on yet. Default: none.
     #[serde(default)]
     pub logging: Option<Value>,
@@ -75,6 +75,34 @@ pub struct Config {
     /// and domains.
     #[serde(default)]
     includes: Option<Value>,
+}
+
+/// The `metrics` section: the Prometheus endpoint (`/metrics`, and `/health` answering `OK`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve metrics. Default false, as in the original.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `IP:port` to serve on; `:9090` means `0.0.0.0:9090`. Default `0.0.0.0:9090`.
+    #[serde(
+        default = "default_metrics_address",
+        deserialize_with = "de::listen_address"
+    )]
+    pub address: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            address: default_metrics_address(),
+        }
+    }
+}
+
+fn default_metrics_address() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 9090))
 }
 
 /// The role this process runs.
@@ -273,7 +301,6 @@ impl Config {
             ("overwatch", &self.overwatch),
             ("agent", &self.agent),
             ("api", &self.api),
-            ("metrics", &self.metrics),
             ("logging", &self.logging),
             ("geolocation", &self.geolocation),
             ("latency_config", &self.latency_config),

@@ -76,10 +76,9 @@ fn demo2_overwatch_config_is_accepted() {
         Duration::from_secs(5)
     );
     assert_eq!(config.regions[0].health_check.failure_threshold, 2);
-    assert_eq!(
-        config.unused_sections(),
-        ["overwatch", "api", "metrics", "logging"]
-    );
+    assert_eq!(config.unused_sections(), ["overwatch", "api", "logging"]);
+    assert!(config.metrics.enabled);
+    assert_eq!(config.metrics.address.port(), 9090);
     let records = config.domain_records();
     assert_eq!(
         records[0].v4,
@@ -92,7 +91,8 @@ fn demo2_overwatch_config_is_accepted() {
 fn demo2_agent_config_is_accepted() {
     let config = Config::from_yaml_str(DEMO2_AGENT).expect("demo 2 agent config");
     assert_eq!(config.mode, Mode::Agent);
-    assert_eq!(config.unused_sections(), ["agent", "metrics", "logging"]);
+    assert_eq!(config.unused_sections(), ["agent", "logging"]);
+    assert_eq!(config.metrics.address.port(), 9100);
 }
 
 #[test]

@@ -1,0 +1,206 @@
+//! Prometheus metrics (`metrics.address`, `/metrics`), and `/health` answering `OK` as the original's
+//! metrics server does. Counters that live elsewhere (the XDP program's per-CPU counters, the DNS server's
+//! atomics) are read at scrape time by a collector, so they are never copied twice.
+
+use std::{
+    io,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use opengslb_common::counters::Counter;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
+    metrics::{
+        counter::ConstCounter,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::{
+    dns::{DropReason, server::Stats},
+    xdp::Counters,
+};
+
+/// Where the collector reads from; the overwatch fills these in as the parts start.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// The XDP counters, refreshed by the overwatch (they are read through the data plane it owns).
+    pub xdp: Mutex<Option<Counters>>,
+    /// The userspace DNS server's counters.
+    pub dns: Mutex<Option<Arc<Stats>>>,
+}
+
+/// The registry and the metrics the overwatch updates directly.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Seconds from a table change to the XDP map written and the userspace snapshot published.
+    pub table_sync: Histogram,
+    /// What the collector reads.
+    pub sources: Arc<Sources>,
+}
+
+#[derive(Debug)]
+struct SourceCollector(Arc<Sources>);
+
+impl Collector for SourceCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let xdp = self.0.xdp.lock().ok().and_then(|g| g.clone());
+        if let Some(c) = xdp {
+            let counter = ConstCounter::new(0u64);
+            let mut fam = encoder.encode_descriptor(
+                "opengslb_xdp_packets",
+                "Packets the XDP program saw, by outcome: answered_a/answered_aaaa, or the reason it passed them to userspace (grew_head counts an event besides an outcome)",
+                None,
+                counter.metric_type(),
+            )?;
+            for outcome in Counter::ALL {
+                let labels = [("outcome", outcome.name())];
+                ConstCounter::new(c.get(outcome)).encode(fam.encode_family(&labels)?)?;
+            }
+        }
+        let dns = self.0.dns.lock().ok().and_then(|g| g.clone());
+        if let Some(s) = dns {
+            let counter = ConstCounter::new(0u64);
+            let mut fam = encoder.encode_descriptor(
+                "opengslb_dns_replies",
+                "Replies the userspace DNS server sent, by kind",
+                None,
+                counter.metric_type(),
+            )?;
+            for (kind, n) in s.summary() {
+                let name = format!("{kind:?}").to_lowercase();
+                let labels = [("kind", name.as_str())];
+                ConstCounter::new(n).encode(fam.encode_family(&labels)?)?;
+            }
+            let mut fam = encoder.encode_descriptor(
+                "opengslb_dns_dropped",
+                "Messages the userspace DNS server did not answer, by reason",
+                None,
+                counter.metric_type(),
+            )?;
+            for (reason, label) in [
+                (DropReason::TooShort, "too_short"),
+                (DropReason::Response, "response"),
+            ] {
+                let labels = [("reason", label)];
+                ConstCounter::new(s.drops(reason)).encode(fam.encode_family(&labels)?)?;
+            }
+            for (name, help, v) in [
+                (
+                    "opengslb_dns_tcp_refused",
+                    "TCP connections closed at once because the connection cap was reached",
+                    &s.tcp_refused,
+                ),
+                (
+                    "opengslb_dns_tcp_timeouts",
+                    "TCP connections closed for idling or sending too slowly",
+                    &s.tcp_timeouts,
+                ),
+            ] {
+                let c = ConstCounter::new(v.load(std::sync::atomic::Ordering::Relaxed));
+                c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        // 10 µs to about 2.6 s.
+        let table_sync = Histogram::new(exponential_buckets(0.000_01, 4.0, 10));
+        registry.register(
+            "opengslb_table_sync_seconds",
+            "Time from an answer-table change to the XDP map written and the userspace server switched",
+            table_sync.clone(),
+        );
+        let sources = Arc::new(Sources::default());
+        registry.register_collector(Box::new(SourceCollector(sources.clone())));
+        Self {
+            registry,
+            table_sync,
+            sources,
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Records one table sync.
+    pub fn observe_table_sync(&self, took: Duration) {
+        self.table_sync.observe(took.as_secs_f64());
+    }
+}
+
+/// The HTTP routes: `/metrics` and `/health`.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/health", get(|| async { "OK" }))
+        .with_state(metrics)
+}
+
+async fn scrape(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+}
+
+/// Serves on `listener` until `token` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) -> io::Result<()> {
+    info!(address = %listener.local_addr()?, "metrics at /metrics");
+    axum::serve(listener, router(metrics))
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_histogram_and_the_sources() {
+        let m = Metrics::new();
+        m.observe_table_sync(Duration::from_micros(50));
+        *m.sources.dns.lock().unwrap() = Some(Arc::new(Stats::default()));
+        let text = m.render();
+        assert!(
+            text.contains("opengslb_table_sync_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("opengslb_dns_replies_total{kind=\"fast\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("opengslb_dns_tcp_refused_total 0"), "{text}");
+    }
+}

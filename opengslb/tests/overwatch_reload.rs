@@ -1,0 +1,162 @@
+//! The overwatch process with the userspace server only (no XDP, no root needed): it answers from its
+//! config, SIGHUP publishes a changed table (new answers, new SOA serial, one more table-sync
+//! observation in the metrics), and a broken config is refused with the running one kept.
+
+mod common;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use common::netns::{Proc, TempDir, wait_for};
+use hickory_proto::{
+    op::{Message, Query},
+    rr::{Name, RData, RecordType},
+};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dns_port: u16, metrics_port: u16, last_octets: &[u8]) -> String {
+    let servers: String = last_octets
+        .iter()
+        .map(|o| format!("      - {{ address: 192.0.2.{o}, service: app.demo.local }}\n"))
+        .collect();
+    format!(
+        r#"mode: overwatch
+dns:
+  listen_address: "127.0.0.1:{dns_port}"
+  zones: [demo.local]
+  default_ttl: 5
+regions:
+  - name: local
+    servers:
+{servers}domains:
+  - {{ name: app.demo.local, routing_algorithm: round-robin, regions: [local], ttl: 5, max_answers: 16 }}
+metrics: {{ enabled: true, address: "127.0.0.1:{metrics_port}" }}
+"#
+    )
+}
+
+fn ask(port: u16, name: &str, t: RecordType) -> Option<Message> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    let mut m = Message::query();
+    m.metadata.id = 7;
+    m.add_query(Query::query(Name::from_ascii(name).ok()?, t));
+    sock.send_to(
+        &m.to_vec().ok()?,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+    )
+    .ok()?;
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+fn a_records(port: u16) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = ask(port, "app.demo.local.", RecordType::A)
+        .map(|m| {
+            m.answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn serial(port: u16) -> Option<u32> {
+    let m = ask(port, "demo.local.", RecordType::SOA)?;
+    match &m.answers.first()?.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    }
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn hup(p: &Proc) {
+    let pid = p.child.as_ref().expect("running").id();
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+}
+
+#[test]
+fn sighup_publishes_a_new_table_and_refuses_a_broken_config() {
+    let dir = TempDir::new("reload");
+    let (dns, met) = (free_port(), free_port());
+    let cfg = dir.0.join("overwatch.yaml");
+    std::fs::write(&cfg, config(dns, met, &[1, 2])).unwrap();
+    let mut cmd = Command::new(Path::new(env!("CARGO_BIN_EXE_opengslb")));
+    cmd.args(["overwatch", "--config"]).arg(&cfg);
+    let log = dir.0.join("log");
+    let server = Proc::spawn(cmd, &log);
+    let v1 = [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)];
+    assert!(
+        wait_for(Duration::from_secs(20), || a_records(dns) == v1),
+        "first answers: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let serial1 = serial(dns).expect("SOA");
+    assert!(scrape(met).contains("opengslb_table_sync_seconds_count 0"));
+
+    std::fs::write(&cfg, config(dns, met, &[3])).unwrap();
+    hup(&server);
+    assert!(
+        wait_for(Duration::from_secs(10), || a_records(dns)
+            == [Ipv4Addr::new(192, 0, 2, 3)]),
+        "answers after SIGHUP: {:?}",
+        a_records(dns)
+    );
+    assert!(
+        serial(dns).expect("SOA") > serial1,
+        "the SOA serial changes with the table"
+    );
+    let text = scrape(met);
+    assert!(
+        text.contains("opengslb_table_sync_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("opengslb_dns_replies_total{kind=\"fast\"}"),
+        "{text}"
+    );
+
+    std::fs::write(&cfg, "dns: { zones: [demo.local], listen_adress: oops }\n").unwrap();
+    hup(&server);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        a_records(dns),
+        [Ipv4Addr::new(192, 0, 2, 3)],
+        "the running config is kept"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("listen_adress"),
+        "the error names the key: {logged}"
+    );
+}

@@ -43,6 +43,10 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     // SAFETY: the array has one entry, always present; the value is plain data.
     let cfg = unsafe { *CONFIG.get_ptr(0).ok_or(Counter::Internal)? };
     let f = frame(ctx, cfg.port)?;
+    // Longer messages are not read at all (clamping the length below would parse a prefix of them).
+    if f.dns_len > QBUF {
+        return Err(Counter::TooLong);
+    }
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Counter::Internal)?;
     // SAFETY: a per-CPU map value; XDP does not nest on a CPU, so we are its only user now.
     let scratch: &mut Scratch = unsafe { &mut *scratch };

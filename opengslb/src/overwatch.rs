@@ -23,7 +23,7 @@ use crate::{
         server::{self, ServerConfig},
     },
     metrics::{self, Metrics},
-    table::{AnswerTable, NameSpec, Policy},
+    table::{AllDown, AnswerTable, NameSpec, Policy},
     xdp::{self, Dataplane},
 };
 
@@ -53,6 +53,11 @@ pub fn table_from_config(cfg: &Config) -> AnswerTable {
                 _ => Policy::Userspace,
             },
             max_answers: d.max_answers,
+            all_down: if cfg.dns.return_last_healthy {
+                AllDown::LastHealthy
+            } else {
+                AllDown::All
+            },
             v4: d.v4,
             v6: d.v6,
         })

@@ -18,6 +18,20 @@ pub enum Policy {
     Userspace,
 }
 
+/// What a name answers when every one of its backends is out (DESIGN.md, "All down"). Health checking
+/// (the overwatch issue) is what takes backends out; until then every configured backend is in, and this
+/// is carried so that both DNS paths get it from the one table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AllDown {
+    /// Answer with every configured backend, so one bad signal cannot black-hole a service (gdnsd's way).
+    #[default]
+    All,
+    /// Answer with the last set that was healthy (`dns.return_last_healthy: true`).
+    LastHealthy,
+    /// NOERROR with no answer and the SOA (NODATA), negatively cached for `dns.soa.negative_ttl`.
+    Empty,
+}
+
 /// The key of one entry: a lowercased name without a trailing dot, and A or AAAA.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryKey {
@@ -36,6 +50,8 @@ pub struct Entry {
     pub policy: Policy,
     /// How many records one answer carries.
     pub max_answers: u8,
+    /// What to answer when every backend is out.
+    pub all_down: AllDown,
     /// The records, all of the entry's type, in configured order.
     pub records: Vec<IpAddr>,
 }
@@ -51,6 +67,8 @@ pub struct NameSpec {
     pub policy: Policy,
     /// How many records one answer carries.
     pub max_answers: u8,
+    /// What to answer when every backend is out.
+    pub all_down: AllDown,
     /// IPv4 addresses.
     pub v4: Vec<Ipv4Addr>,
     /// IPv6 addresses.
@@ -87,6 +105,7 @@ impl AnswerTable {
                         ttl: s.ttl,
                         policy: s.policy,
                         max_answers: s.max_answers.max(1),
+                        all_down: s.all_down,
                         records,
                     },
                 );
@@ -134,6 +153,7 @@ mod tests {
             ttl: 5,
             policy: Policy::RoundRobin,
             max_answers: 0,
+            all_down: AllDown::All,
             v4: vec![Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)],
             v6: vec![],
         }

@@ -9,7 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use common::frames::{Wrap, frame, take_apart};
+use common::frames::{Wrap, client4, client6, frame, server4, server6, take_apart};
 use hickory_proto::{
     op::{Edns, Message, MessageType, Query},
     rr::{
@@ -18,7 +18,7 @@ use hickory_proto::{
     },
 };
 use opengslb::{
-    table::{AnswerTable, NameSpec, Policy},
+    table::{AllDown, AnswerTable, NameSpec, Policy},
     xdp::{Counters, Dataplane},
 };
 use opengslb_common::counters::Counter;
@@ -26,19 +26,6 @@ use opengslb_common::counters::Counter;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const OUR_UDP: u16 = 1232;
-
-fn client4() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))
-}
-fn server4() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53))
-}
-fn client6() -> IpAddr {
-    IpAddr::V6("2001:db8:c::7".parse().unwrap())
-}
-fn server6() -> IpAddr {
-    IpAddr::V6("2001:db8:5::53".parse().unwrap())
-}
 
 fn v4(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(203, 0, 113, n)
@@ -63,6 +50,7 @@ impl Harness {
                 ttl: 5,
                 policy: Policy::RoundRobin,
                 max_answers: 1,
+                all_down: AllDown::All,
                 v4: vec![v4(1), v4(2), v4(3)],
                 v6: vec![v6(1), v6(2), v6(3)],
             },
@@ -71,6 +59,7 @@ impl Harness {
                 ttl: 300,
                 policy: Policy::RoundRobin,
                 max_answers: 2,
+                all_down: AllDown::All,
                 v4: vec![v4(11), v4(12), v4(13)],
                 v6: vec![v6(11)],
             },
@@ -79,6 +68,7 @@ impl Harness {
                 ttl: 30,
                 policy: Policy::Userspace,
                 max_answers: 1,
+                all_down: AllDown::All,
                 v4: vec![v4(21)],
                 v6: vec![],
             },
@@ -350,6 +340,17 @@ fn passes_what_it_must_not_answer() {
             Counter::Policy,
         ),
         (mutate(&|q| q.push(0)), Counter::OptMalformed),
+        (
+            // Padded past the 512 bytes the program reads.
+            with_edns(
+                query("app.demo.local.", RecordType::A),
+                false,
+                vec![EdnsOption::Unknown(12, vec![0; 560])],
+            )
+            .to_vec()
+            .unwrap(),
+            Counter::TooLong,
+        ),
     ];
     for (dns, why) in cases {
         h.expect_pass(&frame(&w4, &dns), why);
@@ -420,6 +421,7 @@ fn replies_too_big_for_the_client_are_passed() {
         ttl: 5,
         policy: Policy::RoundRobin,
         max_answers: 16,
+        all_down: AllDown::All,
         v4: vec![],
         v6: (1..=16).map(v6).collect(),
     }];

@@ -5,5 +5,8 @@ pub mod respond;
 pub mod server;
 pub mod zone;
 
+#[cfg(test)]
+mod tests;
+
 pub use respond::{DropReason, Outcome, QueryContext, ReplyKind, Transport, respond};
 pub use zone::{Snapshot, Zone, ZoneError};

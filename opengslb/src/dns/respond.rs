@@ -9,10 +9,11 @@ use hickory_proto::{
     rr::{
         DNSClass, Name, RData, Record, RecordType,
         rdata::{
-            A, AAAA,
+            A, AAAA, NS,
             opt::{ClientSubnet, EdnsCode, EdnsOption},
         },
     },
+    serialize::binary::{BinDecodable as _, BinDecoder},
 };
 use opengslb_common::{
     dns::{QBUF, Scratch, answer_count, build_reply, names_equal, parse_query, rotated_index},
@@ -115,7 +116,10 @@ pub fn respond(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Outcome {
     if let Some(bytes) = fast(snap, query, ctx) {
         return Outcome::Reply(bytes, ReplyKind::Fast);
     }
-    let msg = match Message::from_vec(query) {
+    let mut decoder = BinDecoder::new(query);
+    let parsed = Message::read(&mut decoder);
+    let trailing = !decoder.is_empty();
+    let msg = match parsed {
         Ok(m) => m,
         Err(_) => {
             // Unparseable: a bare header with the ID, opcode and RD copied (RFC 1035 §4.1.1).
@@ -126,9 +130,35 @@ pub fn respond(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Outcome {
             return Outcome::Reply(reply, ReplyKind::FormErr);
         }
     };
+    if trailing {
+        // Bytes after the last record the counts announce: not a well-formed message (Knot says FORMERR
+        // too, and the XDP program passes it as `opt_malformed`). Its OPT is not trusted either, so the
+        // FORMERR carries none, as Knot's does.
+        let (reply, kind) = formerr(&msg);
+        let mut untrusted = msg;
+        untrusted.edns = None;
+        let (bytes, kind) = encode(snap, reply, &untrusted, ctx, kind);
+        return Outcome::Reply(bytes, kind);
+    }
     let (reply, kind) = full(snap, &msg, ctx);
     let (bytes, kind) = encode(snap, reply, &msg, ctx, kind);
     Outcome::Reply(bytes, kind)
+}
+
+/// FORMERR to a message that parsed, echoing its question.
+fn formerr(msg: &Message) -> (Message, ReplyKind) {
+    let mut r = reply_to(msg);
+    r.metadata.response_code = ResponseCode::FormErr;
+    (r, ReplyKind::FormErr)
+}
+
+/// A response to `msg`: its ID, opcode and question, RD and CD copied, everything else clear.
+fn reply_to(msg: &Message) -> Message {
+    let mut r = Message::new(msg.metadata.id, MessageType::Response, msg.metadata.op_code);
+    r.metadata.recursion_desired = msg.metadata.recursion_desired;
+    r.metadata.checking_disabled = msg.metadata.checking_disabled;
+    r.queries = msg.queries.clone();
+    r
 }
 
 /// The XDP path's answer, if the XDP program would answer this query from this table.
@@ -153,10 +183,7 @@ fn fast(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Option<Vec<u8>> {
 
 /// The reply to a parsed query, before encoding.
 fn full(snap: &Snapshot, msg: &Message, ctx: &QueryContext) -> (Message, ReplyKind) {
-    let mut r = Message::new(msg.metadata.id, MessageType::Response, msg.metadata.op_code);
-    r.metadata.recursion_desired = msg.metadata.recursion_desired;
-    r.metadata.checking_disabled = msg.metadata.checking_disabled;
-    r.queries = msg.queries.clone();
+    let mut r = reply_to(msg);
 
     if msg.metadata.op_code != OpCode::Query {
         r.metadata.response_code = ResponseCode::NotImp;
@@ -185,9 +212,18 @@ fn full(snap: &Snapshot, msg: &Message, ctx: &QueryContext) -> (Message, ReplyKi
             return (r, ReplyKind::Refused);
         }
     };
+    if matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR) {
+        // Zone transfers: we serve none (the zones live in the config; there are no secondaries). Refusing
+        // one is RFC 1035 §4.1.1's own example of REFUSED; answering AXFR or IXFR like an ordinary query
+        // (NOERROR, an empty answer) would be a malformed transfer, which must start with the zone's SOA
+        // (RFC 5936 §2.2, RFC 1995 §4).
+        r.metadata.response_code = ResponseCode::Refused;
+        return (r, ReplyKind::Refused);
+    }
     r.metadata.authoritative = true;
     let answers = records_for(snap, zone, q, &name, ctx);
     if !answers.is_empty() {
+        r.additionals = additional_for(snap, zone, &answers);
         r.answers = answers;
         return (r, ReplyKind::Answer);
     }
@@ -258,6 +294,40 @@ fn records_for(
     }
 }
 
+/// Additional-section processing for an NS answer (RFC 1034 §4.3.2 step 6; RFC 1035 §3.3.11: NS records
+/// "cause ... the usual additional section processing to locate a type A record"): the A and AAAA records
+/// we have for each name server inside the answer's zone, all of them, with their TTLs. Name servers in
+/// other zones, ours included, are left out: resolvers do not trust out-of-zone additional data (RFC 2181
+/// §5.4.1), and Knot DNS, whose answers the conformance test compares with ours, leaves them out too.
+fn additional_for(snap: &Snapshot, zone: &Zone, answers: &[Record]) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut seen: Vec<Name> = Vec::new();
+    for rec in answers {
+        let RData::NS(NS(target)) = &rec.data else {
+            continue;
+        };
+        let target = target.to_lowercase();
+        if seen.contains(&target) || snap.zone_of(&target).is_none_or(|z| z.apex != zone.apex) {
+            continue;
+        }
+        let text = target.to_ascii();
+        for qtype in [QTYPE_A, QTYPE_AAAA] {
+            let Some(entry) = snap.table.get(&text, qtype) else {
+                continue;
+            };
+            out.extend(entry.records.iter().map(|ip| {
+                let rdata = match ip {
+                    IpAddr::V4(a) => RData::A(A(*a)),
+                    IpAddr::V6(a) => RData::AAAA(AAAA(*a)),
+                };
+                Record::from_rdata(target.clone(), entry.ttl, rdata)
+            }));
+        }
+        seen.push(target);
+    }
+    out
+}
+
 /// Adds the OPT record, encodes, and truncates for UDP when the reply does not fit.
 fn encode(
     snap: &Snapshot,
@@ -282,14 +352,248 @@ fn encode(
         }
         r.set_edns(e);
     }
-    let bytes = r.to_vec().unwrap_or_default();
+    let mut bytes = r.to_vec().unwrap_or_default();
+    if ctx.transport == Transport::Udp && bytes.len() > client_size && !r.additionals.is_empty() {
+        // RFC 2181 §9: TC=1 means data the client needs did not fit. The additional section (name server
+        // addresses for an NS answer) is a courtesy: it keeps the whole RRsets that fit, in order, and the
+        // rest is left out without TC (as Knot DNS does).
+        let extra = std::mem::take(&mut r.additionals);
+        bytes = r.to_vec().unwrap_or_default();
+        let mut rest = extra.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|x| x.name == first.name && x.record_type() == first.record_type())
+                .count();
+            let (rrset, tail) = rest.split_at(n);
+            r.additionals.extend_from_slice(rrset);
+            match r.to_vec() {
+                Ok(b) if b.len() <= client_size => bytes = b,
+                _ => {
+                    r.additionals.truncate(r.additionals.len() - n);
+                    break;
+                }
+            }
+            rest = tail;
+        }
+    }
     if ctx.transport == Transport::Udp && bytes.len() > client_size {
         // RFC 2181 §9: set TC and send what fits; the question and OPT always do.
         r.metadata.truncation = true;
         r.answers.clear();
         r.authorities.clear();
         r.additionals.clear();
-        return (r.to_vec().unwrap_or(bytes), ReplyKind::Truncated);
+        let mut truncated = r.to_vec().unwrap_or_default();
+        if truncated.len() > client_size {
+            // Only a message with several long questions (itself a FORMERR) gets here: drop them too.
+            r.queries.clear();
+            truncated = r.to_vec().unwrap_or_default();
+        }
+        return (truncated, ReplyKind::Truncated);
     }
     (bytes, kind)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The behaviours the Knot DNS conformance test (`tests/knot_conformance.rs`) brought in: zone
+    //! transfers refused, and name server addresses in the additional section of NS answers.
+
+    use std::net::IpAddr;
+
+    use hickory_proto::{
+        op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
+        rr::{DNSClass, Name, RData, RecordType},
+    };
+
+    use super::{Outcome, QueryContext, ReplyKind, respond};
+    use crate::{
+        config::Config,
+        dns::{Snapshot, Zone},
+        overwatch::table_from_config,
+    };
+
+    /// ns1 has one address of each family, ns2 none, ns3 sixteen of each; ns.elsewhere.test lies in the
+    /// other zone.
+    fn snapshot() -> Snapshot {
+        let mut servers = String::new();
+        let mut add = |addr: String, service: &str| {
+            servers.push_str(&format!(
+                "      - {{ address: \"{addr}\", service: {service} }}\n"
+            ));
+        };
+        add("192.0.2.53".into(), "ns1.demo.local");
+        add("2001:db8::53".into(), "ns1.demo.local");
+        for i in 1..=16 {
+            add(format!("198.51.100.{i}"), "ns3.demo.local");
+            add(format!("2001:db8:53::{i:x}"), "ns3.demo.local");
+        }
+        add("203.0.113.1".into(), "ns.elsewhere.test");
+        add("192.0.2.1".into(), "app.demo.local");
+        let yaml = format!(
+            "\
+dns:
+  zones: [demo.local, elsewhere.test]
+  nameservers: [ns1.demo.local, ns2.demo.local, ns3.demo.local, ns.elsewhere.test]
+regions:
+  - name: r
+    servers:
+{servers}domains:
+  - {{ name: ns1.demo.local, regions: [r], ttl: 300 }}
+  - {{ name: ns3.demo.local, regions: [r], ttl: 300, max_answers: 2 }}
+  - {{ name: ns.elsewhere.test, regions: [r], ttl: 300 }}
+  - {{ name: app.demo.local, regions: [r] }}
+"
+        );
+        let cfg = Config::from_yaml_str(&yaml).expect("test config is valid");
+        let zones = Zone::from_config(&cfg).expect("zones");
+        Snapshot::new(table_from_config(&cfg), zones, 7, 1232)
+    }
+
+    fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
+        let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn ask(snap: &Snapshot, q: &[u8], ctx: &QueryContext) -> (Message, ReplyKind, usize) {
+        match respond(snap, q, ctx) {
+            Outcome::Reply(bytes, kind) => (Message::from_vec(&bytes).unwrap(), kind, bytes.len()),
+            Outcome::Drop(why) => panic!("dropped: {why:?}"),
+        }
+    }
+
+    /// (owner, address) of every additional record, OPT aside.
+    fn additional(m: &Message) -> Vec<(String, IpAddr)> {
+        m.additionals
+            .iter()
+            .map(|r| {
+                let ip = match &r.data {
+                    RData::A(a) => IpAddr::V4(a.0),
+                    RData::AAAA(a) => IpAddr::V6(a.0),
+                    other => panic!("not an address: {other}"),
+                };
+                assert_eq!(r.dns_class, DNSClass::IN);
+                assert_eq!(r.ttl, 300, "the name server's own TTL");
+                (r.name.to_ascii(), ip)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zone_transfers_are_refused() {
+        let snap = snapshot();
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            for ctx in [QueryContext::udp(), QueryContext::tcp()] {
+                let (m, kind, _) = ask(&snap, &query("demo.local.", qtype, None), &ctx);
+                assert_eq!(kind, ReplyKind::Refused, "{qtype}");
+                assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+                assert!(!m.metadata.authoritative, "{qtype}: AA=0");
+                assert_eq!(m.queries.len(), 1, "question echoed");
+                assert!(
+                    m.answers.is_empty() && m.authorities.is_empty() && m.additionals.is_empty()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ns_answers_carry_the_in_zone_name_server_addresses() {
+        let snap = snapshot();
+        let (m, kind, _) = ask(
+            &snap,
+            &query("DeMo.LoCaL.", RecordType::NS, Some(1232)),
+            &QueryContext::udp(),
+        );
+        assert_eq!(kind, ReplyKind::Answer);
+        assert_eq!(m.answers.len(), 4);
+        let got = additional(&m);
+        // ns1's two, then all 32 of ns3 (max_answers limits answers, not the additional section); nothing
+        // for ns2 (no address) or ns.elsewhere.test (another zone).
+        assert_eq!(got.len(), 2 + 32, "{got:?}");
+        assert_eq!(
+            got[0],
+            ("ns1.demo.local.".into(), "192.0.2.53".parse().unwrap())
+        );
+        assert_eq!(
+            got[1],
+            ("ns1.demo.local.".into(), "2001:db8::53".parse().unwrap())
+        );
+        assert!(
+            got[2..18]
+                .iter()
+                .all(|(n, ip)| n == "ns3.demo.local." && ip.is_ipv4())
+        );
+        assert!(
+            got[18..]
+                .iter()
+                .all(|(n, ip)| n == "ns3.demo.local." && ip.is_ipv6())
+        );
+        assert!(!m.metadata.truncation);
+
+        // The other zone's NS answer: only its own name server's address; those in demo.local are in
+        // another zone.
+        let (m, _, _) = ask(
+            &snap,
+            &query("elsewhere.test.", RecordType::NS, Some(1232)),
+            &QueryContext::udp(),
+        );
+        assert_eq!(m.answers.len(), 4);
+        assert_eq!(
+            additional(&m),
+            [(
+                "ns.elsewhere.test.".to_owned(),
+                "203.0.113.1".parse().unwrap()
+            )],
+            "only the in-zone name server"
+        );
+    }
+
+    #[test]
+    fn name_server_addresses_that_do_not_fit_are_left_out_without_tc() {
+        let snap = snapshot();
+        // Without EDNS (512 bytes): ns1's A and AAAA and ns3's 16 A fit, ns3's 16 AAAA (448 bytes) do not.
+        let q = query("demo.local.", RecordType::NS, None);
+        let (m, kind, len) = ask(&snap, &q, &QueryContext::udp());
+        assert_eq!(kind, ReplyKind::Answer);
+        assert!(len <= 512, "{len} bytes");
+        assert!(
+            !m.metadata.truncation,
+            "RFC 2181 §9: no TC for additional data"
+        );
+        assert_eq!(m.answers.len(), 4, "the answer is whole");
+        let got = additional(&m);
+        assert_eq!(got.len(), 2 + 16, "{got:?}");
+        assert!(
+            got[2..]
+                .iter()
+                .all(|(n, ip)| n == "ns3.demo.local." && ip.is_ipv4())
+        );
+        // Over TCP, everything.
+        let (m, _, _) = ask(&snap, &q, &QueryContext::tcp());
+        assert_eq!(additional(&m).len(), 2 + 32);
+    }
+
+    #[test]
+    fn other_answers_have_no_additional_records() {
+        let snap = snapshot();
+        for (name, qtype) in [
+            ("app.demo.local.", RecordType::A),
+            ("demo.local.", RecordType::SOA),
+            ("demo.local.", RecordType::ANY),
+            ("ns1.demo.local.", RecordType::A),
+        ] {
+            let (m, kind, _) = ask(&snap, &query(name, qtype, None), &QueryContext::udp());
+            assert!(
+                matches!(kind, ReplyKind::Answer | ReplyKind::Fast),
+                "{name} {qtype}: {kind:?}"
+            );
+            assert!(m.additionals.is_empty(), "{name} {qtype}");
+        }
+    }
 }

@@ -58,7 +58,7 @@ pub struct Stats {
     drops: [AtomicU64; 2],
     /// TCP connections refused at the cap.
     pub tcp_refused: AtomicU64,
-    /// TCP connections closed for idling or slowness.
+    /// TCP connections closed for idling or slowness (reading a message or writing a reply).
     pub tcp_timeouts: AtomicU64,
 }
 
@@ -126,12 +126,7 @@ pub async fn start(
     token: CancellationToken,
 ) -> io::Result<DnsServer> {
     let stats = Arc::new(Stats::default());
-    let first = reuseport_udp(cfg.listen)?;
-    let local_addr = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..cfg.udp_sockets.max(1) {
-        sockets.push(reuseport_udp(local_addr)?);
-    }
+    let (sockets, tcp, local_addr) = bind(&cfg)?;
     for sock in sockets {
         let sock = UdpSocket::from_std(sock)?;
         tracker.spawn(udp_loop(
@@ -141,7 +136,6 @@ pub async fn start(
             token.clone(),
         ));
     }
-    let tcp = tcp_listener(local_addr)?;
     tracker.spawn(tcp_loop(
         tcp,
         cfg.clone(),
@@ -152,6 +146,27 @@ pub async fn start(
     ));
     info!(listen = %local_addr, udp_sockets = cfg.udp_sockets, "userspace DNS server listening (UDP and TCP)");
     Ok(DnsServer { stats, local_addr })
+}
+
+/// Binds the UDP sockets and the TCP listener on one port. With port 0 the kernel picks the UDP port,
+/// which may be taken for TCP: then the whole set is bound again on another port, a few times.
+fn bind(cfg: &ServerConfig) -> io::Result<(Vec<std::net::UdpSocket>, TcpListener, SocketAddr)> {
+    let attempts = if cfg.listen.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let first = reuseport_udp(cfg.listen)?;
+        let local_addr = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..cfg.udp_sockets.max(1) {
+            sockets.push(reuseport_udp(local_addr)?);
+        }
+        match tcp_listener(local_addr) {
+            Ok(tcp) => return Ok((sockets, tcp, local_addr)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
 }
 
 fn reuseport_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
@@ -300,8 +315,13 @@ async fn tcp_conn(
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&n.to_be_bytes());
         framed.extend_from_slice(&bytes);
-        timeout(idle, stream.write_all(&framed))
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        // A client that does not read its replies is as slow as one that does not send.
+        match timeout(idle, stream.write_all(&framed)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                stats.tcp_timeouts.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
     }
 }

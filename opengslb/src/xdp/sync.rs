@@ -123,7 +123,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::table::NameSpec;
+    use crate::table::{AllDown, NameSpec};
 
     fn table(names: &[(&str, &[u8])]) -> AnswerTable {
         let specs: Vec<NameSpec> = names
@@ -133,6 +133,7 @@ mod tests {
                 ttl: 5,
                 policy: Policy::RoundRobin,
                 max_answers: 1,
+                all_down: AllDown::All,
                 v4: last.iter().map(|l| Ipv4Addr::new(192, 0, 2, *l)).collect(),
                 v6: vec![],
             })

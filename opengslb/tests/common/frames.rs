@@ -1,7 +1,7 @@
 //! Crafting Ethernet/IP/UDP frames around DNS messages, and taking replies apart, for the
 //! `BPF_PROG_TEST_RUN` tests.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The client's MAC in test frames.
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -9,6 +9,23 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 /// The client's UDP port.
 pub const CLIENT_PORT: u16 = 40_000;
+
+/// The client's IPv4 address in test frames.
+pub fn client4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))
+}
+/// The server's IPv4 address in test frames.
+pub fn server4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53))
+}
+/// The client's IPv6 address in test frames.
+pub fn client6() -> IpAddr {
+    IpAddr::V6("2001:db8:c::7".parse().unwrap())
+}
+/// The server's IPv6 address in test frames.
+pub fn server6() -> IpAddr {
+    IpAddr::V6("2001:db8:5::53".parse().unwrap())
+}
 
 /// How to wrap a DNS message.
 #[derive(Clone, Debug)]

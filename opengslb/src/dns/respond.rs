@@ -236,6 +236,15 @@ fn full(snap: &Snapshot, msg: &Message, ctx: &QueryContext) -> (Message, ReplyKi
     }
 }
 
+/// An A or AAAA record for `ip`.
+fn address_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
+    let rdata = match ip {
+        IpAddr::V4(a) => RData::A(A(a)),
+        IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+    };
+    Record::from_rdata(owner.clone(), ttl, rdata)
+}
+
 /// The answer records for a question in `zone`.
 fn records_for(
     snap: &Snapshot,
@@ -258,13 +267,7 @@ fn records_for(
             .unwrap_or_else(|| snap.next_rotation(&text, qtype));
         (0..n)
             .filter_map(|k| entry.records.get(rotated_index(rotation, k, count)))
-            .map(|ip| {
-                let rdata = match ip {
-                    IpAddr::V4(a) => RData::A(A(*a)),
-                    IpAddr::V6(a) => RData::AAAA(AAAA(*a)),
-                };
-                Record::from_rdata(owner.clone(), entry.ttl, rdata)
-            })
+            .map(|ip| address_record(&owner, entry.ttl, *ip))
             .collect()
     };
     let with_owner = |mut recs: Vec<Record>| {
@@ -315,13 +318,12 @@ fn additional_for(snap: &Snapshot, zone: &Zone, answers: &[Record]) -> Vec<Recor
             let Some(entry) = snap.table.get(&text, qtype) else {
                 continue;
             };
-            out.extend(entry.records.iter().map(|ip| {
-                let rdata = match ip {
-                    IpAddr::V4(a) => RData::A(A(*a)),
-                    IpAddr::V6(a) => RData::AAAA(AAAA(*a)),
-                };
-                Record::from_rdata(target.clone(), entry.ttl, rdata)
-            }));
+            out.extend(
+                entry
+                    .records
+                    .iter()
+                    .map(|ip| address_record(&target, entry.ttl, *ip)),
+            );
         }
         seen.push(target);
     }

@@ -140,8 +140,12 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         Some(p) => Config::load(p).with_context(|| format!("config {}", p.display()))?,
         None => Config::embedded_default().context("the embedded default config")?,
     };
-    for section in cfg.unused_sections() {
-        tracing::warn!(section, "config section accepted but not acted on yet");
+    let unused = cfg.unused_sections();
+    if !unused.is_empty() {
+        tracing::warn!(
+            keys = %unused.join(", "),
+            "config keys accepted but not acted on yet"
+        );
     }
     Ok(cfg)
 }

@@ -7,8 +7,11 @@
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod overwatch;
+pub mod registry;
+pub mod routing;
 pub mod table;
 pub mod xdp;

@@ -12,7 +12,7 @@ use ebpf_builder::{BPF_LINKER_INSTALL, DEBIAN_PACKAGES, Missing, Route, bpf_link
 use xtask::{exec, is_root, which};
 
 /// Debian packages of the test and run tools, with a binary each provides (checked off Debian).
-const TOOL_PACKAGES: [(&str, &str); 7] = [
+const TOOL_PACKAGES: [(&str, &str); 10] = [
     ("dnsutils", "dig"),
     ("knot", "knotd"),
     ("knot-dnsutils", "kdig"),
@@ -20,6 +20,9 @@ const TOOL_PACKAGES: [(&str, &str); 7] = [
     ("iproute2", "ip"),
     ("bpftool", "bpftool"),
     ("tcpdump", "tcpdump"),
+    ("nginx-light", "nginx"),
+    ("openssl", "openssl"),
+    ("ca-certificates", "update-ca-certificates"),
 ];
 const BPFFS: &str = "/sys/fs/bpf";
 const MOUNT_BPFFS: &str = "mount -t bpf bpf /sys/fs/bpf";

@@ -1,14 +1,17 @@
-//! Deserialization helpers: Go-style durations, IP literals, listen addresses, and enums read from strings.
+//! Deserialization helpers: Go-style durations, IP literals, CIDRs, listen addresses, RFC 3339 timestamps,
+//! and enums read from strings.
 //!
 //! Every conversion runs inside a serde visitor, while serde_norway is still positioned on the value: an error
 //! raised there carries the value's own key path (`regions[0].servers[1].address`), whereas one raised after
 //! the value was read would be reported against the parent mapping.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use ipnet::IpNet;
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
 /// Parses a duration in the syntax of Go's `time.ParseDuration`, which the original's config files use:
 /// a sequence of decimal numbers, each with an optional fraction and a unit (`ns`, `us`/`µs`, `ms`, `s`,
@@ -164,4 +167,209 @@ pub(super) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>
     d: D,
 ) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Reads an optional duration in Go syntax; an empty key means none.
+pub(super) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    struct Opt;
+    impl<'de> Visitor<'de> for Opt {
+        type Value = Option<Duration>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as \"5s\"")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            duration(d).map(Some)
+        }
+    }
+    d.deserialize_option(Opt)
+}
+
+/// Parses a CIDR such as `10.0.0.0/8` or `2001:db8::/32`. A bare address is refused, as Go's
+/// `net.ParseCIDR` refuses it: write `/32` or `/128` for a single host. Host bits are cleared.
+pub(super) fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>().map(|net| net.trunc()).map_err(|_| {
+        format!(
+            "invalid CIDR {text:?} (expected an address and a prefix length, e.g. \"10.0.0.0/8\")"
+        )
+    })
+}
+
+/// Reads a CIDR (see [`parse_cidr`]).
+pub(super) fn cidr<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    parse_with(d, "a CIDR such as \"10.0.0.0/8\"", parse_cidr)
+}
+
+/// A CIDR as a list element, so that an error names the element's index.
+struct CidrItem(IpNet);
+
+impl<'de> Deserialize<'de> for CidrItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        cidr(d).map(Self)
+    }
+}
+
+/// Reads a list of CIDRs; an empty key means an empty list.
+pub(super) fn cidr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let items: Option<Vec<CidrItem>> = Option::deserialize(d)?;
+    Ok(items.unwrap_or_default().into_iter().map(|c| c.0).collect())
+}
+
+/// Reads one value or a list of them (`token` or `[token1, token2]`) as a list.
+pub(super) fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    struct OneOrMany<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a value or a list of values")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<T>, E> {
+            T::deserialize(de::value::StrDeserializer::new(v)).map(|t| vec![t])
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(OneOrMany(PhantomData))
+}
+
+/// Parses an RFC 3339 timestamp, e.g. `2026-03-01T02:00:00Z` or `2026-03-01T04:00:00+02:00` (seconds
+/// required, fraction optional, `Z` or an offset required; `t`, `z` and a space for `T` are accepted as
+/// RFC 3339 §5.6 allows).
+pub fn parse_timestamp(text: &str) -> Result<SystemTime, String> {
+    let err = |why: &str| {
+        format!(
+            "invalid timestamp {text:?}: {why} (expected RFC 3339, e.g. \"2026-03-01T02:00:00Z\")"
+        )
+    };
+    let b = text.as_bytes();
+    let num = |range| num_in(text, range);
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if b.len() < 19
+        || !at(4, b'-')
+        || !at(7, b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+        || !at(13, b':')
+        || !at(16, b':')
+    {
+        return Err(err("malformed"));
+    }
+    let fields = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+    );
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = fields
+    else {
+        return Err(err("malformed"));
+    };
+    let mut rest = &text[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let len = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
+        if len == 0 {
+            return Err(err("empty fraction of a second"));
+        }
+        let digits = &frac[..len.min(9)];
+        nanos = digits.parse::<u32>().map_err(|_| err("malformed"))?
+            * 10u32.pow(9 - digits.len() as u32);
+        rest = &frac[len..];
+    }
+    let offset_secs: i64 = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return Err(err("missing time zone (Z or an offset such as +02:00)")),
+            };
+            let (Some(h), true, Some(m), 6) = (
+                num_in(rest, 1..3),
+                rest.as_bytes().get(3) == Some(&b':'),
+                num_in(rest, 4..6),
+                rest.len(),
+            ) else {
+                return Err(err("malformed time zone offset"));
+            };
+            if h > 23 || m > 59 {
+                return Err(err("time zone offset out of range"));
+            }
+            sign * i64::from(h * 3600 + m * 60)
+        }
+    };
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => return Err(err("month out of range")),
+    };
+    if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        return Err(err("date or time out of range"));
+    }
+    // A leap second is read as the second after it, since SystemTime has no leap seconds.
+    let secs = days_from_civil(year, month, day) * 86_400
+        + i64::from(hour * 3600 + minute * 60 + second)
+        - offset_secs;
+    let secs = u64::try_from(secs).map_err(|_| err("before 1970"))?;
+    Ok(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+fn num_in(text: &str, range: std::ops::Range<usize>) -> Option<u32> {
+    let digits = text.get(range)?;
+    if digits.bytes().all(|c| c.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Reads an optional RFC 3339 timestamp (see [`parse_timestamp`]).
+pub(super) fn opt_timestamp<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SystemTime>, D::Error> {
+    struct Opt;
+    impl<'de> Visitor<'de> for Opt {
+        type Value = Option<SystemTime>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 timestamp")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            parse_with(d, "an RFC 3339 timestamp", parse_timestamp).map(Some)
+        }
+    }
+    d.deserialize_option(Opt)
 }

@@ -1,4 +1,5 @@
-//! The `domains` list: the names we answer for, and how each one picks among its backends.
+//! The `domains` list: the names we answer for, and how each one picks among its backends; and the
+//! latency routing tuning (`latency_config`, top-level and per domain).
 
 use std::fmt;
 
@@ -27,14 +28,140 @@ pub struct Domain {
     /// Default 1.
     #[serde(default = "default_max_answers")]
     pub max_answers: u8,
-    /// Latency routing tuning (`smoothing_factor`, `max_latency_ms`, `min_samples`): accepted, not acted on
-    /// yet (the original ignored it too). Default: none.
+    /// What to answer when every backend is out (ours; see [`AllDownPolicy`]). Default: `last_healthy` if
+    /// `dns.return_last_healthy` is true, else `all`; [`Config::all_down_of`](super::Config::all_down_of)
+    /// resolves it.
     #[serde(default)]
-    pub latency_config: Option<serde_norway::Value>,
+    pub all_down: Option<AllDownPolicy>,
+    /// Latency routing tuning for this domain: each key set here overrides the top-level `latency_config`
+    /// (the original parsed this block and ignored it). Default: none, i.e. the top-level values;
+    /// [`Config::latency_config_of`](super::Config::latency_config_of) resolves it.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub latency_config: DomainLatencyConfig,
 }
 
 fn default_max_answers() -> u8 {
     1
+}
+
+/// What a domain answers when every one of its backends is out (DESIGN.md "All down").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AllDownPolicy {
+    /// `all`: every configured backend, so one bad signal cannot black-hole a service (gdnsd's way).
+    #[default]
+    All,
+    /// `last_healthy` (also `last-healthy`): the last set that was healthy, the original's never-built
+    /// "limp mode" (`dns.return_last_healthy: true`).
+    LastHealthy,
+    /// `empty`: NOERROR with no answer and the SOA (NODATA), negatively cached for `dns.soa.negative_ttl`.
+    Empty,
+}
+
+impl AllDownPolicy {
+    /// The canonical name, as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::LastHealthy => "last_healthy",
+            Self::Empty => "empty",
+        }
+    }
+}
+
+impl fmt::Display for AllDownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AllDownPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "all" => Ok(Self::All),
+            "last_healthy" | "last-healthy" => Ok(Self::LastHealthy),
+            "empty" => Ok(Self::Empty),
+            _ => Err(format!(
+                "unknown all-down policy {s:?} (expected one of all, last_healthy, empty)"
+            )),
+        }
+    }
+}
+
+de::deserialize_from_str!(
+    AllDownPolicy,
+    "an all-down policy: all, last_healthy or empty"
+);
+
+/// The top-level `latency_config` block: how `latency` (and `learned-latency`) routing treats measured
+/// latencies. The original documents this block at the top level and per domain, but its code ignores both
+/// and hard-codes α 0.3, 500 ms and 1 sample (5 per subnet for learned latency, where the agents'
+/// `latency_learning.min_samples` also applies); the defaults here are the `latency` values.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// Weight of a new sample in the moving average of a backend's latency, in (0, 1]; higher follows
+    /// changes faster, lower is steadier. Default 0.3.
+    #[serde(default = "default_smoothing_factor")]
+    pub smoothing_factor: f64,
+    /// Backends whose average latency is above this many milliseconds are skipped (unless all are), at least
+    /// 1. Default 500.
+    #[serde(default = "default_max_latency_ms")]
+    pub max_latency_ms: u32,
+    /// Samples a backend needs before its latency is used, at least 1. Default 1 (what the original's code
+    /// does; its docs say 3).
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u32,
+}
+
+/// Documented defaults, the same ones serde applies to missing keys.
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        Self {
+            smoothing_factor: default_smoothing_factor(),
+            max_latency_ms: default_max_latency_ms(),
+            min_samples: default_min_samples(),
+        }
+    }
+}
+
+fn default_smoothing_factor() -> f64 {
+    0.3
+}
+
+fn default_max_latency_ms() -> u32 {
+    500
+}
+
+fn default_min_samples() -> u32 {
+    1
+}
+
+/// A domain's `latency_config` block: the keys it sets override the top-level [`LatencyConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainLatencyConfig {
+    /// As [`LatencyConfig::smoothing_factor`]. Default: the top-level value.
+    #[serde(default)]
+    pub smoothing_factor: Option<f64>,
+    /// As [`LatencyConfig::max_latency_ms`]. Default: the top-level value.
+    #[serde(default)]
+    pub max_latency_ms: Option<u32>,
+    /// As [`LatencyConfig::min_samples`]. Default: the top-level value.
+    #[serde(default)]
+    pub min_samples: Option<u32>,
+}
+
+impl DomainLatencyConfig {
+    /// `base` with the keys this block sets replaced.
+    pub fn over(&self, base: LatencyConfig) -> LatencyConfig {
+        LatencyConfig {
+            smoothing_factor: self.smoothing_factor.unwrap_or(base.smoothing_factor),
+            max_latency_ms: self.max_latency_ms.unwrap_or(base.max_latency_ms),
+            min_samples: self.min_samples.unwrap_or(base.min_samples),
+        }
+    }
 }
 
 /// A routing policy, in canonical form; the original's aliases map onto these.

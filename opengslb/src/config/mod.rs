@@ -1,15 +1,25 @@
 //! Configuration: the original OpenGSLB's YAML format, parsed with serde and validated before use.
 //!
-//! [`Config::load`] parses **and** validates (the original never ran its validator at start-up). Unknown
-//! keys are refused, so a typo is an error, and every error names the key path it is about, e.g.
-//! `domains[0].routing_algorithm: unknown algorithm "foo" (...)`. Sections the original knows but that we
-//! do not act on yet are kept as opaque YAML and listed by [`Config::unused_sections`], so the binary can
-//! warn about them. [`Config::domain_records`] gives the ready-to-serve view of the static records.
+//! [`Config::load`] parses **and** validates (the original never ran its validator at start-up). Every key
+//! of the original's config is modelled by a typed struct; keys the original does not know either are
+//! refused, so a typo is an error, and every error names the key path it is about, e.g.
+//! `domains[0].routing_algorithm: unknown algorithm "foo" (...)`. Keys we accept but do not act on yet are
+//! listed by [`Config::unused_sections`] (see `keys.rs`), so the binary can warn about them.
+//! [`Config::domain_records`] gives the ready-to-serve view of the static records.
+//!
+//! Defaults are the original's code defaults unless DESIGN.md says otherwise; where the original's docs and
+//! code disagree, the field's documentation says which one we took.
 
+mod agent;
+mod api;
 mod de;
 mod dns;
 mod domain;
+mod keys;
+mod logging;
+mod overwatch;
 mod region;
+mod secret;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -20,10 +30,22 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_norway::Value;
 
-pub use de::parse_duration;
+pub use agent::{
+    AgentBackend, AgentConfig, AgentGossip, AgentIdentity, CpuThreshold, ErrorRateConfig,
+    ErrorRateSource, HeartbeatConfig, LatencyLearningConfig, MaintenanceConfig, MaintenanceWindow,
+    MemoryThreshold, NodeAddress, PredictiveConfig, Weekday, WindowStart,
+};
+pub use api::ApiConfig;
+pub use de::{parse_duration, parse_timestamp};
 pub use dns::{DnsConfig, SoaConfig, XdpConfig, XdpMode};
-pub use domain::{Domain, RoutingAlgorithm};
-pub use region::{HealthCheck, HealthCheckType, Region, Server};
+pub use domain::{AllDownPolicy, Domain, DomainLatencyConfig, LatencyConfig, RoutingAlgorithm};
+pub use logging::{LogFormat, LogLevel, LoggingConfig};
+pub use overwatch::{
+    CustomMapping, DnssecConfig, GeolocationConfig, KeySyncConfig, OverwatchConfig,
+    OverwatchGossip, OverwatchIdentity, StaleConfig, ValidationConfig,
+};
+pub use region::{ExpectedStatus, HealthCheck, HealthCheckType, Region, Server};
+pub use secret::{GOSSIP_KEY_LEN, GossipKey, Secret};
 
 /// The config built into the binary: a demo zone served on 127.0.0.1 with documentation addresses.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../config/default.yaml");
@@ -45,36 +67,39 @@ pub struct Config {
     /// The names answered for. Default: none.
     #[serde(default, deserialize_with = "de::nullable")]
     pub domains: Vec<Domain>,
-    /// Overwatch settings (identity, gossip, validation, stale, dnssec, geolocation, data_dir, agent_tokens):
-    /// accepted, not acted on yet. Default: none.
-    #[serde(default)]
-    pub overwatch: Option<Value>,
-    /// Agent settings (identity, backends, gossip, heartbeat, predictive, latency_learning): accepted, not
-    /// acted on yet. Default: none.
-    #[serde(default)]
-    pub agent: Option<Value>,
-    /// HTTP API (enabled, address, allowed_networks, trust_proxy_headers): accepted, not acted on yet.
-    /// Default: none.
-    #[serde(default)]
-    pub api: Option<Value>,
+    /// Overwatch settings. Default: see [`OverwatchConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub overwatch: OverwatchConfig,
+    /// Agent settings. Default: see [`AgentConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub agent: AgentConfig,
+    /// The overwatch's HTTP API. Default: see [`ApiConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub api: ApiConfig,
     /// Prometheus metrics. Default: see [`MetricsConfig`].
     #[serde(default, deserialize_with = "de::nullable")]
     pub metrics: MetricsConfig,
-    /// Logging (level, format): accepted, not acted on yet. Default: none.
+    /// Logging. Default: see [`LoggingConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub logging: LoggingConfig,
+    /// Geolocation at the top level, where the original's docs write it (its code reads only
+    /// `overwatch.geolocation`, and ignored this). Set one of the two; [`Config::geolocation`] gives
+    /// whichever is set. Default: none.
     #[serde(default)]
-    pub logging: Option<Value>,
-    /// Top-level geolocation, as the original's docs write it (its code reads `overwatch.geolocation`):
-    /// accepted, not acted on yet. Default: none.
-    #[serde(default)]
-    pub geolocation: Option<Value>,
-    /// Top-level latency routing tuning, as the original's docs write it (its code ignores it): accepted,
-    /// not acted on yet. Default: none.
-    #[serde(default)]
-    pub latency_config: Option<Value>,
+    pub geolocation: Option<GeolocationConfig>,
+    /// Latency routing tuning for every domain, where the original's docs write it (its code ignored it);
+    /// a domain's own `latency_config` overrides it key by key ([`Config::latency_config_of`]). Default: see
+    /// [`LatencyConfig`].
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub latency_config: LatencyConfig,
     /// Other files the original merges in. Refused for now: ignoring it would silently drop their regions
     /// and domains.
     #[serde(default)]
     includes: Option<Value>,
+    /// The paths of the keys written in the file that are not acted on yet, filled by
+    /// [`Config::from_yaml_str`].
+    #[serde(skip)]
+    unused: Vec<String>,
 }
 
 /// The `metrics` section: the Prometheus endpoint (`/metrics`, and `/health` answering `OK`).
@@ -267,6 +292,8 @@ pub struct DomainRecords {
     pub v6: Vec<Ipv6Addr>,
     /// The configured zone the name lies in (the longest one that contains it).
     pub zone: String,
+    /// What to answer when every backend is out ([`Config::all_down_of`]).
+    pub all_down: AllDownPolicy,
 }
 
 impl Config {
@@ -286,6 +313,10 @@ impl Config {
             serde_norway::from_str(yaml).map_err(|e| ConfigError::from_yaml(&e))?;
         config.normalize();
         validate::validate(&config)?;
+        // The typed parse succeeded, so the text is valid YAML.
+        if let Ok(doc) = serde_norway::from_str::<Value>(yaml) {
+            config.unused = keys::unused_keys(&doc);
+        }
         Ok(config)
     }
 
@@ -294,28 +325,36 @@ impl Config {
         Self::from_yaml_str(DEFAULT_CONFIG_YAML)
     }
 
-    /// Names of the sections present in the file that are accepted but not acted on yet, e.g.
-    /// `["overwatch", "api", "domains[0].latency_config"]`, for the binary to warn about.
+    /// The keys written in the file that are accepted but not acted on yet, for the binary to warn about:
+    /// the deepest keys, by path, with `[]` for any list element, in file order, e.g.
+    /// `["overwatch.stale.threshold", "agent.backends[].port", "domains[].latency_config.min_samples"]`.
+    /// Which keys are acted on is the list in `config/keys.rs`, which shrinks as features are wired.
     pub fn unused_sections(&self) -> Vec<String> {
-        let top = [
-            ("overwatch", &self.overwatch),
-            ("agent", &self.agent),
-            ("api", &self.api),
-            ("logging", &self.logging),
-            ("geolocation", &self.geolocation),
-            ("latency_config", &self.latency_config),
-        ];
-        let top = top
-            .into_iter()
-            .filter(|(_, v)| v.is_some())
-            .map(|(name, _)| name.to_owned());
-        let per_domain = self
-            .domains
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.latency_config.is_some());
-        top.chain(per_domain.map(|(i, _)| format!("domains[{i}].latency_config")))
-            .collect()
+        self.unused.clone()
+    }
+
+    /// The geolocation settings: `overwatch.geolocation` or the top-level `geolocation`, whichever is set
+    /// (validation refuses both).
+    pub fn geolocation(&self) -> Option<&GeolocationConfig> {
+        self.overwatch
+            .geolocation
+            .as_ref()
+            .or(self.geolocation.as_ref())
+    }
+
+    /// The latency routing settings of `domain`: its own `latency_config` keys over the top-level ones.
+    pub fn latency_config_of(&self, domain: &Domain) -> LatencyConfig {
+        domain.latency_config.over(self.latency_config)
+    }
+
+    /// The all-down policy of `domain`: its own `all_down`, else `last_healthy` if
+    /// `dns.return_last_healthy` is true, else `all`.
+    pub fn all_down_of(&self, domain: &Domain) -> AllDownPolicy {
+        domain.all_down.unwrap_or(if self.dns.return_last_healthy {
+            AllDownPolicy::LastHealthy
+        } else {
+            AllDownPolicy::All
+        })
     }
 
     /// The zone of `dns.zones` that contains `name` (lowercase, no trailing dot); the longest if several do.
@@ -347,6 +386,7 @@ impl Config {
                     v4: Vec::new(),
                     v6: Vec::new(),
                     zone: self.zone_of(&domain.name).unwrap_or_default().to_owned(),
+                    all_down: self.all_down_of(domain),
                 };
                 let servers = domain
                     .regions
@@ -367,16 +407,37 @@ impl Config {
     }
 
     /// Lowercases DNS names and drops trailing dots, so that later comparisons are plain string equality
-    /// (DNS names compare case-insensitively, RFC 4343).
+    /// (DNS names compare case-insensitively, RFC 4343); uppercases country and continent codes; and
+    /// gives an empty `api.allowed_networks` its meaning, loopback only.
     fn normalize(&mut self) {
         fn dns_name(name: &mut String) {
             *name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         }
         self.dns.zones.iter_mut().for_each(dns_name);
         self.domains.iter_mut().for_each(|d| dns_name(&mut d.name));
-        self.regions
+        for region in &mut self.regions {
+            region
+                .servers
+                .iter_mut()
+                .for_each(|s| dns_name(&mut s.service));
+            let codes = region.countries.iter_mut().chain(&mut region.continents);
+            codes.for_each(|c| c.make_ascii_uppercase());
+        }
+        self.agent
+            .backends
             .iter_mut()
-            .flat_map(|r| &mut r.servers)
-            .for_each(|s| dns_name(&mut s.service));
+            .for_each(|b| dns_name(&mut b.service));
+        let tokens = std::mem::take(&mut self.overwatch.agent_tokens);
+        for (mut service, list) in tokens {
+            dns_name(&mut service);
+            self.overwatch
+                .agent_tokens
+                .entry(service)
+                .or_default()
+                .extend(list);
+        }
+        if self.api.allowed_networks.is_empty() {
+            self.api.allowed_networks = api::default_allowed_networks();
+        }
     }
 }

@@ -1,13 +1,22 @@
 //! Tests of the config module: the shipped and demo files load, unknown keys and broken rules are refused
 //! with the key named, and the derived records are right.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::*;
 
 const DEMO2_OVERWATCH: &str = include_str!("testdata/demo2-overwatch.yaml");
 const DEMO2_AGENT: &str = include_str!("testdata/demo2-agent.yaml");
+const ALL_KEYS_OVERWATCH: &str = include_str!("testdata/all-keys-overwatch.yaml");
+const ALL_KEYS_AGENT: &str = include_str!("testdata/all-keys-agent.yaml");
+
+/// The key of the demo files: the bytes 0, 1, ..., 31.
+const DEMO_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn demo_key() -> GossipKey {
+    GossipKey::from_bytes(std::array::from_fn(|i| i as u8))
+}
 
 /// A small valid config that the failing cases below each break in one place.
 const BASE: &str = "\
@@ -76,7 +85,67 @@ fn demo2_overwatch_config_is_accepted() {
         Duration::from_secs(5)
     );
     assert_eq!(config.regions[0].health_check.failure_threshold, 2);
-    assert_eq!(config.unused_sections(), ["overwatch", "api", "logging"]);
+    let ow = &config.overwatch;
+    assert_eq!(ow.identity.node_id.as_deref(), Some("demo-overwatch"));
+    assert_eq!(ow.identity.region.as_deref(), Some("demo"));
+    assert_eq!(
+        ow.gossip.bind_address,
+        "0.0.0.0:7946".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(ow.gossip.key_ring(), [demo_key()]);
+    assert!(ow.validation.enabled);
+    assert_eq!(
+        (ow.validation.check_interval, ow.validation.check_timeout),
+        (Duration::from_secs(5), Duration::from_secs(2))
+    );
+    assert_eq!(ow.stale.threshold, Duration::from_secs(15));
+    assert_eq!(ow.stale.remove_after, Duration::from_secs(60));
+    assert!(!ow.dnssec.enabled);
+    assert_eq!(ow.dnssec.security_acknowledgment.as_deref(), Some("<text>"));
+    assert_eq!(ow.data_dir, Path::new("/var/lib/opengslb"));
+    assert!(config.api.enabled);
+    assert_eq!(
+        config.api.address,
+        "0.0.0.0:8080".parse::<SocketAddr>().expect("addr")
+    );
+    let nets: Vec<String> = config
+        .api
+        .allowed_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["0.0.0.0/0", "::/0"]);
+    assert!(!config.api.trust_proxy_headers);
+    assert_eq!(
+        config.logging,
+        LoggingConfig {
+            level: LogLevel::Debug,
+            format: LogFormat::Text
+        }
+    );
+    assert_eq!(
+        config.unused_sections(),
+        [
+            "overwatch.identity.node_id",
+            "overwatch.identity.region",
+            "overwatch.gossip.bind_address",
+            "overwatch.gossip.encryption_key",
+            "overwatch.validation.enabled",
+            "overwatch.validation.check_interval",
+            "overwatch.validation.check_timeout",
+            "overwatch.stale.threshold",
+            "overwatch.stale.remove_after",
+            "overwatch.dnssec.enabled",
+            "overwatch.dnssec.security_acknowledgment",
+            "overwatch.data_dir",
+            "api.enabled",
+            "api.address",
+            "api.allowed_networks",
+            "api.trust_proxy_headers",
+            "logging.level",
+            "logging.format",
+        ]
+    );
     assert!(config.metrics.enabled);
     assert_eq!(config.metrics.address.port(), 9090);
     let records = config.domain_records();
@@ -91,8 +160,56 @@ fn demo2_overwatch_config_is_accepted() {
 fn demo2_agent_config_is_accepted() {
     let config = Config::from_yaml_str(DEMO2_AGENT).expect("demo 2 agent config");
     assert_eq!(config.mode, Mode::Agent);
-    assert_eq!(config.unused_sections(), ["agent", "logging"]);
     assert_eq!(config.metrics.address.port(), 9100);
+    let agent = &config.agent;
+    assert_eq!(agent.identity.region.as_deref(), Some("demo"));
+    let token = agent.identity.service_token.as_ref().expect("token");
+    assert_eq!(token.expose(), "demo-token-0123456789");
+    let [backend] = agent.backends.as_slice() else {
+        panic!("one backend expected: {:?}", agent.backends);
+    };
+    assert_eq!(backend.service, "app.demo.local");
+    assert_eq!(backend.address, IpAddr::from(Ipv4Addr::LOCALHOST));
+    assert_eq!((backend.port, backend.weight), (80, 100));
+    assert_eq!(backend.advertise_address, None);
+    let hc = &backend.health_check;
+    assert_eq!(
+        (hc.kind, hc.path.as_str(), hc.interval, hc.timeout),
+        (
+            HealthCheckType::Http,
+            "/health",
+            Duration::from_secs(2),
+            Duration::from_secs(1)
+        )
+    );
+    assert_eq!((hc.failure_threshold, hc.success_threshold), (2, 1));
+    assert_eq!(agent.gossip.key_ring(), [demo_key()]);
+    assert_eq!(
+        agent.gossip.overwatch_nodes,
+        [NodeAddress {
+            host: "10.20.0.10".into(),
+            port: 7946
+        }]
+    );
+    assert_eq!(agent.heartbeat.interval, Duration::from_secs(5));
+    assert_eq!(agent.heartbeat.missed_threshold, 3);
+    assert_eq!(agent.drain_file, Path::new("/tmp/drain"));
+    assert_eq!(agent.predictive, PredictiveConfig::default());
+    assert_eq!(
+        config.unused_sections()[..3],
+        [
+            "agent.identity.region",
+            "agent.identity.service_token",
+            "agent.backends[].service",
+        ]
+    );
+    assert_eq!(config.unused_sections().len(), 18);
+    assert!(
+        config
+            .unused_sections()
+            .iter()
+            .all(|k| k.starts_with("agent.") || k.starts_with("logging."))
+    );
 }
 
 #[test]
@@ -353,6 +470,1012 @@ fn unused_sections_are_listed() {
     let config = Config::from_yaml_str(&yaml).expect("config");
     assert_eq!(
         config.unused_sections(),
-        ["geolocation", "latency_config", "domains[0].latency_config"]
+        [
+            "domains[].latency_config.max_latency_ms",
+            "geolocation.default_region",
+            "latency_config.min_samples",
+        ]
     );
+    // A key written empty is named too, once however many list elements hold it.
+    let yaml = format!("{BASE}overwatch:\n").replacen(
+        "max_answers: 1 }",
+        "max_answers: 1, all_down: empty }\n  - { name: b.example.com, all_down: all }",
+        1,
+    );
+    let config = Config::from_yaml_str(&yaml).expect("config");
+    assert_eq!(
+        config.unused_sections(),
+        ["domains[].all_down", "overwatch"]
+    );
+}
+
+#[test]
+fn acted_on_keys_follow_the_longest_entry() {
+    use super::keys::acted_on;
+    for path in [
+        "mode",
+        "dns.xdp.interfaces",
+        "regions[].servers[].address",
+        "domains[].name",
+        "metrics.enabled",
+    ] {
+        assert!(acted_on(path), "{path}");
+    }
+    for path in [
+        "dnsx",
+        "domains[].latency_config.min_samples",
+        "domains[].all_down",
+        "overwatch.stale.threshold",
+        "agent.backends[].port",
+        "api.enabled",
+        "logging.level",
+        "geolocation.default_region",
+        "latency_config.min_samples",
+    ] {
+        assert!(!acted_on(path), "{path}");
+    }
+}
+
+/// A small valid agent config that the failing cases below each break in one place.
+const AGENT_BASE: &str = "\
+mode: agent
+agent:
+  identity: { region: r1, service_token: \"0123456789abcdef\" }
+  backends:
+    - { service: app.example.com, address: 127.0.0.1, port: 80, weight: 100, health_check: { interval: 2s, timeout: 1s } }
+  gossip: { encryption_key: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\", overwatch_nodes: [\"10.0.0.1:7946\"] }
+  heartbeat: { interval: 5s, missed_threshold: 3 }
+";
+
+/// Runs a table of cases, one a line, `from | to | key path | part of the message` (`\n` for a newline):
+/// `base` with `from` replaced by `to` must be refused with an error about that key. A `from` of `$` means
+/// the end of `base` (`to` is appended); a `to` of `~` means nothing (`from` is deleted).
+fn refuse_all(base: &str, table: &str) {
+    for line in table.lines().filter(|l| !l.is_empty()) {
+        let fields: Vec<String> = line.split(" | ").map(|f| f.replace("\\n", "\n")).collect();
+        let [from, to, path, fragment] = fields.as_slice() else {
+            panic!("malformed case {line:?}");
+        };
+        let to = if to == "~" { "" } else { to.as_str() };
+        let yaml = if from == "$" {
+            format!("{base}{to}\n")
+        } else {
+            assert!(base.contains(from.as_str()), "{from:?} is not in the base");
+            base.replacen(from.as_str(), to, 1)
+        };
+        expect_error(&yaml, path, fragment);
+    }
+}
+
+/// Unknown keys in every section we added, and the validation rules of the overwatch-side sections.
+const OVERWATCH_REFUSED: &str = r#"
+$ | overwatch: { bogus: 1 } | overwatch.bogus | unknown field `bogus`
+$ | overwatch: { identity: { name: x } } | overwatch.identity.name | unknown field
+$ | overwatch: { gossip: { port: 7946 } } | overwatch.gossip.port | unknown field
+$ | overwatch: { validation: { interval: 5s } } | overwatch.validation.interval | unknown field
+$ | overwatch: { stale: { after: 5s } } | overwatch.stale.after | unknown field
+$ | overwatch: { dnssec: { keys: [] } } | overwatch.dnssec.keys | unknown field
+$ | overwatch: { dnssec: { key_sync: { peer: x } } } | overwatch.dnssec.key_sync.peer | unknown field
+$ | overwatch: { geolocation: { database: x } } | overwatch.geolocation.database | unknown field
+$ | overwatch: { geolocation: { custom_mappings: [{ cidr: 10.0.0.0/8, region: r1, note: x }] } } | overwatch.geolocation.custom_mappings[0].note | unknown field
+$ | geolocation: { ecs: true } | geolocation.ecs | unknown field
+$ | latency_config: { alpha: 0.3 } | latency_config.alpha | unknown field
+max_answers: 1 | max_answers: 1, latency_config: { samples: 3 } | domains[0].latency_config.samples | unknown field
+$ | api: { port: 8080 } | api.port | unknown field
+$ | logging: { output: stderr } | logging.output | unknown field
+$ | agent: { drain: /tmp/drain } | agent.drain | unknown field
+$ | overwatch: { gossip: { encryption_key: "AAAA" } } | overwatch.gossip.encryption_key | exactly 32 bytes, got 3
+$ | overwatch: { gossip: { encryption_key: "not base64!" } } | overwatch.gossip.encryption_key | not valid base64
+$ | overwatch: { gossip: { encryption_keys: ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "AAAA"] } } | overwatch.gossip.encryption_keys[1] | exactly 32 bytes
+$ | overwatch: { gossip: { encryption_key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", encryption_keys: ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="] } } | overwatch.gossip.encryption_keys | not both
+$ | overwatch: { gossip: { encryption_keys: ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="] } } | overwatch.gossip.encryption_keys[1] | duplicate key
+$ | overwatch: { gossip: { bind_address: "localhost:7946" } } | overwatch.gossip.bind_address | invalid listen address
+$ | overwatch: { gossip: { probe_interval: 50ms } } | overwatch.gossip.probe_interval | below the 100ms minimum
+$ | overwatch: { gossip: { probe_timeout: 1s } } | overwatch.gossip.probe_timeout | shorter than probe_interval (1s)
+$ | overwatch: { gossip: { gossip_interval: 1ms } } | overwatch.gossip.gossip_interval | below the 10ms minimum
+$ | overwatch: { validation: { check_interval: 500ms } } | overwatch.validation.check_interval | below the 1s minimum
+$ | overwatch: { validation: { check_timeout: 30s } } | overwatch.validation.check_timeout | shorter than check_interval (30s)
+$ | overwatch: { validation: { check_timeout: 50ms } } | overwatch.validation.check_timeout | below the 100ms minimum
+$ | overwatch: { validation: { enabled: maybe } } | overwatch.validation.enabled | invalid type
+$ | overwatch: { stale: { threshold: 500ms } } | overwatch.stale.threshold | below the 1s minimum
+$ | overwatch: { stale: { threshold: 15s, remove_after: 15s } } | overwatch.stale.remove_after | longer than threshold (15s)
+$ | overwatch: { stale: { remove_after: 10 } } | overwatch.stale.remove_after | missing unit
+$ | overwatch: { dnssec: { enabled: true } } | overwatch.dnssec.enabled | DNSSEC signing is not implemented
+$ | overwatch: { dnssec: { key_sync: { timeout: 2h } } } | overwatch.dnssec.key_sync.timeout | shorter than poll_interval
+$ | overwatch: { dnssec: { key_sync: { poll_interval: 0 } } } | overwatch.dnssec.key_sync.poll_interval | below the 1s minimum
+$ | overwatch: { data_dir: "" } | overwatch.data_dir | must not be empty
+$ | overwatch: { identity: { node_id: "" } } | overwatch.identity.node_id | must not be empty
+$ | overwatch: { agent_tokens: { www.example.com: short } } | overwatch.agent_tokens.www.example.com[0] | at least 16 characters (got 5)
+$ | overwatch: { agent_tokens: { www.example.com: [0123456789abcdef, short] } } | overwatch.agent_tokens.www.example.com[1] | at least 16 characters
+$ | overwatch: { agent_tokens: { api.example.com: 0123456789abcdef } } | overwatch.agent_tokens.api.example.com | no domain "api.example.com"
+$ | overwatch: { agent_tokens: { www.example.com: [] } } | overwatch.agent_tokens.www.example.com | at least one token
+$ | overwatch: { agent_tokens: { "bad name.example.com": 0123456789abcdef } } | overwatch.agent_tokens.bad name.example.com | only letters, digits
+$ | api: { address: "nope" } | api.address | invalid listen address "nope"
+$ | api: { allowed_networks: [10.0.0.0/8, 10.0.0.1] } | api.allowed_networks[1] | invalid CIDR "10.0.0.1"
+$ | api: { allowed_networks: [10.0.0.0/33] } | api.allowed_networks[0] | invalid CIDR
+$ | metrics: { address: "9090" } | metrics.address | invalid listen address
+$ | logging: { level: verbose } | logging.level | unknown log level "verbose" (expected one of error, warn, info, debug, trace)
+$ | logging: { format: xml } | logging.format | unknown log format "xml"
+$ | overwatch: { geolocation: { database_path: /nonexistent/GeoLite2-Country.mmdb } } | overwatch.geolocation.database_path | /nonexistent/GeoLite2-Country.mmdb does not exist
+$ | overwatch: { geolocation: { database_path: /tmp } } | overwatch.geolocation.database_path | not a file
+$ | overwatch: { geolocation: { default_region: r9 } } | overwatch.geolocation.default_region | no region named "r9"
+$ | overwatch: { geolocation: { custom_mappings: [{ cidr: 10.0.0.0/40, region: r1 }] } } | overwatch.geolocation.custom_mappings[0].cidr | invalid CIDR
+$ | overwatch: { geolocation: { custom_mappings: [{ cidr: 10.0.0.0/8, region: r9 }] } } | overwatch.geolocation.custom_mappings[0].region | no region named "r9"
+$ | overwatch: { geolocation: { custom_mappings: [{ cidr: 10.0.0.0/8, region: r1 }, { cidr: 10.1.0.0/8, region: r1 }] } } | overwatch.geolocation.custom_mappings[1].cidr | duplicate mapping of 10.0.0.0/8
+$ | overwatch: { geolocation: { custom_mappings: [{ region: r1 }] } } | overwatch.geolocation.custom_mappings[0].cidr | missing field
+$ | geolocation: { default_region: r9 } | geolocation.default_region | no region named "r9"
+$ | geolocation: {}\noverwatch: { geolocation: {} } | geolocation | also set as overwatch.geolocation
+$ | latency_config: { smoothing_factor: 0 } | latency_config.smoothing_factor | 0 is outside (0, 1]
+$ | latency_config: { smoothing_factor: 1.5 } | latency_config.smoothing_factor | outside (0, 1]
+$ | latency_config: { max_latency_ms: 0 } | latency_config.max_latency_ms | at least 1
+$ | latency_config: { min_samples: 0 } | latency_config.min_samples | at least 1
+max_answers: 1 | max_answers: 1, latency_config: { smoothing_factor: 2 } | domains[0].latency_config.smoothing_factor | outside (0, 1]
+$ | latency_config: { min_samples: 0 }\n | latency_config.min_samples | at least 1
+max_answers: 1 | max_answers: 1, all_down: never | domains[0].all_down | unknown all-down policy "never" (expected one of all, last_healthy, empty)
+weight: 1, | weight: 1001, | regions[0].servers[0].weight | 1001 is above the maximum of 1000
+name: r1\n | name: r1\n    countries: [USA]\n | regions[0].countries[0] | invalid country code "USA"
+name: r1\n | name: r1\n    continents: [EU, XX]\n | regions[0].continents[1] | invalid continent code "XX"
+success_threshold: 2 | success_threshold: 2, expected_status: 600 | regions[0].health_check.expected_status | invalid HTTP status "600"
+success_threshold: 2 | success_threshold: 2, expected_status: "6xx" | regions[0].health_check.expected_status | invalid HTTP status "6xx"
+success_threshold: 2 | success_threshold: 2, expected_status: [200, "2x"] | regions[0].health_check.expected_status[1] | invalid HTTP status "2x"
+success_threshold: 2 | success_threshold: 2, expected_status: [] | regions[0].health_check.expected_status | must not be empty
+success_threshold: 2 | success_threshold: 2, tls_verify: sometimes | regions[0].health_check.tls_verify | invalid type
+"#;
+
+#[test]
+fn overwatch_side_keys_are_checked_naming_the_key() {
+    refuse_all(BASE, OVERWATCH_REFUSED);
+}
+
+/// Unknown keys and the validation rules of the agent section, on `AGENT_BASE`.
+const AGENT_REFUSED: &str = r#"
+region: r1, | region: r1, name: a, | agent.identity.name | unknown field `name`
+port: 80, | port: 80, protocol: tcp, | agent.backends[0].protocol | unknown field
+timeout: 1s } | timeout: 1s, retries: 2 } | agent.backends[0].health_check.retries | unknown field
+overwatch_nodes: | bind_address: ":7946", overwatch_nodes: | agent.gossip.bind_address | unknown field
+missed_threshold: 3 | missed_threshold: 3, jitter: 1s | agent.heartbeat.jitter | unknown field
+$ |   predictive: { cpu: { limit: 80 } } | agent.predictive.cpu.limit | unknown field
+$ |   predictive: { memory: { limit: 80 } } | agent.predictive.memory.limit | unknown field
+$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: b, job: x } } } | agent.predictive.error_rate.source.job | unknown field
+$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a } } } | agent.predictive.error_rate.source.failed_metric | missing field
+$ |   latency_learning: { prefix: 24 } | agent.latency_learning.prefix | unknown field
+$ |   maintenance: { window: [] } | agent.maintenance.window | unknown field
+$ |   maintenance: { windows: [{ start: "02:00", duration: 1h, until: x }] } | agent.maintenance.windows[0].until | unknown field
+service_token: "0123456789abcdef" | service_token: "short" | agent.identity.service_token | at least 16 characters (got 5)
+region: r1, service_token: "0123456789abcdef" | region: r1 | agent.identity.service_token | required in agent mode
+region: r1, | region: "", | agent.identity.region | must not be empty
+backends:\n    - { service: app.example.com, address: 127.0.0.1, port: 80, weight: 100, health_check: { interval: 2s, timeout: 1s } } | backends: [] | agent.backends | at least one backend
+address: 127.0.0.1 | address: localhost | agent.backends[0].address | invalid IP address "localhost"
+port: 80 | port: 0 | agent.backends[0].port | between 1 and 65535
+port: 80, | ~ | agent.backends[0].port | missing field `port`
+service: app.example.com, | ~ | agent.backends[0].service | missing field `service`
+service: app.example.com | service: -app.example.com | agent.backends[0].service | start or end with '-'
+weight: 100 | weight: 5000 | agent.backends[0].weight | 5000 is above the maximum of 1000
+weight: 100 | weight: 100, advertise_address: 127.0.0.2 | agent.backends[0].advertise_address | loopback
+weight: 100 | weight: 100, advertise_address: "::" | agent.backends[0].advertise_address | unspecified
+weight: 100 | weight: 100, advertise_address: 10.0.0.300 | agent.backends[0].advertise_address | invalid IP address
+timeout: 1s } } | timeout: 1s } }\n    - { service: App.example.com., address: 127.0.0.1, port: 80 } | agent.backends[1].port | duplicate backend app.example.com 127.0.0.1:80
+timeout: 1s } | timeout: 2s } | agent.backends[0].health_check.timeout | shorter than interval (2s)
+interval: 2s | interval: 100ms | agent.backends[0].health_check.interval | below the 1s minimum
+interval: 2s | interval: 2s, type: udp | agent.backends[0].health_check.type | unknown health check type "udp"
+encryption_key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", | ~ | agent.gossip.encryption_key | required in agent mode
+AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= | AAECAwQFBgcICQoLDA0ODw== | agent.gossip.encryption_key | exactly 32 bytes, got 16
+AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= | AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh-_ | agent.gossip.encryption_key | not valid base64
+overwatch_nodes: ["10.0.0.1:7946"] | overwatch_nodes: [] | agent.gossip.overwatch_nodes | at least one overwatch address
+10.0.0.1:7946 | 10.0.0.1 | agent.gossip.overwatch_nodes[0] | no port
+"10.0.0.1:7946"] | "10.0.0.1:7946", "2001:db8::1:7946"] | agent.gossip.overwatch_nodes[1] | must be in brackets
+10.0.0.1:7946 | overwatch:0 | agent.gossip.overwatch_nodes[0] | between 1 and 65535
+10.0.0.1:7946 | over watch:7946 | agent.gossip.overwatch_nodes[0] | IP address or a DNS name
+interval: 5s | interval: 500ms | agent.heartbeat.interval | below the 1s minimum
+missed_threshold: 3 | missed_threshold: 0 | agent.heartbeat.missed_threshold | at least 1
+$ |   predictive: { cpu: { threshold: 150 } } | agent.predictive.cpu.threshold | 150 is outside (0, 100]
+$ |   predictive: { memory: { threshold: 0 } } | agent.predictive.memory.threshold | outside (0, 100]
+$ |   predictive: { error_rate: { threshold: -1 } } | agent.predictive.error_rate.threshold | outside (0, 100]
+$ |   predictive: { error_rate: { window: 10ms } } | agent.predictive.error_rate.window | below the 1s minimum
+$ |   predictive: { cpu: { bleed_duration: 0 } } | agent.predictive.cpu.bleed_duration | longer than 0
+$ |   predictive: { check_interval: 100ms } | agent.predictive.check_interval | below the 1s minimum
+$ |   predictive: { error_rate: { source: { url: "ftp://a/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "ftp://a/metrics"
+$ |   predictive: { error_rate: { source: { url: "http:///metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL
+$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: 1abc, failed_metric: b } } } | agent.predictive.error_rate.source.total_metric | invalid metric "1abc"
+$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code="5"' } } } | agent.predictive.error_rate.source.failed_metric | invalid metric
+$ |   latency_learning: { ipv4_prefix: 33 } | agent.latency_learning.ipv4_prefix | between 1 and 32
+$ |   latency_learning: { ipv6_prefix: 0 } | agent.latency_learning.ipv6_prefix | between 1 and 128
+$ |   latency_learning: { ewma_alpha: 0 } | agent.latency_learning.ewma_alpha | outside (0, 1]
+$ |   latency_learning: { max_subnets: 0 } | agent.latency_learning.max_subnets | at least 1
+$ |   latency_learning: { min_samples: 0 } | agent.latency_learning.min_samples | at least 1
+$ |   latency_learning: { poll_interval: 10ms } | agent.latency_learning.poll_interval | below the 1s minimum
+$ |   latency_learning: { report_interval: 0 } | agent.latency_learning.report_interval | below the 1s minimum
+$ |   latency_learning: { subnet_ttl: 0 } | agent.latency_learning.subnet_ttl | below the 1s minimum
+$ |   drain_file: drain | agent.drain_file | drain is not an absolute path
+$ |   maintenance: { windows: [{ start: "25:00", duration: 1h }] } | agent.maintenance.windows[0].start | invalid time of day "25:00"
+$ |   maintenance: { windows: [{ start: "2026-13-01T00:00:00Z", duration: 1h }] } | agent.maintenance.windows[0].start | month out of range
+$ |   maintenance: { windows: [{ start: "2026-02-29T00:00:00Z", duration: 1h }] } | agent.maintenance.windows[0].start | out of range
+$ |   maintenance: { windows: [{ start: "2026-03-01T00:00:00", duration: 1h }] } | agent.maintenance.windows[0].start | missing time zone
+$ |   maintenance: { windows: [{ start: "2026-03-01T00:00:00Z", end: "tomorrow" }] } | agent.maintenance.windows[0].end | invalid timestamp "tomorrow"
+$ |   maintenance: { windows: [{ start: "2026-03-01T00:00:00Z" }] } | agent.maintenance.windows[0].end | needs end or duration
+$ |   maintenance: { windows: [{ start: "2026-03-01T00:00:00Z", end: "2026-03-01T01:00:00Z", duration: 1h }] } | agent.maintenance.windows[0].end | needs end or duration (one of them)
+$ |   maintenance: { windows: [{ start: "2026-03-01T02:00:00Z", end: "2026-03-01T03:00:00+02:00" }] } | agent.maintenance.windows[0].end | must be after start
+$ |   maintenance: { windows: [{ start: "2026-03-01T02:00:00Z", duration: 1h, days: [mon] }] } | agent.maintenance.windows[0].days | only a recurring window
+$ |   maintenance: { windows: [{ start: "02:00" }] } | agent.maintenance.windows[0].duration | required for a recurring window
+$ |   maintenance: { windows: [{ start: "02:00", end: "2026-03-01T03:00:00Z", duration: 1h }] } | agent.maintenance.windows[0].end | takes duration, not end
+$ |   maintenance: { windows: [{ start: "02:00", duration: 192h }] } | agent.maintenance.windows[0].duration | longer than a week
+$ |   maintenance: { windows: [{ start: "02:00", duration: 0 }] } | agent.maintenance.windows[0].duration | longer than 0
+$ |   maintenance: { windows: [{ start: "02:00", duration: 1h, days: [mon, funday] }] } | agent.maintenance.windows[0].days[1] | unknown weekday "funday"
+"#;
+
+#[test]
+fn agent_keys_are_checked_naming_the_key() {
+    Config::from_yaml_str(AGENT_BASE).expect("agent base");
+    refuse_all(AGENT_BASE, AGENT_REFUSED);
+}
+
+#[test]
+fn agent_requirements_apply_in_agent_mode_only() {
+    let yaml = AGENT_BASE.replacen(
+        "mode: agent",
+        "mode: overwatch\ndns: { zones: [example.com] }",
+        1,
+    );
+    let yaml = yaml
+        .replacen(
+            "region: r1, service_token: \"0123456789abcdef\"",
+            "region: r1",
+            1,
+        )
+        .replacen(
+            "overwatch_nodes: [\"10.0.0.1:7946\"]",
+            "overwatch_nodes: []",
+            1,
+        );
+    let config = Config::from_yaml_str(&yaml).expect("agent keys in overwatch mode");
+    assert_eq!(config.agent.identity.service_token, None);
+    // Range rules still hold: a typo is a typo in either mode.
+    expect_error(
+        &yaml.replacen("missed_threshold: 3", "missed_threshold: 0", 1),
+        "agent.heartbeat.missed_threshold",
+        "at least 1",
+    );
+}
+
+#[test]
+fn every_overwatch_key_arrives() {
+    let c = Config::from_yaml_str(ALL_KEYS_OVERWATCH).expect("all overwatch keys");
+    let ow = &c.overwatch;
+    assert_eq!(ow.identity.node_id.as_deref(), Some("ow-1"));
+    assert_eq!(ow.identity.region.as_deref(), Some("eu"));
+    let tokens: Vec<(&str, Vec<&str>)> = ow
+        .agent_tokens
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.iter().map(Secret::expose).collect()))
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            (
+                "api.example.com",
+                vec!["token-for-api-0001", "token-for-api-0002"]
+            ),
+            ("app.example.com", vec!["token-for-app-0123"]),
+        ]
+    );
+    let g = &ow.gossip;
+    assert_eq!(
+        g.bind_address,
+        "0.0.0.0:7947".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(g.key_ring().len(), 2);
+    assert_eq!(g.key_ring()[0], demo_key(), "the first key seals");
+    assert_eq!(
+        (g.probe_interval, g.probe_timeout, g.gossip_interval),
+        (
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+            Duration::from_millis(300)
+        )
+    );
+    let v = &ow.validation;
+    assert_eq!(
+        (v.enabled, v.check_interval, v.check_timeout),
+        (false, Duration::from_secs(10), Duration::from_secs(3))
+    );
+    assert_eq!(
+        (ow.stale.threshold, ow.stale.remove_after),
+        (Duration::from_secs(20), Duration::from_secs(120))
+    );
+    let d = &ow.dnssec;
+    assert_eq!(
+        (
+            d.enabled,
+            d.security_acknowledgment.as_deref(),
+            d.algorithm.as_str()
+        ),
+        (false, Some("I understand"), "RSASHA256")
+    );
+    assert_eq!(d.key_sync.peers, ["10.0.0.2:8080"]);
+    assert_eq!(
+        (d.key_sync.poll_interval, d.key_sync.timeout),
+        (Duration::from_secs(1800), Duration::from_secs(10))
+    );
+    let geo = c.geolocation().expect("geolocation");
+    assert_eq!(
+        geo.database_path.as_deref(),
+        Some(Path::new("./Cargo.toml"))
+    );
+    assert_eq!(geo.default_region.as_deref(), Some("eu"));
+    assert!(geo.ecs_enabled);
+    let maps: Vec<(String, &str, Option<&str>)> = geo
+        .custom_mappings
+        .iter()
+        .map(|m| (m.cidr.to_string(), m.region.as_str(), m.comment.as_deref()))
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            ("10.1.0.0/16".to_owned(), "us", Some("office")),
+            ("2001:db8::/32".to_owned(), "eu", None),
+        ]
+    );
+    assert_eq!(ow.data_dir, Path::new("/srv/opengslb"));
+    let eu = &c.regions[0];
+    assert_eq!(
+        (eu.countries.clone(), eu.continents.clone()),
+        (vec!["DE".into(), "FR".into()], vec!["EU".into()])
+    );
+    let server = &eu.servers[0];
+    assert_eq!(
+        (server.port, server.weight, server.host.as_deref()),
+        (8443, 1000, Some("eu.app.example.com"))
+    );
+    let hc = &eu.health_check;
+    assert_eq!(
+        (hc.kind, hc.path.as_str(), hc.host.as_deref()),
+        (HealthCheckType::Https, "/ready", Some("app.example.com"))
+    );
+    assert_eq!(
+        (hc.failure_threshold, hc.success_threshold, hc.tls_verify),
+        (4, 3, false)
+    );
+    assert_eq!(hc.expected_status.ranges(), [(200, 200), (300, 399)]);
+    assert_eq!(c.regions[1].health_check.kind, HealthCheckType::Tcp);
+    assert_eq!(c.regions[1].servers[0].weight, 0);
+    let app = &c.domains[0];
+    assert_eq!(
+        (app.routing_algorithm, app.ttl, app.max_answers),
+        (RoutingAlgorithm::Latency, Some(15), 2)
+    );
+    assert_eq!(app.all_down, Some(AllDownPolicy::Empty));
+    assert_eq!(
+        c.latency_config_of(app),
+        LatencyConfig {
+            smoothing_factor: 0.5,
+            max_latency_ms: 250,
+            min_samples: 4
+        }
+    );
+    assert_eq!(
+        c.latency_config_of(&c.domains[1]),
+        LatencyConfig {
+            smoothing_factor: 0.5,
+            max_latency_ms: 400,
+            min_samples: 4
+        }
+    );
+    // return_last_healthy gives last_healthy to a domain that sets no policy of its own.
+    let policies: Vec<AllDownPolicy> = c.domain_records().iter().map(|r| r.all_down).collect();
+    assert_eq!(policies, [AllDownPolicy::Empty, AllDownPolicy::LastHealthy]);
+    assert_eq!(
+        c.api,
+        ApiConfig {
+            enabled: true,
+            address: "0.0.0.0:9080".parse().expect("addr"),
+            allowed_networks: vec![
+                "10.0.0.0/8".parse().expect("net"),
+                "2001:db8::/32".parse().expect("net")
+            ],
+            trust_proxy_headers: true,
+        }
+    );
+    assert_eq!(
+        (c.logging.level, c.logging.format),
+        (LogLevel::Trace, LogFormat::Text)
+    );
+    assert_eq!(c.metrics.address.port(), 9091);
+    // Every key of the file is either acted on or listed, and none is listed twice.
+    let unused = c.unused_sections();
+    assert!(
+        unused.contains(&"overwatch.gossip.encryption_keys".to_owned()),
+        "{unused:?}"
+    );
+    assert!(unused.contains(&"domains[].latency_config.max_latency_ms".to_owned()));
+    assert!(
+        !unused
+            .iter()
+            .any(|k| k.starts_with("dns.") || k.starts_with("regions"))
+    );
+    let mut sorted = unused.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), unused.len());
+}
+
+#[test]
+fn every_agent_key_arrives() {
+    let c = Config::from_yaml_str(ALL_KEYS_AGENT).expect("all agent keys");
+    let a = &c.agent;
+    assert_eq!(
+        a.identity.service_token.as_ref().map(Secret::expose),
+        Some("agent-token-0123456789")
+    );
+    assert_eq!(a.identity.region.as_deref(), Some("eu"));
+    assert_eq!(a.identity.cert_path, Path::new("/etc/opengslb/agent.crt"));
+    assert_eq!(a.identity.key_path, Path::new("/etc/opengslb/agent.key"));
+    let b = &a.backends[0];
+    assert_eq!(
+        b.service, "app.example.com",
+        "lowercased, without the trailing dot"
+    );
+    assert_eq!(
+        (b.address, b.port, b.weight),
+        (IpAddr::from(Ipv4Addr::LOCALHOST), 8080, 50)
+    );
+    assert_eq!(
+        b.advertise_address,
+        Some(IpAddr::from(Ipv4Addr::new(10, 20, 0, 22)))
+    );
+    let hc = &b.health_check;
+    assert_eq!(
+        (hc.path.as_str(), hc.host.as_deref()),
+        ("/healthz", Some("app.example.com"))
+    );
+    assert!(hc.expected_status.matches(204) && !hc.expected_status.matches(200));
+    assert_eq!(a.gossip.key_ring(), [demo_key()]);
+    let nodes: Vec<String> = a
+        .gossip
+        .overwatch_nodes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            "10.20.0.10:7946",
+            "overwatch-2.internal:7946",
+            "[2001:db8::10]:7946"
+        ]
+    );
+    assert_eq!(a.gossip.overwatch_nodes[2].host, "2001:db8::10");
+    assert_eq!(
+        (a.heartbeat.interval, a.heartbeat.missed_threshold),
+        (Duration::from_secs(2), 5)
+    );
+    let p = &a.predictive;
+    assert!(p.enabled);
+    assert_eq!(p.check_interval, Duration::from_secs(5));
+    assert_eq!(
+        (p.cpu.threshold, p.cpu.bleed_duration),
+        (80.0, Duration::from_secs(10))
+    );
+    assert_eq!(
+        (p.memory.threshold, p.memory.bleed_duration),
+        (75.5, Duration::from_secs(20))
+    );
+    let e = &p.error_rate;
+    assert_eq!(
+        (e.threshold, e.window, e.bleed_duration),
+        (5.0, Duration::from_secs(30), Duration::from_secs(15))
+    );
+    assert_eq!(
+        e.source,
+        Some(ErrorRateSource {
+            url: "http://127.0.0.1:8080/metrics".into(),
+            total_metric: "http_requests_total".into(),
+            failed_metric: "http_requests_total{code=~\"5..\"}".into(),
+        })
+    );
+    let ll = &a.latency_learning;
+    assert!(ll.enabled);
+    assert_eq!(
+        (
+            ll.poll_interval,
+            ll.min_connection_age,
+            ll.subnet_ttl,
+            ll.report_interval
+        ),
+        (
+            Duration::from_secs(5),
+            Duration::from_secs(2),
+            Duration::from_secs(86_400),
+            Duration::from_secs(15)
+        )
+    );
+    assert_eq!(
+        (
+            ll.ipv4_prefix,
+            ll.ipv6_prefix,
+            ll.ewma_alpha,
+            ll.max_subnets,
+            ll.min_samples
+        ),
+        (22, 56, 0.5, 5000, 3)
+    );
+    assert_eq!(a.drain_file, Path::new("/run/opengslb/drain"));
+    let w = &a.maintenance.windows;
+    let at = |s: &str| parse_timestamp(s).expect(s);
+    assert_eq!(w[0].start, WindowStart::At(at("2026-03-01T02:00:00Z")));
+    assert_eq!(w[0].end, Some(at("2026-03-01T04:00:00Z")));
+    assert_eq!(w[1].start, WindowStart::At(at("2026-03-08T01:00:00Z")));
+    assert_eq!(w[1].duration, Some(Duration::from_secs(5400)));
+    assert_eq!(
+        w[2].start,
+        WindowStart::Daily {
+            minute: 23 * 60 + 30
+        }
+    );
+    assert_eq!(w[2].days, [Weekday::Sat, Weekday::Sun]);
+    assert_eq!(
+        (c.logging.level, c.logging.format),
+        (LogLevel::Warn, LogFormat::Json)
+    );
+}
+
+#[test]
+fn documented_defaults_are_the_applied_defaults() {
+    // Each section written empty, as `{}` and as a bare key, gives its documented `Default`.
+    for body in ["{}", ""] {
+        let yaml = format!(
+            "mode: overwatch\ndns: {{ zones: [example.com] }}\noverwatch: {body}\nagent: {body}\napi: {body}\n\
+             logging: {body}\nlatency_config: {body}\nmetrics: {body}\n"
+        );
+        let c = Config::from_yaml_str(&yaml).expect(&yaml);
+        assert_eq!(c.overwatch, OverwatchConfig::default());
+        assert_eq!(c.agent, AgentConfig::default());
+        assert_eq!(c.api, ApiConfig::default());
+        assert_eq!(c.logging, LoggingConfig::default());
+        assert_eq!(c.latency_config, LatencyConfig::default());
+        assert_eq!(c.metrics, MetricsConfig::default());
+    }
+    let nested = "mode: overwatch\ndns: { zones: [example.com] }\noverwatch: { identity: {}, gossip: {}, validation: {}, \
+                  stale: {}, dnssec: { key_sync: {} }, geolocation: {} }\nagent: { identity: {}, gossip: {}, heartbeat: {}, \
+                  predictive: { cpu: {}, memory: {}, error_rate: {} }, latency_learning: {}, maintenance: {}, \
+                  backends: [{ service: a.example.com, address: 192.0.2.1, port: 80 }] }\n";
+    let c = Config::from_yaml_str(nested).expect("nested empty sections");
+    assert_eq!(
+        c.overwatch,
+        OverwatchConfig {
+            geolocation: Some(GeolocationConfig::default()),
+            ..OverwatchConfig::default()
+        }
+    );
+    assert_eq!(
+        c.agent,
+        AgentConfig {
+            backends: c.agent.backends.clone(),
+            ..AgentConfig::default()
+        }
+    );
+    let b = &c.agent.backends[0];
+    assert_eq!((b.weight, b.advertise_address), (100, None));
+    assert_eq!(b.health_check, HealthCheck::default());
+
+    // The values the field docs (and the README table) give.
+    let (ow, secs) = (OverwatchConfig::default(), Duration::from_secs);
+    assert_eq!(
+        ow.identity,
+        OverwatchIdentity {
+            node_id: None,
+            region: None
+        }
+    );
+    assert!(ow.agent_tokens.is_empty());
+    assert_eq!(
+        ow.gossip.bind_address,
+        "0.0.0.0:7946".parse::<SocketAddr>().expect("addr")
+    );
+    assert!(ow.gossip.key_ring().is_empty());
+    assert_eq!(
+        (
+            ow.gossip.probe_interval,
+            ow.gossip.probe_timeout,
+            ow.gossip.gossip_interval
+        ),
+        (
+            secs(1),
+            Duration::from_millis(500),
+            Duration::from_millis(200)
+        )
+    );
+    assert_eq!(
+        (
+            ow.validation.enabled,
+            ow.validation.check_interval,
+            ow.validation.check_timeout
+        ),
+        (true, secs(30), secs(5))
+    );
+    assert_eq!(
+        (ow.stale.threshold, ow.stale.remove_after),
+        (secs(30), secs(300))
+    );
+    assert_eq!(
+        (
+            ow.dnssec.enabled,
+            ow.dnssec.security_acknowledgment.clone(),
+            ow.dnssec.algorithm.as_str()
+        ),
+        (false, None, "ECDSAP256SHA256")
+    );
+    assert_eq!(
+        (
+            ow.dnssec.key_sync.peers.len(),
+            ow.dnssec.key_sync.poll_interval,
+            ow.dnssec.key_sync.timeout
+        ),
+        (0, secs(3600), secs(30))
+    );
+    assert_eq!(ow.geolocation, None);
+    assert_eq!(
+        GeolocationConfig::default(),
+        GeolocationConfig {
+            database_path: None,
+            default_region: None,
+            ecs_enabled: false,
+            custom_mappings: vec![]
+        }
+    );
+    assert_eq!(ow.data_dir, Path::new("/var/lib/opengslb"));
+
+    let a = AgentConfig::default();
+    assert_eq!(a.identity.service_token, None);
+    assert_eq!(a.identity.region, None);
+    assert_eq!(
+        a.identity.cert_path,
+        Path::new("/var/lib/opengslb/agent.crt")
+    );
+    assert_eq!(
+        a.identity.key_path,
+        Path::new("/var/lib/opengslb/agent.key")
+    );
+    assert!(
+        a.backends.is_empty()
+            && a.gossip.overwatch_nodes.is_empty()
+            && a.gossip.key_ring().is_empty()
+    );
+    assert_eq!(
+        (a.heartbeat.interval, a.heartbeat.missed_threshold),
+        (secs(10), 3)
+    );
+    let p = &a.predictive;
+    assert!(!p.enabled);
+    assert_eq!(p.check_interval, secs(10));
+    assert_eq!((p.cpu.threshold, p.cpu.bleed_duration), (90.0, secs(30)));
+    assert_eq!(
+        (p.memory.threshold, p.memory.bleed_duration),
+        (85.0, secs(30))
+    );
+    assert_eq!(
+        (
+            p.error_rate.threshold,
+            p.error_rate.window,
+            p.error_rate.bleed_duration,
+            p.error_rate.source.clone()
+        ),
+        (10.0, secs(60), secs(30), None)
+    );
+    let ll = &a.latency_learning;
+    assert!(!ll.enabled);
+    assert_eq!(
+        (
+            ll.poll_interval,
+            ll.min_connection_age,
+            ll.subnet_ttl,
+            ll.report_interval
+        ),
+        (secs(10), secs(5), secs(168 * 3600), secs(30))
+    );
+    assert_eq!(
+        (
+            ll.ipv4_prefix,
+            ll.ipv6_prefix,
+            ll.ewma_alpha,
+            ll.max_subnets,
+            ll.min_samples
+        ),
+        (24, 48, 0.3, 100_000, 5)
+    );
+    assert_eq!(a.drain_file, Path::new("/tmp/drain"));
+    assert!(a.maintenance.windows.is_empty());
+
+    let api = ApiConfig::default();
+    assert!(!api.enabled && !api.trust_proxy_headers);
+    assert_eq!(
+        api.address,
+        "127.0.0.1:8080".parse::<SocketAddr>().expect("addr")
+    );
+    let nets: Vec<String> = api
+        .allowed_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["127.0.0.1/32", "::1/128"]);
+    assert_eq!(
+        LoggingConfig::default(),
+        LoggingConfig {
+            level: LogLevel::Info,
+            format: LogFormat::Json
+        }
+    );
+    assert_eq!(
+        LatencyConfig::default(),
+        LatencyConfig {
+            smoothing_factor: 0.3,
+            max_latency_ms: 500,
+            min_samples: 1
+        }
+    );
+    let hc = HealthCheck::default();
+    assert!(hc.tls_verify);
+    assert_eq!(hc.expected_status.to_string(), "2xx");
+    assert_eq!(
+        DomainLatencyConfig::default().over(LatencyConfig::default()),
+        LatencyConfig::default()
+    );
+}
+
+#[test]
+fn empty_allowed_networks_mean_loopback_and_host_bits_are_cleared() {
+    let c =
+        Config::from_yaml_str(&format!("{BASE}api: {{ allowed_networks: [] }}\n")).expect("config");
+    assert_eq!(
+        c.api.allowed_networks,
+        ApiConfig::default().allowed_networks
+    );
+    let c = Config::from_yaml_str(&format!(
+        "{BASE}api: {{ allowed_networks: [10.1.2.3/8] }}\n"
+    ))
+    .expect("config");
+    assert_eq!(c.api.allowed_networks[0].to_string(), "10.0.0.0/8");
+}
+
+#[test]
+fn all_down_follows_the_domain_then_return_last_healthy() {
+    let records = |yaml: &str| {
+        Config::from_yaml_str(yaml)
+            .expect(yaml)
+            .domain_records()
+            .into_iter()
+            .map(|r| r.all_down)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records(BASE), [AllDownPolicy::All]);
+    let last = base_with(
+        "default_ttl: 60",
+        "default_ttl: 60, return_last_healthy: true",
+    );
+    assert_eq!(records(&last), [AllDownPolicy::LastHealthy]);
+    let own = last.replacen("max_answers: 1", "max_answers: 1, all_down: All", 1);
+    assert_eq!(records(&own), [AllDownPolicy::All]);
+    for (text, want) in [
+        ("last_healthy", AllDownPolicy::LastHealthy),
+        ("last-healthy", AllDownPolicy::LastHealthy),
+        ("EMPTY", AllDownPolicy::Empty),
+    ] {
+        assert_eq!(text.parse::<AllDownPolicy>(), Ok(want));
+        assert_eq!(want.as_str().parse::<AllDownPolicy>(), Ok(want));
+    }
+}
+
+#[test]
+fn top_level_geolocation_is_accepted_alone() {
+    let yaml = format!("{BASE}geolocation: {{ default_region: r1, ecs_enabled: true }}\n");
+    let c = Config::from_yaml_str(&yaml).expect("config");
+    let geo = c.geolocation().expect("geolocation");
+    assert_eq!(
+        (geo.default_region.as_deref(), geo.ecs_enabled),
+        (Some("r1"), true)
+    );
+    assert_eq!(c.overwatch.geolocation, None);
+    assert!(
+        Config::from_yaml_str(BASE)
+            .expect("base")
+            .geolocation()
+            .is_none()
+    );
+}
+
+#[test]
+fn agent_tokens_take_one_or_many_and_merge_by_normalized_name() {
+    let yaml = format!(
+        "{BASE}overwatch:\n  agent_tokens:\n    www.example.com: aaaaaaaaaaaaaaaa\n    WWW.Example.com.: [bbbbbbbbbbbbbbbb, cccccccccccccccc]\n"
+    );
+    let c = Config::from_yaml_str(&yaml).expect("config");
+    let tokens: Vec<&str> = c.overwatch.agent_tokens["www.example.com"]
+        .iter()
+        .map(Secret::expose)
+        .collect();
+    assert_eq!(tokens.len(), 3);
+    assert!(tokens.contains(&"aaaaaaaaaaaaaaaa") && tokens.contains(&"cccccccccccccccc"));
+}
+
+#[test]
+fn secrets_never_show_in_debug_output_or_errors() {
+    let c = Config::from_yaml_str(DEMO2_AGENT).expect("agent");
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("demo-token-0123456789"), "{debug}");
+    assert!(!debug.contains(DEMO_KEY));
+    assert!(debug.contains("GossipKey(<redacted>)") && debug.contains("Secret(<21 chars>)"));
+    let short_key = "c2VjcmV0LWJ1dC10b28tc2hvcnQ=";
+    let yaml = DEMO2_AGENT.replacen(DEMO_KEY, short_key, 1);
+    let err = Config::from_yaml_str(&yaml)
+        .expect_err("short key")
+        .to_string();
+    assert!(!err.contains(short_key) && err.contains("got 20"), "{err}");
+}
+
+#[test]
+fn base64_decodes_rfc4648_vectors() {
+    use super::secret::decode_base64;
+    for (text, want) in [
+        ("", ""),
+        ("Zg==", "f"),
+        ("Zm8=", "fo"),
+        ("Zm9v", "foo"),
+        ("Zm9vYg==", "foob"),
+        ("Zm9vYmE=", "fooba"),
+        ("Zm9vYmFy", "foobar"),
+        ("Zm9vYg", "foob"),
+    ] {
+        assert_eq!(
+            decode_base64(text).as_deref(),
+            Some(want.as_bytes()),
+            "{text}"
+        );
+    }
+    for text in [
+        "Z", "Zg=", "Zg===", "Zm9v!", "Zh==", "Zm9=v", "Zm-v", "====",
+    ] {
+        assert_eq!(decode_base64(text), None, "{text}");
+    }
+    assert_eq!(GossipKey::from_base64(DEMO_KEY), Ok(demo_key()));
+    let bytes: Vec<u8> = (0..=255).collect();
+    let encoded = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/w==";
+    assert_eq!(decode_base64(encoded), Some(bytes));
+}
+
+#[test]
+fn expected_status_forms() {
+    let parse = |yaml: &str| serde_norway::from_str::<ExpectedStatus>(yaml);
+    let s = parse("200").expect("code");
+    assert!(s.matches(200) && !s.matches(201));
+    let s = parse("\"2XX\"").expect("class");
+    assert!(s.matches(200) && s.matches(299) && !s.matches(300) && !s.matches(199));
+    let s = parse("[204, \"3xx\", \"404\"]").expect("list");
+    assert_eq!(s.ranges(), [(204, 204), (300, 399), (404, 404)]);
+    assert_eq!(s.to_string(), "204, 3xx, 404");
+    for bad in ["99", "600", "\"0xx\"", "\"6xx\"", "\"20x\"", "[]", "-200"] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn node_addresses_parse_and_print() {
+    for (text, host, port) in [
+        ("10.20.0.10:7946", "10.20.0.10", 7946),
+        ("overwatch-1.internal:7946", "overwatch-1.internal", 7946),
+        ("[2001:db8::1]:53", "2001:db8::1", 53),
+    ] {
+        let addr: NodeAddress = text.parse().expect(text);
+        assert_eq!((addr.host.as_str(), addr.port), (host, port));
+        assert_eq!(addr.to_string(), text);
+    }
+    for bad in [
+        "",
+        ":7946",
+        "host",
+        "host:",
+        "host:65536",
+        "[::1:7946",
+        "[nothost]:1",
+        "a b:1",
+    ] {
+        assert!(bad.parse::<NodeAddress>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn timestamps_parse_as_rfc3339() {
+    let secs = |s: &str| {
+        parse_timestamp(s)
+            .expect(s)
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+    };
+    assert_eq!(secs("1970-01-01T00:00:00Z"), Duration::ZERO);
+    assert_eq!(
+        secs("2000-03-01T00:00:00Z"),
+        Duration::from_secs(951_868_800)
+    );
+    assert_eq!(
+        secs("2024-02-29T12:30:15.25Z"),
+        Duration::new(1_709_209_815, 250_000_000)
+    );
+    assert_eq!(
+        secs("2026-03-01t04:00:00+02:00"),
+        secs("2026-03-01 02:00:00z")
+    );
+    assert_eq!(
+        secs("2026-03-01T00:00:00-01:30"),
+        secs("2026-03-01T01:30:00Z")
+    );
+    for bad in [
+        "2026-03-01",
+        "2026-03-01T00:00Z",
+        "2026-03-01T24:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "2026-03-01T00:00:00+2:00",
+        "2026-03-01T00:00:00.Z",
+        "2026-3-01T00:00:00Z",
+    ] {
+        assert!(parse_timestamp(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn maintenance_windows_open_and_close() {
+    let at = |s: &str| parse_timestamp(s).expect(s);
+    let c = Config::from_yaml_str(ALL_KEYS_AGENT).expect("agent");
+    let m = &c.agent.maintenance;
+    // One-off, with end: [02:00, 04:00) on 2026-03-01 (a Sunday).
+    assert!(m.windows[0].contains(at("2026-03-01T02:00:00Z")));
+    assert!(m.windows[0].contains(at("2026-03-01T03:59:59.999Z")));
+    assert!(!m.windows[0].contains(at("2026-03-01T04:00:00Z")));
+    assert!(!m.windows[0].contains(at("2026-03-01T01:59:59Z")));
+    // One-off, with duration: 01:00Z plus 90 minutes.
+    assert!(m.windows[1].contains(at("2026-03-08T02:29:00Z")));
+    assert!(!m.windows[1].contains(at("2026-03-08T02:30:00Z")));
+    // Weekly, Saturday and Sunday 23:30 for an hour: runs past midnight into Sunday and Monday.
+    let weekly = &m.windows[2];
+    assert!(
+        weekly.contains(at("2026-02-28T23:45:00Z")),
+        "Saturday night"
+    );
+    assert!(weekly.contains(at("2026-03-01T00:15:00Z")), "into Sunday");
+    assert!(weekly.contains(at("2026-03-02T00:29:59Z")), "into Monday");
+    assert!(!weekly.contains(at("2026-03-02T00:30:00Z")));
+    assert!(!weekly.contains(at("2026-03-02T23:45:00Z")), "Monday night");
+    assert!(!weekly.contains(at("2026-02-28T23:29:59Z")));
+    assert!(m.active_at(at("2026-03-01T03:00:00Z")));
+    assert!(!m.active_at(at("2026-03-04T12:00:00Z")));
+    // Without days, a recurring window opens every day.
+    let daily = MaintenanceWindow {
+        start: "12:00".parse().expect("time"),
+        end: None,
+        duration: Some(Duration::from_secs(60)),
+        days: vec![],
+    };
+    assert!(daily.contains(at("2026-03-04T12:00:30Z")));
+    assert!(!daily.contains(at("2026-03-04T12:01:00Z")));
+    for bad in ["24:00", "2:5", "12:60", "+1:00", "ab:cd"] {
+        assert!(bad.parse::<WindowStart>().is_err(), "{bad}");
+    }
+    assert_eq!(
+        "7:05".parse::<WindowStart>(),
+        Ok(WindowStart::Daily { minute: 425 })
+    );
+}
+
+#[test]
+fn log_settings_are_case_insensitive_and_accept_the_originals_empty_value() {
+    let c = Config::from_yaml_str(&format!(
+        "{BASE}logging: {{ level: WARNING, format: JSON }}\n"
+    ))
+    .expect("config");
+    assert_eq!(
+        (c.logging.level, c.logging.format),
+        (LogLevel::Warn, LogFormat::Json)
+    );
+    let c = Config::from_yaml_str(&format!("{BASE}logging: {{ level: '', format: '' }}\n"))
+        .expect("config");
+    assert_eq!(c.logging, LoggingConfig::default());
+    assert_eq!(LogLevel::Debug.to_string(), "debug");
 }

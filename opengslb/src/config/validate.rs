@@ -7,7 +7,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Config, ConfigError, HealthCheckType, Mode};
+use super::{
+    Config, ConfigError, GeolocationConfig, GossipKey, HealthCheck, HealthCheckType, Mode,
+    WindowStart,
+};
 
 /// The largest TTL a record may carry (RFC 2181 §8).
 const MAX_TTL: u32 = (1 << 31) - 1;
@@ -17,6 +20,21 @@ const MAX_ANSWERS: u8 = 16;
 
 /// The longest interface name the kernel accepts (IFNAMSIZ less the NUL).
 const MAX_IFNAME: usize = 15;
+
+/// The largest weight (the original's docs give 1..=1000; 0 is ours, for "no weighted answers").
+const MAX_WEIGHT: u32 = 1000;
+
+/// The shortest service token (the original's `config validate` rule).
+const MIN_TOKEN_LEN: usize = 16;
+
+/// The shortest interval of anything that repeats on a timer we document in seconds.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest timeout of a probe.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The continent codes of MaxMind's databases.
+const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 /// Returns an [`ConfigError::Invalid`] at `$path` unless `$cond` holds; the rest is a `format!` message.
 macro_rules! ensure {
@@ -35,10 +53,15 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         "not supported yet: merge the included files into this one"
     );
     validate_dns(config)?;
+    // Before the domains, which inherit it: a bad top-level value is named where it is written.
+    validate_latency("latency_config", &config.latency_config)?;
     // Names before references: domains refer to regions, and servers to domains.
     validate_region_names(config)?;
     validate_domains(config)?;
-    validate_servers(config)
+    validate_servers(config)?;
+    validate_overwatch(config)?;
+    validate_geolocation(config)?;
+    validate_agent(config)
 }
 
 fn validate_dns(config: &Config) -> Result<(), ConfigError> {
@@ -147,7 +170,29 @@ fn validate_domains(config: &Config) -> Result<(), ConfigError> {
             key("max_answers"),
             "must be between 1 and {MAX_ANSWERS}"
         );
+        let latency = config.latency_config_of(domain);
+        validate_latency(&key("latency_config"), &latency)?;
     }
+    Ok(())
+}
+
+fn validate_latency(path: &str, latency: &super::LatencyConfig) -> Result<(), ConfigError> {
+    let alpha = latency.smoothing_factor;
+    ensure!(
+        alpha > 0.0 && alpha <= 1.0,
+        format!("{path}.smoothing_factor"),
+        "{alpha} is outside (0, 1]"
+    );
+    ensure!(
+        latency.max_latency_ms >= 1,
+        format!("{path}.max_latency_ms"),
+        "must be at least 1"
+    );
+    ensure!(
+        latency.min_samples >= 1,
+        format!("{path}.min_samples"),
+        "must be at least 1"
+    );
     Ok(())
 }
 
@@ -165,38 +210,489 @@ fn validate_servers(config: &Config) -> Result<(), ConfigError> {
                 "no domain {service:?} is configured (add it under domains)"
             );
         }
-        let (hc, key) = (&region.health_check, |k: &str| {
-            format!("regions[{i}].health_check.{k}")
-        });
-        let path_ok = hc.kind == HealthCheckType::Tcp || hc.path.starts_with('/');
-        ensure!(path_ok, key("path"), "{:?} must start with '/'", hc.path);
-        let (interval, timeout) = (hc.interval, hc.timeout);
+        ensure_weight(server_weights(region), |j| {
+            format!("regions[{i}].servers[{j}].weight")
+        })?;
+        validate_health_check(&format!("regions[{i}].health_check"), &region.health_check)?;
+        for (j, code) in region.countries.iter().enumerate() {
+            ensure!(
+                code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()),
+                format!("regions[{i}].countries[{j}]"),
+                "invalid country code {code:?} (expected an ISO 3166-1 alpha-2 code such as \"US\")"
+            );
+        }
+        for (j, code) in region.continents.iter().enumerate() {
+            ensure!(
+                CONTINENTS.contains(&code.as_str()),
+                format!("regions[{i}].continents[{j}]"),
+                "invalid continent code {code:?} (expected one of {})",
+                CONTINENTS.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn server_weights(region: &super::Region) -> impl Iterator<Item = u32> + '_ {
+    region.servers.iter().map(|s| s.weight)
+}
+
+/// Every weight at most [`MAX_WEIGHT`]; `path(j)` names the `j`th.
+fn ensure_weight(
+    weights: impl Iterator<Item = u32>,
+    path: impl Fn(usize) -> String,
+) -> Result<(), ConfigError> {
+    for (j, weight) in weights.enumerate() {
         ensure!(
-            interval >= Duration::from_secs(1),
-            key("interval"),
-            "{interval:?} is below the 1s minimum"
-        );
-        ensure!(
-            timeout >= Duration::from_millis(100),
-            key("timeout"),
-            "{timeout:?} is below the 100ms minimum"
-        );
-        ensure!(
-            timeout < interval,
-            key("timeout"),
-            "{timeout:?} must be shorter than interval ({interval:?})"
-        );
-        ensure!(
-            hc.failure_threshold >= 1,
-            key("failure_threshold"),
-            "must be at least 1"
-        );
-        ensure!(
-            hc.success_threshold >= 1,
-            key("success_threshold"),
-            "must be at least 1"
+            weight <= MAX_WEIGHT,
+            path(j),
+            "{weight} is above the maximum of {MAX_WEIGHT}"
         );
     }
+    Ok(())
+}
+
+fn validate_health_check(prefix: &str, hc: &HealthCheck) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    let path_ok = hc.kind == HealthCheckType::Tcp || hc.path.starts_with('/');
+    ensure!(path_ok, key("path"), "{:?} must start with '/'", hc.path);
+    check_interval_timeout(
+        (&key("interval"), hc.interval),
+        (&key("timeout"), hc.timeout),
+        MIN_INTERVAL,
+        MIN_TIMEOUT,
+    )?;
+    ensure!(
+        hc.failure_threshold >= 1,
+        key("failure_threshold"),
+        "must be at least 1"
+    );
+    ensure!(
+        hc.success_threshold >= 1,
+        key("success_threshold"),
+        "must be at least 1"
+    );
+    Ok(())
+}
+
+/// `interval` at least `min_interval`, `timeout` at least `min_timeout` and shorter than `interval`.
+fn check_interval_timeout(
+    (interval_key, interval): (&str, Duration),
+    (timeout_key, timeout): (&str, Duration),
+    min_interval: Duration,
+    min_timeout: Duration,
+) -> Result<(), ConfigError> {
+    check_min(interval_key, interval, min_interval)?;
+    check_min(timeout_key, timeout, min_timeout)?;
+    let interval_name = interval_key.rsplit('.').next().unwrap_or(interval_key);
+    ensure!(
+        timeout < interval,
+        timeout_key,
+        "{timeout:?} must be shorter than {interval_name} ({interval:?})"
+    );
+    Ok(())
+}
+
+fn check_min(key: &str, value: Duration, min: Duration) -> Result<(), ConfigError> {
+    ensure!(value >= min, key, "{value:?} is below the {min:?} minimum");
+    Ok(())
+}
+
+fn check_key_ring(
+    prefix: &str,
+    key: Option<&GossipKey>,
+    keys: &[GossipKey],
+) -> Result<(), ConfigError> {
+    ensure!(
+        key.is_none() || keys.is_empty(),
+        format!("{prefix}.encryption_keys"),
+        "set either encryption_key or encryption_keys, not both"
+    );
+    for (i, k) in keys.iter().enumerate() {
+        ensure!(
+            !keys[..i].contains(k),
+            format!("{prefix}.encryption_keys[{i}]"),
+            "duplicate key"
+        );
+    }
+    Ok(())
+}
+
+fn validate_overwatch(config: &Config) -> Result<(), ConfigError> {
+    let ow = &config.overwatch;
+    for (key, value) in [
+        ("node_id", &ow.identity.node_id),
+        ("region", &ow.identity.region),
+    ] {
+        if let Some(v) = value {
+            ensure!(
+                !v.is_empty(),
+                format!("overwatch.identity.{key}"),
+                "must not be empty"
+            );
+        }
+    }
+    for (service, tokens) in &ow.agent_tokens {
+        let path = format!("overwatch.agent_tokens.{service}");
+        check_dns_name(service).map_err(|m| ConfigError::invalid(&path, m))?;
+        ensure!(!tokens.is_empty(), &path, "give at least one token");
+        for (i, token) in tokens.iter().enumerate() {
+            ensure!(
+                token.len() >= MIN_TOKEN_LEN,
+                format!("{path}[{i}]"),
+                "a token must be at least {MIN_TOKEN_LEN} characters (got {})",
+                token.len()
+            );
+        }
+        ensure!(
+            config.mode == Mode::Agent || config.domains.iter().any(|d| &d.name == service),
+            path,
+            "no domain {service:?} is configured (services are domain names)"
+        );
+    }
+    let gossip = &ow.gossip;
+    check_key_ring(
+        "overwatch.gossip",
+        gossip.encryption_key.as_ref(),
+        &gossip.encryption_keys,
+    )?;
+    check_interval_timeout(
+        ("overwatch.gossip.probe_interval", gossip.probe_interval),
+        ("overwatch.gossip.probe_timeout", gossip.probe_timeout),
+        Duration::from_millis(100),
+        Duration::from_millis(10),
+    )?;
+    check_min(
+        "overwatch.gossip.gossip_interval",
+        gossip.gossip_interval,
+        Duration::from_millis(10),
+    )?;
+    let v = &ow.validation;
+    check_interval_timeout(
+        ("overwatch.validation.check_interval", v.check_interval),
+        ("overwatch.validation.check_timeout", v.check_timeout),
+        MIN_INTERVAL,
+        MIN_TIMEOUT,
+    )?;
+    let stale = &ow.stale;
+    check_min("overwatch.stale.threshold", stale.threshold, MIN_INTERVAL)?;
+    ensure!(
+        stale.remove_after > stale.threshold,
+        "overwatch.stale.remove_after",
+        "{:?} must be longer than threshold ({:?})",
+        stale.remove_after,
+        stale.threshold
+    );
+    let dnssec = &ow.dnssec;
+    ensure!(
+        !dnssec.enabled,
+        "overwatch.dnssec.enabled",
+        "DNSSEC signing is not implemented: answers are unsigned (the Go original never signed either); \
+         set enabled: false"
+    );
+    let sync = &dnssec.key_sync;
+    check_interval_timeout(
+        (
+            "overwatch.dnssec.key_sync.poll_interval",
+            sync.poll_interval,
+        ),
+        ("overwatch.dnssec.key_sync.timeout", sync.timeout),
+        MIN_INTERVAL,
+        MIN_TIMEOUT,
+    )?;
+    ensure!(
+        !ow.data_dir.as_os_str().is_empty(),
+        "overwatch.data_dir",
+        "must not be empty"
+    );
+    Ok(())
+}
+
+fn validate_geolocation(config: &Config) -> Result<(), ConfigError> {
+    let (prefix, geo): (&str, &GeolocationConfig) = match (
+        &config.overwatch.geolocation,
+        &config.geolocation,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "geolocation",
+                "also set as overwatch.geolocation: keep one (overwatch.geolocation is where the \
+                     original's code reads it)",
+            ));
+        }
+        (Some(geo), None) => ("overwatch.geolocation", geo),
+        (None, Some(geo)) => ("geolocation", geo),
+        (None, None) => return Ok(()),
+    };
+    let region_known = |name: &str| config.regions.iter().any(|r| r.name == name);
+    if let Some(path) = &geo.database_path {
+        ensure!(
+            path.is_file(),
+            format!("{prefix}.database_path"),
+            "{} does not exist or is not a file",
+            path.display()
+        );
+    }
+    if let Some(region) = &geo.default_region {
+        ensure!(
+            region_known(region),
+            format!("{prefix}.default_region"),
+            "no region named {region:?} is configured"
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, mapping) in geo.custom_mappings.iter().enumerate() {
+        let key = |k: &str| format!("{prefix}.custom_mappings[{i}].{k}");
+        ensure!(
+            seen.insert(mapping.cidr),
+            key("cidr"),
+            "duplicate mapping of {}",
+            mapping.cidr
+        );
+        ensure!(
+            region_known(&mapping.region),
+            key("region"),
+            "no region named {:?} is configured",
+            mapping.region
+        );
+    }
+    Ok(())
+}
+
+fn validate_agent(config: &Config) -> Result<(), ConfigError> {
+    let agent = &config.agent;
+    let is_agent = config.mode == Mode::Agent;
+    match &agent.identity.service_token {
+        None => ensure!(
+            !is_agent,
+            "agent.identity.service_token",
+            "required in agent mode (at least {MIN_TOKEN_LEN} characters)"
+        ),
+        Some(token) => ensure!(
+            token.len() >= MIN_TOKEN_LEN,
+            "agent.identity.service_token",
+            "must be at least {MIN_TOKEN_LEN} characters (got {})",
+            token.len()
+        ),
+    }
+    if let Some(region) = &agent.identity.region {
+        ensure!(
+            !region.is_empty(),
+            "agent.identity.region",
+            "must not be empty"
+        );
+    }
+    ensure!(
+        !is_agent || !agent.backends.is_empty(),
+        "agent.backends",
+        "at least one backend is required in agent mode"
+    );
+    let mut seen = HashSet::new();
+    for (i, backend) in agent.backends.iter().enumerate() {
+        let key = |k: &str| format!("agent.backends[{i}].{k}");
+        check_dns_name(&backend.service).map_err(|m| ConfigError::invalid(key("service"), m))?;
+        ensure!(
+            backend.port != 0,
+            key("port"),
+            "must be between 1 and 65535"
+        );
+        ensure_weight(std::iter::once(backend.weight), |_| key("weight"))?;
+        if let Some(adv) = backend.advertise_address {
+            ensure!(
+                !(adv.is_loopback() || adv.is_unspecified() || adv.is_multicast()),
+                key("advertise_address"),
+                "{adv} is a loopback, unspecified or multicast address, which clients cannot reach"
+            );
+        }
+        let id = (&backend.service, backend.address, backend.port);
+        ensure!(
+            seen.insert(id),
+            key("port"),
+            "duplicate backend {} {}:{}",
+            backend.service,
+            backend.address,
+            backend.port
+        );
+        validate_health_check(&key("health_check"), &backend.health_check)?;
+    }
+    let gossip = &agent.gossip;
+    check_key_ring(
+        "agent.gossip",
+        gossip.encryption_key.as_ref(),
+        &gossip.encryption_keys,
+    )?;
+    ensure!(
+        !is_agent || !gossip.key_ring().is_empty(),
+        "agent.gossip.encryption_key",
+        "required in agent mode: base64 of 32 bytes, the overwatches' key (generate one with \
+         `openssl rand -base64 32`)"
+    );
+    ensure!(
+        !is_agent || !gossip.overwatch_nodes.is_empty(),
+        "agent.gossip.overwatch_nodes",
+        "at least one overwatch address (host:port) is required in agent mode"
+    );
+    check_min(
+        "agent.heartbeat.interval",
+        agent.heartbeat.interval,
+        MIN_INTERVAL,
+    )?;
+    ensure!(
+        agent.heartbeat.missed_threshold >= 1,
+        "agent.heartbeat.missed_threshold",
+        "must be at least 1"
+    );
+    validate_predictive(&agent.predictive)?;
+    validate_latency_learning(&agent.latency_learning)?;
+    ensure!(
+        agent.drain_file.is_absolute(),
+        "agent.drain_file",
+        "{} is not an absolute path",
+        agent.drain_file.display()
+    );
+    for (i, window) in agent.maintenance.windows.iter().enumerate() {
+        let key = |k: &str| format!("agent.maintenance.windows[{i}].{k}");
+        if let Some(d) = window.duration {
+            ensure!(!d.is_zero(), key("duration"), "must be longer than 0");
+        }
+        match window.start {
+            WindowStart::At(start) => {
+                ensure!(
+                    window.days.is_empty(),
+                    key("days"),
+                    "only a recurring window (start: \"HH:MM\") has days"
+                );
+                ensure!(
+                    window.end.is_some() != window.duration.is_some(),
+                    key("end"),
+                    "a one-off window needs end or duration (one of them)"
+                );
+                if let Some(end) = window.end {
+                    ensure!(end > start, key("end"), "must be after start");
+                }
+            }
+            WindowStart::Daily { .. } => {
+                ensure!(
+                    window.end.is_none(),
+                    key("end"),
+                    "a recurring window (start: \"HH:MM\") takes duration, not end"
+                );
+                let week = Duration::from_secs(7 * 86_400);
+                match window.duration {
+                    None => ensure!(
+                        false,
+                        key("duration"),
+                        "required for a recurring window (start: \"HH:MM\")"
+                    ),
+                    Some(d) => ensure!(d <= week, key("duration"), "{d:?} is longer than a week"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_predictive(p: &super::PredictiveConfig) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("agent.predictive.{k}");
+    for (name, threshold, bleed) in [
+        ("cpu", p.cpu.threshold, p.cpu.bleed_duration),
+        ("memory", p.memory.threshold, p.memory.bleed_duration),
+        (
+            "error_rate",
+            p.error_rate.threshold,
+            p.error_rate.bleed_duration,
+        ),
+    ] {
+        ensure!(
+            threshold > 0.0 && threshold <= 100.0,
+            key(&format!("{name}.threshold")),
+            "{threshold} is outside (0, 100] (a percentage)"
+        );
+        ensure!(
+            !bleed.is_zero(),
+            key(&format!("{name}.bleed_duration")),
+            "must be longer than 0"
+        );
+    }
+    check_min(&key("error_rate.window"), p.error_rate.window, MIN_INTERVAL)?;
+    check_min(&key("check_interval"), p.check_interval, MIN_INTERVAL)?;
+    if let Some(source) = &p.error_rate.source {
+        let url_ok = ["http://", "https://"].iter().any(|scheme| {
+            source
+                .url
+                .get(..scheme.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+                && source.url.len() > scheme.len()
+                && !source.url[scheme.len()..].starts_with('/')
+        }) && !source.url.contains(char::is_whitespace);
+        ensure!(
+            url_ok,
+            key("error_rate.source.url"),
+            "invalid URL {:?} (expected http:// or https:// and a host, e.g. \"http://127.0.0.1/metrics\")",
+            source.url
+        );
+        for (name, selector) in [
+            ("total_metric", &source.total_metric),
+            ("failed_metric", &source.failed_metric),
+        ] {
+            check_metric_selector(selector)
+                .map_err(|m| ConfigError::invalid(key(&format!("error_rate.source.{name}")), m))?;
+        }
+    }
+    Ok(())
+}
+
+/// A Prometheus metric name, optionally followed by `{label matchers}`.
+fn check_metric_selector(selector: &str) -> Result<(), String> {
+    let (name, labels) = match selector.split_once('{') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (selector, None),
+    };
+    let name_ok = name.bytes().enumerate().all(|(i, b)| {
+        b.is_ascii_alphabetic() || b == b'_' || b == b':' || (i > 0 && b.is_ascii_digit())
+    });
+    let labels_ok =
+        labels.is_none_or(|l| l.ends_with('}') && !l[..l.len() - 1].contains(['{', '}']));
+    if name.is_empty() || !name_ok || !labels_ok {
+        return Err(format!(
+            "invalid metric {selector:?} (expected a Prometheus metric name, optionally with label \
+             matchers, e.g. http_requests_total{{code=~\"5..\"}})"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_latency_learning(ll: &super::LatencyLearningConfig) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("agent.latency_learning.{k}");
+    check_min(&key("poll_interval"), ll.poll_interval, MIN_INTERVAL)?;
+    check_min(&key("report_interval"), ll.report_interval, MIN_INTERVAL)?;
+    check_min(&key("subnet_ttl"), ll.subnet_ttl, MIN_INTERVAL)?;
+    ensure!(
+        (1..=32).contains(&ll.ipv4_prefix),
+        key("ipv4_prefix"),
+        "must be between 1 and 32"
+    );
+    ensure!(
+        (1..=128).contains(&ll.ipv6_prefix),
+        key("ipv6_prefix"),
+        "must be between 1 and 128"
+    );
+    let alpha = ll.ewma_alpha;
+    ensure!(
+        alpha > 0.0 && alpha <= 1.0,
+        key("ewma_alpha"),
+        "{alpha} is outside (0, 1]"
+    );
+    ensure!(
+        ll.max_subnets >= 1,
+        key("max_subnets"),
+        "must be at least 1"
+    );
+    ensure!(
+        ll.min_samples >= 1,
+        key("min_samples"),
+        "must be at least 1"
+    );
     Ok(())
 }
 

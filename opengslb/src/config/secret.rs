@@ -1,0 +1,123 @@
+//! Secrets read from the config: service tokens and gossip keys. Their `Debug` output is redacted and no
+//! error message ever quotes them, so they cannot leak into logs.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+use super::de;
+
+/// A secret string (an agent's service token). `Debug` prints `Secret(<n chars>)`, never the text.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself, for comparing or sending it; do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its length in characters.
+    pub fn len(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} chars>)", self.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
+}
+
+/// Length of a gossip key: AES-256 or ChaCha20-Poly1305, as in the original (memberlist's AES-256-GCM).
+pub const GOSSIP_KEY_LEN: usize = 32;
+
+/// A gossip encryption key: exactly 32 bytes, written in the config as standard base64 (what
+/// `openssl rand -base64 32` prints). `Debug` prints `GossipKey(<redacted>)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GossipKey([u8; GOSSIP_KEY_LEN]);
+
+impl GossipKey {
+    /// Wraps raw key bytes.
+    pub fn from_bytes(bytes: [u8; GOSSIP_KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key bytes; do not log them.
+    pub fn as_bytes(&self) -> &[u8; GOSSIP_KEY_LEN] {
+        &self.0
+    }
+
+    /// Decodes a key from base64; the error never quotes the text.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        let hint = "generate one with `openssl rand -base64 32`";
+        let bytes =
+            decode_base64(text.trim()).ok_or_else(|| format!("is not valid base64 ({hint})"))?;
+        let bytes: [u8; GOSSIP_KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+            format!(
+                "must decode to exactly {GOSSIP_KEY_LEN} bytes, got {} ({hint})",
+                bytes.len()
+            )
+        })?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Debug for GossipKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GossipKey(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for GossipKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de::parse_with(d, "a base64 key of 32 bytes", Self::from_base64)
+    }
+}
+
+/// Decodes standard base64 (RFC 4648 §4: `A-Z a-z 0-9 + /`), with or without `=` padding. `None` for any
+/// other character, misplaced padding, or a length no encoding produces.
+pub(super) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let body = text.trim_end_matches('=');
+    let padding = text.len() - body.len();
+    if padding > 2 || (padding > 0 && !text.len().is_multiple_of(4)) || body.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in body.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // The bits left over must be zero, as in a canonical encoding (Go's decoder is strict here too).
+    (acc == 0).then_some(out)
+}

@@ -3,7 +3,7 @@
 //! the XDP map (through [`crate::xdp::sync`]) and, later, the userspace server.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
@@ -79,6 +79,9 @@ pub struct NameSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AnswerTable {
     entries: BTreeMap<EntryKey, Entry>,
+    /// Names that exist with no address at all (all-down policy `empty`, or no backend yet): they answer
+    /// NODATA, not NXDOMAIN.
+    empty: BTreeSet<String>,
 }
 
 impl AnswerTable {
@@ -86,8 +89,12 @@ impl AnswerTable {
     /// type, answered by userspace).
     pub fn from_specs<'a>(specs: impl IntoIterator<Item = &'a NameSpec>) -> Self {
         let mut entries = BTreeMap::new();
+        let mut empty = BTreeSet::new();
         for s in specs {
             let name = normalize(&s.name);
+            if s.v4.is_empty() && s.v6.is_empty() {
+                empty.insert(name.clone());
+            }
             let families: [(u16, Vec<IpAddr>); 2] = [
                 (QTYPE_A, s.v4.iter().copied().map(IpAddr::V4).collect()),
                 (QTYPE_AAAA, s.v6.iter().copied().map(IpAddr::V6).collect()),
@@ -111,7 +118,12 @@ impl AnswerTable {
                 );
             }
         }
-        Self { entries }
+        Self { entries, empty }
+    }
+
+    /// Names that exist without any address.
+    pub fn empty_names(&self) -> impl Iterator<Item = &str> {
+        self.empty.iter().map(String::as_str)
     }
 
     /// The entry for a name and type.

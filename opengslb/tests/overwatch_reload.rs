@@ -32,6 +32,7 @@ fn config(dns_port: u16, metrics_port: u16, last_octets: &[u8]) -> String {
         .collect();
     format!(
         r#"mode: overwatch
+overwatch: {{ validation: {{ enabled: false }} }}
 dns:
   listen_address: "127.0.0.1:{dns_port}"
   zones: [demo.local]

@@ -1328,6 +1328,7 @@ fn xdp_and_userspace_agree() {
         let ctx = QueryContext {
             transport: Transport::Udp,
             rotation: Some(r),
+            client: None,
         };
         let user = respond(&snap, q, &ctx);
         let xdp_dns = (action == XDP_TX).then(|| take_apart(w, &out).dns);

@@ -17,6 +17,7 @@ const SERVER6: &str = "fd00:5eed::1";
 fn config(iface: &str, mode: &str) -> String {
     format!(
         r#"mode: overwatch
+overwatch: {{ validation: {{ enabled: false }} }}
 dns:
   listen_address: "[::]:53"
   zones: [demo.local]

@@ -8,10 +8,28 @@
 use serde_norway::Value;
 
 /// Key paths the code acts on, with everything under them unless [`NOT_YET`] says otherwise.
-pub(super) const ACTED_ON: &[&str] = &["mode", "dns", "regions", "domains", "metrics"];
+pub(super) const ACTED_ON: &[&str] = &[
+    "mode",
+    "dns",
+    "regions",
+    "domains",
+    "metrics",
+    "overwatch.validation.enabled",
+    "overwatch.stale",
+    "overwatch.geolocation",
+    "geolocation",
+    "latency_config.smoothing_factor",
+    "latency_config.max_latency_ms",
+    "domains[].latency_config.max_latency_ms",
+];
 
 /// Exceptions inside [`ACTED_ON`]: keys under an acted-on path that are not acted on yet.
-pub(super) const NOT_YET: &[&str] = &["domains[].latency_config", "domains[].all_down"];
+pub(super) const NOT_YET: &[&str] = &[
+    "domains[].latency_config",
+    // ECS is always honoured when a query carries it.
+    "overwatch.geolocation.ecs_enabled",
+    "geolocation.ecs_enabled",
+];
 
 /// Whether the key at `path` is acted on.
 pub(super) fn acted_on(path: &str) -> bool {

@@ -2,7 +2,7 @@
 //! same code (`opengslb_common::dns`), so both paths give identical bytes; everything else is parsed with
 //! hickory-proto and answered as an authoritative server for the configured zones.
 
-use std::net::IpAddr;
+use std::{cell::Cell, net::IpAddr};
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
@@ -21,6 +21,7 @@ use opengslb_common::{
 };
 
 use super::zone::{Snapshot, Zone};
+use crate::{routing, table::normalize};
 
 /// How the query arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub struct QueryContext {
     /// A fixed round-robin position instead of the snapshot's counters (tests make rotation
     /// reproducible with it).
     pub rotation: Option<u32>,
+    /// The client's address (the packet's source), for routing policies that depend on it; an EDNS
+    /// Client Subnet option in the query takes its place.
+    pub client: Option<IpAddr>,
 }
 
 impl QueryContext {
@@ -47,6 +51,7 @@ impl QueryContext {
         Self {
             transport: Transport::Udp,
             rotation: None,
+            client: None,
         }
     }
 
@@ -55,7 +60,14 @@ impl QueryContext {
         Self {
             transport: Transport::Tcp,
             rotation: None,
+            client: None,
         }
+    }
+
+    /// The same, from `client`.
+    pub const fn from_client(mut self, client: IpAddr) -> Self {
+        self.client = Some(client);
+        self
     }
 }
 
@@ -137,11 +149,12 @@ pub fn respond(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Outcome {
         let (reply, kind) = formerr(&msg);
         let mut untrusted = msg;
         untrusted.edns = None;
-        let (bytes, kind) = encode(snap, reply, &untrusted, ctx, kind);
+        let (bytes, kind) = encode(snap, reply, &untrusted, ctx, kind, 0);
         return Outcome::Reply(bytes, kind);
     }
-    let (reply, kind) = full(snap, &msg, ctx);
-    let (bytes, kind) = encode(snap, reply, &msg, ctx, kind);
+    let scope = Cell::new(None);
+    let (reply, kind) = full(snap, &msg, ctx, &scope);
+    let (bytes, kind) = encode(snap, reply, &msg, ctx, kind, scope.get().unwrap_or(0));
     Outcome::Reply(bytes, kind)
 }
 
@@ -182,7 +195,12 @@ fn fast(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Option<Vec<u8>> {
 }
 
 /// The reply to a parsed query, before encoding.
-fn full(snap: &Snapshot, msg: &Message, ctx: &QueryContext) -> (Message, ReplyKind) {
+fn full(
+    snap: &Snapshot,
+    msg: &Message,
+    ctx: &QueryContext,
+    scope: &Cell<Option<u8>>,
+) -> (Message, ReplyKind) {
     let mut r = reply_to(msg);
 
     if msg.metadata.op_code != OpCode::Query {
@@ -221,7 +239,7 @@ fn full(snap: &Snapshot, msg: &Message, ctx: &QueryContext) -> (Message, ReplyKi
         return (r, ReplyKind::Refused);
     }
     r.metadata.authoritative = true;
-    let answers = records_for(snap, zone, q, &name, ctx);
+    let answers = records_for(snap, zone, msg, q, &name, ctx, scope);
     if !answers.is_empty() {
         r.additionals = additional_for(snap, zone, &answers);
         r.answers = answers;
@@ -234,6 +252,17 @@ fn full(snap: &Snapshot, msg: &Message, ctx: &QueryContext) -> (Message, ReplyKi
         r.metadata.response_code = ResponseCode::NXDomain;
         (r, ReplyKind::NxDomain)
     }
+}
+
+/// The address routing decides by: the EDNS Client Subnet address if the query has one, else the
+/// packet's source.
+fn client_of(msg: &Message, ctx: &QueryContext) -> Option<IpAddr> {
+    if let Some(e) = &msg.edns
+        && let Some(EdnsOption::Subnet(ecs)) = e.option(EdnsCode::Subnet)
+    {
+        return Some(ecs.addr());
+    }
+    ctx.client
 }
 
 /// An A or AAAA record for `ip`.
@@ -249,9 +278,11 @@ fn address_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
 fn records_for(
     snap: &Snapshot,
     zone: &Zone,
+    query_msg: &Message,
     q: &Query,
     name: &Name,
     ctx: &QueryContext,
+    scope: &Cell<Option<u8>>,
 ) -> Vec<Record> {
     let owner = q.name().clone();
     let at_apex = *name == zone.apex;
@@ -260,6 +291,34 @@ fn records_for(
         let Some(entry) = snap.table.get(&text, qtype) else {
             return Vec::new();
         };
+        if let Some(route) = snap.route(&normalize(&text)) {
+            let family: Vec<routing::Candidate> = route
+                .candidates
+                .iter()
+                .filter(|c| c.addr.is_ipv4() == (qtype == QTYPE_A))
+                .cloned()
+                .collect();
+            let counter = ctx
+                .rotation
+                .unwrap_or_else(|| snap.next_rotation(&text, qtype));
+            let picked = routing::pick(
+                &route.policy,
+                &family,
+                &routing::PickCtx {
+                    client: client_of(query_msg, ctx),
+                    counter: u64::from(counter),
+                    max_answers: usize::from(entry.max_answers),
+                },
+            );
+            if let Some(p) = picked.scope_prefix {
+                scope.set(Some(p));
+            }
+            return picked
+                .addrs
+                .into_iter()
+                .map(|ip| address_record(&owner, entry.ttl, ip))
+                .collect();
+        }
         let count = entry.records.len();
         let n = answer_count(entry.max_answers, count.min(255) as u8).min(count);
         let rotation = ctx
@@ -337,6 +396,7 @@ fn encode(
     query: &Message,
     ctx: &QueryContext,
     kind: ReplyKind,
+    scope: u8,
 ) -> (Vec<u8>, ReplyKind) {
     let client_size = query.edns.as_ref().map_or(CLASSIC_UDP, |e| {
         usize::from(e.max_payload()).max(CLASSIC_UDP)
@@ -345,11 +405,12 @@ fn encode(
         let mut e = Edns::new();
         e.set_max_payload(snap.udp_size);
         e.set_dnssec_ok(qe.flags().dnssec_ok);
-        // RFC 7871 §7.2.1: echo the option with the scope our answer used (0: the same for everyone).
+        // RFC 7871 §7.2.1: echo the option with the scope our answer used (0: the same for everyone;
+        // geolocation sets the prefix its rule covers).
         if kind != ReplyKind::BadVers
             && let Some(EdnsOption::Subnet(ecs)) = qe.option(EdnsCode::Subnet)
         {
-            let echoed = ClientSubnet::new(ecs.addr(), ecs.source_prefix(), 0);
+            let echoed = ClientSubnet::new(ecs.addr(), ecs.source_prefix(), scope);
             e.options_mut().insert(EdnsOption::Subnet(echoed));
         }
         r.set_edns(e);

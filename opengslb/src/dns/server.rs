@@ -200,7 +200,6 @@ async fn udp_loop(
     token: CancellationToken,
 ) {
     let mut buf = vec![0u8; 65_535];
-    let ctx = QueryContext::udp();
     loop {
         let (len, peer) = tokio::select! {
             () = token.cancelled() => return,
@@ -213,6 +212,7 @@ async fn udp_loop(
             },
         };
         let snap = snapshots.borrow().clone();
+        let ctx = QueryContext::udp().from_client(peer.ip());
         let outcome = respond(&snap, buf.get(..len).unwrap_or(&[]), &ctx);
         stats.count(&outcome);
         if let Outcome::Reply(bytes, _) = outcome
@@ -258,7 +258,7 @@ async fn tcp_loop(
         tracker.spawn(async move {
             tokio::select! {
                 () = token.cancelled() => {}
-                r = tcp_conn(stream, snapshots, &stats, idle) => {
+                r = tcp_conn(stream, peer, snapshots, &stats, idle) => {
                     if let Err(e) = r {
                         debug!(error = %e, %peer, "tcp connection closed");
                     }
@@ -273,11 +273,12 @@ async fn tcp_loop(
 /// idles past `idle`, or sends something that gets no reply.
 async fn tcp_conn(
     mut stream: TcpStream,
+    peer: SocketAddr,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     stats: &Stats,
     idle: Duration,
 ) -> io::Result<()> {
-    let ctx = QueryContext::tcp();
+    let ctx = QueryContext::tcp().from_client(peer.ip());
     let mut buf = vec![0u8; 65_535];
     loop {
         let mut len = [0u8; 2];

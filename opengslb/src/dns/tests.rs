@@ -188,6 +188,7 @@ fn udp_at(rotation: u32) -> QueryContext {
     QueryContext {
         transport: Transport::Udp,
         rotation: Some(rotation),
+        client: None,
     }
 }
 
@@ -195,6 +196,7 @@ fn tcp_at(rotation: u32) -> QueryContext {
     QueryContext {
         transport: Transport::Tcp,
         rotation: Some(rotation),
+        client: None,
     }
 }
 

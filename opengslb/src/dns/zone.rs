@@ -3,7 +3,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use hickory_proto::rr::{
@@ -15,6 +18,7 @@ use thiserror::Error;
 
 use crate::{
     config::Config,
+    routing,
     table::{AnswerTable, EntryKey, normalize},
     xdp::sync::RecordSync,
 };
@@ -132,6 +136,25 @@ impl Zone {
     }
 }
 
+/// A lowercase wire-format name as dotted text without the trailing dot.
+fn wire_to_text(wire: &[u8], len: usize) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    let wire = wire.get(..len).unwrap_or(wire);
+    while let Some(&l) = wire.get(i) {
+        if l == 0 {
+            break;
+        }
+        let label = wire.get(i + 1..i + 1 + usize::from(l)).unwrap_or(&[]);
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(&String::from_utf8_lossy(label));
+        i += 1 + usize::from(l);
+    }
+    out
+}
+
 /// Everything a responder needs, immutable once built; a change builds a new one.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -149,6 +172,17 @@ pub struct Snapshot {
     rotation: HashMap<EntryKey, AtomicU32>,
     /// The entries exactly as the XDP map holds them, with their own rotation positions.
     fast: HashMap<RecordKey, (RecordValue, AtomicU32)>,
+    /// Names whose answers a routing policy other than round-robin chooses, with their candidates.
+    routes: HashMap<String, Route>,
+}
+
+/// How a name's answers are chosen, when not by plain rotation.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The policy.
+    pub policy: Arc<routing::Policy>,
+    /// The candidates, both families, in answer-table order.
+    pub candidates: Vec<routing::Candidate>,
 }
 
 impl Snapshot {
@@ -159,8 +193,12 @@ impl Snapshot {
         for z in &zones {
             names.insert(z.apex.clone());
         }
-        for (key, _) in table.iter() {
-            let Ok(mut n) = Name::from_ascii(&key.name) else {
+        let owners = table
+            .iter()
+            .map(|(k, _)| k.name.as_str())
+            .chain(table.empty_names());
+        for owner in owners {
+            let Ok(mut n) = Name::from_ascii(owner) else {
                 continue;
             };
             n.set_fqdn(true);
@@ -193,7 +231,24 @@ impl Snapshot {
             names,
             rotation,
             fast,
+            routes: HashMap::new(),
         }
+    }
+
+    /// Adds the names answered by a routing policy (keys: lowercase names without a trailing dot). Their
+    /// entries leave the fast path, which only rotates.
+    pub fn with_routes(mut self, routes: HashMap<String, Route>) -> Self {
+        self.fast.retain(|_, (v, _)| {
+            let name = wire_to_text(&v.name, usize::from(v.name_len));
+            !routes.contains_key(&name)
+        });
+        self.routes = routes;
+        self
+    }
+
+    /// The route of a name, if a routing policy chooses its answers.
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.get(name)
     }
 
     /// The zone `name` lies in, if any.

@@ -3,6 +3,7 @@
 
 pub mod frames;
 pub mod netns;
+pub mod nginx;
 pub mod rng;
 
 /// Whether we run as root; the privileged tests say so and fail when not.

@@ -11,9 +11,13 @@ use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, error, info, warn};
 
+pub mod control;
+
+use control::{Control, Published};
+
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -22,7 +26,10 @@ use crate::{
         Snapshot, Zone,
         server::{self, ServerConfig},
     },
+    health::Prober,
     metrics::{self, Metrics},
+    registry::CheckOutcome,
+    routing::Candidate,
     table::{AllDown, AnswerTable, NameSpec, Policy},
     xdp::{self, Dataplane},
 };
@@ -132,8 +139,9 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn publish(&mut self, table: AnswerTable) {
+    fn publish(&mut self, published: Published) {
         let started = Instant::now();
+        let Published { table, routes } = published;
         if let Some(dp) = self.dp.as_mut() {
             match dp.apply(&table) {
                 Ok(plan) => {
@@ -151,7 +159,8 @@ impl Publisher {
             }
         }
         self.serial = next_serial(self.serial);
-        let snap = Snapshot::new(table, self.zones.clone(), self.serial, self.udp_size);
+        let snap = Snapshot::new(table, self.zones.clone(), self.serial, self.udp_size)
+            .with_routes(routes);
         self.tx.send_replace(Arc::new(snap));
         self.metrics.observe_table_sync(started.elapsed());
     }
@@ -160,7 +169,9 @@ impl Publisher {
 /// Runs the overwatch until a shutdown signal. SIGHUP re-reads `opts.config` and publishes its table; a
 /// config that fails to load or validate is refused and the running one kept.
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
-    let table = table_from_config(&cfg);
+    let mut control = Control::new(&cfg);
+    let first_state = control.publish(Instant::now());
+    let table = first_state.table.clone();
     let zones = Zone::from_config(&cfg).context("dns.zones")?;
     let dp = if cfg.dns.xdp.interfaces.is_empty() {
         if opts.xdp_only {
@@ -183,12 +194,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     };
     let metrics = Arc::new(Metrics::new());
     let serial = next_serial(0);
-    let first = Arc::new(Snapshot::new(
-        table,
-        zones.clone(),
-        serial,
-        cfg.dns.xdp.udp_size,
-    ));
+    let first = Arc::new(
+        Snapshot::new(table, zones.clone(), serial, cfg.dns.xdp.udp_size)
+            .with_routes(first_state.routes),
+    );
     let (tx, snap_rx) = watch::channel(first);
     let mut publisher = Publisher {
         dp,
@@ -232,6 +241,20 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 }
             });
         }
+        let (probe_tx, mut probe_rx) = mpsc::channel(1024);
+        let probes = control.probes();
+        if !probes.is_empty() {
+            info!(backends = probes.len(), "external validation running");
+        }
+        let prober = Prober::spawn(
+            probes,
+            control::PROBE_CONCURRENCY,
+            probe_tx,
+            &tracker,
+            token.clone(),
+        );
+        let mut running = cfg.clone();
+        let mut last = state_of(&control.publish(Instant::now()));
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -239,8 +262,39 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = hup.recv() => reload(&opts, &cfg, &mut publisher),
+                _ = hup.recv() => {
+                    if let Some(new) = reload(&opts, &running) {
+                        control.reload(&new);
+                        prober.update(control.probes());
+                        running = new;
+                        let p = control.publish(Instant::now());
+                        last = state_of(&p);
+                        publisher.publish(p);
+                    }
+                }
+                Some((key, result)) = probe_rx.recv() => {
+                    let outcome = CheckOutcome {
+                        ok: result.ok,
+                        definitive: result.definitive,
+                        latency: result.ok.then_some(result.latency),
+                    };
+                    if control.apply_probe(&key, outcome) {
+                        info!(backend = %key, ok = result.ok, error = ?result.error, "validation changed a backend's status");
+                        let p = control.publish(Instant::now());
+                        last = state_of(&p);
+                        publisher.publish(p);
+                    }
+                }
                 _ = tick.tick() => {
+                    // Staleness and expiry move with time, and latency routing with probe averages.
+                    let now = Instant::now();
+                    control.registry.expire(now);
+                    let p = control.publish(now);
+                    let state = state_of(&p);
+                    if state != last {
+                        last = state;
+                        publisher.publish(p);
+                    }
                     if let Some(c) = publisher.dp.as_ref().and_then(|d| d.counters().ok())
                         && let Ok(mut slot) = metrics.sources.xdp.lock()
                     {
@@ -289,10 +343,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
 
 /// SIGHUP: re-read the config file and publish its table. Settings that need a restart (listen address,
 /// XDP interfaces, zones) are reported and not applied.
-fn reload(opts: &Options, running: &Config, publisher: &mut Publisher) {
+fn reload(opts: &Options, running: &Config) -> Option<Config> {
     let Some(path) = &opts.config else {
         warn!("SIGHUP: running the embedded default config, nothing to reload");
-        return;
+        return None;
     };
     let new = match Config::load(path) {
         Ok(c) => c,
@@ -301,7 +355,7 @@ fn reload(opts: &Options, running: &Config, publisher: &mut Publisher) {
                 error = format!("{e:#}"),
                 "SIGHUP: the new config is refused; keeping the running one"
             );
-            return;
+            return None;
         }
     };
     if new.dns.listen_address != running.dns.listen_address
@@ -315,7 +369,19 @@ fn reload(opts: &Options, running: &Config, publisher: &mut Publisher) {
             "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers or metrics need a restart; applying the domains and servers only"
         );
     }
-    let table = table_from_config(&new);
-    info!(entries = table.len(), "SIGHUP: config reloaded");
-    publisher.publish(table);
+    info!("SIGHUP: config reloaded");
+    Some(new)
+}
+
+/// What a publish changes, to compare over time: the table, and the routes' candidates.
+type PublishedState = (AnswerTable, Vec<(String, Vec<Candidate>)>);
+
+fn state_of(p: &Published) -> PublishedState {
+    let mut routes: Vec<(String, Vec<Candidate>)> = p
+        .routes
+        .iter()
+        .map(|(k, r)| (k.clone(), r.candidates.clone()))
+        .collect();
+    routes.sort_by(|a, b| a.0.cmp(&b.0));
+    (p.table.clone(), routes)
 }

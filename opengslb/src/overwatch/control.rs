@@ -1,0 +1,182 @@
+//! The control plane's state: the registry of backends, the routing policy of each domain, and what the
+//! external validation probes. From it come the answer table and the routes both DNS paths answer from.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tracing::warn;
+
+use crate::{
+    config::{Config, HealthCheck, RoutingAlgorithm},
+    dns::zone::Route,
+    health::{CheckSpec, Scheduled, Target},
+    registry::{BackendKey, CheckOutcome, CheckPolicy, DomainInfo, Registry},
+    routing::{self, Candidate, GeoDb, GeoResolver, PolicySettings},
+    table::{AnswerTable, normalize},
+};
+
+/// Probes in flight at once, over every backend.
+pub const PROBE_CONCURRENCY: usize = 32;
+
+/// The registry and what the config says around it.
+pub struct Control {
+    /// Backends and their status.
+    pub registry: Registry,
+    domains: Vec<DomainInfo>,
+    policies: HashMap<String, Arc<routing::Policy>>,
+    checks: HashMap<BackendKey, CheckPolicy>,
+    probes: Vec<Scheduled<BackendKey>>,
+}
+
+/// What the DNS paths answer from.
+pub struct Published {
+    /// The answer table.
+    pub table: AnswerTable,
+    /// The names answered by a routing policy, with their candidates.
+    pub routes: HashMap<String, Route>,
+}
+
+impl Control {
+    /// The control state a config describes.
+    pub fn new(cfg: &Config) -> Self {
+        let mut c = Self {
+            registry: Registry::from_config(cfg),
+            domains: Vec::new(),
+            policies: HashMap::new(),
+            checks: HashMap::new(),
+            probes: Vec::new(),
+        };
+        c.configure(cfg);
+        c
+    }
+
+    /// A new config (SIGHUP): static backends replaced, agent and API ones and all runtime state kept.
+    pub fn reload(&mut self, cfg: &Config) {
+        self.registry.reload(cfg);
+        self.configure(cfg);
+    }
+
+    fn configure(&mut self, cfg: &Config) {
+        self.domains = DomainInfo::from_config(cfg);
+        let geo = geo_resolver(cfg);
+        self.policies = cfg
+            .domain_records()
+            .iter()
+            .filter(|d| d.algorithm != RoutingAlgorithm::RoundRobin)
+            .map(|d| {
+                let domain = cfg.domains.iter().find(|x| normalize(&x.name) == d.name);
+                let max_latency = domain.map_or(routing::DEFAULT_MAX_LATENCY, |x| {
+                    Duration::from_millis(u64::from(cfg.latency_config_of(x).max_latency_ms))
+                });
+                let settings = PolicySettings {
+                    geo: geo.clone(),
+                    max_latency,
+                };
+                let policy = routing::Policy::from_algorithm(d.algorithm, &settings)
+                    .unwrap_or_else(|e| {
+                        warn!(domain = %d.name, error = %e, "answering with round-robin instead");
+                        routing::Policy::RoundRobin
+                    });
+                (d.name.clone(), Arc::new(policy))
+            })
+            .collect();
+        let (checks, probes) = probe_plan(cfg);
+        self.checks = checks;
+        self.probes = probes;
+    }
+
+    /// What external validation probes (empty when `overwatch.validation.enabled` is false).
+    pub fn probes(&self) -> Vec<Scheduled<BackendKey>> {
+        self.probes.clone()
+    }
+
+    /// Applies one probe result; true if a backend's status changed.
+    pub fn apply_probe(&mut self, key: &BackendKey, outcome: CheckOutcome) -> bool {
+        let policy = self.checks.get(key).copied().unwrap_or_default();
+        self.registry.apply_validation(key, outcome, policy)
+    }
+
+    /// The answer table and routes at `now`.
+    pub fn publish(&mut self, now: Instant) -> Published {
+        let table = self.registry.answer_table(&self.domains, now);
+        let mut routes = HashMap::new();
+        for d in &self.domains {
+            let name = normalize(&d.name);
+            let Some(policy) = self.policies.get(&name) else {
+                continue;
+            };
+            let set = self.registry.answer_set(d, now);
+            let candidates = set
+                .keys
+                .iter()
+                .enumerate()
+                .filter_map(|(order, key)| {
+                    let b = self.registry.get(key)?;
+                    Some(Candidate {
+                        addr: key.address,
+                        weight: b.weight,
+                        region: b.region.clone(),
+                        order,
+                        latency: b.validation.ewma_latency,
+                    })
+                })
+                .collect();
+            routes.insert(
+                name,
+                Route {
+                    policy: policy.clone(),
+                    candidates,
+                },
+            );
+        }
+        Published { table, routes }
+    }
+}
+
+/// The geolocation resolver the config describes, if any.
+fn geo_resolver(cfg: &Config) -> Option<Arc<GeoResolver>> {
+    let g = cfg.geolocation()?;
+    let mut r = GeoResolver::new(g.default_region.clone())
+        .with_mappings(g.custom_mappings.iter().map(|m| (m.cidr, m.region.clone())))
+        .with_regions(&cfg.regions);
+    if let Some(path) = &g.database_path {
+        match GeoDb::open(path) {
+            Ok(db) => r = r.with_database(db),
+            Err(e) => warn!(error = %e, "geolocation database not loaded"),
+        }
+    }
+    Some(Arc::new(r))
+}
+
+/// Per static backend: its thresholds, and the probe of its region's health check.
+fn probe_plan(cfg: &Config) -> (HashMap<BackendKey, CheckPolicy>, Vec<Scheduled<BackendKey>>) {
+    let mut checks = HashMap::new();
+    let mut probes = Vec::new();
+    if !cfg.overwatch.validation.enabled {
+        return (checks, probes);
+    }
+    let smoothing = cfg.latency_config.smoothing_factor;
+    for region in &cfg.regions {
+        let hc: &HealthCheck = &region.health_check;
+        for s in &region.servers {
+            let key = BackendKey::new(&s.service, s.address, s.port);
+            if checks.contains_key(&key) {
+                continue;
+            }
+            checks.insert(key.clone(), CheckPolicy::from_health_check(hc, smoothing));
+            probes.push(Scheduled {
+                key,
+                target: Target {
+                    address: s.address,
+                    port: s.port,
+                    check: CheckSpec::from_config(hc, s.host.as_deref()),
+                },
+                interval: hc.interval,
+            });
+        }
+    }
+    (checks, probes)
+}

@@ -23,6 +23,8 @@ pub const PROGRAM_NAME: &str = "opengslb_xdp";
 pub const MAX_NAME: usize = 256;
 /// The most records of one type one name holds in the map.
 pub const MAX_RECORDS: usize = 16;
+/// The length of a `weighted` entry's slot table ([`RecordValue::slots`]).
+pub const MAX_SLOTS: usize = 64;
 /// Capacity of the records map (names × types).
 pub const MAX_ENTRIES: u32 = 65_536;
 /// Capacity of the listen-address map.
@@ -37,6 +39,11 @@ pub const QTYPE_AAAA: u16 = 28;
 pub mod policy {
     /// Rotate through the record set, `max_answers` at a time.
     pub const ROUND_ROBIN: u8 = 0;
+    /// Records `0..max_answers` in map order, no rotation: `failover` and `latency`, whose order the
+    /// overwatch computes (and republishes when it changes).
+    pub const FIXED_ORDER: u8 = 1;
+    /// The first record is `slots[rotation % slot_count]`, record `k` is `(first + k) % count`.
+    pub const WEIGHTED: u8 = 2;
     /// Any policy the XDP program does not implement: the query goes to userspace.
     pub const USERSPACE: u8 = 255;
 }
@@ -83,12 +90,17 @@ pub struct RecordValue {
     pub count: u8,
     /// How many records one answer carries (at most `count`).
     pub max_answers: u8,
+    /// How many of `slots` are in use ([`policy::WEIGHTED`] only; 1..=[`MAX_SLOTS`]).
+    pub slot_count: u8,
     /// Zero.
-    pub _pad: [u8; 11],
+    pub _pad: [u8; 10],
     /// The lowercased wire-format name, zero-padded.
     pub name: [u8; MAX_NAME],
     /// Record data: 4 bytes (A) or 16 bytes (AAAA) at the start of each slot.
     pub rdata: [[u8; 16]; MAX_RECORDS],
+    /// [`policy::WEIGHTED`]: the weight slot table, indices into `rdata`, each record appearing in
+    /// proportion to its weight (the userspace `routing::weight_slots`).
+    pub slots: [u8; MAX_SLOTS],
 }
 
 impl Default for RecordValue {
@@ -100,9 +112,11 @@ impl Default for RecordValue {
             policy: policy::ROUND_ROBIN,
             count: 0,
             max_answers: 1,
-            _pad: [0; 11],
+            slot_count: 0,
+            _pad: [0; 10],
             name: [0; MAX_NAME],
             rdata: [[0; 16]; MAX_RECORDS],
+            slots: [0; MAX_SLOTS],
         }
     }
 }
@@ -192,7 +206,7 @@ pub struct XdpConfig {
 }
 
 const _: () = assert!(size_of::<RecordKey>() == 16);
-const _: () = assert!(size_of::<RecordValue>() == 24 + MAX_NAME + 16 * MAX_RECORDS);
+const _: () = assert!(size_of::<RecordValue>() == 24 + MAX_NAME + 16 * MAX_RECORDS + MAX_SLOTS);
 const _: () = assert!(size_of::<ListenKey>() == 20);
 const _: () = assert!(size_of::<XdpConfig>() == 8);
 
@@ -218,6 +232,7 @@ pub const LAYOUT_VERSION: u32 = {
         MAX_ENTRIES,
         MAX_NAME as u32,
         MAX_RECORDS as u32,
+        MAX_SLOTS as u32,
         // Bump when a field's meaning changes without a size change.
         1,
     ];

@@ -7,16 +7,33 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use opengslb_common::maps::{QTYPE_A, QTYPE_AAAA};
+use opengslb_common::{
+    dns::{answer_count, rotated_index},
+    maps::{QTYPE_A, QTYPE_AAAA},
+};
 
-/// How the records of one answer are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use crate::routing;
+
+/// How the records of one answer are chosen. Both DNS paths implement each of these alike: the XDP
+/// program from the map entry [`crate::xdp::sync`] renders, userspace through the same reply builder (or,
+/// off the fast path, [`Entry::answer`], which gives the same records).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Policy {
     /// Rotate through the set, `max_answers` at a time.
     RoundRobin,
-    /// A policy only userspace implements (weighted, failover, geolocation, latency: later issues).
+    /// The first `max_answers` records in table order, no rotation: `failover` and `latency`, whose order
+    /// the control plane computes (and republishes when it changes).
+    FixedOrder,
+    /// `weighted`: the first record by the weight slot table ([`crate::routing::weight_slots`]) at the
+    /// rotation position, the next ones the following records in table order. Records of weight 0 are
+    /// left out, unless every record has weight 0 (then each counts as 1).
+    Weighted(Weights),
+    /// A policy only userspace implements (geolocation: it depends on the client).
     Userspace,
 }
+
+/// The weights of a `weighted` name's addresses (both families). An address without one has weight 1.
+pub type Weights = BTreeMap<IpAddr, u32>;
 
 /// What a name answers when every one of its backends is out (DESIGN.md, "All down"). Health checking
 /// (the overwatch issue) is what takes backends out; until then every configured backend is in, and this
@@ -54,6 +71,66 @@ pub struct Entry {
     pub all_down: AllDown,
     /// The records, all of the entry's type, in configured order.
     pub records: Vec<IpAddr>,
+}
+
+impl Entry {
+    /// The records an answer draws from, in order, with their weights: under [`Policy::Weighted`] the
+    /// records of positive weight (all of them, at weight 1, if none has one); otherwise every record, at
+    /// weight 1. The XDP map holds exactly these.
+    pub fn answer_set(&self) -> Vec<(IpAddr, u32)> {
+        let Policy::Weighted(weights) = &self.policy else {
+            return self.records.iter().map(|&ip| (ip, 1)).collect();
+        };
+        let weighted: Vec<(IpAddr, u32)> = self
+            .records
+            .iter()
+            .map(|&ip| (ip, weights.get(&ip).copied().unwrap_or(1)))
+            .filter(|&(_, w)| w > 0)
+            .collect();
+        if weighted.is_empty() {
+            self.records.iter().map(|&ip| (ip, 1)).collect()
+        } else {
+            weighted
+        }
+    }
+
+    /// [`answer_set`](Self::answer_set) as routing candidates (`order`: the position in it).
+    pub fn candidates(&self) -> Vec<routing::Candidate> {
+        self.answer_set()
+            .into_iter()
+            .enumerate()
+            .map(|(order, (addr, weight))| routing::Candidate {
+                addr,
+                weight,
+                region: String::new(),
+                order,
+                latency: None,
+            })
+            .collect()
+    }
+
+    /// The records one answer carries at rotation position `rotation`, by the entry's policy: what the
+    /// XDP reply builder answers from the rendered map entry (up to
+    /// [`MAX_RECORDS`](opengslb_common::maps::MAX_RECORDS) of them), for any
+    /// number of records.
+    pub fn answer(&self, rotation: u32) -> Vec<IpAddr> {
+        let cands = self.candidates();
+        let count = cands.len();
+        let n = answer_count(self.max_answers, count.min(255) as u8).min(count);
+        let ctx = routing::PickCtx {
+            client: None,
+            counter: u64::from(rotation),
+            max_answers: n,
+        };
+        match self.policy {
+            Policy::Weighted(_) => routing::pick(&routing::Policy::Weighted, &cands, &ctx).addrs,
+            Policy::FixedOrder => cands.iter().take(n).map(|c| c.addr).collect(),
+            Policy::RoundRobin | Policy::Userspace => (0..n)
+                .filter_map(|k| cands.get(rotated_index(rotation, k, count)))
+                .map(|c| c.addr)
+                .collect(),
+        }
+    }
 }
 
 /// One name's input to the table: its settings and its addresses of both families.
@@ -110,7 +187,7 @@ impl AnswerTable {
                     },
                     Entry {
                         ttl: s.ttl,
-                        policy: s.policy,
+                        policy: s.policy.clone(),
                         max_answers: s.max_answers.max(1),
                         all_down: s.all_down,
                         records,

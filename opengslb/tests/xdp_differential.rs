@@ -129,7 +129,8 @@ fn specs() -> Vec<Spec> {
         spec(3, "sixteen.gslb.test", "round-robin", 60, 16, 16, 16),
         // Over the map's 16 records: left to userspace (policy), answered there with 16 of 20.
         spec(4, "twenty.gslb.test", "round-robin", 45, 16, 20, 20),
-        // A routing policy only userspace has.
+        // Weighted with equal weights (the default 100 each): the slot table is [0, 1, 2] (and [0, 1]),
+        // so it answers as round-robin does; answered by XDP.
         spec(5, "weighted.gslb.test", "weighted", 20, 1, 3, 2),
         spec(6, "v4only.gslb.test", "rr", 10, 2, 2, 0),
         spec(7, "few.gslb.test", "round-robin", 15, 16, 3, 1),
@@ -230,6 +231,8 @@ struct ModelEntry {
     ttl: u32,
     max_answers: usize,
     records: Vec<IpAddr>,
+    /// `failover`: the first records in config order, whatever the rotation.
+    fixed: bool,
 }
 
 /// What the zone holds, built from the specs alone (not from the config code under test).
@@ -267,6 +270,7 @@ impl Model {
                             ttl: s.ttl,
                             max_answers: usize::from(s.max_answers.clamp(1, 16)),
                             records,
+                            fixed: s.algorithm == "failover",
                         },
                     );
                 }
@@ -797,7 +801,10 @@ fn expected(m: &Model, qm: &Message, rotation: u32) -> (ResponseCode, bool, Body
             Body::Addresses {
                 ttl: e.ttl,
                 ips: (0..n)
-                    .map(|k| e.records[(rotation as usize + k) % count])
+                    .map(|k| {
+                        let first = if e.fixed { 0 } else { rotation as usize };
+                        e.records[(first + k) % count]
+                    })
                     .collect(),
             }
         })

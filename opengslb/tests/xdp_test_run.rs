@@ -18,10 +18,14 @@ use hickory_proto::{
     },
 };
 use opengslb::{
-    table::{AllDown, AnswerTable, NameSpec, Policy},
+    routing::weight_slots,
+    table::{AllDown, AnswerTable, NameSpec, Policy, Weights},
     xdp::{Counters, Dataplane},
 };
-use opengslb_common::counters::Counter;
+use opengslb_common::{
+    counters::Counter,
+    maps::{QTYPE_A, policy},
+};
 
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
@@ -238,6 +242,128 @@ fn rotates_and_honours_max_answers() {
     // One record of the type: one answer, whatever max_answers says.
     let r = h.expect_answer(&w, &query("multi.demo.local.", RecordType::AAAA));
     assert_eq!(addrs(&r), vec![IpAddr::V6(v6(11))]);
+}
+
+/// A table of routed names: weighted 3:1 (plus a zero-weight record), failover, weighted all-zero.
+fn routed_specs() -> Vec<NameSpec> {
+    let spec = |name: &str, policy: Policy, max_answers: u8, v4s: Vec<Ipv4Addr>, v6s| NameSpec {
+        name: name.into(),
+        ttl: 20,
+        policy,
+        max_answers,
+        all_down: AllDown::All,
+        v4: v4s,
+        v6: v6s,
+    };
+    let weights: Weights = [(v4(31), 3), (v4(32), 1), (v4(33), 0)]
+        .into_iter()
+        .map(|(a, w)| (IpAddr::V4(a), w))
+        .collect();
+    vec![
+        spec(
+            "weighted.demo.local",
+            Policy::Weighted(weights),
+            1,
+            vec![v4(31), v4(32), v4(33)],
+            vec![],
+        ),
+        spec(
+            "failover.demo.local",
+            Policy::FixedOrder,
+            2,
+            vec![v4(41), v4(42), v4(43)],
+            vec![v6(41), v6(42)],
+        ),
+        spec(
+            "zero.demo.local",
+            Policy::Weighted(Weights::new()),
+            1,
+            vec![v4(51), v4(52)],
+            vec![],
+        ),
+    ]
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn answers_weighted_names_by_the_slot_table() {
+    common::pin_to_cpu0();
+    let mut h = Harness::new();
+    let specs = routed_specs();
+    let table = AnswerTable::from_specs(&specs);
+    let plan = h.dp.apply(&table).unwrap();
+    assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
+    let (_, rec) = plan
+        .upserts
+        .iter()
+        .find(|(_, v)| v.name[1..9] == *b"weighted")
+        .unwrap();
+    assert_eq!(rec.policy, policy::WEIGHTED);
+    assert_eq!(rec.count, 2, "the zero-weight record is left out");
+    // The slot table is routing's, over the records XDP holds.
+    let entry = table.get("weighted.demo.local", QTYPE_A).unwrap();
+    let slots = weight_slots(&entry.candidates());
+    assert_eq!(usize::from(rec.slot_count), slots.len());
+    assert_eq!(rec.slots[..slots.len()], slots[..]);
+    assert_eq!(slots.len(), 4, "3:1 is exact in four slots");
+
+    let w = Wrap::new(client4(), server4());
+    let mut firsts = Vec::new();
+    for _ in 0..400 {
+        let r = h.expect_answer(&w, &query("weighted.demo.local.", RecordType::A));
+        assert_eq!(r.answers.len(), 1);
+        assert_eq!(r.answers[0].ttl, 20);
+        firsts.push(addrs(&r)[0]);
+    }
+    let heavy = firsts.iter().filter(|&&a| a == IpAddr::V4(v4(31))).count();
+    let light = firsts.iter().filter(|&&a| a == IpAddr::V4(v4(32))).count();
+    assert_eq!((heavy, light), (300, 100), "exact 3:1 shares on one CPU");
+    // The sequence is the slot table's, from wherever the counter stood.
+    let by_slot: Vec<IpAddr> = slots
+        .iter()
+        .map(|&i| entry.candidates()[usize::from(i)].addr)
+        .collect();
+    let shift = (0..4)
+        .find(|&s| (0..4).all(|k| firsts[k] == by_slot[(s + k) % 4]))
+        .expect("the answers follow the slot table");
+    for (k, a) in firsts.iter().enumerate() {
+        assert_eq!(*a, by_slot[(shift + k) % 4], "query {k}");
+    }
+
+    // Every weight zero: every record counts as weight 1.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = h.expect_answer(&w, &query("zero.demo.local.", RecordType::A));
+        seen.extend(addrs(&r));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, [IpAddr::V4(v4(51)), IpAddr::V4(v4(52))]);
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn answers_failover_names_in_order_without_rotation() {
+    common::pin_to_cpu0();
+    let mut h = Harness::new();
+    h.dp.apply(&AnswerTable::from_specs(&routed_specs()))
+        .unwrap();
+    for (c, s) in [(client4(), server4()), (client6(), server6())] {
+        let w = Wrap::new(c, s);
+        for _ in 0..20 {
+            let r = h.expect_answer(&w, &query("failover.demo.local.", RecordType::A));
+            assert_eq!(addrs(&r), [IpAddr::V4(v4(41)), IpAddr::V4(v4(42))]);
+            let r = h.expect_answer(
+                &w,
+                &with_edns(
+                    query("FailOver.demo.local.", RecordType::AAAA),
+                    false,
+                    vec![],
+                ),
+            );
+            assert_eq!(addrs(&r), [IpAddr::V6(v6(41)), IpAddr::V6(v6(42))]);
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use crate::{
     counters::Counter,
-    maps::{MAX_NAME, MAX_RECORDS, QTYPE_A, QTYPE_AAAA, RecordValue, policy},
+    maps::{MAX_NAME, MAX_RECORDS, MAX_SLOTS, QTYPE_A, QTYPE_AAAA, RecordValue, policy},
 };
 
 /// The longest DNS message the XDP path reads; longer ones go to userspace.
@@ -381,6 +381,31 @@ pub const fn rotated_index(rotation: u32, k: usize, count: usize) -> usize {
     }
 }
 
+/// The index of an answer's first record under `rec`'s policy (record `k` is `(first + k) % count`):
+/// round-robin `rotation % count`, fixed order 0, weighted `slots[rotation % slot_count]`. `count` is
+/// `rec.count`, already checked to be in `1..=MAX_RECORDS`.
+#[inline(always)]
+pub fn first_index(rec: &RecordValue, rotation: u32, count: usize) -> Result<usize, Counter> {
+    match rec.policy {
+        policy::ROUND_ROBIN => Ok(rotated_index(rotation, 0, count)),
+        policy::FIXED_ORDER => Ok(0),
+        policy::WEIGHTED => {
+            let slot_count = usize::from(rec.slot_count);
+            if slot_count == 0 || slot_count > MAX_SLOTS {
+                return Err(Counter::NoRecords);
+            }
+            // verifier: the kernel does not bound `x % n`; clamp where it is used.
+            let at = crate::bounds::clamp(rotation as usize % slot_count, MAX_SLOTS - 1);
+            let first = usize::from(rec.slots.get(at).copied().ok_or(Counter::NoRecords)?);
+            if first >= count {
+                return Err(Counter::NoRecords);
+            }
+            Ok(first)
+        }
+        _ => Err(Counter::Policy),
+    }
+}
+
 /// How many records an answer carries.
 #[inline(always)]
 pub const fn answer_count(max_answers: u8, count: u8) -> usize {
@@ -415,8 +440,8 @@ impl Writer<'_> {
 /// Builds the reply to `q` (parsed from `s.query`) from `rec` into `s.reply`; returns its length.
 ///
 /// The reply: the query's ID, QR=1, opcode QUERY, AA=1, RD and CD copied, RA=0, AD=0, RCODE NOERROR; the
-/// question exactly as sent (0x20 case kept); `min(max_answers, count)` records starting at `rotation`,
-/// each owned by a pointer to the question name; and, if the query had EDNS, a bare OPT record (our UDP
+/// question exactly as sent (0x20 case kept); `min(max_answers, count)` records starting at the index
+/// [`first_index`] gives for the entry's policy and `rotation`, wrapping, each owned by a pointer to the question name; and, if the query had EDNS, a bare OPT record (our UDP
 /// size, DO copied, no options).
 pub fn build_reply(
     s: &mut Scratch,
@@ -431,13 +456,17 @@ pub fn build_reply(
         opaque,
         ..
     } = s;
-    if rec.policy != policy::ROUND_ROBIN {
-        return Err(Counter::Policy);
-    }
     let count = usize::from(rec.count);
     if count == 0 || count > MAX_RECORDS {
         return Err(Counter::NoRecords);
     }
+    let first = first_index(rec, rotation, count)?;
+    // verifier: one state from here on, whichever policy chose `first`.
+    let [s0, _, s2, s3] = opaque;
+    let first = crate::bounds::clamp(
+        crate::bounds::opaque(s0, first as u64) as usize,
+        MAX_RECORDS - 1,
+    );
     let n = answer_count(rec.max_answers, rec.count);
     let rdlen: usize = if q.qtype == QTYPE_A { 4 } else { 16 };
     let question_len = q.question_end - HEADER_LEN;
@@ -465,7 +494,6 @@ pub fn build_reply(
         w.put(word)?;
     }
     // Set from the length, not the loop, so every way out of the loop leaves one state (see `bounds`).
-    let [_, _, s2, s3] = opaque;
     w.pos = crate::bounds::clamp(
         crate::bounds::opaque(s2, (HEADER_LEN + question_len) as u64) as usize,
         HEADER_LEN + MAX_QUESTION,
@@ -476,7 +504,7 @@ pub fn build_reply(
             break;
         }
         // verifier: the kernel does not bound `x % n`, so clamp the index where it is used.
-        let idx = crate::bounds::clamp(rotated_index(rotation, k, count), MAX_RECORDS - 1);
+        let idx = crate::bounds::clamp((first + k) % count, MAX_RECORDS - 1);
         let rdata = rec.rdata.get(idx).ok_or(Counter::NoRecords)?;
         // Owner: a pointer to the question name (RFC 1035 §4.1.4).
         let [p0, p1] = (0xc000 | HEADER_LEN as u16).to_be_bytes();

@@ -223,6 +223,124 @@ fn rotation_walks_the_set() {
     assert_ne!(firsts[1], firsts[2]);
 }
 
+fn answer_ips(q: &Q, rec: &RecordValue, rotation: u32) -> Vec<RData> {
+    let (_, _, m) = answer(q, rec, rotation);
+    m.answers.iter().map(|a| a.data.clone()).collect()
+}
+
+fn a(last: u8) -> RData {
+    RData::A(Ipv4Addr::new(192, 0, 2, last).into())
+}
+
+#[test]
+fn fixed_order_answers_the_first_records_in_map_order_at_any_rotation() {
+    let mut rec = record_set("app.demo.local", RecordType::A, 4, 2);
+    rec.policy = policy::FIXED_ORDER;
+    let q = Q::new("app.demo.local.", RecordType::A);
+    for rotation in [0, 1, 2, 3, 7, u32::MAX] {
+        assert_eq!(
+            answer_ips(&q, &rec, rotation),
+            [a(1), a(2)],
+            "rotation {rotation}"
+        );
+        check_fixed(&q, &rec, rotation);
+    }
+    rec.max_answers = 16;
+    assert_eq!(answer_ips(&q, &rec, 5), [a(1), a(2), a(3), a(4)]);
+}
+
+fn check_fixed(q: &Q, rec: &RecordValue, rotation: u32) {
+    let (_, reply, m) = answer(q, rec, rotation);
+    assert_eq!(m.answers.len(), answer_count(rec.max_answers, rec.count));
+    assert!(m.answers.iter().all(|r| r.ttl == rec.ttl));
+    assert!(reply.len() > HEADER_LEN);
+}
+
+#[test]
+fn weighted_takes_the_first_record_from_the_slot_table_and_the_rest_in_order() {
+    // 3:1 over records 0 and 1, plus a third record: slots [0, 0, 1, 0] (any table the renderer writes).
+    let mut rec = record_set("app.demo.local", RecordType::A, 3, 2);
+    rec.policy = policy::WEIGHTED;
+    rec.slots[..4].copy_from_slice(&[0, 0, 1, 0]);
+    rec.slot_count = 4;
+    let q = Q::new("app.demo.local.", RecordType::A);
+    let want = [[a(1), a(2)], [a(1), a(2)], [a(2), a(3)], [a(1), a(2)]];
+    for rotation in 0..8u32 {
+        assert_eq!(
+            answer_ips(&q, &rec, rotation),
+            want[rotation as usize % 4],
+            "rotation {rotation}"
+        );
+    }
+    // Wrapping: from the last record on to the first.
+    rec.slots[..2].copy_from_slice(&[2, 1]);
+    rec.slot_count = 2;
+    assert_eq!(answer_ips(&q, &rec, 0), [a(3), a(1)]);
+    assert_eq!(answer_ips(&q, &rec, 1), [a(2), a(3)]);
+    // The counter's whole range: u32::MAX % 2 == 1.
+    assert_eq!(answer_ips(&q, &rec, u32::MAX), [a(2), a(3)]);
+    // Shares over the full slot table of 64.
+    rec.slots = [0; MAX_SLOTS];
+    for (i, s) in rec.slots.iter_mut().enumerate() {
+        *s = u8::from(i % 4 == 3);
+    }
+    rec.slot_count = 64;
+    rec.max_answers = 1;
+    let firsts = (0..640u32)
+        .filter(|&r| answer_ips(&q, &rec, r) == [a(1)])
+        .count();
+    assert_eq!(firsts, 480);
+}
+
+#[test]
+fn weighted_entries_with_a_bad_slot_table_are_passed() {
+    let q = Q::new("app.demo.local.", RecordType::A);
+    let wire = q.wire();
+    let parsed = parse(&wire).unwrap();
+    let mut rec = record_set("app.demo.local", RecordType::A, 2, 1);
+    rec.policy = policy::WEIGHTED;
+    // No slots.
+    assert_eq!(
+        build_reply(&mut scratch_of(&wire), &parsed, &rec, 0, OUR_UDP),
+        Err(Counter::NoRecords)
+    );
+    // More slots than the table has.
+    rec.slot_count = MAX_SLOTS as u8 + 1;
+    assert_eq!(
+        build_reply(&mut scratch_of(&wire), &parsed, &rec, 0, OUR_UDP),
+        Err(Counter::NoRecords)
+    );
+    // A slot naming a record past the set.
+    rec.slot_count = 2;
+    rec.slots[..2].copy_from_slice(&[1, 2]);
+    assert!(build_reply(&mut scratch_of(&wire), &parsed, &rec, 0, OUR_UDP).is_ok());
+    assert_eq!(
+        build_reply(&mut scratch_of(&wire), &parsed, &rec, 1, OUR_UDP),
+        Err(Counter::NoRecords)
+    );
+}
+
+#[test]
+fn first_index_per_policy() {
+    let mut rec = record_set("app.demo.local", RecordType::A, 5, 1);
+    assert_eq!(
+        first_index(&rec, 7, 5),
+        Ok(2),
+        "round-robin: rotation % count"
+    );
+    assert_eq!(first_index(&rec, u32::MAX, 5), Ok(0));
+    rec.policy = policy::FIXED_ORDER;
+    assert_eq!(first_index(&rec, 7, 5), Ok(0));
+    rec.policy = policy::WEIGHTED;
+    rec.slots[..3].copy_from_slice(&[4, 0, 3]);
+    rec.slot_count = 3;
+    assert_eq!(first_index(&rec, 7, 5), Ok(0));
+    assert_eq!(first_index(&rec, 8, 5), Ok(3));
+    assert_eq!(first_index(&rec, 9, 5), Ok(4));
+    rec.policy = 77;
+    assert_eq!(first_index(&rec, 0, 5), Err(Counter::Policy));
+}
+
 #[test]
 fn uppercase_and_lowercase_names_hash_alike() {
     let a = parse(&Q::new("APP.demo.Local.", RecordType::A).wire()).unwrap();

@@ -16,7 +16,7 @@ use hickory_proto::{
     serialize::binary::{BinDecodable as _, BinDecoder},
 };
 use opengslb_common::{
-    dns::{QBUF, Scratch, answer_count, build_reply, names_equal, parse_query, rotated_index},
+    dns::{QBUF, Scratch, build_reply, names_equal, parse_query},
     maps::{QTYPE_A, QTYPE_AAAA},
 };
 
@@ -319,14 +319,13 @@ fn records_for(
                 .map(|ip| address_record(&owner, entry.ttl, ip))
                 .collect();
         }
-        let count = entry.records.len();
-        let n = answer_count(entry.max_answers, count.min(255) as u8).min(count);
         let rotation = ctx
             .rotation
             .unwrap_or_else(|| snap.next_rotation(&text, qtype));
-        (0..n)
-            .filter_map(|k| entry.records.get(rotated_index(rotation, k, count)))
-            .map(|ip| address_record(&owner, entry.ttl, *ip))
+        entry
+            .answer(rotation)
+            .into_iter()
+            .map(|ip| address_record(&owner, entry.ttl, ip))
             .collect()
     };
     let with_owner = |mut recs: Vec<Record>| {

@@ -172,11 +172,12 @@ pub struct Snapshot {
     rotation: HashMap<EntryKey, AtomicU32>,
     /// The entries exactly as the XDP map holds them, with their own rotation positions.
     fast: HashMap<RecordKey, (RecordValue, AtomicU32)>,
-    /// Names whose answers a routing policy other than round-robin chooses, with their candidates.
+    /// Names whose answers a routing policy chooses per query (geolocation: what the table cannot
+    /// express), with their candidates.
     routes: HashMap<String, Route>,
 }
 
-/// How a name's answers are chosen, when not by plain rotation.
+/// How a name's answers are chosen, when the answer table cannot say it (it depends on the client).
 #[derive(Clone, Debug)]
 pub struct Route {
     /// The policy.
@@ -235,8 +236,10 @@ impl Snapshot {
         }
     }
 
-    /// Adds the names answered by a routing policy (keys: lowercase names without a trailing dot). Their
-    /// entries leave the fast path, which only rotates.
+    /// Adds the names answered by a routing policy per query (keys: lowercase names without a trailing
+    /// dot). Their entries leave the fast path, which answers from the table alone. (Failover, latency and
+    /// weighted names are table policies, answered by the fast path like the XDP program: see
+    /// `overwatch::control::Control::publish`.)
     pub fn with_routes(mut self, routes: HashMap<String, Route>) -> Self {
         self.fast.retain(|_, (v, _)| {
             let name = wire_to_text(&v.name, usize::from(v.name_len));

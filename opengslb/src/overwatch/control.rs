@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -14,8 +15,8 @@ use crate::{
     dns::zone::Route,
     health::{CheckSpec, Scheduled, Target},
     registry::{BackendKey, CheckOutcome, CheckPolicy, DomainInfo, Registry},
-    routing::{self, Candidate, GeoDb, GeoResolver, PolicySettings},
-    table::{AnswerTable, normalize},
+    routing::{self, Candidate, GeoDb, GeoResolver, PickCtx, PolicySettings},
+    table::{AnswerTable, Policy as TablePolicy, Weights, normalize},
 };
 
 /// Probes in flight at once, over every backend.
@@ -100,16 +101,23 @@ impl Control {
     }
 
     /// The answer table and routes at `now`.
+    ///
+    /// Names routed `failover`, `latency` or `weighted` are answered from the table itself, by both DNS
+    /// paths alike: their records in routing order under [`TablePolicy::FixedOrder`] (failover: config
+    /// order; latency: fastest first, the slow ones dropped, as [`routing::pick`] orders them), or with
+    /// their weights under [`TablePolicy::Weighted`]. Only what the table cannot express (geolocation,
+    /// which depends on the client; latency measured for one family and not the other) gets a route,
+    /// which userspace answers per query.
     pub fn publish(&mut self, now: Instant) -> Published {
-        let table = self.registry.answer_table(&self.domains, now);
+        let mut specs = self.registry.name_specs(&self.domains, now);
         let mut routes = HashMap::new();
-        for d in &self.domains {
+        for (d, spec) in self.domains.iter().zip(specs.iter_mut()) {
             let name = normalize(&d.name);
             let Some(policy) = self.policies.get(&name) else {
                 continue;
             };
             let set = self.registry.answer_set(d, now);
-            let candidates = set
+            let candidates: Vec<Candidate> = set
                 .keys
                 .iter()
                 .enumerate()
@@ -124,16 +132,108 @@ impl Control {
                     })
                 })
                 .collect();
-            routes.insert(
-                name,
-                Route {
-                    policy: policy.clone(),
-                    candidates,
-                },
-            );
+            match table_form(policy, &candidates) {
+                Some((table_policy, v4, v6)) => {
+                    spec.policy = table_policy;
+                    spec.v4 = v4;
+                    spec.v6 = v6;
+                }
+                None => {
+                    spec.policy = TablePolicy::Userspace;
+                    routes.insert(
+                        name,
+                        Route {
+                            policy: policy.clone(),
+                            candidates,
+                        },
+                    );
+                }
+            }
         }
+        let table = AnswerTable::from_specs(&specs);
         Published { table, routes }
     }
+}
+
+/// How the answer table expresses a routing policy over these candidates (the policy, then the v4 and v6
+/// records in answer order, each address once), or `None` if it cannot.
+fn table_form(
+    policy: &routing::Policy,
+    cands: &[Candidate],
+) -> Option<(TablePolicy, Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
+    let family = |v4: bool| -> Vec<Candidate> {
+        cands
+            .iter()
+            .filter(|c| c.addr.is_ipv4() == v4)
+            .cloned()
+            .collect()
+    };
+    let (c4, c6) = (family(true), family(false));
+    // Every candidate of a family in routing order, by asking for all of them.
+    let order = |p: &routing::Policy, f: &[Candidate]| -> Vec<IpAddr> {
+        let ctx = PickCtx {
+            client: None,
+            counter: 0,
+            max_answers: f.len(),
+        };
+        routing::pick(p, f, &ctx).addrs
+    };
+    let (table_policy, a4, a6) = match policy {
+        routing::Policy::RoundRobin => (
+            TablePolicy::RoundRobin,
+            c4.iter().map(|c| c.addr).collect(),
+            c6.iter().map(|c| c.addr).collect(),
+        ),
+        routing::Policy::Failover => (
+            TablePolicy::FixedOrder,
+            order(policy, &c4),
+            order(policy, &c6),
+        ),
+        routing::Policy::Latency { .. } => {
+            let measured = |f: &[Candidate]| f.iter().any(|c| c.latency.is_some());
+            match (
+                measured(&c4) || c4.is_empty(),
+                measured(&c6) || c6.is_empty(),
+            ) {
+                // No data at all: routing rotates.
+                _ if !measured(cands) => (
+                    TablePolicy::RoundRobin,
+                    c4.iter().map(|c| c.addr).collect(),
+                    c6.iter().map(|c| c.addr).collect(),
+                ),
+                (true, true) => (
+                    TablePolicy::FixedOrder,
+                    order(policy, &c4),
+                    order(policy, &c6),
+                ),
+                // One family measured, the other rotating: one table policy cannot say both.
+                _ => return None,
+            }
+        }
+        routing::Policy::Weighted => {
+            let mut weights = Weights::new();
+            for c in cands {
+                let w = weights.entry(c.addr).or_insert(0);
+                *w = w.saturating_add(c.weight);
+            }
+            (
+                TablePolicy::Weighted(weights),
+                c4.iter().map(|c| c.addr).collect(),
+                c6.iter().map(|c| c.addr).collect(),
+            )
+        }
+        routing::Policy::Geolocation(_) => return None,
+    };
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for ip in a4.into_iter().chain(a6) {
+        match ip {
+            IpAddr::V4(a) if !v4.contains(&a) => v4.push(a),
+            IpAddr::V6(a) if !v6.contains(&a) => v6.push(a),
+            _ => {}
+        }
+    }
+    Some((table_policy, v4, v6))
 }
 
 /// The geolocation resolver the config describes, if any.

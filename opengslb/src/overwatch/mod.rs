@@ -30,7 +30,7 @@ use crate::{
     metrics::{self, Metrics},
     registry::CheckOutcome,
     routing::Candidate,
-    table::{AllDown, AnswerTable, NameSpec, Policy},
+    table::{AllDown, AnswerTable, NameSpec, Policy, Weights},
     xdp::{self, Dataplane},
 };
 
@@ -53,12 +53,9 @@ pub fn table_from_config(cfg: &Config) -> AnswerTable {
         .domain_records()
         .into_iter()
         .map(|d| NameSpec {
+            policy: static_policy(cfg, &d.name, d.algorithm),
             name: d.name,
             ttl: d.ttl,
-            policy: match d.algorithm {
-                RoutingAlgorithm::RoundRobin => Policy::RoundRobin,
-                _ => Policy::Userspace,
-            },
             max_answers: d.max_answers,
             all_down: if cfg.dns.return_last_healthy {
                 AllDown::LastHealthy
@@ -70,6 +67,39 @@ pub fn table_from_config(cfg: &Config) -> AnswerTable {
         })
         .collect();
     AnswerTable::from_specs(&specs)
+}
+
+/// The table policy of a domain answered from the config alone (no health or latency data): failover in
+/// config order; weighted by the servers' weights (an address two servers share gets their sum); latency
+/// with no probe data is round-robin (routing's rule); geolocation depends on the client, so only
+/// userspace answers it.
+fn static_policy(cfg: &Config, name: &str, algorithm: RoutingAlgorithm) -> Policy {
+    match algorithm {
+        RoutingAlgorithm::RoundRobin
+        | RoutingAlgorithm::Latency
+        | RoutingAlgorithm::LearnedLatency => Policy::RoundRobin,
+        RoutingAlgorithm::Failover => Policy::FixedOrder,
+        RoutingAlgorithm::Geolocation => Policy::Userspace,
+        RoutingAlgorithm::Weighted => {
+            let regions = cfg
+                .domains
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.regions.as_slice())
+                .unwrap_or_default();
+            let mut weights = Weights::new();
+            let servers = regions
+                .iter()
+                .filter_map(|r| cfg.regions.iter().find(|x| &x.name == r))
+                .flat_map(|r| &r.servers)
+                .filter(|s| s.service == name);
+            for s in servers {
+                let w = weights.entry(s.address.to_canonical()).or_insert(0);
+                *w = w.saturating_add(s.weight);
+            }
+            Policy::Weighted(weights)
+        }
+    }
 }
 
 /// The addresses XDP answers on: the listen address, or for a wildcard every address of the attached

@@ -637,7 +637,7 @@ impl Registry {
                 let mut spec = NameSpec {
                     name: normalize(&d.name),
                     ttl: d.ttl,
-                    policy: d.policy,
+                    policy: d.policy.clone(),
                     max_answers: d.max_answers,
                     all_down: d.all_down,
                     v4: Vec::new(),

@@ -4,10 +4,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use opengslb_common::maps::{MAX_ENTRIES, MAX_RECORDS, RecordKey, RecordValue, policy};
+use opengslb_common::maps::{MAX_ENTRIES, MAX_RECORDS, MAX_SLOTS, RecordKey, RecordValue, policy};
 use tracing::warn;
 
-use crate::table::{AnswerTable, Entry, EntryKey, Policy};
+use crate::{
+    routing::{MAX_WEIGHT_SLOTS, weight_slots},
+    table::{AnswerTable, Entry, EntryKey, Policy},
+};
+
+// The map's slot array holds any table routing makes.
+const _: () = assert!(MAX_SLOTS == MAX_WEIGHT_SLOTS);
 
 /// The writes that bring the map in step with a table.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -90,11 +96,26 @@ impl RecordSync {
         let max_answers = e.max_answers.clamp(1, MAX_RECORDS as u8);
         let (mut v, hash) = RecordValue::new(&key.name, e.ttl, max_answers, slot)
             .map_err(|_| "name not encodable")?;
+        // The records XDP answers from: for `weighted`, those routing may answer with.
+        let set = e.answer_set();
         v.policy = match e.policy {
-            Policy::RoundRobin if e.records.len() <= MAX_RECORDS => policy::ROUND_ROBIN,
-            _ => policy::USERSPACE,
+            _ if set.len() > MAX_RECORDS => policy::USERSPACE,
+            Policy::RoundRobin => policy::ROUND_ROBIN,
+            Policy::FixedOrder => policy::FIXED_ORDER,
+            Policy::Weighted(_) => policy::WEIGHTED,
+            Policy::Userspace => policy::USERSPACE,
         };
-        for ip in e.records.iter().take(MAX_RECORDS) {
+        if v.policy == policy::WEIGHTED {
+            // The slot table userspace routing indexes too, over the same records.
+            let slots = weight_slots(&e.candidates());
+            let dst = v
+                .slots
+                .get_mut(..slots.len())
+                .ok_or("slot table too long")?;
+            dst.copy_from_slice(&slots);
+            v.slot_count = u8::try_from(slots.len()).map_err(|_| "slot table too long")?;
+        }
+        for (ip, _) in set.iter().take(MAX_RECORDS) {
             let ok = match ip {
                 std::net::IpAddr::V4(a) => v.push(&a.octets()),
                 std::net::IpAddr::V6(a) => v.push(&a.octets()),
@@ -173,6 +194,77 @@ mod tests {
         let p = s.plan(&table(&[("a.test", &[9]), ("c.test", &[3])]));
         let slot_c = p.upserts[0].1.slot;
         assert!(slot_c < 2, "freed slot reused, got {slot_c}");
+    }
+
+    fn one(policy: Policy, last: &[u8]) -> (AnswerTable, RecordValue) {
+        let spec = NameSpec {
+            name: "r.test".into(),
+            ttl: 5,
+            policy,
+            max_answers: 2,
+            all_down: AllDown::All,
+            v4: last.iter().map(|l| Ipv4Addr::new(192, 0, 2, *l)).collect(),
+            v6: vec![],
+        };
+        let t = AnswerTable::from_specs([&spec]);
+        let p = RecordSync::default().plan(&t);
+        let v = p.upserts[0].1;
+        (t, v)
+    }
+
+    #[test]
+    fn fixed_order_and_weighted_entries_are_rendered_for_xdp() {
+        let (_, v) = one(Policy::FixedOrder, &[3, 1, 2]);
+        assert_eq!(v.policy, policy::FIXED_ORDER);
+        assert_eq!(v.rdata[0][..4], [192, 0, 2, 3], "table order kept");
+        assert_eq!(v.slot_count, 0);
+
+        let ip = |l| std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, l));
+        let weights = [(ip(1), 3), (ip(2), 0), (ip(3), 1)].into_iter().collect();
+        let (t, v) = one(Policy::Weighted(weights), &[1, 2, 3]);
+        assert_eq!(v.policy, policy::WEIGHTED);
+        assert_eq!(v.count, 2, "weight 0 left out");
+        assert_eq!(v.rdata[1][..4], [192, 0, 2, 3]);
+        let e = t.get("r.test", opengslb_common::maps::QTYPE_A).unwrap();
+        let slots = weight_slots(&e.candidates());
+        assert_eq!(slots.len(), 4);
+        assert_eq!(usize::from(v.slot_count), slots.len());
+        assert_eq!(v.slots[..4], slots[..]);
+        assert_eq!(slots.iter().filter(|&&i| i == 0).count(), 3);
+
+        // All zero: every record, weight 1 each.
+        let zero = [(ip(1), 0), (ip(2), 0)].into_iter().collect();
+        let (_, v) = one(Policy::Weighted(zero), &[1, 2]);
+        assert_eq!((v.count, v.slot_count), (2, 2));
+    }
+
+    #[test]
+    fn entry_answers_agree_with_the_reply_builder() {
+        use opengslb_common::dns::{answer_count, first_index};
+        let ip = |l| std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, l));
+        let weights = [(ip(1), 5), (ip(2), 0), (ip(3), 2), (ip(4), 1)]
+            .into_iter()
+            .collect();
+        for policy in [
+            Policy::RoundRobin,
+            Policy::FixedOrder,
+            Policy::Weighted(weights),
+        ] {
+            let (t, v) = one(policy.clone(), &[1, 2, 3, 4]);
+            let e = t.get("r.test", opengslb_common::maps::QTYPE_A).unwrap();
+            for rotation in (0..40).chain(u32::MAX - 5..=u32::MAX) {
+                let count = usize::from(v.count);
+                let first = first_index(&v, rotation, count).unwrap();
+                let n = answer_count(v.max_answers, v.count);
+                let xdp: Vec<std::net::IpAddr> = (0..n)
+                    .map(|k| {
+                        let [a, b, c, d, ..] = v.rdata[(first + k) % count];
+                        std::net::IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+                    })
+                    .collect();
+                assert_eq!(e.answer(rotation), xdp, "{policy:?} at {rotation}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     path::Path,
     process::Command,
     time::Duration,
@@ -16,14 +16,6 @@ use hickory_proto::{
     op::{Message, Query},
     rr::{Name, RData, RecordType},
 };
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(dns_port: u16, metrics_port: u16, last_octets: &[u8]) -> String {
     let servers: String = last_octets
@@ -109,7 +101,7 @@ fn hup(p: &Proc) {
 #[test]
 fn sighup_publishes_a_new_table_and_refuses_a_broken_config() {
     let dir = TempDir::new("reload");
-    let (dns, met) = (free_port(), free_port());
+    let (dns, met) = (common::free_port(), common::free_port());
     let cfg = dir.0.join("overwatch.yaml");
     std::fs::write(&cfg, config(dns, met, &[1, 2])).unwrap();
     let mut cmd = Command::new(Path::new(env!("CARGO_BIN_EXE_opengslb")));

@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     path::Path,
     process::Command,
     time::Duration,
@@ -20,14 +20,6 @@ use hickory_proto::{
         rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
     },
 };
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(port: u16) -> String {
     let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb");
@@ -109,7 +101,7 @@ fn ask(port: u16, name: &str, ecs: Option<(IpAddr, u8)>) -> (Vec<Ipv4Addr>, Opti
 #[test]
 fn weighted_failover_and_geolocation_through_the_dns_server() {
     let dir = TempDir::new("routing");
-    let port = free_port();
+    let port = common::free_port();
     let cfg = dir.0.join("overwatch.yaml");
     std::fs::write(&cfg, config(port)).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_opengslb"));

@@ -16,6 +16,10 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const ROTATION_MAP: &str = "ROTATION";
 /// Per-CPU [`crate::dns::Scratch`] buffers (the 512-byte stack is too small for them).
 pub const SCRATCH_MAP: &str = "SCRATCH";
+/// Client prefixes → region id (`u8`, 1..=255; 0: no region), an LPM trie keyed by [`GeoKey`]-style
+/// 16-byte addresses: IPv6 as is, IPv4 mapped as `::ffff:a.b.c.d` with the prefix length + 96, so one
+/// trie serves both families.
+pub const GEO_MAP: &str = "GEO";
 /// The XDP program's function name in the object.
 pub const PROGRAM_NAME: &str = "opengslb_xdp";
 
@@ -27,6 +31,10 @@ pub const MAX_RECORDS: usize = 16;
 pub const MAX_SLOTS: usize = 64;
 /// Capacity of the records map (names × types).
 pub const MAX_ENTRIES: u32 = 65_536;
+/// Capacity of the geolocation trie (the control plane fills at most [`MAX_GEO_ENTRIES`]).
+pub const MAX_GEO: u32 = 1 << 20;
+/// How many prefixes the control plane puts in the geolocation trie at most.
+pub const MAX_GEO_ENTRIES: usize = 1_000_000;
 /// Capacity of the listen-address map.
 pub const MAX_LISTEN: u32 = 256;
 
@@ -44,6 +52,11 @@ pub mod policy {
     pub const FIXED_ORDER: u8 = 1;
     /// The first record is `slots[rotation % slot_count]`, record `k` is `(first + k) % count`.
     pub const WEIGHTED: u8 = 2;
+    /// Geolocation by the packet's source address: its region from the geolocation trie (else
+    /// [`RecordValue::default_region`](super::RecordValue::default_region)), then round-robin among the
+    /// records of that region ([`RecordValue::regions`](super::RecordValue::regions)), else among those of
+    /// the default region, else among all.
+    pub const GEO: u8 = 3;
     /// Any policy the XDP program does not implement: the query goes to userspace.
     pub const USERSPACE: u8 = 255;
 }
@@ -92,8 +105,10 @@ pub struct RecordValue {
     pub max_answers: u8,
     /// How many of `slots` are in use ([`policy::WEIGHTED`] only; 1..=[`MAX_SLOTS`]).
     pub slot_count: u8,
+    /// [`policy::GEO`]: the region id of clients the trie does not place (0: none).
+    pub default_region: u8,
     /// Zero.
-    pub _pad: [u8; 10],
+    pub _pad: [u8; 9],
     /// The lowercased wire-format name, zero-padded.
     pub name: [u8; MAX_NAME],
     /// Record data: 4 bytes (A) or 16 bytes (AAAA) at the start of each slot.
@@ -101,6 +116,8 @@ pub struct RecordValue {
     /// [`policy::WEIGHTED`]: the weight slot table, indices into `rdata`, each record appearing in
     /// proportion to its weight (the userspace `routing::weight_slots`).
     pub slots: [u8; MAX_SLOTS],
+    /// [`policy::GEO`]: the region id of each record (0: none).
+    pub regions: [u8; MAX_RECORDS],
 }
 
 impl Default for RecordValue {
@@ -113,10 +130,12 @@ impl Default for RecordValue {
             count: 0,
             max_answers: 1,
             slot_count: 0,
-            _pad: [0; 10],
+            default_region: 0,
+            _pad: [0; 9],
             name: [0; MAX_NAME],
             rdata: [[0; 16]; MAX_RECORDS],
             slots: [0; MAX_SLOTS],
+            regions: [0; MAX_RECORDS],
         }
     }
 }
@@ -153,6 +172,13 @@ impl RecordValue {
         self.count += 1;
         true
     }
+}
+
+/// The geolocation trie's key data for an IPv4 address: `::ffff:a.b.c.d` (the prefix length is then
+/// the IPv4 one + 96).
+pub const fn geo_key_v4(octets: [u8; 4]) -> [u8; 16] {
+    let [a, b, c, d] = octets;
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d]
 }
 
 /// The listen-address map key. IPv4 addresses sit in the first 4 bytes of `addr`.
@@ -206,7 +232,8 @@ pub struct XdpConfig {
 }
 
 const _: () = assert!(size_of::<RecordKey>() == 16);
-const _: () = assert!(size_of::<RecordValue>() == 24 + MAX_NAME + 16 * MAX_RECORDS + MAX_SLOTS);
+const _: () =
+    assert!(size_of::<RecordValue>() == 24 + MAX_NAME + 16 * MAX_RECORDS + MAX_SLOTS + MAX_RECORDS);
 const _: () = assert!(size_of::<ListenKey>() == 20);
 const _: () = assert!(size_of::<XdpConfig>() == 8);
 
@@ -233,8 +260,9 @@ pub const LAYOUT_VERSION: u32 = {
         MAX_NAME as u32,
         MAX_RECORDS as u32,
         MAX_SLOTS as u32,
+        MAX_GEO,
         // Bump when a field's meaning changes without a size change.
-        1,
+        2,
     ];
     let mut h: u32 = 0x811c_9dc5;
     let mut i = 0;

@@ -4,18 +4,19 @@
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    maps::lpm_trie::Key,
     programs::XdpContext,
 };
 use opengslb_common::{
     bounds::opaque,
     counters::Counter,
     csum,
-    dns::{QBUF, RBUF, Scratch, build_reply, launder_query, names_equal, parse_query},
-    maps::{ListenKey, QTYPE_A, RecordKey, RecordValue},
+    dns::{GeoKey, QBUF, RBUF, Scratch, build_reply_for, launder_query, names_equal, parse_query},
+    maps::{ListenKey, QTYPE_A, RecordKey, RecordValue, geo_key_v4, policy},
 };
 
 use crate::{
-    CONFIG, LISTEN, RECORDS, ROTATION, SCRATCH,
+    CONFIG, GEO, LISTEN, RECORDS, ROTATION, SCRATCH,
     ptr::{be16, load_bytes, read, store_bytes, verifier_clamp, write},
     stats,
 };
@@ -90,7 +91,21 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
         r
     };
     let q = launder_query(scratch, q);
-    let reply_len = build_reply(scratch, &q, rec, rotation, cfg.udp_size)?;
+    // Geolocation: the source address's region (0: the trie does not place it). After the query is
+    // laundered (before, this would be walked once per name length), and from laundered copies of the
+    // frame's fields, so the branches here narrow nothing the rest uses.
+    let is_geo = opaque(&mut scratch.opaque[2], u64::from(rec.policy)) == u64::from(policy::GEO);
+    let region = if is_geo {
+        let [a, b, ..] = &mut scratch.opaque;
+        let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, 18);
+        let v6 = opaque(b, u64::from(f.v6)) != 0;
+        client_region(ctx, scratch, l3, v6)
+    } else {
+        0
+    };
+    // verifier: one state whether or not (and how) the trie was asked.
+    let region = opaque(&mut scratch.opaque[0], u64::from(region)) as u8;
+    let reply_len = build_reply_for(scratch, &q, rec, rotation, cfg.udp_size, region)?;
     let reply_len = verifier_clamp(reply_len, RBUF);
     if reply_len == 0 {
         return Err(Counter::Internal);
@@ -126,6 +141,29 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     } else {
         Counter::AnsweredAaaa
     })
+}
+
+/// The region id the geolocation trie gives the packet's source address (IPv4 as `::ffff:a.b.c.d`), or 0.
+#[inline(always)]
+fn client_region(ctx: &XdpContext, scratch: &mut Scratch, l3: usize, v6: bool) -> u8 {
+    // The key lives in map memory, as the lookup helper allows, so the paths that fill it leave no
+    // different stack behind.
+    let data = if v6 {
+        read::<16>(ctx, l3 + 8)
+    } else {
+        read::<4>(ctx, l3 + 12).map(geo_key_v4)
+    };
+    let Some(data) = data else {
+        return 0;
+    };
+    scratch.geo_key = GeoKey {
+        prefix_len: 128,
+        data,
+    };
+    // SAFETY: `GeoKey` is `#[repr(C)]` u32 + [u8; 16] with no padding, the layout of `Key<[u8; 16]>`
+    // (packed, alignment 1).
+    let key: &Key<[u8; 16]> = unsafe { &*(&raw const scratch.geo_key).cast() };
+    GEO.get(key).copied().unwrap_or(0)
 }
 
 /// Passes what the rest of the program needs through map memory (see `bounds::opaque`), so that every

@@ -20,12 +20,12 @@ mod stats;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
     programs::XdpContext,
 };
 use opengslb_common::{
     dns::Scratch,
-    maps::{ListenKey, MAX_ENTRIES, MAX_LISTEN, RecordKey, RecordValue, XdpConfig},
+    maps::{ListenKey, MAX_ENTRIES, MAX_GEO, MAX_LISTEN, RecordKey, RecordValue, XdpConfig},
 };
 
 /// `BPF_F_NO_PREALLOC`: elements are freed by RCU, so a value being read is never reused for another key
@@ -44,6 +44,10 @@ static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 
 #[map]
 static ROTATION: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_ENTRIES, 0);
+
+/// Client prefix (16 bytes, IPv4 mapped as `::ffff:a.b.c.d`) → region id (see `maps::GEO_MAP`).
+#[map]
+static GEO: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_GEO, 0);
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -28,7 +28,18 @@ pub enum Policy {
     /// rotation position, the next ones the following records in table order. Records of weight 0 are
     /// left out, unless every record has weight 0 (then each counts as 1).
     Weighted(Weights),
-    /// A policy only userspace implements (geolocation: it depends on the client).
+    /// `geolocation` by the client's source address: each record's region id, and the default region's
+    /// (ids 1..=255 in config order; 0: none). The XDP program and the userspace fast path place the
+    /// client by the geolocation trie ([`crate::routing::GeoTable`]), then answer round-robin among the
+    /// records of its region, else of the default region, else all (`opengslb_common::dns::select`).
+    /// Queries with EDNS Client Subnet go to the name's route.
+    Geo {
+        /// Region id per record address (absent: 0).
+        regions: BTreeMap<IpAddr, u8>,
+        /// The default region's id.
+        default_region: u8,
+    },
+    /// A policy only userspace implements.
     Userspace,
 }
 
@@ -125,6 +136,28 @@ impl Entry {
         match self.policy {
             Policy::Weighted(_) => routing::pick(&routing::Policy::Weighted, &cands, &ctx).addrs,
             Policy::FixedOrder => cands.iter().take(n).map(|c| c.addr).collect(),
+            // Without a client: the default region's records, else all.
+            Policy::Geo {
+                ref regions,
+                default_region,
+            } => {
+                let in_default: Vec<&routing::Candidate> = cands
+                    .iter()
+                    .filter(|c| {
+                        default_region != 0 && regions.get(&c.addr) == Some(&default_region)
+                    })
+                    .collect();
+                let set: Vec<&routing::Candidate> = if in_default.is_empty() {
+                    cands.iter().collect()
+                } else {
+                    in_default
+                };
+                let m = set.len();
+                (0..n.min(m))
+                    .filter_map(|k| set.get(rotated_index(rotation, k, m)))
+                    .map(|c| c.addr)
+                    .collect()
+            }
             Policy::RoundRobin | Policy::Userspace => (0..n)
                 .filter_map(|k| cands.get(rotated_index(rotation, k, count)))
                 .map(|c| c.addr)

@@ -596,3 +596,72 @@ fn the_verifier_has_headroom() {
         "{n} verified instructions: within 2x of the kernel's limit"
     );
 }
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn answers_geolocation_names_by_the_source_address() {
+    let mut h = Harness::new();
+    // Regions: eu = 1, us = 2, ap = 3 (the default).
+    let (eu, us, ap) = (1u8, 2u8, 3u8);
+    let mut regions = std::collections::BTreeMap::new();
+    for (n, r) in [(31, eu), (32, us), (33, ap)] {
+        regions.insert(IpAddr::V4(v4(n)), r);
+        regions.insert(IpAddr::V6(v6(u16::from(n))), r);
+    }
+    let spec = NameSpec {
+        name: "geo.demo.local".into(),
+        ttl: 30,
+        policy: Policy::Geo {
+            regions,
+            default_region: ap,
+        },
+        max_answers: 1,
+        all_down: AllDown::All,
+        v4: vec![v4(31), v4(32), v4(33)],
+        v6: vec![v6(31), v6(32), v6(33)],
+    };
+    let plan = h.dp.apply(&AnswerTable::from_specs([&spec])).unwrap();
+    assert!(plan.upserts.iter().all(|(_, v)| v.policy == policy::GEO));
+    h.dp.set_geo(&[
+        ("198.51.100.0/24".parse().unwrap(), us),
+        ("2001:db8:c::/48".parse().unwrap(), eu),
+    ])
+    .unwrap();
+    let nowhere: IpAddr = "203.0.113.9".parse().unwrap();
+    let cases = [
+        (client4(), server4(), IpAddr::V4(v4(32)), IpAddr::V6(v6(32))),
+        (nowhere, server4(), IpAddr::V4(v4(33)), IpAddr::V6(v6(33))),
+        (client6(), server6(), IpAddr::V4(v4(31)), IpAddr::V6(v6(31))),
+    ];
+    for (src, dst, want_a, want_aaaa) in cases {
+        let w = Wrap::new(src, dst);
+        for _ in 0..3 {
+            let r = h.expect_answer(&w, &query("geo.demo.local.", RecordType::A));
+            assert_eq!(addrs(&r), [want_a], "A from {src}");
+            let r = h.expect_answer(&w, &query("Geo.Demo.Local.", RecordType::AAAA));
+            assert_eq!(addrs(&r), [want_aaaa], "AAAA from {src}");
+        }
+    }
+    // With Client Subnet: userspace routes by the ECS address and echoes the scope.
+    let ecs = with_edns(
+        query("geo.demo.local.", RecordType::A),
+        false,
+        vec![EdnsOption::Subnet(ClientSubnet::new(
+            "198.51.100.0".parse().unwrap(),
+            24,
+            0,
+        ))],
+    );
+    h.expect_pass(
+        &frame(&Wrap::new(client4(), server4()), &ecs.to_vec().unwrap()),
+        Counter::Ecs,
+    );
+    // The trie follows set_geo: the IPv6 mapping gone, that client gets the default region's.
+    h.dp.set_geo(&[("198.51.100.0/24".parse().unwrap(), us)])
+        .unwrap();
+    let r = h.expect_answer(
+        &Wrap::new(client6(), server6()),
+        &query("geo.demo.local.", RecordType::A),
+    );
+    assert_eq!(addrs(&r), [IpAddr::V4(v4(33))]);
+}

@@ -63,6 +63,23 @@ pub struct Scratch {
     pub parsed: Query,
     /// The frame's headers (Ethernet to UDP), saved while the frame is grown at its head.
     pub headers: [u8; MAX_HEADERS],
+    /// The indices of the records an answer draws from (see [`select`]).
+    pub sel: [u8; MAX_RECORDS],
+    /// Slots for [`crate::bounds::opaque`] used by [`select`].
+    pub sel_opaque: [u64; 4],
+    /// The geolocation trie key being looked up (the layout of an LPM trie key: prefix length, then
+    /// the 16 address bytes).
+    pub geo_key: GeoKey,
+}
+
+/// An LPM trie key of the geolocation map, as the kernel reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeoKey {
+    /// Prefix length in bits.
+    pub prefix_len: u32,
+    /// The address (IPv4 as `::ffff:a.b.c.d`).
+    pub data: [u8; 16],
 }
 
 /// The longest header stack before the DNS message: Ethernet, one VLAN tag, IPv6, UDP.
@@ -91,6 +108,12 @@ impl Scratch {
             name: [0; MAX_NAME],
             opaque: [0; 4],
             headers: [0; MAX_HEADERS],
+            sel: [0; MAX_RECORDS],
+            sel_opaque: [0; 4],
+            geo_key: GeoKey {
+                prefix_len: 0,
+                data: [0; 16],
+            },
             parsed: Query {
                 id: 0,
                 flags: 0,
@@ -112,7 +135,10 @@ impl Default for Scratch {
     }
 }
 
-const _: () = assert!(size_of::<Scratch>() <= QBUF + RBUF + MAX_NAME + 32 + 64 + MAX_HEADERS + 8);
+const _: () = assert!(
+    size_of::<Scratch>()
+        <= QBUF + RBUF + MAX_NAME + 32 + 64 + MAX_HEADERS + 8 + MAX_RECORDS + 32 + 24
+);
 
 /// What the gate learned about an answerable query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -406,6 +432,63 @@ pub fn first_index(rec: &RecordValue, rotation: u32, count: usize) -> Result<usi
     }
 }
 
+/// Fills `sel` with the indices (in record order) of the records an answer draws from, and returns how
+/// many there are. Every record, except under [`policy::GEO`]: there the records of the client's
+/// `region` if it has any, else those of [`RecordValue::default_region`], else every record (region id 0
+/// matches no record) — `routing::pick`'s geolocation rule. `count` is `rec.count`, in
+/// `1..=MAX_RECORDS`.
+#[inline(always)]
+pub fn select(
+    sel: &mut [u8; MAX_RECORDS],
+    slots: &mut [u64; 4],
+    rec: &RecordValue,
+    region: u8,
+    count: usize,
+) -> usize {
+    use crate::bounds::{clamp, opaque};
+    let [s0, s1, s2, s3] = slots;
+    let geo = rec.policy == policy::GEO;
+    let default_region = rec.default_region;
+    // verifier: the counters go through map memory on every iteration, so each iteration's two ways
+    // (match or not) continue as one state.
+    let mut in_client: u64 = 0;
+    let mut in_default: u64 = 0;
+    // verifier: no loop here leaves early (records past `count` have region 0, which matches nothing),
+    // and what a loop carries goes through map memory on every iteration, so the ways through an
+    // iteration continue as one state.
+    if geo {
+        for i in 0..MAX_RECORDS {
+            let r = rec.regions.get(i).copied().unwrap_or(0);
+            let nonzero = u64::from(r != 0);
+            in_client = opaque(s0, in_client + (u64::from(r == region) & nonzero));
+            in_default = opaque(s1, in_default + (u64::from(r == default_region) & nonzero));
+        }
+    }
+    // 0: every record.
+    let target = if !geo {
+        0
+    } else if in_client > 0 {
+        region
+    } else if in_default > 0 {
+        default_region
+    } else {
+        0
+    };
+    let target = opaque(s2, u64::from(target)) as u8;
+    let count = clamp(opaque(s3, count as u64) as usize, MAX_RECORDS) as u64;
+    let mut m: u64 = 0;
+    for i in 0..MAX_RECORDS {
+        let r = rec.regions.get(i).copied().unwrap_or(0);
+        // `m` ≤ `i` here, so the mask never wraps it.
+        if let Some(d) = sel.get_mut((m & (MAX_RECORDS as u64 - 1)) as usize) {
+            *d = i as u8;
+        }
+        let take = u64::from((i as u64) < count) & u64::from(target == 0 || r == target);
+        m = opaque(s3, m + take);
+    }
+    clamp(m as usize, MAX_RECORDS)
+}
+
 /// How many records an answer carries.
 #[inline(always)]
 pub const fn answer_count(max_answers: u8, count: u8) -> usize {
@@ -450,24 +533,62 @@ pub fn build_reply(
     rotation: u32,
     our_udp_size: u16,
 ) -> Result<usize, Counter> {
+    build_reply_for(s, q, rec, rotation, our_udp_size, 0)
+}
+
+/// [`build_reply`] for a client in `region` (a region id; 0: none), which [`policy::GEO`] entries answer
+/// by (see [`select`]); other policies ignore it. Record `k` of the answer is `sel[(first + k) % m]`,
+/// `first` being [`first_index`] (under geolocation `rotation % m`, as `routing::pick` rotates).
+pub fn build_reply_for(
+    s: &mut Scratch,
+    q: &Query,
+    rec: &RecordValue,
+    rotation: u32,
+    our_udp_size: u16,
+    region: u8,
+) -> Result<usize, Counter> {
     let Scratch {
         query,
         reply: out,
         opaque,
+        sel,
+        sel_opaque,
         ..
     } = s;
     let count = usize::from(rec.count);
     if count == 0 || count > MAX_RECORDS {
         return Err(Counter::NoRecords);
     }
-    let first = first_index(rec, rotation, count)?;
+    // The records the answer draws from: `sel[..m]` (all of them but under geolocation).
+    let m = select(sel, sel_opaque, rec, region, count);
+    if m == 0 {
+        return Err(Counter::NoRecords);
+    }
+    // verifier: `select`'s loops narrowed `count`; forget it (see `bounds::opaque`).
+    let [c0, ..] = sel_opaque;
+    let count = crate::bounds::clamp(
+        crate::bounds::opaque(c0, count as u64) as usize,
+        MAX_RECORDS,
+    );
+    if count == 0 {
+        return Err(Counter::NoRecords);
+    }
+    let first = if rec.policy == policy::GEO {
+        rotated_index(rotation, 0, m)
+    } else {
+        first_index(rec, rotation, count)?
+    };
     // verifier: one state from here on, whichever policy chose `first`.
-    let [s0, _, s2, s3] = opaque;
+    let [s0, s1, s2, s3] = opaque;
     let first = crate::bounds::clamp(
         crate::bounds::opaque(s0, first as u64) as usize,
         MAX_RECORDS - 1,
     );
-    let n = answer_count(rec.max_answers, rec.count);
+    let m = crate::bounds::clamp(crate::bounds::opaque(s1, m as u64) as usize, MAX_RECORDS);
+    if m == 0 {
+        return Err(Counter::NoRecords);
+    }
+    let n = answer_count(rec.max_answers, m as u8);
     let rdlen: usize = if q.qtype == QTYPE_A { 4 } else { 16 };
     let question_len = q.question_end - HEADER_LEN;
     let total =
@@ -504,7 +625,9 @@ pub fn build_reply(
             break;
         }
         // verifier: the kernel does not bound `x % n`, so clamp the index where it is used.
-        let idx = crate::bounds::clamp((first + k) % count, MAX_RECORDS - 1);
+        let at = crate::bounds::clamp((first + k) % m, MAX_RECORDS - 1);
+        let idx = usize::from(sel.get(at).copied().ok_or(Counter::NoRecords)?);
+        let idx = crate::bounds::clamp(idx, MAX_RECORDS - 1);
         let rdata = rec.rdata.get(idx).ok_or(Counter::NoRecords)?;
         // Owner: a pointer to the question name (RFC 1035 §4.1.4).
         let [p0, p1] = (0xc000 | HEADER_LEN as u16).to_be_bytes();

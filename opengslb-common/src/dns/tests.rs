@@ -622,3 +622,67 @@ proptest! {
 
     }
 }
+
+/// The records a GEO entry answers a client in `region` with, at `rotation`.
+fn geo_ips(rec: &RecordValue, region: u8, rotation: u32) -> Vec<RData> {
+    let q = Q::new("geo.demo.local.", RecordType::A);
+    let wire = q.wire();
+    let mut s = scratch_of(&wire);
+    let parsed = parse_query(&mut s, wire.len()).expect("accepted");
+    let len = build_reply_for(&mut s, &parsed, rec, rotation, OUR_UDP, region).expect("built");
+    let msg = Message::from_vec(&s.reply[..len]).expect("hickory parses our reply");
+    msg.answers.iter().map(|a| a.data.clone()).collect()
+}
+
+/// Records .1 .2 (region 1), .3 (region 2), .4 .5 .6 (region 3), .7 (no region); default region 2.
+fn geo_set(max_answers: u8) -> RecordValue {
+    let mut rec = record_set("geo.demo.local", RecordType::A, 7, max_answers);
+    rec.policy = policy::GEO;
+    rec.regions[..7].copy_from_slice(&[1, 1, 2, 3, 3, 3, 0]);
+    rec.default_region = 2;
+    rec
+}
+
+#[test]
+fn geo_rotates_among_the_clients_region() {
+    let rec = geo_set(1);
+    let firsts: Vec<_> = (0..6).map(|r| geo_ips(&rec, 3, r)[0].clone()).collect();
+    assert_eq!(firsts, [a(4), a(5), a(6), a(4), a(5), a(6)]);
+    let firsts: Vec<_> = (0..4).map(|r| geo_ips(&rec, 1, r)[0].clone()).collect();
+    assert_eq!(firsts, [a(1), a(2), a(1), a(2)]);
+}
+
+#[test]
+fn geo_answers_carry_max_answers_of_the_region_only() {
+    let rec = geo_set(4);
+    assert_eq!(geo_ips(&rec, 3, 1), [a(5), a(6), a(4)]);
+    assert_eq!(geo_ips(&rec, 1, 0), [a(1), a(2)]);
+}
+
+#[test]
+fn geo_falls_back_to_the_default_region_then_to_everyone() {
+    let rec = geo_set(1);
+    // No region (0), or a region without records: the default region's.
+    for region in [0, 9] {
+        assert_eq!(geo_ips(&rec, region, 0), [a(3)]);
+        assert_eq!(geo_ips(&rec, region, 5), [a(3)]);
+    }
+    // No default region either: every record, rotating.
+    let mut rec = geo_set(2);
+    rec.default_region = 0;
+    assert_eq!(geo_ips(&rec, 0, 0), [a(1), a(2)]);
+    assert_eq!(geo_ips(&rec, 9, 6), [a(7), a(1)]);
+    // A default region with no records: everyone.
+    rec.default_region = 7;
+    assert_eq!(geo_ips(&rec, 0, 3), [a(4), a(5)]);
+    // Region ids of 0 on records never match a client without region.
+    assert_eq!(geo_ips(&rec, 0, 6), [a(7), a(1)]);
+}
+
+#[test]
+fn region_is_ignored_by_other_policies() {
+    let rec = record_set("geo.demo.local", RecordType::A, 3, 1);
+    for region in [0, 1, 2] {
+        assert_eq!(geo_ips(&rec, region, 1), [a(2)]);
+    }
+}

@@ -16,8 +16,8 @@ use hickory_proto::{
     serialize::binary::{BinDecodable as _, BinDecoder},
 };
 use opengslb_common::{
-    dns::{QBUF, Scratch, build_reply, names_equal, parse_query},
-    maps::{QTYPE_A, QTYPE_AAAA},
+    dns::{QBUF, Scratch, build_reply_for, names_equal, parse_query},
+    maps::{QTYPE_A, QTYPE_AAAA, policy},
 };
 
 use super::zone::{Snapshot, Zone};
@@ -186,8 +186,14 @@ fn fast(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Option<Vec<u8>> {
     if usize::from(rec.name_len) != q.name_len || !names_equal(&s.name, &rec.name, q.name_len) {
         return None;
     }
+    // Geolocation by the source address, as the XDP program does; without one, the full path.
+    let region = if rec.policy == policy::GEO {
+        snap.geo_region(ctx.client?)
+    } else {
+        0
+    };
     let rotation = ctx.rotation.unwrap_or_else(|| snap.next_fast_rotation(key));
-    match build_reply(&mut s, &q, rec, rotation, snap.udp_size) {
+    match build_reply_for(&mut s, &q, rec, rotation, snap.udp_size, region) {
         Ok(len) => Some(s.reply.get(..len)?.to_vec()),
         // Too big for UDP, a policy only userspace has, ...: the full path handles it.
         Err(_) => None,

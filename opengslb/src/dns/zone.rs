@@ -13,7 +13,7 @@ use hickory_proto::rr::{
     Name, RData, Record,
     rdata::{NS, SOA},
 };
-use opengslb_common::maps::{RecordKey, RecordValue};
+use opengslb_common::maps::{RecordKey, RecordValue, policy};
 use thiserror::Error;
 
 use crate::{
@@ -175,6 +175,8 @@ pub struct Snapshot {
     /// Names whose answers a routing policy chooses per query (geolocation: what the table cannot
     /// express), with their candidates.
     routes: HashMap<String, Route>,
+    /// Client prefix → region id, as the XDP geolocation trie holds it (for `policy::GEO` entries).
+    geo: Option<Arc<routing::GeoTable>>,
 }
 
 /// How a name's answers are chosen, when the answer table cannot say it (it depends on the client).
@@ -233,6 +235,7 @@ impl Snapshot {
             rotation,
             fast,
             routes: HashMap::new(),
+            geo: None,
         }
     }
 
@@ -242,11 +245,28 @@ impl Snapshot {
     /// `overwatch::control::Control::publish`.)
     pub fn with_routes(mut self, routes: HashMap<String, Route>) -> Self {
         self.fast.retain(|_, (v, _)| {
+            // Geolocation entries stay: the fast path answers them by the source address, as XDP does;
+            // their route answers queries with EDNS Client Subnet.
+            if v.policy == policy::GEO {
+                return true;
+            }
             let name = wire_to_text(&v.name, usize::from(v.name_len));
             !routes.contains_key(&name)
         });
         self.routes = routes;
         self
+    }
+
+    /// Sets the client prefix → region id table the fast path places clients by (what the XDP program's
+    /// geolocation trie holds).
+    pub fn with_geo(mut self, geo: Option<Arc<routing::GeoTable>>) -> Self {
+        self.geo = geo;
+        self
+    }
+
+    /// The region id of a client, as the XDP program's trie gives it (0: none).
+    pub fn geo_region(&self, client: std::net::IpAddr) -> u8 {
+        self.geo.as_ref().map_or(0, |g| g.region_of(client))
     }
 
     /// The route of a name, if a routing policy chooses its answers.

@@ -15,7 +15,7 @@ use crate::{
     dns::zone::Route,
     health::{CheckSpec, Scheduled, Target},
     registry::{BackendKey, CheckOutcome, CheckPolicy, DomainInfo, Registry},
-    routing::{self, Candidate, GeoDb, GeoResolver, PickCtx, PolicySettings},
+    routing::{self, Candidate, GeoDb, GeoResolver, GeoTable, PickCtx, PolicySettings},
     table::{AnswerTable, Policy as TablePolicy, Weights, normalize},
 };
 
@@ -30,6 +30,10 @@ pub struct Control {
     policies: HashMap<String, Arc<routing::Policy>>,
     checks: HashMap<BackendKey, CheckPolicy>,
     probes: Vec<Scheduled<BackendKey>>,
+    /// Region name → id (config order, 1..=255; 0 means none), as `geolocation` map entries say them.
+    region_ids: HashMap<String, u8>,
+    /// The geolocation trie's contents, when the config has a geolocation resolver.
+    geo_table: Option<Arc<GeoTable>>,
 }
 
 /// What the DNS paths answer from.
@@ -38,6 +42,8 @@ pub struct Published {
     pub table: AnswerTable,
     /// The names answered by a routing policy, with their candidates.
     pub routes: HashMap<String, Route>,
+    /// Client prefix → region id: the XDP geolocation trie and the userspace fast path's lookup.
+    pub geo: Option<Arc<GeoTable>>,
 }
 
 impl Control {
@@ -49,6 +55,8 @@ impl Control {
             policies: HashMap::new(),
             checks: HashMap::new(),
             probes: Vec::new(),
+            region_ids: HashMap::new(),
+            geo_table: None,
         };
         c.configure(cfg);
         c
@@ -63,6 +71,11 @@ impl Control {
     fn configure(&mut self, cfg: &Config) {
         self.domains = DomainInfo::from_config(cfg);
         let geo = geo_resolver(cfg);
+        self.region_ids = region_ids(cfg);
+        self.geo_table = geo.as_ref().map(|r| {
+            let ids = &self.region_ids;
+            Arc::new(GeoTable::build(r, |name| ids.get(name).copied()))
+        });
         self.policies = cfg
             .domain_records()
             .iter()
@@ -105,9 +118,11 @@ impl Control {
     /// Names routed `failover`, `latency` or `weighted` are answered from the table itself, by both DNS
     /// paths alike: their records in routing order under [`TablePolicy::FixedOrder`] (failover: config
     /// order; latency: fastest first, the slow ones dropped, as [`routing::pick`] orders them), or with
-    /// their weights under [`TablePolicy::Weighted`]. Only what the table cannot express (geolocation,
-    /// which depends on the client; latency measured for one family and not the other) gets a route,
-    /// which userspace answers per query.
+    /// their weights under [`TablePolicy::Weighted`]. Geolocation names are [`TablePolicy::Geo`] entries
+    /// (each record with its region id), answered by the source address through the geolocation trie
+    /// ([`Published::geo`]), and also get a route, by which userspace answers queries with EDNS Client
+    /// Subnet. Only what the table cannot express (latency measured for one family and not the other)
+    /// gets a route alone, which userspace answers per query.
     pub fn publish(&mut self, now: Instant) -> Published {
         let mut specs = self.registry.name_specs(&self.domains, now);
         let mut routes = HashMap::new();
@@ -132,11 +147,22 @@ impl Control {
                     })
                 })
                 .collect();
-            match table_form(policy, &candidates) {
+            match table_form(policy, &candidates, &self.region_ids) {
                 Some((table_policy, v4, v6)) => {
                     spec.policy = table_policy;
                     spec.v4 = v4;
                     spec.v6 = v6;
+                    if policy.depends_on_client() {
+                        // Queries with EDNS Client Subnet are routed by the ECS address (and echo the
+                        // scope): userspace, by the route.
+                        routes.insert(
+                            name,
+                            Route {
+                                policy: policy.clone(),
+                                candidates,
+                            },
+                        );
+                    }
                 }
                 None => {
                     spec.policy = TablePolicy::Userspace;
@@ -151,7 +177,11 @@ impl Control {
             }
         }
         let table = AnswerTable::from_specs(&specs);
-        Published { table, routes }
+        Published {
+            table,
+            routes,
+            geo: self.geo_table.clone(),
+        }
     }
 }
 
@@ -160,6 +190,7 @@ impl Control {
 fn table_form(
     policy: &routing::Policy,
     cands: &[Candidate],
+    region_ids: &HashMap<String, u8>,
 ) -> Option<(TablePolicy, Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
     let family = |v4: bool| -> Vec<Candidate> {
         cands
@@ -222,7 +253,22 @@ fn table_form(
                 c6.iter().map(|c| c.addr).collect(),
             )
         }
-        routing::Policy::Geolocation(_) => return None,
+        // By the client's source address, from the geolocation trie: each record with its region's id.
+        routing::Policy::Geolocation(resolver) => {
+            let id = |r: &str| region_ids.get(r).copied().unwrap_or(0);
+            let mut regions = std::collections::BTreeMap::new();
+            for c in cands {
+                regions.entry(c.addr).or_insert_with(|| id(&c.region));
+            }
+            (
+                TablePolicy::Geo {
+                    regions,
+                    default_region: resolver.default_region().map_or(0, id),
+                },
+                c4.iter().map(|c| c.addr).collect(),
+                c6.iter().map(|c| c.addr).collect(),
+            )
+        }
     };
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
@@ -234,6 +280,23 @@ fn table_form(
         }
     }
     Some((table_policy, v4, v6))
+}
+
+/// Region ids: 1..=255 in config order (0 means none); regions past the 255th get none, so XDP sends
+/// their clients to the default region.
+fn region_ids(cfg: &Config) -> HashMap<String, u8> {
+    let mut ids = HashMap::new();
+    for (i, r) in cfg.regions.iter().enumerate() {
+        match u8::try_from(i + 1) {
+            Ok(id) => {
+                ids.entry(r.name.clone()).or_insert(id);
+            }
+            Err(_) => {
+                warn!(region = %r.name, "more than 255 regions: geolocation in XDP ignores it")
+            }
+        }
+    }
+    ids
 }
 
 /// The geolocation resolver the config describes, if any.

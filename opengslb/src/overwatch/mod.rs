@@ -122,7 +122,12 @@ fn listen_addresses(listen: IpAddr, interfaces: &[String]) -> anyhow::Result<Vec
 }
 
 /// Loads the XDP program, fills its maps from `table`, attaches it to the configured interfaces.
-fn start_xdp(cfg: &Config, table: &AnswerTable, opts: &Options) -> anyhow::Result<Dataplane> {
+fn start_xdp(
+    cfg: &Config,
+    table: &AnswerTable,
+    geo: Option<&crate::routing::GeoTable>,
+    opts: &Options,
+) -> anyhow::Result<Dataplane> {
     let listen = cfg.dns.listen_address;
     let xdp_cfg = &cfg.dns.xdp;
     let mut dp = Dataplane::load(Some(&opts.bpffs_root)).context(
@@ -131,6 +136,7 @@ fn start_xdp(cfg: &Config, table: &AnswerTable, opts: &Options) -> anyhow::Resul
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
     let addrs = listen_addresses(listen.ip(), &xdp_cfg.interfaces)?;
     dp.add_listen(&addrs)?;
+    let geo_entries = dp.set_geo(geo.map_or(&[][..], |g| g.entries()))?;
     let plan = dp.apply(table)?;
     for (name, why) in &plan.skipped {
         warn!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
@@ -141,6 +147,7 @@ fn start_xdp(cfg: &Config, table: &AnswerTable, opts: &Options) -> anyhow::Resul
     }
     info!(
         entries = plan.upserts.len(),
+        geo_prefixes = geo_entries,
         listen = ?addrs,
         port = listen.port(),
         pins = %xdp::pin_dir(&opts.bpffs_root).display(),
@@ -161,6 +168,8 @@ fn next_serial(previous: u32) -> u32 {
 /// new snapshot (with a new SOA serial), and times the two.
 struct Publisher {
     dp: Option<Dataplane>,
+    /// The geolocation table last written to the XDP trie.
+    geo: Option<Arc<crate::routing::GeoTable>>,
     tx: watch::Sender<Arc<Snapshot>>,
     zones: Vec<Zone>,
     serial: u32,
@@ -171,7 +180,26 @@ struct Publisher {
 impl Publisher {
     fn publish(&mut self, published: Published) {
         let started = Instant::now();
-        let Published { table, routes } = published;
+        let Published { table, routes, geo } = published;
+        if let Some(dp) = self.dp.as_mut() {
+            // The trie changes only with the config (each config builds a new one).
+            let same = match (&self.geo, &geo) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                let entries = geo.as_ref().map_or(&[][..], |g| g.entries());
+                match dp.set_geo(entries) {
+                    Ok(written) => debug!(written, "XDP geolocation trie updated"),
+                    Err(e) => error!(
+                        error = format!("{e:#}"),
+                        "updating the XDP geolocation trie failed"
+                    ),
+                }
+            }
+        }
+        self.geo.clone_from(&geo);
         if let Some(dp) = self.dp.as_mut() {
             match dp.apply(&table) {
                 Ok(plan) => {
@@ -190,7 +218,8 @@ impl Publisher {
         }
         self.serial = next_serial(self.serial);
         let snap = Snapshot::new(table, self.zones.clone(), self.serial, self.udp_size)
-            .with_routes(routes);
+            .with_routes(routes)
+            .with_geo(geo);
         self.tx.send_replace(Arc::new(snap));
         self.metrics.observe_table_sync(started.elapsed());
     }
@@ -210,7 +239,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         info!("dns.xdp.interfaces is empty: every query is answered by the userspace server");
         None
     } else {
-        match start_xdp(&cfg, &table, &opts) {
+        match start_xdp(&cfg, &table, first_state.geo.as_deref(), &opts) {
             Ok(dp) => Some(dp),
             Err(e) if !opts.xdp_only => {
                 warn!(
@@ -226,11 +255,13 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let serial = next_serial(0);
     let first = Arc::new(
         Snapshot::new(table, zones.clone(), serial, cfg.dns.xdp.udp_size)
-            .with_routes(first_state.routes),
+            .with_routes(first_state.routes)
+            .with_geo(first_state.geo.clone()),
     );
     let (tx, snap_rx) = watch::channel(first);
     let mut publisher = Publisher {
         dp,
+        geo: first_state.geo,
         tx,
         zones,
         serial,

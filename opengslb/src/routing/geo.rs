@@ -326,3 +326,186 @@ fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
         _ => None,
     }
 }
+
+/// What the geolocation trie of the XDP program holds, and the same longest-prefix lookup for the
+/// userspace fast path, so both place a client alike: client prefix → region id (1..=255; 0: no
+/// region). Built once per config from a [`GeoResolver`] and the regions' ids.
+///
+/// The entries: every custom mapping (of two equal networks the first), then every database network
+/// whose country or continent maps to a region, except those that lie inside a custom mapping, then, if
+/// some IPv6 entry covers `::ffff:0:0/96`, that prefix → 0 (IPv4 clients are looked up there, and the
+/// resolver never places an IPv4 client by an IPv6 network). That last rule keeps the resolver's
+/// precedence (custom mappings first) under longest-prefix matching: a database network longer than a
+/// custom mapping that contains it would otherwise win inside it. A database network containing a custom
+/// mapping is fine as it is: the mapping is the longer prefix. Networks in `::ffff:0:0/96` are read from
+/// the IPv4 side only, and aliased networks (6to4, Teredo) are not read, so at most
+/// [`MAX_GEO_ENTRIES`](opengslb_common::maps::MAX_GEO_ENTRIES) prefixes stay enough for a GeoLite2
+/// database; past that the rest is left out with a warning (those clients get the default region).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GeoTable {
+    /// The prefixes (IPv4 ones as IPv4 networks), custom mappings first.
+    entries: Vec<(IpNet, u8)>,
+    /// (prefix length on the 128-bit key, masked key) → region id.
+    index: HashMap<(u8, u128), u8>,
+    /// The prefix lengths present, longest first.
+    lens: Vec<u8>,
+}
+
+/// An address as the trie's 128-bit key: IPv6 as is, IPv4 as `::ffff:a.b.c.d`.
+fn key_of(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// A network as the trie's key and prefix length.
+pub fn geo_key(net: &IpNet) -> (u128, u8) {
+    let len = match net {
+        IpNet::V4(n) => n.prefix_len() + 96,
+        IpNet::V6(n) => n.prefix_len(),
+    };
+    (mask(key_of(net.network()), len), len)
+}
+
+fn mask(key: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        key & (u128::MAX << (128 - u32::from(len.min(128))))
+    }
+}
+
+impl GeoTable {
+    /// The table for `resolver`, `region_id` naming each region's id (regions it does not know get 0).
+    pub fn build(resolver: &GeoResolver, region_id: impl Fn(&str) -> Option<u8>) -> Self {
+        let mut t = Self::default();
+        let id = |r: &str| region_id(r).unwrap_or(0);
+        for (net, region) in &resolver.custom {
+            t.push(*net, id(region));
+        }
+        let mapped: IpNet = IpNet::V6(
+            ipnet::Ipv6Net::new(std::net::Ipv4Addr::UNSPECIFIED.to_ipv6_mapped(), 96)
+                .unwrap_or_default(),
+        );
+        if let Some(db) = &resolver.db {
+            let mut left_out = 0usize;
+            let mut nets: Vec<(IpNet, u8)> = Vec::new();
+            let mut families = vec!["0.0.0.0/0"];
+            if db.reader.metadata.ip_version == 6 {
+                families.push("::/0");
+            }
+            for all in families {
+                let Ok(all) = all.parse() else { continue };
+                let iter = match db.reader.within(all, maxminddb::WithinOptions::default()) {
+                    Ok(iter) => iter,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "geolocation database cannot be iterated");
+                        continue;
+                    }
+                };
+                for found in iter {
+                    let Ok(found) = found else { continue };
+                    let Ok(network) = found.network() else {
+                        continue;
+                    };
+                    let Ok(net) = IpNet::new(network.ip(), network.prefix()) else {
+                        continue;
+                    };
+                    let net = net.trunc();
+                    if matches!(net, IpNet::V6(_)) && mapped.contains(&net) {
+                        // IPv4 clients are looked up on the IPv4 side.
+                        continue;
+                    }
+                    let code = |outer: &'static str, inner: &'static str| -> Option<String> {
+                        found
+                            .decode_path::<&str>(&[
+                                PathElement::Key(outer),
+                                PathElement::Key(inner),
+                            ])
+                            .ok()
+                            .flatten()
+                            .map(str::to_ascii_uppercase)
+                    };
+                    let region = code("country", "iso_code")
+                        .and_then(|c| resolver.countries.get(&c))
+                        .or_else(|| {
+                            code("continent", "code").and_then(|c| resolver.continents.get(&c))
+                        });
+                    let Some(region) = region else { continue };
+                    if resolver.custom.iter().any(|(c, _)| c.contains(&net)) {
+                        continue;
+                    }
+                    if t.entries.len() + nets.len() + 1 >= opengslb_common::maps::MAX_GEO_ENTRIES {
+                        left_out += 1;
+                        continue;
+                    }
+                    nets.push((net, id(region)));
+                }
+            }
+            if left_out > 0 {
+                tracing::warn!(
+                    left_out,
+                    max = opengslb_common::maps::MAX_GEO_ENTRIES,
+                    "geolocation database has more networks than XDP holds: the rest get the default region"
+                );
+            }
+            for (net, region) in nets {
+                t.push(net, region);
+            }
+        }
+        t.block_mapped(mapped);
+        t
+    }
+
+    /// If an IPv6 entry covers `::ffff:0:0/96`, that prefix → 0, so IPv4 clients no IPv4 entry
+    /// places are not placed by it (the resolver matches IPv4 clients against IPv4 mappings only).
+    fn block_mapped(&mut self, mapped: IpNet) {
+        if self
+            .entries
+            .iter()
+            .any(|(n, _)| matches!(n, IpNet::V6(_)) && n.contains(&mapped))
+        {
+            self.push(mapped, 0);
+        }
+    }
+
+    /// Adds a prefix unless one with the same key is there (the first wins).
+    fn push(&mut self, net: IpNet, region: u8) {
+        let (key, len) = geo_key(&net);
+        if self.index.contains_key(&(len, key)) {
+            return;
+        }
+        self.index.insert((len, key), region);
+        if let Err(at) = self.lens.binary_search_by(|l| len.cmp(l)) {
+            self.lens.insert(at, len);
+        }
+        self.entries.push((net, region));
+    }
+
+    /// A table of these prefixes (the first of equal ones wins), e.g. for tests.
+    pub fn from_entries(entries: impl IntoIterator<Item = (IpNet, u8)>) -> Self {
+        let mut t = Self::default();
+        for (net, region) in entries {
+            t.push(normalize_net(net), region);
+        }
+        t
+    }
+
+    /// The prefixes and their region ids: what the XDP trie holds.
+    pub fn entries(&self) -> &[(IpNet, u8)] {
+        &self.entries
+    }
+
+    /// The region id of the longest prefix holding `client` (as the trie looks it up: IPv4 as
+    /// `::ffff:a.b.c.d`), or 0.
+    pub fn region_of(&self, client: IpAddr) -> u8 {
+        let key = key_of(client);
+        for &len in &self.lens {
+            if let Some(&r) = self.index.get(&(len, mask(key, len))) {
+                return r;
+            }
+        }
+        0
+    }
+}

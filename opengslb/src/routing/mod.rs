@@ -28,7 +28,7 @@ mod tests;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-pub use geo::{DbHit, GeoDb, GeoDbError, GeoMatch, GeoResolver, GeoSource};
+pub use geo::{DbHit, GeoDb, GeoDbError, GeoMatch, GeoResolver, GeoSource, GeoTable, geo_key};
 pub use weights::{MAX_WEIGHT_SLOTS, weight_slots};
 
 use crate::config::RoutingAlgorithm;

@@ -669,3 +669,63 @@ fn policy_from_algorithm() {
         Err(PolicyError::NoGeoResolver)
     ));
 }
+
+// ---- the geolocation trie's table (XDP and the userspace fast path) ----
+
+#[test]
+fn geo_table_places_clients_as_the_resolver_does() {
+    // A custom /26 inside a database /24 (the custom rule wins inside it, the database outside), a
+    // custom /16 holding a database /15's half... and a database network inside a custom one.
+    let r = GeoResolver::new(Some("eu".into()))
+        .with_database(geo_db())
+        .with_mappings([
+            (net("198.51.100.64/26"), "ap".to_owned()),
+            (net("203.0.0.0/16"), "eu".to_owned()),
+            (net("2001:db8:4000::/40"), "us".to_owned()),
+        ])
+        .with_country("US", "us")
+        .with_country("DE", "eu")
+        .with_country("JP", "ap")
+        .with_continent("OC", "ap");
+    let ids: HashMap<&str, u8> = [("eu", 1), ("us", 2), ("ap", 3)].into();
+    let t = GeoTable::build(&r, |name| ids.get(name).copied());
+    // 203.0.113.0/24 (US) lies inside the custom 203.0.0.0/16 (eu): left out of the table.
+    assert!(!t.entries().iter().any(|(n, _)| *n == net("203.0.113.0/24")));
+    for addr in [
+        "198.51.100.1",
+        "198.51.100.70",
+        "198.51.100.200",
+        "203.0.113.9",
+        "203.0.1.1",
+        "198.18.5.5",
+        "198.19.0.1",
+        "192.0.2.1",
+        "2001:db8:4000::1",
+        "2001:db8:4100::1",
+        "2001:db8:4800::1",
+        "2001:db8:c::7",
+        "::ffff:198.51.100.70",
+    ] {
+        let a = ip(addr);
+        let want = r.resolve(a).region.unwrap_or("eu");
+        let got = match t.region_of(a) {
+            0 => "eu",
+            id => ids.iter().find(|(_, v)| **v == id).unwrap().0,
+        };
+        assert_eq!(got, want, "{addr}");
+    }
+    assert_eq!(t.region_of(ip("198.51.100.70")), 3);
+    assert_eq!(t.region_of(ip("192.0.2.1")), 0);
+}
+
+#[test]
+fn geo_table_keeps_ipv6_mappings_off_ipv4_clients() {
+    let r = GeoResolver::new(None).with_mappings([(net("::/0"), "us".to_owned())]);
+    let t = GeoTable::build(&r, |n| (n == "us").then_some(2));
+    assert_eq!(t.region_of(ip("2001:db8::1")), 2);
+    assert_eq!(
+        t.region_of(ip("192.0.2.1")),
+        0,
+        "the resolver never matches IPv4 with ::/0"
+    );
+}

@@ -13,18 +13,22 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    maps::{
+        Array, HashMap, Map, MapData, MapError, PerCpuArray,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
         xdp::XdpMode,
     },
 };
+use ipnet::IpNet;
 use opengslb_common::{
     counters::{COUNTER_COUNT, Counter},
     maps::{
-        CONFIG_MAP, COUNTERS_MAP, LAYOUT_VERSION, LISTEN_MAP, ListenKey, PROGRAM_NAME, RECORDS_MAP,
-        ROTATION_MAP, RecordKey, RecordValue, XdpConfig,
+        CONFIG_MAP, COUNTERS_MAP, GEO_MAP, LAYOUT_VERSION, LISTEN_MAP, ListenKey, PROGRAM_NAME,
+        RECORDS_MAP, ROTATION_MAP, RecordKey, RecordValue, XdpConfig,
     },
 };
 use tracing::{info, warn};
@@ -44,12 +48,13 @@ pub fn pin_dir(root: &Path) -> PathBuf {
 }
 
 /// The maps that are pinned, so tools (and `opengslb xdp counters`) can read them while we run.
-const PINNED_MAPS: [&str; 5] = [
+const PINNED_MAPS: [&str; 6] = [
     RECORDS_MAP,
     LISTEN_MAP,
     CONFIG_MAP,
     COUNTERS_MAP,
     ROTATION_MAP,
+    GEO_MAP,
 ];
 
 /// What can go wrong in the data plane.
@@ -170,6 +175,9 @@ pub struct Dataplane {
     listen: HashMap<MapData, ListenKey, u8>,
     config: Array<MapData, XdpConfig>,
     counters: PerCpuArray<MapData, u64>,
+    geo: LpmTrie<MapData, [u8; 16], u8>,
+    /// What the geolocation trie holds, as we wrote it: (key, prefix length) → region id.
+    geo_current: std::collections::HashMap<([u8; 16], u32), u8>,
     sync: sync::RecordSync,
     attachments: Vec<Attachment>,
     pinned_maps: Vec<PathBuf>,
@@ -235,12 +243,15 @@ impl Dataplane {
         let config = Array::try_from(take(&mut ebpf, CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?).map_err(map_err(COUNTERS_MAP))?;
+        let geo = LpmTrie::try_from(take(&mut ebpf, GEO_MAP)?).map_err(map_err(GEO_MAP))?;
         Ok(Self {
             ebpf,
             records,
             listen,
             config,
             counters,
+            geo,
+            geo_current: std::collections::HashMap::new(),
             sync: sync::RecordSync::default(),
             attachments: Vec::new(),
             pinned_maps,
@@ -292,6 +303,44 @@ impl Dataplane {
             }
         }
         Ok(plan)
+    }
+
+    /// Makes the geolocation trie hold exactly `entries` (client prefix → region id; IPv4 prefixes are
+    /// keyed `::ffff:a.b.c.d` with their length + 96), writing only what changed: new and changed prefixes
+    /// first, then removals. Returns how many prefixes were written or removed.
+    pub fn set_geo(&mut self, entries: &[(IpNet, u8)]) -> Result<usize, XdpError> {
+        let mut wanted = std::collections::HashMap::with_capacity(entries.len());
+        for net in entries {
+            let (key, len) = crate::routing::geo_key(&net.0);
+            wanted
+                .entry((key.to_be_bytes(), u32::from(len)))
+                .or_insert(net.1);
+        }
+        let mut written = 0;
+        for (&(data, len), &region) in &wanted {
+            if self.geo_current.get(&(data, len)) != Some(&region) {
+                self.geo
+                    .insert(&LpmKey::new(len, data), region, 0)
+                    .map_err(map_err(GEO_MAP))?;
+                self.geo_current.insert((data, len), region);
+                written += 1;
+            }
+        }
+        let stale: Vec<([u8; 16], u32)> = self
+            .geo_current
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .copied()
+            .collect();
+        for (data, len) in stale {
+            match self.geo.remove(&LpmKey::new(len, data)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(GEO_MAP)(e)),
+            }
+            self.geo_current.remove(&(data, len));
+            written += 1;
+        }
+        Ok(written)
     }
 
     /// The counters summed over CPUs.

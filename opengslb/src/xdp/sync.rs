@@ -103,8 +103,20 @@ impl RecordSync {
             Policy::RoundRobin => policy::ROUND_ROBIN,
             Policy::FixedOrder => policy::FIXED_ORDER,
             Policy::Weighted(_) => policy::WEIGHTED,
+            Policy::Geo { .. } => policy::GEO,
             Policy::Userspace => policy::USERSPACE,
         };
+        if let Policy::Geo {
+            regions,
+            default_region,
+        } = &e.policy
+            && v.policy == policy::GEO
+        {
+            v.default_region = *default_region;
+            for (dst, (ip, _)) in v.regions.iter_mut().zip(set.iter()) {
+                *dst = regions.get(ip).copied().unwrap_or(0);
+            }
+        }
         if v.policy == policy::WEIGHTED {
             // The slot table userspace routing indexes too, over the same records.
             let slots = weight_slots(&e.candidates());

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod gossip;
 pub mod health;
 pub mod logging;
 pub mod metrics;

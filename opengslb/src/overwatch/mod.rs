@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::{Config, RoutingAlgorithm},
+    config::Config,
     dns::{
         Snapshot, Zone,
         server::{self, ServerConfig},
@@ -30,7 +30,7 @@ use crate::{
     metrics::{self, Metrics},
     registry::CheckOutcome,
     routing::Candidate,
-    table::{AllDown, AnswerTable, NameSpec, Policy, Weights},
+    table::AnswerTable,
     xdp::{self, Dataplane},
 };
 
@@ -47,59 +47,10 @@ pub struct Options {
     pub config: Option<PathBuf>,
 }
 
-/// The answer table a config describes.
+/// The answer table a config describes before any health or latency data: every configured backend in,
+/// as the control plane first publishes it.
 pub fn table_from_config(cfg: &Config) -> AnswerTable {
-    let specs: Vec<NameSpec> = cfg
-        .domain_records()
-        .into_iter()
-        .map(|d| NameSpec {
-            policy: static_policy(cfg, &d.name, d.algorithm),
-            name: d.name,
-            ttl: d.ttl,
-            max_answers: d.max_answers,
-            all_down: if cfg.dns.return_last_healthy {
-                AllDown::LastHealthy
-            } else {
-                AllDown::All
-            },
-            v4: d.v4,
-            v6: d.v6,
-        })
-        .collect();
-    AnswerTable::from_specs(&specs)
-}
-
-/// The table policy of a domain answered from the config alone (no health or latency data): failover in
-/// config order; weighted by the servers' weights (an address two servers share gets their sum); latency
-/// with no probe data is round-robin (routing's rule); geolocation depends on the client, so only
-/// userspace answers it.
-fn static_policy(cfg: &Config, name: &str, algorithm: RoutingAlgorithm) -> Policy {
-    match algorithm {
-        RoutingAlgorithm::RoundRobin
-        | RoutingAlgorithm::Latency
-        | RoutingAlgorithm::LearnedLatency => Policy::RoundRobin,
-        RoutingAlgorithm::Failover => Policy::FixedOrder,
-        RoutingAlgorithm::Geolocation => Policy::Userspace,
-        RoutingAlgorithm::Weighted => {
-            let regions = cfg
-                .domains
-                .iter()
-                .find(|d| d.name == name)
-                .map(|d| d.regions.as_slice())
-                .unwrap_or_default();
-            let mut weights = Weights::new();
-            let servers = regions
-                .iter()
-                .filter_map(|r| cfg.regions.iter().find(|x| &x.name == r))
-                .flat_map(|r| &r.servers)
-                .filter(|s| s.service == name);
-            for s in servers {
-                let w = weights.entry(s.address.to_canonical()).or_insert(0);
-                *w = w.saturating_add(s.weight);
-            }
-            Policy::Weighted(weights)
-        }
-    }
+    Control::new(cfg).publish(Instant::now()).table
 }
 
 /// The addresses XDP answers on: the listen address, or for a wildcard every address of the attached

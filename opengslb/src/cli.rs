@@ -1,11 +1,15 @@
-//! The command line: `overwatch`, `config validate`, and `xdp counters`.
+//! The command line: `overwatch`, `agent`, `config validate`, and `xdp counters`.
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-use crate::{config::Config, overwatch, xdp};
+use crate::{
+    agent,
+    config::{Config, Mode},
+    overwatch, xdp,
+};
 
 /// OpenGSLB: DNS-based global server load balancing with an XDP fast path.
 #[derive(Debug, Parser)]
@@ -37,6 +41,18 @@ pub enum Command {
         #[arg(long)]
         xdp_only: bool,
     },
+    /// Run the agent beside an app (`mode: agent` config), or tell a running one to drain.
+    Agent {
+        /// The config file (YAML, the original's format, `mode: agent`).
+        #[arg(long, short, default_value = "/etc/opengslb/config.yaml")]
+        config: PathBuf,
+        /// The control socket of the running agent (default: the config's `agent.control_socket`).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Without a subcommand, run the agent.
+        #[command(subcommand)]
+        command: Option<AgentCommand>,
+    },
     /// Config file tools.
     Config {
         /// What to do with a config.
@@ -49,6 +65,19 @@ pub enum Command {
         #[command(subcommand)]
         command: XdpCommand,
     },
+}
+
+/// `opengslb agent ...`
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Drain the agent's backends (`on`) or end the drain (`off`), as the drain file does.
+    Drain {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Print whether the agent is drained by hand.
+    Status,
 }
 
 /// `opengslb config ...`
@@ -84,6 +113,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             xdp_only,
         } => {
             let cfg = load(config.as_deref())?;
+            if cfg.mode == Mode::Agent {
+                bail!("the config has mode: agent; run it with `opengslb agent --config FILE`");
+            }
             overwatch::run(
                 cfg,
                 overwatch::Options {
@@ -93,6 +125,35 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     config,
                 },
             )
+        }
+        Command::Agent {
+            config,
+            socket,
+            command,
+        } => {
+            let cmd = match command {
+                None => {
+                    let cfg = load(Some(&config))?;
+                    if cfg.mode != Mode::Agent {
+                        bail!(
+                            "{} has mode: overwatch; `opengslb agent` needs a config with mode: agent",
+                            config.display()
+                        );
+                    }
+                    return agent::run(cfg);
+                }
+                Some(AgentCommand::Drain { state }) if state == "on" => {
+                    agent::drain::Command::Drain
+                }
+                Some(AgentCommand::Drain { .. }) => agent::drain::Command::Undrain,
+                Some(AgentCommand::Status) => agent::drain::Command::Status,
+            };
+            let path = match socket {
+                Some(p) => p,
+                None => load(Some(&config))?.agent.control_socket,
+            };
+            println!("{}", agent::control(&path, cmd)?);
+            Ok(())
         }
         Command::Config {
             command: ConfigCommand::Validate { file },

@@ -4,6 +4,7 @@
 //! the hot A/AAAA queries in the kernel from an eBPF map that the overwatch keeps in step with the answer
 //! table. See `DESIGN.md` for the architecture; each module holds one concern.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dns;

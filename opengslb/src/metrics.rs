@@ -34,6 +34,19 @@ pub struct Sources {
     pub xdp: Mutex<Option<Counters>>,
     /// The userspace DNS server's counters.
     pub dns: Mutex<Option<Arc<Stats>>>,
+    /// The gossip node and the agents' book, when gossip is on.
+    pub gossip: Mutex<Option<GossipSource>>,
+}
+
+/// What the metrics show of gossip: the node's counters, and the book's report results and agents.
+#[derive(Debug, Clone)]
+pub struct GossipSource {
+    /// The node's counters, read at scrape time.
+    pub node: Arc<crate::gossip::node::NodeStats>,
+    /// Reports by result, as of the last change.
+    pub reports: Vec<(&'static str, u64)>,
+    /// Agents by state, as of the last change.
+    pub agents: Vec<(&'static str, usize)>,
 }
 
 /// The registry and the metrics the overwatch updates directly.
@@ -108,8 +121,56 @@ impl Collector for SourceCollector {
                 c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
             }
         }
+        let gossip = self.0.gossip.lock().ok().and_then(|g| g.clone());
+        if let Some(g) = gossip {
+            encode_gossip(&mut encoder, &g)?;
+        }
         Ok(())
     }
+}
+
+fn encode_gossip(encoder: &mut DescriptorEncoder, g: &GossipSource) -> Result<(), std::fmt::Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counter = ConstCounter::new(0u64);
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_gossip_dropped",
+        "Gossip datagrams dropped before use, by reason (too_short, too_large, bad_magic, bad_version, no_key_opens, replayed, unknown_kind, bad_swim, queue_full)",
+        None,
+        counter.metric_type(),
+    )?;
+    for (reason, n) in g.node.drops() {
+        ConstCounter::new(n).encode(fam.encode_family(&[("reason", reason)])?)?;
+    }
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_gossip_datagrams",
+        "Gossip datagrams received and sent",
+        None,
+        counter.metric_type(),
+    )?;
+    for (dir, v) in [("received", &g.node.received), ("sent", &g.node.sent)] {
+        ConstCounter::new(v.load(Relaxed)).encode(fam.encode_family(&[("direction", dir)])?)?;
+    }
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_agent_reports",
+        "Agent reports that opened, by result: applied, left, or why they were refused (malformed, bad_token, unknown_service, stale)",
+        None,
+        counter.metric_type(),
+    )?;
+    for (result, n) in &g.reports {
+        ConstCounter::new(*n).encode(fam.encode_family(&[("result", *result)])?)?;
+    }
+    let gauge = prometheus_client::metrics::gauge::ConstGauge::new(0i64);
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_agents",
+        "Agents the overwatch knows, by state (alive, left, dead)",
+        None,
+        gauge.metric_type(),
+    )?;
+    for (state, n) in &g.agents {
+        prometheus_client::metrics::gauge::ConstGauge::new(*n as i64)
+            .encode(fam.encode_family(&[("state", *state)])?)?;
+    }
+    Ok(())
 }
 
 impl Default for Metrics {

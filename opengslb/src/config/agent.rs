@@ -44,6 +44,10 @@ pub struct AgentConfig {
     /// Scheduled maintenance, during which the backends are reported `draining` (ours). Default: none.
     #[serde(default, deserialize_with = "de::nullable")]
     pub maintenance: MaintenanceConfig,
+    /// The Unix socket `opengslb agent drain on|off` talks to (ours); an absolute path. Default
+    /// `/run/opengslb-agent.sock`.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
 }
 
 /// Documented defaults, the same ones serde applies to missing keys.
@@ -58,8 +62,13 @@ impl Default for AgentConfig {
             latency_learning: LatencyLearningConfig::default(),
             drain_file: default_drain_file(),
             maintenance: MaintenanceConfig::default(),
+            control_socket: default_control_socket(),
         }
     }
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("/run/opengslb-agent.sock")
 }
 
 fn default_drain_file() -> PathBuf {

@@ -15,6 +15,11 @@ pub(super) const ACTED_ON: &[&str] = &[
     "domains",
     "metrics",
     "overwatch.validation.enabled",
+    "overwatch.identity.node_id",
+    "overwatch.gossip",
+    "overwatch.agent_tokens",
+    "overwatch.data_dir",
+    "agent",
     "overwatch.stale",
     "overwatch.geolocation",
     "geolocation",
@@ -29,6 +34,13 @@ pub(super) const NOT_YET: &[&str] = &[
     // ECS is always honoured when a query carries it.
     "overwatch.geolocation.ecs_enabled",
     "geolocation.ecs_enabled",
+    // Agents identify by host name and backends; no certificates.
+    "agent.identity.cert_path",
+    "agent.identity.key_path",
+    // Reports go every 300 ms; `missed_threshold` of them missed make the agent dead.
+    "agent.heartbeat.interval",
+    "agent.latency_learning",
+    "agent.predictive",
 ];
 
 /// Whether the key at `path` is acted on.

@@ -550,6 +550,12 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
         "{} is not an absolute path",
         agent.drain_file.display()
     );
+    ensure!(
+        agent.control_socket.is_absolute(),
+        "agent.control_socket",
+        "{} is not an absolute path",
+        agent.control_socket.display()
+    );
     for (i, window) in agent.maintenance.windows.iter().enumerate() {
         let key = |k: &str| format!("agent.maintenance.windows[{i}].{k}");
         if let Some(d) = window.duration {

@@ -260,16 +260,21 @@ impl DropCounts {
 
     /// All drops together.
     pub fn total(&self) -> u64 {
+        self.by_reason()
+            .iter()
+            .fold(0u64, |a, (_, n)| a.saturating_add(*n))
+    }
+
+    /// Each count under the name the metrics give its reason.
+    pub fn by_reason(&self) -> [(&'static str, u64); 6] {
         [
-            self.too_short,
-            self.too_large,
-            self.bad_magic,
-            self.bad_version,
-            self.no_key_opens,
-            self.replayed,
+            ("too_short", self.too_short),
+            ("too_large", self.too_large),
+            ("bad_magic", self.bad_magic),
+            ("bad_version", self.bad_version),
+            ("no_key_opens", self.no_key_opens),
+            ("replayed", self.replayed),
         ]
-        .iter()
-        .fold(0u64, |a, b| a.saturating_add(*b))
     }
 }
 

@@ -11,7 +11,11 @@ use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, error, info, warn};
 
+pub mod agents;
 pub mod control;
+mod gossip;
+
+pub use gossip::hostname;
 
 use control::{Control, Published};
 
@@ -265,18 +269,47 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             &tracker,
             token.clone(),
         );
+        let mut gossip = gossip::Gossip::start(&cfg, &tracker, token.clone(), metrics.clone()).await?;
         let mut running = cfg.clone();
         let mut last = state_of(&control.publish(Instant::now()));
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            // Far enough to never fire, near enough not to overflow `Instant`.
+            let agent_deadline = gossip
+                .as_ref()
+                .and_then(gossip::Gossip::deadline)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
+                event = next_gossip(&mut gossip) => {
+                    let now = Instant::now();
+                    if let Some(g) = gossip.as_mut()
+                        && g.handle(event, &mut control.registry, now)
+                    {
+                        let p = control.publish(now);
+                        last = state_of(&p);
+                        publisher.publish(p);
+                    }
+                }
+                () = tokio::time::sleep_until(agent_deadline.into()) => {
+                    let now = Instant::now();
+                    if let Some(g) = gossip.as_mut()
+                        && g.expire(&mut control.registry, now)
+                    {
+                        let p = control.publish(now);
+                        last = state_of(&p);
+                        publisher.publish(p);
+                    }
+                }
                 _ = term.recv() => break,
                 _ = hup.recv() => {
                     if let Some(new) = reload(&opts, &running) {
                         control.reload(&new);
+                        if let Some(g) = gossip.as_mut() {
+                            g.reload(&new);
+                        }
                         prober.update(control.probes());
                         running = new;
                         let p = control.publish(Instant::now());
@@ -351,6 +384,14 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// The next gossip event, or never when gossip is off.
+async fn next_gossip(gossip: &mut Option<gossip::Gossip>) -> crate::gossip::node::Event {
+    match gossip {
+        Some(g) => g.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// SIGHUP: re-read the config file and publish its table. Settings that need a restart (listen address,

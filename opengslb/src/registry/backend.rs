@@ -172,6 +172,42 @@ pub struct Validation {
     pub latency_samples: u32,
 }
 
+impl Validation {
+    /// Records one probe outcome under the policy's thresholds: `success_threshold` passes in a row make
+    /// it passing, `failure_threshold` failures in a row (or one definitive failure) make it failing;
+    /// anything short of that keeps the state it had. Passing probes feed the latency average. Returns
+    /// whether the state changed (latency alone is no change).
+    pub fn record(&mut self, outcome: super::CheckOutcome, policy: super::CheckPolicy) -> bool {
+        let v = self;
+        let old = v.state;
+        if outcome.latency.is_some() {
+            v.last_latency = outcome.latency;
+        }
+        if outcome.ok {
+            v.consecutive_successes = v.consecutive_successes.saturating_add(1);
+            v.consecutive_failures = 0;
+            if v.consecutive_successes >= policy.success_threshold.max(1) {
+                v.state = ValidationState::Passing;
+            }
+            if let Some(sample) = outcome.latency {
+                v.ewma_latency = Some(crate::routing::ewma(
+                    v.ewma_latency,
+                    sample,
+                    policy.smoothing,
+                ));
+                v.latency_samples = v.latency_samples.saturating_add(1);
+            }
+        } else {
+            v.consecutive_failures = v.consecutive_failures.saturating_add(1);
+            v.consecutive_successes = 0;
+            if outcome.definitive || v.consecutive_failures >= policy.failure_threshold.max(1) {
+                v.state = ValidationState::Failing;
+            }
+        }
+        v.state != old
+    }
+}
+
 /// One backend: who declared it, who reports on it, and what is known about it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Backend {

@@ -362,33 +362,7 @@ impl Registry {
         let Some(b) = self.backends.get_mut(&canonical(key)) else {
             return false;
         };
-        let v = &mut b.validation;
-        let old = v.state;
-        if outcome.latency.is_some() {
-            v.last_latency = outcome.latency;
-        }
-        if outcome.ok {
-            v.consecutive_successes = v.consecutive_successes.saturating_add(1);
-            v.consecutive_failures = 0;
-            if v.consecutive_successes >= policy.success_threshold.max(1) {
-                v.state = ValidationState::Passing;
-            }
-            if let Some(sample) = outcome.latency {
-                v.ewma_latency = Some(crate::routing::ewma(
-                    v.ewma_latency,
-                    sample,
-                    policy.smoothing,
-                ));
-                v.latency_samples = v.latency_samples.saturating_add(1);
-            }
-        } else {
-            v.consecutive_failures = v.consecutive_failures.saturating_add(1);
-            v.consecutive_successes = 0;
-            if outcome.definitive || v.consecutive_failures >= policy.failure_threshold.max(1) {
-                v.state = ValidationState::Failing;
-            }
-        }
-        v.state != old
+        b.validation.record(outcome, policy)
     }
 
     /// An agent's report on a backend, received at `now`. It claims the backend at that key (a static or

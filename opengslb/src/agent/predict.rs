@@ -1,0 +1,143 @@
+//! The predictive drain: samples CPU, memory and the error rate every `predictive.check_interval`, and
+//! drains while a threshold is crossed. Each threshold has a hysteresis band and holds for at least its
+//! `bleed_duration`, so a backend does not flap in and out of DNS.
+
+use std::{str::FromStr as _, time::Duration, time::Instant};
+
+use anyhow::Context as _;
+use tracing::debug;
+
+use super::signals::{
+    CheckWindow, CpuSampler, ErrorRateFromCounters, MetricSelector, Trigger, memory_percent,
+    verdict,
+};
+use crate::{config::PredictiveConfig, gossip::wire::Signals};
+
+/// How far below its threshold CPU or memory must fall before a drain ends, in percentage points.
+const HYSTERESIS_LOAD: f64 = 5.0;
+
+/// As [`HYSTERESIS_LOAD`], for the error rate.
+const HYSTERESIS_ERRORS: f64 = 2.0;
+
+/// How long a scrape of the app's metrics may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the error rate comes from.
+enum ErrorSource {
+    /// The app's Prometheus endpoint.
+    Scrape {
+        client: reqwest::Client,
+        url: String,
+        total: MetricSelector,
+        failed: MetricSelector,
+        rate: ErrorRateFromCounters,
+    },
+    /// The agent's own failed checks over the window.
+    Checks(CheckWindow),
+}
+
+/// The predictive signals and their triggers; inert when `predictive.enabled` is false.
+pub(super) struct Predictor {
+    enabled: bool,
+    interval: Duration,
+    cpu: CpuSampler,
+    cpu_trigger: Trigger,
+    memory_trigger: Trigger,
+    errors: ErrorSource,
+    error_trigger: Trigger,
+}
+
+impl Predictor {
+    /// Builds the predictor; a metric selector that does not parse is an error naming its key.
+    pub fn new(cfg: &PredictiveConfig) -> anyhow::Result<Self> {
+        let host_cpus = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let errors = match &cfg.error_rate.source {
+            Some(src) => ErrorSource::Scrape {
+                client: reqwest::Client::builder()
+                    .timeout(SCRAPE_TIMEOUT)
+                    .build()
+                    .context("HTTP client for agent.predictive.error_rate.source")?,
+                url: src.url.clone(),
+                total: MetricSelector::from_str(&src.total_metric)
+                    .context("agent.predictive.error_rate.source.total_metric")?,
+                failed: MetricSelector::from_str(&src.failed_metric)
+                    .context("agent.predictive.error_rate.source.failed_metric")?,
+                rate: ErrorRateFromCounters::new(),
+            },
+            None => ErrorSource::Checks(CheckWindow::new(cfg.error_rate.window)),
+        };
+        Ok(Self {
+            enabled: cfg.enabled,
+            interval: cfg.check_interval,
+            cpu: CpuSampler::new("/", host_cpus),
+            cpu_trigger: Trigger::new(cfg.cpu.threshold, HYSTERESIS_LOAD, cfg.cpu.bleed_duration),
+            memory_trigger: Trigger::new(
+                cfg.memory.threshold,
+                HYSTERESIS_LOAD,
+                cfg.memory.bleed_duration,
+            ),
+            errors,
+            error_trigger: Trigger::new(
+                cfg.error_rate.threshold,
+                HYSTERESIS_ERRORS,
+                cfg.error_rate.bleed_duration,
+            ),
+        })
+    }
+
+    /// Time between samples.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Counts a health check towards the error rate when no metrics endpoint is configured.
+    pub fn record_check(&mut self, now: Instant, ok: bool) {
+        if let ErrorSource::Checks(w) = &mut self.errors {
+            w.record(now, ok);
+        }
+    }
+
+    /// Samples the signals; returns the drain reason if any trigger fires, and the values measured.
+    pub async fn sample(&mut self, now: Instant) -> (Option<String>, Signals) {
+        if !self.enabled {
+            return (None, Signals::default());
+        }
+        let cpu = self.cpu.sample(now);
+        let memory = memory_percent("/");
+        let error_rate = match &mut self.errors {
+            ErrorSource::Checks(w) => w.rate(now),
+            ErrorSource::Scrape {
+                client,
+                url,
+                total,
+                failed,
+                rate,
+            } => match scrape(client, url).await {
+                Ok(text) => rate.update_from_text(&text, total, failed),
+                Err(e) => {
+                    debug!(%url, error = %e, "scraping the app's metrics failed");
+                    None
+                }
+            },
+        };
+        self.cpu_trigger.update(now, cpu);
+        self.memory_trigger.update(now, memory);
+        self.error_trigger.update(now, error_rate);
+        let v = verdict(&[
+            ("cpu", &self.cpu_trigger, cpu),
+            ("memory", &self.memory_trigger, memory),
+            ("error rate", &self.error_trigger, error_rate),
+        ]);
+        let signals = Signals {
+            cpu: cpu.map(|v| v as f32),
+            memory: memory.map(|v| v as f32),
+            error_rate: error_rate.map(|v| v as f32),
+        };
+        (v.draining.then_some(v.reason), signals)
+    }
+}
+
+async fn scrape(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let response = client.get(url).send().await?.error_for_status()?;
+    Ok(response.text().await?)
+}

@@ -1,0 +1,407 @@
+//! A gossip node: one UDP socket carrying SWIM membership (foca) and agents' reports, every datagram
+//! sealed. Agents and overwatches both run one; it is driven by a Tokio task that owns the socket, the
+//! foca instance and its timers, and talks to the rest of the process through channels.
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    num::{NonZeroU32, NonZeroUsize},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot, watch},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, info, warn};
+
+use super::{
+    member::{Member, Role},
+    seal::{DropCounts, MAX_DATAGRAM, Opener, SealError, Sealer},
+    wire::{KIND_REPORT, KIND_SWIM},
+};
+use crate::config::NodeAddress;
+
+/// How often an agent re-announces itself to its seeds: at once while it knows no overwatch (the
+/// original gave up after one try), and at this pace afterwards so a restarted overwatch learns it again.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Agent or overwatch.
+    pub role: Role,
+    /// The agent id or overwatch node id.
+    pub name: String,
+    /// Where to bind the UDP socket.
+    pub bind: SocketAddr,
+    /// The address peers reach this node at; `None`: derived from `bind` and the first seed.
+    pub advertise: Option<SocketAddr>,
+    /// Overwatches to announce to (agents): retried until one answers, and now and then afterwards.
+    pub seeds: Vec<NodeAddress>,
+    /// The key ring: the first key seals, all open.
+    pub keys: Vec<[u8; 32]>,
+    /// SWIM probe period.
+    pub probe_interval: Duration,
+    /// SWIM probe round-trip allowance.
+    pub probe_timeout: Duration,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
+}
+
+/// What a node tells its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A report payload opened (still to be decoded and authenticated).
+    Report {
+        /// The payload.
+        payload: Vec<u8>,
+        /// The sending process's epoch (a new one after every restart).
+        sender_epoch: u64,
+        /// Where it came from.
+        from: SocketAddr,
+    },
+    /// SWIM says a member is up.
+    MemberUp(Member),
+    /// SWIM says a member is down (failed, or left).
+    MemberDown(Member),
+}
+
+/// Counters of a node, shared with the metrics.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// Datagrams received (before opening).
+    pub received: AtomicU64,
+    /// Datagrams sent.
+    pub sent: AtomicU64,
+    /// Opened datagrams of an unknown kind.
+    pub unknown_kind: AtomicU64,
+    /// Opened SWIM datagrams foca refused.
+    pub bad_swim: AtomicU64,
+    /// Events dropped because the owner was not keeping up.
+    pub queue_full: AtomicU64,
+    /// Sends that failed.
+    pub send_errors: AtomicU64,
+    /// Datagrams that did not open, by reason (copied from the opener).
+    pub seal_drops: std::sync::Mutex<DropCounts>,
+}
+
+impl NodeStats {
+    /// Datagrams dropped before reaching foca or the owner, by reason, for the metrics.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        let seal = self.seal_drops.lock().map(|d| *d).unwrap_or_default();
+        let mut out: Vec<(&'static str, u64)> = seal.by_reason().to_vec();
+        out.push(("unknown_kind", self.unknown_kind.load(Ordering::Relaxed)));
+        out.push(("bad_swim", self.bad_swim.load(Ordering::Relaxed)));
+        out.push(("queue_full", self.queue_full.load(Ordering::Relaxed)));
+        out
+    }
+}
+
+enum Command {
+    Report(Vec<u8>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// The owner's handle on a running node.
+#[derive(Clone, Debug)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    overwatches: watch::Receiver<BTreeSet<SocketAddr>>,
+    /// The node's counters.
+    pub stats: Arc<NodeStats>,
+    /// The address peers reach this node at.
+    pub advertised: SocketAddr,
+}
+
+impl Node {
+    /// Binds the socket and starts the node on `tracker`. Events arrive on the returned receiver.
+    pub async fn start(
+        cfg: NodeConfig,
+        tracker: &TaskTracker,
+        token: CancellationToken,
+    ) -> anyhow::Result<(Self, mpsc::Receiver<Event>)> {
+        use anyhow::Context as _;
+        let socket = UdpSocket::bind(cfg.bind)
+            .await
+            .with_context(|| format!("cannot bind the gossip socket to {}", cfg.bind))?;
+        let bound = socket.local_addr()?;
+        let first_seed = resolve(&cfg.seeds).await.into_iter().next();
+        let advertised = cfg
+            .advertise
+            .unwrap_or_else(|| super::member::advertised(bound, first_seed));
+        let ring = cfg.keys.clone();
+        let sealer = Sealer::new(&ring).context("gossip sealer")?;
+        let opener = Opener::new(&ring).context("gossip opener")?;
+        let me = Member::new(cfg.role, cfg.name.clone(), advertised);
+        let mut swim = foca::Config::new_lan(NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN));
+        swim.probe_period = cfg.probe_interval;
+        swim.probe_rtt = cfg.probe_timeout;
+        if let Some(g) = swim.periodic_gossip.as_mut() {
+            g.frequency = cfg.gossip_interval;
+        }
+        // Room for the seal's header, inner prefix and tag within an Ethernet MTU.
+        swim.max_packet_size = NonZeroUsize::new(1400).unwrap_or(NonZeroUsize::MIN);
+        let rng: StdRng = rand::make_rng();
+        let foca = Foca::new(me, swim, rng, PostcardCodec);
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (ev_tx, ev_rx) = mpsc::channel(4096);
+        let (ow_tx, ow_rx) = watch::channel(BTreeSet::new());
+        let (timer_tx, timer_rx) = mpsc::channel(1024);
+        let stats = Arc::new(NodeStats::default());
+        info!(role = cfg.role.as_str(), name = %cfg.name, bind = %bound, advertised = %advertised, "gossip node up");
+        let task = Task {
+            socket,
+            sealer,
+            opener,
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            seeds: cfg.seeds,
+            events: ev_tx,
+            overwatches: ow_tx,
+            known: BTreeSet::new(),
+            timers: timer_tx,
+            stats: stats.clone(),
+            tracker: tracker.clone(),
+            token: token.clone(),
+            left: false,
+        };
+        tracker.spawn(task.run(cmd_rx, timer_rx));
+        Ok((
+            Self {
+                commands: cmd_tx,
+                overwatches: ow_rx,
+                stats,
+                advertised,
+            },
+            ev_rx,
+        ))
+    }
+
+    /// Sends a report payload, sealed, to every overwatch known (members and seeds). Never blocks: when
+    /// the node is behind, the report is dropped (the next one follows within an interval).
+    pub fn send_report(&self, payload: Vec<u8>) {
+        if self.commands.try_send(Command::Report(payload)).is_err() {
+            self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Leaves the cluster: tells the members, then returns (within a second at most).
+    pub async fn leave(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Leave(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        }
+    }
+
+    /// The overwatches SWIM currently knows up, by address.
+    pub fn overwatches(&self) -> BTreeSet<SocketAddr> {
+        self.overwatches.borrow().clone()
+    }
+}
+
+/// Resolves seed addresses (names through the system resolver); unresolvable ones are skipped with a
+/// debug line, and retried at the next announce.
+async fn resolve(seeds: &[NodeAddress]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for seed in seeds {
+        match tokio::net::lookup_host((seed.host.as_str(), seed.port)).await {
+            Ok(addrs) => out.extend(addrs),
+            Err(e) => debug!(seed = %seed, error = %e, "cannot resolve a gossip seed yet"),
+        }
+    }
+    out
+}
+
+type Swim = Foca<Member, PostcardCodec, StdRng, NoCustomBroadcast>;
+
+struct Task {
+    socket: UdpSocket,
+    sealer: Sealer,
+    opener: Opener,
+    foca: Swim,
+    runtime: AccumulatingRuntime<Member>,
+    seeds: Vec<NodeAddress>,
+    events: mpsc::Sender<Event>,
+    overwatches: watch::Sender<BTreeSet<SocketAddr>>,
+    known: BTreeSet<SocketAddr>,
+    timers: mpsc::Sender<Timer<Member>>,
+    stats: Arc<NodeStats>,
+    tracker: TaskTracker,
+    token: CancellationToken,
+    /// Set once this node left: being declared down is then expected, not a reason to rejoin.
+    left: bool,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut timers: mpsc::Receiver<Timer<Member>>,
+    ) {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seed_addrs: Vec<SocketAddr> = Vec::new();
+        loop {
+            tokio::select! {
+                () = self.token.cancelled() => break,
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.receive(&buf[..len], from).await,
+                    Err(e) => debug!(error = %e, "gossip receive failed"),
+                },
+                Some(timer) = timers.recv() => {
+                    if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
+                        debug!(error = %e, "foca timer");
+                    }
+                    self.drain().await;
+                }
+                Some(cmd) = commands.recv() => match cmd {
+                    Command::Report(payload) => {
+                        let datagram = self.sealer.seal(KIND_REPORT, &payload);
+                        let targets: BTreeSet<SocketAddr> =
+                            self.known.iter().chain(&seed_addrs).copied().collect();
+                        for to in targets {
+                            self.send(&datagram, to).await;
+                        }
+                    }
+                    Command::Leave(done) => {
+                        self.left = true;
+                        if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
+                            debug!(error = %e, "foca leave");
+                        }
+                        self.drain().await;
+                        let _ = done.send(());
+                    }
+                },
+                _ = announce.tick(), if !self.seeds.is_empty() => {
+                    seed_addrs = resolve(&self.seeds).await;
+                    for addr in &seed_addrs {
+                        let seed = Member {
+                            role: Role::Overwatch,
+                            name: String::new(),
+                            addr: *addr,
+                            incarnation: 0,
+                        };
+                        if let Err(e) = self.foca.announce(seed, &mut self.runtime) {
+                            debug!(error = %e, "foca announce");
+                        }
+                    }
+                    self.drain().await;
+                    // Once an overwatch answered, re-announce only now and then.
+                    if !self.known.is_empty() && announce.period() == ANNOUNCE_EVERY {
+                        announce = tokio::time::interval(ANNOUNCE_EVERY * 10);
+                        announce.reset();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn receive(&mut self, datagram: &[u8], from: SocketAddr) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let opened = self.opener.open(datagram);
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                self.note_drop(e, from);
+                return;
+            }
+        };
+        match opened.kind {
+            KIND_SWIM => {
+                if let Err(e) = self.foca.handle_data(&opened.payload, &mut self.runtime) {
+                    self.stats.bad_swim.fetch_add(1, Ordering::Relaxed);
+                    debug!(%from, error = %e, "SWIM datagram refused");
+                }
+                self.drain().await;
+            }
+            KIND_REPORT => self.emit(Event::Report {
+                payload: opened.payload,
+                sender_epoch: opened.sender_epoch,
+                from,
+            }),
+            kind => {
+                self.stats.unknown_kind.fetch_add(1, Ordering::Relaxed);
+                debug!(%from, kind, "gossip datagram of an unknown kind dropped");
+            }
+        }
+    }
+
+    fn note_drop(&self, error: SealError, from: SocketAddr) {
+        if let Ok(mut d) = self.stats.seal_drops.lock() {
+            *d = self.opener.drops();
+        }
+        // Forged or foreign traffic can be a flood: one line per datagram only at debug level.
+        debug!(%from, %error, "gossip datagram dropped");
+    }
+
+    fn emit(&self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn send(&self, datagram: &[u8], to: SocketAddr) {
+        match self.socket.send_to(datagram, to).await {
+            Ok(_) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                debug!(%to, error = %e, "gossip send failed");
+            }
+        }
+    }
+
+    /// Carries out what foca asked for: sends, timers, and membership changes.
+    async fn drain(&mut self) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            let datagram = self.sealer.seal(KIND_SWIM, &data);
+            self.send(&datagram, to.addr).await;
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            let tx = self.timers.clone();
+            let token = self.token.clone();
+            self.tracker.spawn(async move {
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    () = tokio::time::sleep(after) => { let _ = tx.send(timer).await; }
+                }
+            });
+        }
+        let mut changed = false;
+        while let Some(n) = self.runtime.to_notify() {
+            match n {
+                OwnedNotification::MemberUp(m) => {
+                    info!(role = m.role.as_str(), name = %m.name, addr = %m.addr, "member up");
+                    if m.role == Role::Overwatch {
+                        changed |= self.known.insert(m.addr);
+                    }
+                    self.emit(Event::MemberUp(m));
+                }
+                OwnedNotification::MemberDown(m) => {
+                    info!(role = m.role.as_str(), name = %m.name, addr = %m.addr, "member down");
+                    if m.role == Role::Overwatch {
+                        changed |= self.known.remove(&m.addr);
+                    }
+                    self.emit(Event::MemberDown(m));
+                }
+                OwnedNotification::Defunct if !self.left => {
+                    warn!("this node was declared down by the cluster; rejoining");
+                }
+                other => debug!(notification = ?other, "foca"),
+            }
+        }
+        if changed {
+            self.overwatches.send_replace(self.known.clone());
+        }
+    }
+}

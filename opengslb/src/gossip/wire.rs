@@ -1,0 +1,290 @@
+//! What travels inside sealed datagrams: the kinds, and the agent's health report.
+//!
+//! A report is encoded with postcard (compact, not self-describing), so its first field is a version: a
+//! receiver refuses versions it does not speak instead of misreading them. Every variable-length field is
+//! bounded on decode, so a report that opened under the shared key still cannot make the overwatch
+//! allocate or store without limit.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::AgentSays;
+
+/// Sealed kind of a SWIM (foca) datagram.
+pub const KIND_SWIM: u8 = 1;
+
+/// Sealed kind of an agent's health report.
+pub const KIND_REPORT: u8 = 2;
+
+/// Version of [`Report`]; bumped on any incompatible change.
+pub const REPORT_VERSION: u16 = 1;
+
+/// Most backends one report may carry.
+pub const MAX_BACKENDS: usize = 64;
+
+/// Longest service name (a DNS name).
+pub const MAX_SERVICE: usize = 253;
+
+/// Longest free-text field (agent id, region, reason, token).
+pub const MAX_TEXT: usize = 256;
+
+/// Shortest and longest report interval an agent may announce: the overwatch's dead-agent deadline is
+/// derived from it, so it must be neither a hair trigger nor forever.
+pub const INTERVAL_MS: std::ops::RangeInclusive<u32> = 50..=60_000;
+
+/// Most missed intervals an agent may announce before it is dead.
+pub const MAX_MISSED: u32 = 100;
+
+/// An agent's report on all its backends. Sent to every overwatch at once on every change and every
+/// report interval otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`REPORT_VERSION`].
+    pub version: u16,
+    /// The agent's identity, stable across restarts.
+    pub agent_id: String,
+    /// When this agent process started, in ms since the Unix epoch: with `seq`, orders reports across
+    /// restarts, so a report replayed from an earlier life is refused.
+    pub started_ms: u64,
+    /// Rises by one per report within one agent process; a receiver ignores a report not newer than the
+    /// last it applied from the same process (duplicates and reordering).
+    pub seq: u64,
+    /// How often this agent reports, in ms, within [`INTERVAL_MS`].
+    pub interval_ms: u32,
+    /// Missed intervals after which the overwatch may declare this agent dead, 1..=[`MAX_MISSED`].
+    pub missed_threshold: u32,
+    /// The agent's service token (the datagram is sealed, so it never travels in clear).
+    pub token: String,
+    /// The agent's region, if configured.
+    pub region: Option<String>,
+    /// The agent is shutting down: its backends are out at once.
+    pub leaving: bool,
+    /// One entry per backend.
+    pub backends: Vec<BackendReport>,
+    /// The predictive signals behind a drain, as measured.
+    pub signals: Signals,
+}
+
+/// An agent's word on one backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendReport {
+    /// The service (a configured domain name).
+    pub service: String,
+    /// The address clients reach it at (the agent's advertised address).
+    pub address: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Its weight under `weighted` routing.
+    pub weight: u32,
+    /// Healthy, unhealthy or draining.
+    pub status: AgentSays,
+    /// Why, in a few words (`"drain file present"`, `"status 503"`); may be empty.
+    pub reason: String,
+}
+
+/// The predictive signals, in percent; `None` when not measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Signals {
+    /// CPU use of the agent's cgroup against its limit.
+    pub cpu: Option<f32>,
+    /// Memory use of the agent's cgroup against its limit.
+    pub memory: Option<f32>,
+    /// Share of failed requests (or of failed checks).
+    pub error_rate: Option<f32>,
+}
+
+/// Why a report payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not a postcard-encoded report (truncated, trailing bytes, bad enum tag).
+    #[error("malformed report: {0}")]
+    Malformed(String),
+    /// A version this build does not speak.
+    #[error("report version {0} is not supported (this build speaks {REPORT_VERSION})")]
+    Version(u16),
+    /// A field out of bounds.
+    #[error("report field {field} out of bounds")]
+    Bounds {
+        /// Which field.
+        field: &'static str,
+    },
+}
+
+impl Report {
+    /// Encodes the report.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain owned data into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes and bounds-checks a report.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        // The version leads, so an unknown one is reported as such rather than as garbage.
+        if let Ok((version, _)) = postcard::take_from_bytes::<u16>(bytes)
+            && version != REPORT_VERSION
+        {
+            return Err(WireError::Version(version));
+        }
+        let (report, rest) = postcard::take_from_bytes::<Self>(bytes)
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(WireError::Malformed(format!(
+                "{} trailing bytes",
+                rest.len()
+            )));
+        }
+        report.check()?;
+        Ok(report)
+    }
+
+    fn check(&self) -> Result<(), WireError> {
+        let bounded = |field, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(WireError::Bounds { field })
+            }
+        };
+        let text = |s: &str| !s.is_empty() && s.len() <= MAX_TEXT;
+        bounded("agent_id", text(&self.agent_id))?;
+        bounded("token", self.token.len() <= MAX_TEXT)?;
+        bounded(
+            "region",
+            self.region.as_deref().is_none_or(|r| r.len() <= MAX_TEXT),
+        )?;
+        bounded("interval_ms", INTERVAL_MS.contains(&self.interval_ms))?;
+        bounded(
+            "missed_threshold",
+            (1..=MAX_MISSED).contains(&self.missed_threshold),
+        )?;
+        bounded("backends", self.backends.len() <= MAX_BACKENDS)?;
+        for b in &self.backends {
+            bounded(
+                "backends.service",
+                !b.service.is_empty() && b.service.len() <= MAX_SERVICE,
+            )?;
+            bounded("backends.port", b.port != 0)?;
+            bounded("backends.reason", b.reason.len() <= MAX_TEXT)?;
+            bounded("backends.weight", b.weight <= 1000)?;
+        }
+        Ok(())
+    }
+
+    /// How long this agent may stay silent before it is dead: its interval times its missed threshold.
+    pub fn dead_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.interval_ms)) * self.missed_threshold.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn report() -> Report {
+        Report {
+            version: REPORT_VERSION,
+            agent_id: "web-1-0a1b2c3d".into(),
+            started_ms: 1_790_000_000_000,
+            seq: 7,
+            interval_ms: 300,
+            missed_threshold: 3,
+            token: "a-service-token-1234".into(),
+            region: Some("eu".into()),
+            leaving: false,
+            backends: vec![BackendReport {
+                service: "app.demo.local".into(),
+                address: "10.20.0.21".parse().unwrap(),
+                port: 80,
+                weight: 100,
+                status: AgentSays::Draining,
+                reason: "drain file present".into(),
+            }],
+            signals: Signals {
+                cpu: Some(12.5),
+                memory: None,
+                error_rate: Some(0.0),
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = report();
+        assert_eq!(Report::decode(&r.encode()).unwrap(), r);
+        assert_eq!(r.dead_after(), std::time::Duration::from_millis(900));
+    }
+
+    #[test]
+    fn refuses_other_versions_trailing_bytes_and_truncation() {
+        let mut r = report();
+        r.version = 2;
+        assert_eq!(Report::decode(&r.encode()), Err(WireError::Version(2)));
+        let mut bytes = report().encode();
+        bytes.push(0);
+        assert!(matches!(
+            Report::decode(&bytes),
+            Err(WireError::Malformed(_))
+        ));
+        let bytes = report().encode();
+        for len in 0..bytes.len() {
+            assert!(Report::decode(&bytes[..len]).is_err(), "prefix {len}");
+        }
+    }
+
+    #[test]
+    fn refuses_out_of_bounds_fields() {
+        type Mutation = Box<dyn Fn(&mut Report)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("agent_id", Box::new(|r| r.agent_id.clear())),
+            ("agent_id", Box::new(|r| r.agent_id = "x".repeat(257))),
+            ("token", Box::new(|r| r.token = "x".repeat(257))),
+            ("region", Box::new(|r| r.region = Some("x".repeat(257)))),
+            ("interval_ms", Box::new(|r| r.interval_ms = 10)),
+            ("interval_ms", Box::new(|r| r.interval_ms = 60_001)),
+            ("missed_threshold", Box::new(|r| r.missed_threshold = 0)),
+            ("missed_threshold", Box::new(|r| r.missed_threshold = 101)),
+            (
+                "backends",
+                Box::new(|r| r.backends = vec![r.backends[0].clone(); 65]),
+            ),
+            (
+                "backends.service",
+                Box::new(|r| r.backends[0].service.clear()),
+            ),
+            ("backends.port", Box::new(|r| r.backends[0].port = 0)),
+            (
+                "backends.reason",
+                Box::new(|r| r.backends[0].reason = "x".repeat(257)),
+            ),
+            ("backends.weight", Box::new(|r| r.backends[0].weight = 1001)),
+        ];
+        for (field, mutate) in cases {
+            let mut r = report();
+            mutate(&mut r);
+            assert_eq!(
+                Report::decode(&r.encode()),
+                Err(WireError::Bounds { field }),
+                "{field}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Report::decode(&bytes);
+        }
+
+        #[test]
+        fn flipped_bytes_never_panic(pos in 0usize..200, bit in 0u8..8) {
+            let mut bytes = report().encode();
+            let i = pos % bytes.len();
+            bytes[i] ^= 1 << bit;
+            if let Ok(r) = Report::decode(&bytes) {
+                prop_assert!(r.check().is_ok());
+            }
+        }
+    }
+}

@@ -40,7 +40,6 @@ pub(super) const NOT_YET: &[&str] = &[
     // Reports go every 300 ms; `missed_threshold` of them missed make the agent dead.
     "agent.heartbeat.interval",
     "agent.latency_learning",
-    "agent.predictive",
 ];
 
 /// Whether the key at `path` is acted on.

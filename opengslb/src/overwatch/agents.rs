@@ -222,6 +222,16 @@ impl AgentBook {
 
     fn authenticate(&mut self, report: &Report) -> Result<(), Refusal> {
         let presented = digest(&report.token);
+        // A report naming no backend yet (before its first check) still needs a token that is good for
+        // some service, so an agent without one never enters the book.
+        if report.backends.is_empty()
+            && !self.tokens.is_empty()
+            && !self.tokens.values().flatten().any(|t| *t == presented)
+        {
+            return Err(Refusal::BadToken {
+                service: String::new(),
+            });
+        }
         let mut services: Vec<String> = report
             .backends
             .iter()

@@ -164,14 +164,19 @@ impl Drop for Proc {
     }
 }
 
-/// Waits until `f` returns true, up to `timeout`.
-pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+/// Waits until `f` returns true, up to `timeout`, asking every 50 ms.
+pub fn wait_for(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    wait_every(Duration::from_millis(50), timeout, f)
+}
+
+/// Waits until `f` returns true, up to `timeout`, asking every `step` (for measuring, not just waiting).
+pub fn wait_every(step: Duration, timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if f() {
             return true;
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(step);
     }
     false
 }

@@ -73,9 +73,19 @@ fn configured_tokens_decide() {
             service: "other.demo.local".into()
         })
     );
+    // A report with no backends yet still needs a token good for some service.
+    let mut empty = report("d", 1, "token-three-012345", "app.demo.local");
+    empty.backends.clear();
+    assert!(matches!(
+        book.on_report(&empty.encode(), from, now),
+        Err(Refusal::BadToken { .. })
+    ));
+    let mut empty = report("e", 1, "token-one-0123456", "app.demo.local");
+    empty.backends.clear();
+    assert!(book.on_report(&empty.encode(), from, now).is_ok());
     // A refused agent is not in the book at all.
-    assert_eq!(book.agents().count(), 1);
-    assert_eq!(book.counts.get("bad_token"), Some(&1));
+    assert_eq!(book.agents().count(), 2);
+    assert_eq!(book.counts.get("bad_token"), Some(&2));
     assert_eq!(book.counts.get("unknown_service"), Some(&1));
     // Nothing is pinned when tokens are configured.
     assert!(!dir.join(PIN_FILE).exists());

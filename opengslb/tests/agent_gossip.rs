@@ -1,0 +1,788 @@
+//! Agents and the overwatch, as real processes in a network namespace this test creates: the drain
+//! file takes a backend out of DNS (XDP and userspace) while nginx keeps serving `/health`; a killed
+//! agent is out within seconds, a stopped one at once, a restarted one comes back; a wrong key, a wrong
+//! token, a replayed or forged datagram never registers anything; several overwatches each learn every
+//! agent; fifty agents under churn converge.
+//!
+//! Needs root: `cargo xtask test` runs it (`--ignored`). All traffic stays inside the namespace.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{
+    dnsq::Asker,
+    netns::{Netns, Proc, TempDir, wait_every, wait_for},
+    nginx::Nginx,
+    rng::Rng,
+};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEY: &str = "HxgZGhscHR4fEBESExQVFhcICQoLDA0ODwABAgMEBQY=";
+const TOKEN: &str = "app-token-0123456789";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_opengslb"))
+}
+
+/// An overwatch: XDP on the namespace's lo, validation of the static servers every second.
+fn overwatch_config(n: u8, dir: &Path, domains: &str, servers: &str, tokens: &str) -> String {
+    format!(
+        r#"mode: overwatch
+dns:
+  listen_address: "127.0.0.{n}:53"
+  zones: [lab.test]
+  default_ttl: 1
+  xdp: {{ interfaces: [lo], mode: skb }}
+overwatch:
+  identity: {{ node_id: ow{n} }}
+  gossip: {{ bind_address: "127.0.0.{n}:7946", encryption_key: "{KEY}" }}
+  agent_tokens: {{ {tokens} }}
+  data_dir: {dir}/data{n}
+metrics: {{ enabled: true, address: "127.0.0.{n}:9090" }}
+regions:
+  - name: lab
+    servers: [{servers}]
+    health_check: {{ type: http, path: /health, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }}
+domains:
+{domains}"#,
+        dir = dir.display()
+    )
+}
+
+/// An overwatch process, its bpffs root and log.
+struct Overwatch {
+    _proc: Proc,
+    log: PathBuf,
+}
+
+impl Overwatch {
+    fn start(ns: &Netns, dir: &Path, n: u8, config: &str) -> Self {
+        let cfg = dir.join(format!("ow{n}.yaml"));
+        // Several overwatches on one lo: only the first attaches XDP; the others answer from userspace.
+        let text = if n > 1 {
+            config.replace(
+                "xdp: { interfaces: [lo], mode: skb }",
+                "xdp: { interfaces: [] }",
+            )
+        } else {
+            config.to_owned()
+        };
+        std::fs::write(&cfg, text).unwrap();
+        let root = Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-ag{n}", std::process::id()));
+        let mut cmd = ns.command(bin());
+        cmd.args(["overwatch", "--config"])
+            .arg(&cfg)
+            .arg("--bpffs-root")
+            .arg(&root);
+        let log = dir.join(format!("ow{n}.log"));
+        Self {
+            _proc: Proc::spawn(cmd, &log),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One agent process, restartable, with its own drain file and control socket.
+struct Agent {
+    ns_name: String,
+    config: PathBuf,
+    drain: PathBuf,
+    log: PathBuf,
+    proc: Option<Proc>,
+}
+
+struct AgentSpec<'a> {
+    service: &'a str,
+    address: Ipv4Addr,
+    port: u16,
+    check: &'a str,
+    key: &'a str,
+    token: &'a str,
+    seeds: &'a str,
+}
+
+impl Agent {
+    fn new(ns: &Netns, dir: &Path, tag: &str, spec: &AgentSpec<'_>) -> Self {
+        let drain = dir.join(format!("drain-{tag}"));
+        let socket = dir.join(format!("agent-{tag}.sock"));
+        let config = dir.join(format!("agent-{tag}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"mode: agent
+agent:
+  identity: {{ region: lab, service_token: "{token}" }}
+  backends:
+    - service: {service}
+      address: {address}
+      port: {port}
+      health_check: {{ {check} }}
+  gossip: {{ encryption_key: "{key}", overwatch_nodes: [{seeds}] }}
+  drain_file: {drain}
+  control_socket: {socket}
+"#,
+                token = spec.token,
+                service = spec.service,
+                address = spec.address,
+                port = spec.port,
+                check = spec.check,
+                key = spec.key,
+                seeds = spec.seeds,
+                drain = drain.display(),
+                socket = socket.display(),
+            ),
+        )
+        .unwrap();
+        let mut a = Self {
+            ns_name: ns.name.clone(),
+            config,
+            drain,
+            log: dir.join(format!("agent-{tag}.log")),
+            proc: None,
+        };
+        a.start(ns);
+        a
+    }
+
+    fn start(&mut self, ns: &Netns) {
+        assert_eq!(ns.name, self.ns_name);
+        let mut cmd = ns.command(bin());
+        cmd.args(["agent", "--config"]).arg(&self.config);
+        self.proc = Some(Proc::spawn(cmd, &self.log));
+    }
+
+    /// SIGTERM, and wait for the exit.
+    fn terminate(&mut self) {
+        if let Some(mut p) = self.proc.take()
+            && let Some(mut child) = p.child.take()
+        {
+            // SAFETY: kill on a pid we own and have not reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: no leave, no goodbye.
+    fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take()
+            && let Some(mut child) = p.child.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn set_drain_file(&self, on: bool) {
+        if on {
+            std::fs::File::create(&self.drain).unwrap();
+        } else {
+            std::fs::remove_file(&self.drain).unwrap();
+        }
+    }
+
+    /// `opengslb agent drain on|off` against this agent's socket.
+    fn drain_command(&self, on: bool) -> String {
+        let out = Command::new(bin())
+            .args(["agent", "--config"])
+            .arg(&self.config)
+            .arg("drain")
+            .arg(if on { "on" } else { "off" })
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A plain-HTTP GET from inside the namespace; returns the status line.
+fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> String {
+    ns.enter(|| {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        );
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    })
+}
+
+/// The value of one metric sample (`name{labels}`) of the overwatch at `addr`, 0 when absent.
+fn metric(ns: &Netns, addr: SocketAddr, sample: &str) -> u64 {
+    http_get(ns, addr, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+const HTTP_CHECK: &str = "type: http, path: /health, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1";
+
+fn app_domain() -> &'static str {
+    "  - { name: app.lab.test, routing_algorithm: round-robin, regions: [lab], ttl: 1, max_answers: 16 }\n"
+}
+
+fn app_servers() -> &'static str {
+    "{ address: 127.0.0.11, port: 8081, service: app.lab.test }, { address: 127.0.0.12, port: 8082, service: app.lab.test }"
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn drain_file_takes_the_backend_out_of_dns_while_nginx_still_serves() {
+    common::require_root();
+    let ns = Netns::new("agd");
+    let dir = TempDir::new("agd");
+    let (b1, b2) = (Ipv4Addr::new(127, 0, 0, 11), Ipv4Addr::new(127, 0, 0, 12));
+    let _n1 = Nginx::start(&dir.0.join("n1"), (b1, 8081).into(), Some(&ns.name));
+    let _n2 = Nginx::start(&dir.0.join("n2"), (b2, 8082).into(), Some(&ns.name));
+    let tokens = format!("app.lab.test: \"{TOKEN}\"");
+    let ow = Overwatch::start(
+        &ns,
+        &dir.0,
+        1,
+        &overwatch_config(1, &dir.0, app_domain(), app_servers(), &tokens),
+    );
+    let spec = AgentSpec {
+        service: "app.lab.test",
+        address: b2,
+        port: 8082,
+        check: HTTP_CHECK,
+        key: KEY,
+        token: TOKEN,
+        seeds: "\"127.0.0.1:7946\"",
+    };
+    let agent = Agent::new(&ns, &dir.0, "d", &spec);
+    let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let both = [b1, b2];
+    assert!(
+        wait_for(Duration::from_secs(20), || dns.both("app.lab.test")
+            == Some(both.to_vec())),
+        "both backends answered at start\n{}\n{}",
+        ow.log(),
+        agent.log()
+    );
+    let metrics: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || metric(
+            &ns,
+            metrics,
+            "opengslb_agent_reports_total{result=\"applied\"}"
+        ) > 0),
+        "the agent's reports are applied\n{}",
+        ow.log()
+    );
+
+    const TRIALS: usize = 50;
+    let mut out = Vec::with_capacity(TRIALS);
+    let mut back = Vec::with_capacity(TRIALS);
+    for trial in 0..TRIALS {
+        agent.set_drain_file(true);
+        let t0 = Instant::now();
+        let gone = wait_every(Duration::from_millis(1), Duration::from_secs(1), || {
+            dns.a("app.lab.test", false) == Some(vec![b1])
+                && dns.a("app.lab.test", true) == Some(vec![b1])
+        });
+        let took = t0.elapsed();
+        assert!(
+            gone,
+            "trial {trial}: the drained backend left XDP and userspace answers within 1 s\n{}",
+            agent.log()
+        );
+        out.push(took);
+        if trial == 0 {
+            // Demo 2's point: the app is fine, the agent knew, DNS stopped handing it out.
+            let status = http_get(&ns, (b2, 8082).into(), "/health");
+            assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        }
+        agent.set_drain_file(false);
+        let t1 = Instant::now();
+        assert!(
+            wait_every(Duration::from_millis(1), Duration::from_secs(3), || dns
+                .both("app.lab.test")
+                == Some(both.to_vec())),
+            "trial {trial}: back once the drain file is gone"
+        );
+        back.push(t1.elapsed());
+    }
+    out.sort();
+    back.sort();
+    println!(
+        "drain file -> out of XDP and userspace answers, {TRIALS} trials: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&out, 0.5),
+        percentile(&out, 0.99),
+        out[TRIALS - 1]
+    );
+    println!(
+        "drain file removed -> back: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&back, 0.5),
+        percentile(&back, 0.99),
+        back[TRIALS - 1]
+    );
+
+    // The command does the same without the file.
+    assert_eq!(agent.drain_command(true), "ok draining=true");
+    assert!(wait_for(Duration::from_secs(1), || dns
+        .both("app.lab.test")
+        == Some(vec![b1])));
+    assert_eq!(agent.drain_command(false), "ok draining=false");
+    assert!(wait_for(Duration::from_secs(1), || dns
+        .both("app.lab.test")
+        == Some(both.to_vec())));
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_killed_agent_is_out_within_seconds_a_stopped_one_at_once_and_a_restarted_one_is_back() {
+    common::require_root();
+    let ns = Netns::new("agk");
+    let dir = TempDir::new("agk");
+    let b1 = Ipv4Addr::new(127, 0, 0, 11);
+    let b2 = Ipv4Addr::new(127, 0, 0, 12);
+    let _n1 = Nginx::start(&dir.0.join("n1"), (b1, 8081).into(), Some(&ns.name));
+    let _n2 = Nginx::start(&dir.0.join("n2"), (b2, 8082).into(), Some(&ns.name));
+    let tokens = format!("app.lab.test: \"{TOKEN}\"");
+    let ow = Overwatch::start(
+        &ns,
+        &dir.0,
+        1,
+        &overwatch_config(1, &dir.0, app_domain(), app_servers(), &tokens),
+    );
+    let spec = AgentSpec {
+        service: "app.lab.test",
+        address: b2,
+        port: 8082,
+        check: HTTP_CHECK,
+        key: KEY,
+        token: TOKEN,
+        seeds: "\"127.0.0.1:7946\"",
+    };
+    let mut agent = Agent::new(&ns, &dir.0, "k", &spec);
+    let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let both = vec![b1, b2];
+    let claimed = |agent: &Agent| agent.log().contains("status=\"healthy\"");
+    assert!(
+        wait_for(Duration::from_secs(20), || claimed(&agent)
+            && dns.both("app.lab.test") == Some(both.clone())),
+        "the agent reports and both answer\n{}\n{}",
+        ow.log(),
+        agent.log()
+    );
+
+    // kill -9: no goodbye; the missed reports give it away (validation still passes: nginx is up).
+    agent.kill();
+    let t = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(3), || dns.both("app.lab.test")
+            == Some(vec![b1])),
+        "a killed agent's backend is out within 3 s\n{}",
+        ow.log()
+    );
+    println!("kill -9 -> out after {:?}", t.elapsed());
+
+    agent.start(&ns);
+    let t = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(5), || dns.both("app.lab.test")
+            == Some(both.clone())),
+        "a restarted agent's backend is back\n{}",
+        agent.log()
+    );
+    println!("restart -> back after {:?}", t.elapsed());
+    assert!(wait_for(Duration::from_secs(5), || claimed(&agent)));
+
+    agent.terminate();
+    let t = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(1), || dns.both("app.lab.test")
+            == Some(vec![b1])),
+        "a stopped agent's backend is out within 1 s\n{}",
+        ow.log()
+    );
+    println!("SIGTERM -> out after {:?}", t.elapsed());
+    assert!(ow.log().contains("agent left"), "{}", ow.log());
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn wrong_keys_tokens_replays_and_forgeries_never_register() {
+    common::require_root();
+    let ns = Netns::new("ags");
+    let dir = TempDir::new("ags");
+    let b1 = Ipv4Addr::new(127, 0, 0, 11);
+    let _n1 = Nginx::start(&dir.0.join("n1"), (b1, 8081).into(), Some(&ns.name));
+    // Agent-only backends of `pool.lab.test` would show up in its answers if accepted.
+    let hostile = Ipv4Addr::new(127, 0, 0, 50);
+    let _nh = Nginx::start(&dir.0.join("nh"), (hostile, 8080).into(), Some(&ns.name));
+    let domains = format!(
+        "{}  - {{ name: pool.lab.test, routing_algorithm: round-robin, regions: [lab], ttl: 1, max_answers: 16 }}\n",
+        app_domain()
+    );
+    let tokens = format!("app.lab.test: \"{TOKEN}\", pool.lab.test: \"pool-token-0123456789\"");
+    let servers = "{ address: 127.0.0.11, port: 8081, service: app.lab.test }";
+    let ow = Overwatch::start(
+        &ns,
+        &dir.0,
+        1,
+        &overwatch_config(1, &dir.0, &domains, servers, &tokens),
+    );
+    let metrics: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    // A tap posing as a second overwatch: it receives what agents send, so the test can replay it.
+    let tap = ns.enter(|| UdpSocket::bind("127.0.0.1:7999").unwrap());
+    let seeds = "\"127.0.0.1:7946\", \"127.0.0.1:7999\"";
+    let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let check = "type: tcp, interval: 1s, timeout: 500ms, success_threshold: 1";
+    let wrong_key = Agent::new(
+        &ns,
+        &dir.0,
+        "key",
+        &AgentSpec {
+            service: "pool.lab.test",
+            address: hostile,
+            port: 8080,
+            check,
+            key: OTHER_KEY,
+            token: "pool-token-0123456789",
+            seeds,
+        },
+    );
+    let wrong_token = Agent::new(
+        &ns,
+        &dir.0,
+        "token",
+        &AgentSpec {
+            service: "pool.lab.test",
+            address: hostile,
+            port: 8080,
+            check,
+            key: KEY,
+            token: "not-the-pool-token-0000",
+            seeds,
+        },
+    );
+    // Both hostile agents ran their checks and sent reports: the overwatch refused every one.
+    let sample = |s: &str| metric(&ns, metrics, s);
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            sample("opengslb_gossip_dropped_total{reason=\"no_key_opens\"}") >= 3
+                && sample("opengslb_agent_reports_total{result=\"bad_token\"}") >= 3
+        }),
+        "reports under a wrong key or token are refused and counted\n{}\n{}\n{}",
+        http_get(&ns, metrics, "/metrics"),
+        wrong_key.log(),
+        wrong_token.log()
+    );
+    assert!(wrong_token.log().contains("status=\"healthy\""));
+    assert_eq!(
+        sample("opengslb_agent_reports_total{result=\"applied\"}"),
+        0,
+        "nothing from either agent was applied"
+    );
+    assert_eq!(dns.both("pool.lab.test"), Some(vec![]));
+    assert!(
+        !ow.log().contains("not-the-pool-token"),
+        "no token is ever logged"
+    );
+    assert!(!wrong_token.log().contains("not-the-pool-token"));
+
+    // Replay: a sealed datagram the tap received from the wrong-token agent, sent again to the
+    // overwatch, is refused before it is even read. Forgeries (a flipped bit, junk) are too.
+    let mut captured = Vec::new();
+    ns.enter(|| {
+        let mut buf = [0u8; 9000];
+        // What arrived before the overwatch listened never reached it: only fresh datagrams count.
+        tap.set_nonblocking(true).unwrap();
+        while tap.recv_from(&mut buf).is_ok() {}
+        tap.set_nonblocking(false).unwrap();
+        tap.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        while captured.len() < 20 {
+            let Ok((n, from)) = tap.recv_from(&mut buf) else {
+                break;
+            };
+            captured.push((buf[..n].to_vec(), from));
+        }
+    });
+    assert!(
+        !captured.is_empty(),
+        "the tap received the agents' datagrams"
+    );
+    let replayed_before = sample("opengslb_gossip_dropped_total{reason=\"replayed\"}");
+    let forged_before = sample("opengslb_gossip_dropped_total{reason=\"no_key_opens\"}");
+    let magic_before = sample("opengslb_gossip_dropped_total{reason=\"bad_magic\"}");
+    // Only sealed reports under the shared key were also sent to the overwatch (SWIM datagrams are
+    // sealed per destination, and the wrong-key agent's cannot open): those are the replays.
+    let key = *opengslb::config::GossipKey::from_base64(KEY)
+        .unwrap()
+        .as_bytes();
+    let mut opener = opengslb::gossip::seal::Opener::new(&[key]).unwrap();
+    let reports: Vec<&Vec<u8>> = captured
+        .iter()
+        .map(|(d, _)| d)
+        .filter(|d| {
+            opener
+                .open(d)
+                .is_ok_and(|o| o.kind == opengslb::gossip::wire::KIND_REPORT)
+        })
+        .collect();
+    assert!(!reports.is_empty(), "the tap received sealed reports");
+    let mut rng = Rng::new(0xA6E7);
+    ns.enter(|| {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for d in &reports {
+            s.send_to(d, "127.0.0.1:7946").unwrap();
+            let mut f = d.to_vec();
+            let i = 28 + rng.below(f.len() as u64 - 28) as usize;
+            f[i] ^= 1 << rng.below(8);
+            s.send_to(&f, "127.0.0.1:7946").unwrap();
+        }
+        s.send_to(&[b'x'; 100], "127.0.0.1:7946").unwrap();
+    });
+    let n = reports.len() as u64;
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            let replayed =
+                sample("opengslb_gossip_dropped_total{reason=\"replayed\"}") - replayed_before;
+            let forged =
+                sample("opengslb_gossip_dropped_total{reason=\"no_key_opens\"}") - forged_before;
+            let magic =
+                sample("opengslb_gossip_dropped_total{reason=\"bad_magic\"}") - magic_before;
+            replayed == n && forged == n && magic == 1
+        }),
+        "{n} replays, {n} forgeries and one stray datagram are dropped and counted\n{}",
+        http_get(&ns, metrics, "/metrics")
+    );
+    assert_eq!(dns.both("pool.lab.test"), Some(vec![]));
+    assert_eq!(dns.both("app.lab.test"), Some(vec![b1]), "{}", ow.log());
+    // The overwatch is still well.
+    assert!(http_get(&ns, metrics, "/health").ends_with("OK"));
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn every_overwatch_learns_every_agent_even_one_started_later() {
+    common::require_root();
+    let ns = Netns::new("agm");
+    let dir = TempDir::new("agm");
+    let (b1, b2) = (Ipv4Addr::new(127, 0, 0, 11), Ipv4Addr::new(127, 0, 0, 12));
+    let _n1 = Nginx::start(&dir.0.join("n1"), (b1, 8081).into(), Some(&ns.name));
+    let _n2 = Nginx::start(&dir.0.join("n2"), (b2, 8082).into(), Some(&ns.name));
+    let tokens = format!("app.lab.test: \"{TOKEN}\"");
+    let config = |n| overwatch_config(n, &dir.0, app_domain(), app_servers(), &tokens);
+    let ow1 = Overwatch::start(&ns, &dir.0, 1, &config(1));
+    let spec = AgentSpec {
+        service: "app.lab.test",
+        address: b2,
+        port: 8082,
+        check: HTTP_CHECK,
+        key: KEY,
+        token: TOKEN,
+        seeds: "\"127.0.0.1:7946\", \"127.0.0.2:7946\"",
+    };
+    let agent = Agent::new(&ns, &dir.0, "m", &spec);
+    // The second overwatch starts after the agent: the agent keeps announcing until it answers.
+    std::thread::sleep(Duration::from_secs(2));
+    let ow2 = Overwatch::start(&ns, &dir.0, 2, &config(2));
+    let mut dns1 = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let mut dns2 = ns.enter(|| Asker::new("127.0.0.2:53".parse().unwrap()));
+    let both = vec![b1, b2];
+    let m2: SocketAddr = "127.0.0.2:9090".parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            metric(&ns, m2, "opengslb_agents{state=\"alive\"}") == 1
+                && dns1.both("app.lab.test") == Some(both.clone())
+                && dns2.a("app.lab.test", false) == Some(both.clone())
+        }),
+        "both overwatches know the agent\n{}\n{}\n{}",
+        ow1.log(),
+        ow2.log(),
+        agent.log()
+    );
+    agent.set_drain_file(true);
+    assert!(
+        wait_for(Duration::from_secs(1), || dns1.both("app.lab.test")
+            == Some(vec![b1])
+            && dns2.a("app.lab.test", false) == Some(vec![b1])),
+        "a drain reaches every overwatch"
+    );
+}
+
+/// Fifty agents, ten per service, each checking its own TCP listener; random drains, undrains,
+/// graceful restarts and kills for a bounded time. After each change, every name's answers (XDP and
+/// userspace) converge to exactly the agents that are running, checked and not drained.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn fifty_agents_under_churn_converge() {
+    common::require_root();
+    const AGENTS: usize = 50;
+    const SERVICES: usize = 5;
+    const CHANGES: usize = 40;
+    let ns = Netns::new("agc");
+    let dir = TempDir::new("agc");
+    let addr = |i: usize| Ipv4Addr::new(127, 0, 1, 10 + i as u8);
+    // Listeners the agents' TCP checks connect to; a thread accepts and drops connections.
+    let listeners: Vec<std::net::TcpListener> = ns.enter(|| {
+        (0..AGENTS)
+            .map(|i| {
+                let l = std::net::TcpListener::bind((addr(i), 9000)).unwrap();
+                l.set_nonblocking(true).unwrap();
+                l
+            })
+            .collect()
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let acceptor = std::thread::spawn(move || {
+        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
+            for l in &listeners {
+                while l.accept().is_ok() {}
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let service = |i: usize| format!("pool{}.lab.test", i % SERVICES);
+    let mut domains = String::new();
+    let mut tokens = Vec::new();
+    for s in 0..SERVICES {
+        domains += &format!(
+            "  - {{ name: pool{s}.lab.test, routing_algorithm: round-robin, regions: [lab], ttl: 1, max_answers: 16 }}\n"
+        );
+        tokens.push(format!("pool{s}.lab.test: \"pool-token-{s}-0123456789\""));
+    }
+    let ow = Overwatch::start(
+        &ns,
+        &dir.0,
+        1,
+        &overwatch_config(1, &dir.0, &domains, "", &tokens.join(", ")),
+    );
+    let check = "type: tcp, interval: 1s, timeout: 500ms, success_threshold: 1";
+    let services: Vec<String> = (0..AGENTS).map(service).collect();
+    let agent_tokens: Vec<String> = (0..AGENTS)
+        .map(|i| format!("pool-token-{}-0123456789", i % SERVICES))
+        .collect();
+    let mut agents: Vec<Agent> = (0..AGENTS)
+        .map(|i| {
+            Agent::new(
+                &ns,
+                &dir.0,
+                &i.to_string(),
+                &AgentSpec {
+                    service: &services[i],
+                    address: addr(i),
+                    port: 9000,
+                    check,
+                    key: KEY,
+                    token: &agent_tokens[i],
+                    seeds: "\"127.0.0.1:7946\"",
+                },
+            )
+        })
+        .collect();
+    // What each agent should look like from DNS: in (running and not drained) or out.
+    let mut running = vec![true; AGENTS];
+    let mut by_file = vec![false; AGENTS];
+    let mut by_hand = vec![false; AGENTS];
+    let mut drained = vec![false; AGENTS];
+    let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let mut converged =
+        |running: &[bool], drained: &[bool], timeout: Duration| -> Result<Duration, String> {
+            let t = Instant::now();
+            let mut last = String::new();
+            let ok = wait_for(timeout, || {
+                (0..SERVICES).all(|s| {
+                    let want: BTreeSet<Ipv4Addr> = (0..AGENTS)
+                        .filter(|&i| i % SERVICES == s && running[i] && !drained[i])
+                        .map(addr)
+                        .collect();
+                    let name = format!("pool{s}.lab.test");
+                    let got = dns.both(&name);
+                    let ok = got
+                        .as_ref()
+                        .map(|g| g.iter().copied().collect::<BTreeSet<_>>())
+                        == Some(want.clone());
+                    if !ok {
+                        last = format!("{name}: want {want:?}, got {got:?}");
+                    }
+                    ok
+                })
+            });
+            if ok { Ok(t.elapsed()) } else { Err(last) }
+        };
+    converged(&running, &drained, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("all fifty agents registered: {e}\n{}", ow.log()));
+
+    let mut rng = Rng::new(0x50A6);
+    let mut worst = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for change in 0..CHANGES {
+        assert!(
+            Instant::now() < deadline,
+            "churn stays within its time bound"
+        );
+        let i = rng.below(AGENTS as u64) as usize;
+        let what = rng.below(4);
+        let timeout = match (what, running[i]) {
+            // Not running: start it (its check must pass once before it is back).
+            // A drain set by hand does not survive a restart; the drain file does.
+            (_, false) => {
+                agents[i].start(&ns);
+                running[i] = true;
+                by_hand[i] = false;
+                Duration::from_secs(5)
+            }
+            (0, true) => {
+                by_file[i] = !by_file[i];
+                agents[i].set_drain_file(by_file[i]);
+                Duration::from_secs(1)
+            }
+            (1, true) => {
+                by_hand[i] = !by_hand[i];
+                agents[i].drain_command(by_hand[i]);
+                Duration::from_secs(1)
+            }
+            (2, true) => {
+                agents[i].terminate();
+                running[i] = false;
+                Duration::from_secs(1)
+            }
+            _ => {
+                agents[i].kill();
+                running[i] = false;
+                Duration::from_secs(3)
+            }
+        };
+        drained[i] = by_file[i] || by_hand[i];
+        match converged(&running, &drained, timeout) {
+            Ok(took) => worst = worst.max(took),
+            Err(e) => panic!(
+                "change {change} (agent {i}, kind {what}): not converged within {timeout:?}: {e}\n{}",
+                agents[i].log()
+            ),
+        }
+    }
+    println!("{CHANGES} changes among {AGENTS} agents: slowest convergence {worst:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = acceptor.join();
+}

@@ -76,7 +76,8 @@ impl Overwatch {
             config.to_owned()
         };
         std::fs::write(&cfg, text).unwrap();
-        let root = Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-ag{n}", std::process::id()));
+        // One bpffs root per overwatch: the tests run in parallel, and a start clears its root's pins.
+        let root = Path::new("/sys/fs/bpf").join(format!("{}-ow{n}", ns.name));
         let mut cmd = ns.command(bin());
         cmd.args(["overwatch", "--config"])
             .arg(&cfg)
@@ -702,8 +703,8 @@ fn fifty_agents_under_churn_converge() {
         .collect();
     // What each agent should look like from DNS: in (running and not drained) or out.
     let mut running = vec![true; AGENTS];
-    let mut by_file = vec![false; AGENTS];
-    let mut by_hand = vec![false; AGENTS];
+    let mut by_file = [false; AGENTS];
+    let mut by_hand = [false; AGENTS];
     let mut drained = vec![false; AGENTS];
     let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
     let mut converged =

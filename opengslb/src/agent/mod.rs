@@ -43,12 +43,13 @@ const LEAVE_REPEATS: u32 = 3;
 /// Health checks in flight at once.
 const PROBE_CONCURRENCY: usize = 8;
 
-/// The agent's identity: the host name and a digest of its backends, so it is stable across restarts
-/// and distinct for several agents on one host.
-pub fn agent_id(backends: &[AgentBackend]) -> String {
-    let mut keys: Vec<String> = backends
+/// The agent's identity: the host name and a digest of its backends as reported (service, advertised
+/// address, port), so it is stable across restarts and distinct for several agents on one host, even
+/// when they all check `127.0.0.1:80` (Demo 2's webapps).
+pub fn agent_id(reported: &[(String, IpAddr, u16)]) -> String {
+    let mut keys: Vec<String> = reported
         .iter()
-        .map(|b| format!("{}|{}|{}", b.service, b.address, b.port))
+        .map(|(service, address, port)| format!("{service}|{address}|{port}"))
         .collect();
     keys.sort();
     let digest = Sha256::digest(keys.join("\n").as_bytes());
@@ -118,7 +119,24 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         .context("agent.identity.service_token is required")?
         .expose()
         .to_owned();
-    let id = agent_id(&agent.backends);
+    // The address this agent's gossip leaves from, as the node will work it out, to report loopback-
+    // checked backends at.
+    let first_seed = match agent.gossip.overwatch_nodes.first() {
+        Some(s) => tokio::net::lookup_host((s.host.as_str(), s.port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next()),
+        None => None,
+    };
+    let source =
+        crate::gossip::member::advertised((std::net::Ipv4Addr::UNSPECIFIED, 0).into(), first_seed)
+            .ip();
+    let reported: Vec<(String, IpAddr, u16)> = agent
+        .backends
+        .iter()
+        .map(|b| (b.service.clone(), advertised_address(b, source), b.port))
+        .collect();
+    let id = agent_id(&reported);
     let tracker = TaskTracker::new();
     let token = CancellationToken::new();
     let keys: Vec<[u8; 32]> = agent
@@ -149,8 +167,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let mut tracked: Vec<Tracked> = agent
         .backends
         .iter()
-        .map(|b| {
-            let addr = advertised_address(b, node.advertised.ip());
+        .zip(&reported)
+        .map(|(b, (_, addr, _))| {
+            let addr = *addr;
             if addr != b.address {
                 info!(service = %b.service, checked = %b.address, reported = %addr, "backend reported at its advertised address");
             }

@@ -100,17 +100,14 @@ pub fn advertised(bound: SocketAddr, towards: Option<SocketAddr>) -> SocketAddr 
     SocketAddr::new(ip, bound.port())
 }
 
+/// The first IPv4 address, by interface name, that is not loopback; read through `getifaddrs`, so it is
+/// this network namespace's (sysfs may show another's).
 fn first_interface_address() -> Option<IpAddr> {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n != "lo")
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .filter_map(|n| crate::xdp::ifaddrs::addresses(n).ok())
-        .flatten()
+    let mut addrs = crate::xdp::ifaddrs::all().ok()?;
+    addrs.sort();
+    addrs
+        .into_iter()
+        .map(|(_, a)| a)
         .find(|a| a.is_ipv4() && !a.is_loopback())
 }
 

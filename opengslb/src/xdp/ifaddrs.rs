@@ -9,6 +9,15 @@ use std::{
 
 /// Every IPv4 and IPv6 address of `iface`.
 pub fn addresses(iface: &str) -> io::Result<Vec<IpAddr>> {
+    Ok(all()?
+        .into_iter()
+        .filter(|(name, _)| name == iface)
+        .map(|(_, a)| a)
+        .collect())
+}
+
+/// Every IPv4 and IPv6 address of every interface of this network namespace, with its interface name.
+pub fn all() -> io::Result<Vec<(String, IpAddr)>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
@@ -24,22 +33,22 @@ pub fn addresses(iface: &str) -> io::Result<Vec<IpAddr>> {
             continue;
         }
         // SAFETY: a NUL-terminated interface name owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) };
-        if name.to_bytes() != iface.as_bytes() {
-            continue;
-        }
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: ifa_addr points to a sockaddr whose family says which struct it is.
         let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
         if family == libc::AF_INET {
             // SAFETY: AF_INET means a sockaddr_in.
             let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-            out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))));
+            out.push((
+                name,
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))),
+            ));
         } else if family == libc::AF_INET6 {
             // SAFETY: AF_INET6 means a sockaddr_in6.
             let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
-            out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            out.push((name, IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))));
         }
     }
     // SAFETY: `head` came from getifaddrs and is freed once.

@@ -112,6 +112,8 @@ struct AgentSpec<'a> {
     key: &'a str,
     token: &'a str,
     seeds: &'a str,
+    /// More `agent:` keys, indented by two spaces.
+    extra: &'a str,
 }
 
 impl Agent {
@@ -133,7 +135,7 @@ agent:
   gossip: {{ encryption_key: "{key}", overwatch_nodes: [{seeds}] }}
   drain_file: {drain}
   control_socket: {socket}
-"#,
+{extra}"#,
                 token = spec.token,
                 service = spec.service,
                 address = spec.address,
@@ -143,6 +145,7 @@ agent:
                 seeds = spec.seeds,
                 drain = drain.display(),
                 socket = socket.display(),
+                extra = spec.extra,
             ),
         )
         .unwrap();
@@ -275,6 +278,7 @@ fn drain_file_takes_the_backend_out_of_dns_while_nginx_still_serves() {
         key: KEY,
         token: TOKEN,
         seeds: "\"127.0.0.1:7946\"",
+        extra: "",
     };
     let agent = Agent::new(&ns, &dir.0, "d", &spec);
     let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
@@ -380,6 +384,7 @@ fn a_killed_agent_is_out_within_seconds_a_stopped_one_at_once_and_a_restarted_on
         key: KEY,
         token: TOKEN,
         seeds: "\"127.0.0.1:7946\"",
+        extra: "",
     };
     let mut agent = Agent::new(&ns, &dir.0, "k", &spec);
     let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
@@ -468,6 +473,7 @@ fn wrong_keys_tokens_replays_and_forgeries_never_register() {
             key: OTHER_KEY,
             token: "pool-token-0123456789",
             seeds,
+            extra: "",
         },
     );
     let wrong_token = Agent::new(
@@ -482,6 +488,7 @@ fn wrong_keys_tokens_replays_and_forgeries_never_register() {
             key: KEY,
             token: "not-the-pool-token-0000",
             seeds,
+            extra: "",
         },
     );
     // Both hostile agents ran their checks and sent reports: the overwatch refused every one.
@@ -601,6 +608,7 @@ fn every_overwatch_learns_every_agent_even_one_started_later() {
         key: KEY,
         token: TOKEN,
         seeds: "\"127.0.0.1:7946\", \"127.0.0.2:7946\"",
+        extra: "",
     };
     let agent = Agent::new(&ns, &dir.0, "m", &spec);
     // The second overwatch starts after the agent: the agent keeps announcing until it answers.
@@ -697,6 +705,7 @@ fn fifty_agents_under_churn_converge() {
                     key: KEY,
                     token: &agent_tokens[i],
                     seeds: "\"127.0.0.1:7946\"",
+                    extra: "",
                 },
             )
         })
@@ -786,4 +795,150 @@ fn fifty_agents_under_churn_converge() {
     println!("{CHANGES} changes among {AGENTS} agents: slowest convergence {worst:?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = acceptor.join();
+}
+
+/// The app's own Prometheus counters drive a predictive drain: when the share of 5xx responses crosses
+/// the threshold, the agent drains its backend (validation still passes) with the rate as its reason;
+/// when it falls back, the backend returns once the hold time has passed.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn an_error_rate_from_the_apps_metrics_drains_and_recovers_with_hysteresis() {
+    use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering};
+    common::require_root();
+    let ns = Netns::new("agp");
+    let dir = TempDir::new("agp");
+    let (b1, b2) = (Ipv4Addr::new(127, 0, 0, 11), Ipv4Addr::new(127, 0, 0, 12));
+    let _n1 = Nginx::start(&dir.0.join("n1"), (b1, 8081).into(), Some(&ns.name));
+    let _n2 = Nginx::start(&dir.0.join("n2"), (b2, 8082).into(), Some(&ns.name));
+    // The app's metrics endpoint: counters the test moves, served inside the namespace.
+    let counters = Arc::new(Mutex::new((0u64, 0u64)));
+    let listener = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:9500").unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (counters, stop) = (counters.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let mut req = [0u8; 1024];
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                        let _ = s.read(&mut req);
+                        let (total, failed) = *counters.lock().unwrap();
+                        let body = format!(
+                            "# TYPE http_requests_total counter\n\
+                             http_requests_total{{code=\"200\"}} {}\n\
+                             http_requests_total{{code=\"503\"}} {failed}\n",
+                            total - failed
+                        );
+                        let _ = write!(
+                            s,
+                            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    // While the app runs, requests keep coming: 100 per 100 ms, `failing` of them 5xx.
+    let failing = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let traffic = {
+        let (counters, stop, failing) = (counters.clone(), stop.clone(), failing.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut c = counters.lock().unwrap();
+                c.0 += 100;
+                c.1 += failing.load(Ordering::Relaxed);
+                drop(c);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let tokens = format!("app.lab.test: \"{TOKEN}\"");
+    let ow = Overwatch::start(
+        &ns,
+        &dir.0,
+        1,
+        &overwatch_config(1, &dir.0, app_domain(), app_servers(), &tokens),
+    );
+    let extra = r#"  predictive:
+    enabled: true
+    check_interval: 1s
+    cpu: { threshold: 100 }
+    memory: { threshold: 100 }
+    error_rate:
+      threshold: 10
+      bleed_duration: 3s
+      source:
+        url: http://127.0.0.1:9500/metrics
+        total_metric: http_requests_total
+        failed_metric: http_requests_total{code=~"5.."}
+"#;
+    let agent = Agent::new(
+        &ns,
+        &dir.0,
+        "p",
+        &AgentSpec {
+            service: "app.lab.test",
+            address: b2,
+            port: 8082,
+            check: HTTP_CHECK,
+            key: KEY,
+            token: TOKEN,
+            seeds: "\"127.0.0.1:7946\"",
+            extra,
+        },
+    );
+    let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let both = vec![b1, b2];
+    assert!(
+        wait_for(Duration::from_secs(20), || agent
+            .log()
+            .contains("status=\"healthy\"")
+            && dns.both("app.lab.test") == Some(both.clone())),
+        "in at 0 % errors\n{}\n{}",
+        ow.log(),
+        agent.log()
+    );
+    // 30 % of requests fail: out within a sample or two, nginx's /health still 200.
+    failing.store(30, Ordering::Relaxed);
+    let t = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(4), || dns.both("app.lab.test")
+            == Some(vec![b1])),
+        "a 30 % error rate drains the backend\n{}",
+        agent.log()
+    );
+    println!("error rate 30 % -> out after {:?}", t.elapsed());
+    // The first sample may straddle the change; the next ones read the full rate.
+    assert!(
+        wait_for(Duration::from_secs(3), || agent
+            .log()
+            .contains("reason=error rate 30% >= 10%")),
+        "{}",
+        agent.log()
+    );
+    // 9 %: under the threshold but inside the hysteresis band (10 - 2): stays out.
+    failing.store(9, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        dns.both("app.lab.test"),
+        Some(vec![b1]),
+        "held by hysteresis"
+    );
+    // 0 %: back, once the hold time has passed.
+    failing.store(0, Ordering::Relaxed);
+    let t = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(5), || dns.both("app.lab.test")
+            == Some(both.clone())),
+        "back when errors stop\n{}",
+        agent.log()
+    );
+    println!("error rate 0 % -> back after {:?}", t.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    let _ = traffic.join();
 }

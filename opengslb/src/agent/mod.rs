@@ -338,8 +338,9 @@ fn gossip_bind() -> SocketAddr {
     }
 }
 
-/// What the agent says about each backend now. A backend with no check verdict yet is left out, so a
-/// restarting agent does not pull a working backend out before its first check.
+/// What the agent says about each backend now. A drain covers every backend. Otherwise a backend with no
+/// check verdict yet is left out, so a restarting agent does not pull a working backend out before its
+/// first check.
 fn statuses(tracked: &[Tracked], inputs: &DrainInputs) -> Vec<BackendReport> {
     let drain = inputs.reason();
     tracked
@@ -402,3 +403,6 @@ pub fn control(socket: &std::path::Path, cmd: drain::Command) -> anyhow::Result<
         .build()?;
     rt.block_on(drain::send(socket, cmd))
 }
+
+#[cfg(test)]
+mod tests;

@@ -405,3 +405,115 @@ impl Task {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(role: Role, name: &str, key: u8, seeds: Vec<NodeAddress>) -> NodeConfig {
+        NodeConfig {
+            role,
+            name: name.into(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            advertise: None,
+            seeds,
+            keys: vec![[key; 32]],
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(100),
+            gossip_interval: Duration::from_millis(50),
+        }
+    }
+
+    async fn next_report(events: &mut mpsc::Receiver<Event>) -> Option<Vec<u8>> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(3), events.recv()).await {
+                Ok(Some(Event::Report { payload, .. })) => return Some(payload),
+                Ok(Some(_)) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agent_finds_its_overwatch_and_reports_reach_it() {
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let (ow, mut ow_events) = Node::start(
+            config(Role::Overwatch, "ow", 7, vec![]),
+            &tracker,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        let seed = NodeAddress {
+            host: "127.0.0.1".into(),
+            port: ow.advertised.port(),
+        };
+        let (agent, _agent_events) = Node::start(
+            config(Role::Agent, "a", 7, vec![seed]),
+            &tracker,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        // SWIM: the agent learns the overwatch as a member.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while agent.overwatches().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(agent.overwatches(), BTreeSet::from([ow.advertised]));
+        agent.send_report(b"hello".to_vec());
+        assert_eq!(
+            next_report(&mut ow_events).await.as_deref(),
+            Some(&b"hello"[..])
+        );
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test]
+    async fn a_node_under_another_key_is_dropped_and_counted() {
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let (ow, mut ow_events) = Node::start(
+            config(Role::Overwatch, "ow", 7, vec![]),
+            &tracker,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        let seed = NodeAddress {
+            host: "127.0.0.1".into(),
+            port: ow.advertised.port(),
+        };
+        let (agent, _e) = Node::start(
+            config(Role::Agent, "a", 8, vec![seed]),
+            &tracker,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        agent.send_report(b"hello".to_vec());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            agent.overwatches().is_empty(),
+            "no membership under a wrong key"
+        );
+        let drops = ow.stats.drops();
+        let no_key = drops
+            .iter()
+            .find(|(r, _)| *r == "no_key_opens")
+            .map(|(_, n)| *n);
+        assert!(no_key >= Some(1), "{drops:?}");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), ow_events.recv())
+                .await
+                .is_err(),
+            "nothing reached the owner"
+        );
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+}

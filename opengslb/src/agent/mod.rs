@@ -232,6 +232,8 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         ..DrainInputs::default()
     };
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    // SIGHUP would end the process by default; an operator who sends it expects a reload, not a leave.
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut predict_tick = tokio::time::interval(predictor.interval());
@@ -241,6 +243,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            _ = hup.recv() => {
+                warn!("SIGHUP: the agent does not reload its config; restart it to apply changes (it leaves and rejoins)");
+            }
             Some((i, result)) = probe_rx.recv() => {
                 if let Some(t) = tracked.get_mut(i) {
                     predictor.record_check(Instant::now(), result.ok);

@@ -32,10 +32,7 @@ use common::{
 };
 use hickory_proto::{
     op::{Edns, Message, MessageType, Query, ResponseCode},
-    rr::{
-        Name, RData, RecordType,
-        rdata::opt::{ClientSubnet, EdnsOption},
-    },
+    rr::{Name, RData, RecordType},
 };
 use opengslb::xdp::{Counters, pin_dir};
 use opengslb_common::counters::Counter;
@@ -240,14 +237,7 @@ fn query(id: u16, name: &str, kind: Kind, rng: &mut Rng) -> Message {
         kind.qtype(),
     ));
     if kind.ecs() {
-        let mut e = Edns::new();
-        e.set_max_payload(1232);
-        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-            Ipv4Addr::new(198, 51, 100, 0).into(),
-            24,
-            0,
-        )));
-        m.set_edns(e);
+        m.set_edns(common::dnsq::ecs_edns());
     } else if rng.coin() {
         let mut e = Edns::new();
         e.set_max_payload(1232);

@@ -424,96 +424,92 @@ mod tests {
         }
     }
 
-    async fn next_report(events: &mut mpsc::Receiver<Event>) -> Option<Vec<u8>> {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(3), events.recv()).await {
-                Ok(Some(Event::Report { payload, .. })) => return Some(payload),
-                Ok(Some(_)) => {}
-                _ => return None,
+    /// An overwatch under key `ow_key`, and an agent seeded with it under `agent_key`.
+    struct Pair {
+        ow: Node,
+        ow_events: mpsc::Receiver<Event>,
+        agent: Node,
+        _agent_events: mpsc::Receiver<Event>,
+        tracker: TaskTracker,
+        token: CancellationToken,
+    }
+
+    impl Pair {
+        async fn start(ow_key: u8, agent_key: u8) -> Self {
+            let tracker = TaskTracker::new();
+            let token = CancellationToken::new();
+            let ow_cfg = config(Role::Overwatch, "ow", ow_key, vec![]);
+            let (ow, ow_events) = Node::start(ow_cfg, &tracker, token.clone()).await.unwrap();
+            let seed = NodeAddress {
+                host: "127.0.0.1".into(),
+                port: ow.advertised.port(),
+            };
+            let agent_cfg = config(Role::Agent, "a", agent_key, vec![seed]);
+            let (agent, agent_events) = Node::start(agent_cfg, &tracker, token.clone())
+                .await
+                .unwrap();
+            Self {
+                ow,
+                ow_events,
+                agent,
+                _agent_events: agent_events,
+                tracker,
+                token,
             }
+        }
+
+        async fn next_report(&mut self) -> Option<Vec<u8>> {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(3), self.ow_events.recv()).await {
+                    Ok(Some(Event::Report { payload, .. })) => return Some(payload),
+                    Ok(Some(_)) => {}
+                    _ => return None,
+                }
+            }
+        }
+
+        async fn stop(self) {
+            self.token.cancel();
+            self.tracker.close();
+            self.tracker.wait().await;
         }
     }
 
     #[tokio::test]
     async fn an_agent_finds_its_overwatch_and_reports_reach_it() {
-        let tracker = TaskTracker::new();
-        let token = CancellationToken::new();
-        let (ow, mut ow_events) = Node::start(
-            config(Role::Overwatch, "ow", 7, vec![]),
-            &tracker,
-            token.clone(),
-        )
-        .await
-        .unwrap();
-        let seed = NodeAddress {
-            host: "127.0.0.1".into(),
-            port: ow.advertised.port(),
-        };
-        let (agent, _agent_events) = Node::start(
-            config(Role::Agent, "a", 7, vec![seed]),
-            &tracker,
-            token.clone(),
-        )
-        .await
-        .unwrap();
+        let mut p = Pair::start(7, 7).await;
         // SWIM: the agent learns the overwatch as a member.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while agent.overwatches().is_empty() && tokio::time::Instant::now() < deadline {
+        while p.agent.overwatches().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(agent.overwatches(), BTreeSet::from([ow.advertised]));
-        agent.send_report(b"hello".to_vec());
-        assert_eq!(
-            next_report(&mut ow_events).await.as_deref(),
-            Some(&b"hello"[..])
-        );
-        token.cancel();
-        tracker.close();
-        tracker.wait().await;
+        assert_eq!(p.agent.overwatches(), BTreeSet::from([p.ow.advertised]));
+        p.agent.send_report(b"hello".to_vec());
+        assert_eq!(p.next_report().await.as_deref(), Some(&b"hello"[..]));
+        p.stop().await;
     }
 
     #[tokio::test]
     async fn a_node_under_another_key_is_dropped_and_counted() {
-        let tracker = TaskTracker::new();
-        let token = CancellationToken::new();
-        let (ow, mut ow_events) = Node::start(
-            config(Role::Overwatch, "ow", 7, vec![]),
-            &tracker,
-            token.clone(),
-        )
-        .await
-        .unwrap();
-        let seed = NodeAddress {
-            host: "127.0.0.1".into(),
-            port: ow.advertised.port(),
-        };
-        let (agent, _e) = Node::start(
-            config(Role::Agent, "a", 8, vec![seed]),
-            &tracker,
-            token.clone(),
-        )
-        .await
-        .unwrap();
-        agent.send_report(b"hello".to_vec());
+        let mut p = Pair::start(7, 8).await;
+        p.agent.send_report(b"hello".to_vec());
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
-            agent.overwatches().is_empty(),
+            p.agent.overwatches().is_empty(),
             "no membership under a wrong key"
         );
-        let drops = ow.stats.drops();
+        let drops = p.ow.stats.drops();
         let no_key = drops
             .iter()
             .find(|(r, _)| *r == "no_key_opens")
             .map(|(_, n)| *n);
         assert!(no_key >= Some(1), "{drops:?}");
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), ow_events.recv())
+            tokio::time::timeout(Duration::from_millis(200), p.ow_events.recv())
                 .await
                 .is_err(),
             "nothing reached the owner"
         );
-        token.cancel();
-        tracker.close();
-        tracker.wait().await;
+        p.stop().await;
     }
 }

@@ -12,6 +12,18 @@ use hickory_proto::{
     rr::{Name, RData, RecordType, rdata::opt::ClientSubnet, rdata::opt::EdnsOption},
 };
 
+/// An OPT record carrying Client Subnet 198.51.100.0/24 (a documentation prefix).
+pub fn ecs_edns() -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+        Ipv4Addr::new(198, 51, 100, 0).into(),
+        24,
+        0,
+    )));
+    e
+}
+
 /// A UDP socket connected to one server; create it inside the namespace the server runs in.
 pub struct Asker {
     sock: UdpSocket,
@@ -37,14 +49,7 @@ impl Asker {
             RecordType::A,
         ));
         if ecs {
-            let mut e = Edns::new();
-            e.set_max_payload(1232);
-            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-                Ipv4Addr::new(198, 51, 100, 0).into(),
-                24,
-                0,
-            )));
-            m.set_edns(e);
+            m.set_edns(ecs_edns());
         }
         self.sock.send(&m.to_vec().expect("encode")).ok()?;
         let deadline = Instant::now() + Duration::from_secs(1);

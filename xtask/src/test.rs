@@ -41,7 +41,9 @@ pub fn test(root: &Path, opts: &Options) -> Result<()> {
     if root_user {
         let mut privileged = cargo(root);
         privileged.args(["test", "--workspace", "--exclude", ebpf_builder::PACKAGE]);
-        privileged.args(["--", "--ignored"]);
+        // `--show-output`: these tests print what they measured (drain latency percentiles, times to
+        // leave and return DNS), which belongs in the CI log.
+        privileged.args(["--", "--ignored", "--show-output"]);
         steps.push(("privileged tests", privileged, true));
     }
 

@@ -11,7 +11,7 @@ use notify::{RecursiveMode, Watcher as _};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, watch},
+    sync::watch,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
@@ -90,7 +90,15 @@ pub fn serve(
     tracker: &TaskTracker,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt as _;
+        // Only a socket is ours to replace: a mistyped path must never delete someone's file.
+        if !meta.file_type().is_socket() {
+            anyhow::bail!(
+                "{} exists and is not a socket (agent.control_socket)",
+                path.display()
+            );
+        }
         // A socket left by a crashed agent; connecting would fail, so it can go.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!(
@@ -98,42 +106,52 @@ pub fn serve(
                 path.display()
             );
         }
-        let _ = std::fs::remove_file(path);
+        std::fs::remove_file(path)?;
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let listener = UnixListener::bind(path)
+    // Owner-only from its creation: no window in which another user could connect.
+    // SAFETY: umask only swaps the process's file mode mask; it is set back right after the bind.
+    let old_mask = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old_mask) };
+    let listener = bound
         .with_context(|| format!("cannot listen on {} (agent.control_socket)", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let owned: PathBuf = path.to_path_buf();
-    let (conn_tx, mut conn_rx) = mpsc::channel::<UnixStream>(16);
-    let t = token.clone();
-    tracker.spawn(async move {
-        loop {
-            tokio::select! {
-                () = t.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => { let _ = conn_tx.send(stream).await; }
-                    Err(e) => debug!(error = %e, "control socket accept failed"),
-                },
-            }
-        }
-        let _ = std::fs::remove_file(&owned);
-    });
+    let drain = std::sync::Arc::new(drain);
+    // A few exchanges at once, each cut off after 2 s: a client that never writes holds up nobody.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(4));
+    let spawner = tracker.clone();
     tracker.spawn(async move {
         loop {
             let stream = tokio::select! {
                 () = token.cancelled() => break,
-                s = conn_rx.recv() => match s { Some(s) => s, None => break },
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        debug!(error = %e, "control socket accept failed");
+                        continue;
+                    }
+                },
             };
-            // One short exchange at a time; a client that never writes is cut off.
-            let exchange =
-                tokio::time::timeout(std::time::Duration::from_secs(2), handle(stream, &drain));
-            if let Err(e) | Ok(Err(e)) = exchange.await.map_err(anyhow::Error::from) {
-                debug!(error = %e, "control socket exchange failed");
-            }
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                debug!("control socket busy: connection closed");
+                continue;
+            };
+            let drain = drain.clone();
+            spawner.spawn(async move {
+                let _permit = permit;
+                let exchange =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), handle(stream, &drain));
+                if let Err(e) | Ok(Err(e)) = exchange.await.map_err(anyhow::Error::from) {
+                    debug!(error = %e, "control socket exchange failed");
+                }
+            });
         }
+        let _ = std::fs::remove_file(&owned);
     });
     Ok(())
 }

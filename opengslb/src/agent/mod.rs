@@ -203,7 +203,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("agent.drain_file {}", agent.drain_file.display()))?;
     let (manual_tx, mut manual) = watch::channel(false);
     drain::serve(&agent.control_socket, manual_tx, &tracker, token.clone())?;
-    let mut predictor = predict::Predictor::new(&agent.predictive)?;
+    // Sampling may wait on the app's metrics endpoint: it runs in a task of its own, so the reports
+    // never wait for it.
+    let (checks_tx, mut predicted) =
+        predict::Predictor::new(&agent.predictive)?.spawn(&tracker, token.clone());
 
     let started_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -214,6 +217,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             version: REPORT_VERSION,
             agent_id: id.clone(),
             started_ms,
+            sent_ms: started_ms,
             seq: 0,
             interval_ms: REPORT_INTERVAL.as_millis() as u32,
             missed_threshold: agent.heartbeat.missed_threshold.clamp(1, 100),
@@ -232,23 +236,24 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         ..DrainInputs::default()
     };
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     // SIGHUP would end the process by default; an operator who sends it expects a reload, not a leave.
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut predict_tick = tokio::time::interval(predictor.interval());
     let mut schedule_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let mut force = false;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = hup.recv() => {
                 warn!("SIGHUP: the agent does not reload its config; restart it to apply changes (it leaves and rejoins)");
             }
             Some((i, result)) = probe_rx.recv() => {
                 if let Some(t) = tracked.get_mut(i) {
-                    predictor.record_check(Instant::now(), result.ok);
+                    // Best effort: a full queue drops a sample of the error rate, never a report.
+                    let _ = checks_tx.try_send((Instant::now(), result.ok));
                     t.last_error.clone_from(&result.error);
                     let outcome = CheckOutcome {
                         ok: result.ok,
@@ -274,8 +279,8 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                     inputs.maintenance = on;
                 }
             }
-            _ = predict_tick.tick() => {
-                let (verdict, signals) = predictor.sample(Instant::now()).await;
+            Ok(()) = predicted.changed() => {
+                let (verdict, signals) = predicted.borrow_and_update().clone();
                 sender.base.signals = signals;
                 if verdict != inputs.predictive {
                     info!(reason = ?verdict, "predictive drain");
@@ -363,6 +368,7 @@ fn statuses(tracked: &[Tracked], inputs: &DrainInputs) -> Vec<BackendReport> {
                 (None, ValidationState::Unknown) => return None,
             };
             let (service, address, port) = t.report_as.clone();
+            let reason = bounded_reason(&reason);
             Some(BackendReport {
                 service,
                 address,
@@ -374,6 +380,23 @@ fn statuses(tracked: &[Tracked], inputs: &DrainInputs) -> Vec<BackendReport> {
         })
         .collect()
 }
+
+/// A reason as a report carries it: no control characters, at most [`MAX_REASON`] bytes (cut at a
+/// character boundary), so a long error text can never make a report too big to be accepted.
+fn bounded_reason(reason: &str) -> String {
+    let mut out: String = reason.chars().filter(|c| !c.is_control()).collect();
+    if out.len() > MAX_REASON {
+        let mut cut = MAX_REASON;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+/// The longest reason a report carries; the wire allows 256 bytes.
+const MAX_REASON: usize = 200;
 
 /// Seals and sends reports, numbering them.
 struct Sender {
@@ -395,8 +418,19 @@ impl Sender {
             }
         }
         self.base.seq += 1;
+        self.base.sent_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         self.base.backends.clone_from(&backends);
-        self.node.send_report(self.base.encode());
+        let payload = self.base.encode();
+        if payload.len() > crate::gossip::seal::MAX_PAYLOAD {
+            // Config validation bounds the backends, and reasons are bounded: this is a bug, said loudly.
+            tracing::error!(
+                bytes = payload.len(),
+                "a report is too large to send; the overwatches will declare this agent dead"
+            );
+        }
+        self.node.send_report(payload);
         self.last = Some(backends);
     }
 }

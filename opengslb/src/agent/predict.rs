@@ -5,6 +5,8 @@
 use std::{str::FromStr as _, time::Duration, time::Instant};
 
 use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::debug;
 
 use super::signals::{
@@ -35,6 +37,9 @@ enum ErrorSource {
     /// The agent's own failed checks over the window.
     Checks(CheckWindow),
 }
+
+/// A drain reason, if a signal fires, and the values measured.
+pub(super) type Prediction = (Option<String>, Signals);
 
 /// The predictive signals and their triggers; inert when `predictive.enabled` is false.
 pub(super) struct Predictor {
@@ -85,20 +90,45 @@ impl Predictor {
         })
     }
 
-    /// Time between samples.
-    pub fn interval(&self) -> Duration {
-        self.interval
+    /// Runs the predictor in a task: it samples every `check_interval` and publishes the drain reason
+    /// (if any) and the values measured; health-check results come in on the returned sender.
+    pub fn spawn(
+        mut self,
+        tracker: &TaskTracker,
+        token: CancellationToken,
+    ) -> (mpsc::Sender<(Instant, bool)>, watch::Receiver<Prediction>) {
+        let (checks_tx, mut checks) = mpsc::channel(1024);
+        let (tx, rx) = watch::channel((None, Signals::default()));
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(self.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    Some((at, ok)) = checks.recv() => self.record_check(at, ok),
+                    _ = tick.tick() => {
+                        let sample = self.sample(Instant::now()).await;
+                        tx.send_if_modified(|old| {
+                            let changed = *old != sample;
+                            *old = sample;
+                            changed
+                        });
+                    }
+                }
+            }
+        });
+        (checks_tx, rx)
     }
 
     /// Counts a health check towards the error rate when no metrics endpoint is configured.
-    pub fn record_check(&mut self, now: Instant, ok: bool) {
+    fn record_check(&mut self, now: Instant, ok: bool) {
         if let ErrorSource::Checks(w) = &mut self.errors {
             w.record(now, ok);
         }
     }
 
     /// Samples the signals; returns the drain reason if any trigger fires, and the values measured.
-    pub async fn sample(&mut self, now: Instant) -> (Option<String>, Signals) {
+    async fn sample(&mut self, now: Instant) -> (Option<String>, Signals) {
         if !self.enabled {
             return (None, Signals::default());
         }
@@ -115,7 +145,7 @@ impl Predictor {
             } => match scrape(client, url).await {
                 Ok(text) => rate.update_from_text(&text, total, failed),
                 Err(e) => {
-                    debug!(%url, error = %e, "scraping the app's metrics failed");
+                    debug!(url = %without_userinfo(url), error = %e, "scraping the app's metrics failed");
                     None
                 }
             },
@@ -134,6 +164,18 @@ impl Predictor {
             error_rate: error_rate.map(|v| v as f32),
         };
         (v.draining.then_some(v.reason), signals)
+    }
+}
+
+/// The URL without a `user:password@` part, for logs.
+fn without_userinfo(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable url>".to_owned(),
     }
 }
 

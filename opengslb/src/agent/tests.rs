@@ -171,6 +171,13 @@ async fn the_control_socket_drains_undrains_and_refuses_junk() {
         "ok draining=false"
     );
     assert!(becomes(&mut rx, false).await);
+    // A path that is not a socket is never deleted.
+    let file = dir.join("not-a-socket");
+    std::fs::write(&file, b"keep me").unwrap();
+    let (tx3, _rx3) = watch::channel(false);
+    let err = drain::serve(&file, tx3, &tracker, token.clone()).unwrap_err();
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
     // A second agent on the same socket is refused.
     let (tx2, _rx2) = watch::channel(false);
     let err = drain::serve(&path, tx2, &tracker, token.clone()).unwrap_err();

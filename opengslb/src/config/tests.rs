@@ -1459,3 +1459,20 @@ fn log_settings_are_case_insensitive_and_accept_the_originals_empty_value() {
     assert_eq!(c.logging, LoggingConfig::default());
     assert_eq!(LogLevel::Debug.to_string(), "debug");
 }
+
+#[test]
+fn an_agent_reports_at_most_64_backends() {
+    let backend = "    - { service: app.example.com, address: 127.0.0.1, port: 80, weight: 100, health_check: { interval: 2s, timeout: 1s } }\n";
+    let with = |n: u16| {
+        let list: String = (0..n)
+            .map(|i| backend.replace("port: 80", &format!("port: {}", 1000 + i)))
+            .collect();
+        AGENT_BASE.replace(backend, &list)
+    };
+    assert!(Config::from_yaml_str(&with(64)).is_ok());
+    let err = Config::from_yaml_str(&with(65)).unwrap_err().to_string();
+    assert!(
+        err.contains("agent.backends") && err.contains("at most 64"),
+        "{err}"
+    );
+}

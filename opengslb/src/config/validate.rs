@@ -487,6 +487,13 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
         "agent.backends",
         "at least one backend is required in agent mode"
     );
+    ensure!(
+        agent.backends.len() <= crate::gossip::wire::MAX_BACKENDS,
+        "agent.backends",
+        "{} backends; one agent reports at most {} (run another agent for more)",
+        agent.backends.len(),
+        crate::gossip::wire::MAX_BACKENDS
+    );
     let mut seen = HashSet::new();
     for (i, backend) in agent.backends.iter().enumerate() {
         let key = |k: &str| format!("agent.backends[{i}].{k}");

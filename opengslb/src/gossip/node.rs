@@ -34,7 +34,7 @@ use crate::config::NodeAddress;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
 /// How to run a node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeConfig {
     /// Agent or overwatch.
     pub role: Role,
@@ -55,6 +55,27 @@ pub struct NodeConfig {
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
 }
+
+/// The keys never show in `Debug` output.
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .field("bind", &self.bind)
+            .field("advertise", &self.advertise)
+            .field("seeds", &self.seeds)
+            .field("keys", &format_args!("<{} redacted>", self.keys.len()))
+            .field("probe_interval", &self.probe_interval)
+            .field("probe_timeout", &self.probe_timeout)
+            .field("gossip_interval", &self.gossip_interval)
+            .finish()
+    }
+}
+
+/// How long SWIM remembers a member it declared down. Agents restart on a new port, so each restart
+/// leaves one down member behind; foca's default (a day) would let them pile up.
+const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(120);
 
 /// What a node tells its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +155,7 @@ impl Node {
             .with_context(|| format!("cannot bind the gossip socket to {}", cfg.bind))?;
         let bound = socket.local_addr()?;
         let first_seed = resolve(&cfg.seeds).await.into_iter().next();
+        let seeds = spawn_resolver(cfg.seeds.clone(), tracker, token.clone()).await;
         let advertised = cfg
             .advertise
             .unwrap_or_else(|| super::member::advertised(bound, first_seed));
@@ -149,6 +171,7 @@ impl Node {
         }
         // Room for the seal's header, inner prefix and tag within an Ethernet MTU.
         swim.max_packet_size = NonZeroUsize::new(1400).unwrap_or(NonZeroUsize::MIN);
+        swim.remove_down_after = Some(REMOVE_DOWN_AFTER);
         let rng: StdRng = rand::make_rng();
         let foca = Foca::new(me, swim, rng, PostcardCodec);
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
@@ -163,7 +186,7 @@ impl Node {
             opener,
             foca,
             runtime: AccumulatingRuntime::new(),
-            seeds: cfg.seeds,
+            seeds,
             events: ev_tx,
             overwatches: ow_tx,
             known: BTreeSet::new(),
@@ -207,8 +230,46 @@ impl Node {
     }
 }
 
+/// Keeps the seeds' addresses resolved, in a task of its own so a slow resolver never holds up the
+/// node's loop (and with it the reports). IP literals need no task.
+async fn spawn_resolver(
+    seeds: Vec<NodeAddress>,
+    tracker: &TaskTracker,
+    token: CancellationToken,
+) -> watch::Receiver<Vec<SocketAddr>> {
+    let literal: Option<Vec<SocketAddr>> = seeds
+        .iter()
+        .map(|s| s.host.parse().ok().map(|ip| SocketAddr::new(ip, s.port)))
+        .collect();
+    if let Some(addrs) = literal {
+        let (_tx, rx) = watch::channel(addrs);
+        return rx;
+    }
+    let (tx, rx) = watch::channel(resolve(&seeds).await);
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => break,
+                () = tokio::time::sleep(ANNOUNCE_EVERY) => {
+                    let addrs = resolve(&seeds).await;
+                    if !addrs.is_empty() {
+                        tx.send_if_modified(|old| {
+                            let changed = *old != addrs;
+                            if changed {
+                                old.clone_from(&addrs);
+                            }
+                            changed
+                        });
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// Resolves seed addresses (names through the system resolver); unresolvable ones are skipped with a
-/// debug line, and retried at the next announce.
+/// debug line, and retried later.
 async fn resolve(seeds: &[NodeAddress]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for seed in seeds {
@@ -228,7 +289,9 @@ struct Task {
     opener: Opener,
     foca: Swim,
     runtime: AccumulatingRuntime<Member>,
-    seeds: Vec<NodeAddress>,
+    /// The overwatches this node reports to: the configured seeds, resolved. Only they get reports (which
+    /// carry the service token): a member that merely claims to be an overwatch gets none.
+    seeds: watch::Receiver<Vec<SocketAddr>>,
     events: mpsc::Sender<Event>,
     overwatches: watch::Sender<BTreeSet<SocketAddr>>,
     known: BTreeSet<SocketAddr>,
@@ -249,7 +312,6 @@ impl Task {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
         announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seed_addrs: Vec<SocketAddr> = Vec::new();
         loop {
             tokio::select! {
                 () = self.token.cancelled() => break,
@@ -267,7 +329,7 @@ impl Task {
                     Command::Report(payload) => {
                         let datagram = self.sealer.seal(KIND_REPORT, &payload);
                         let targets: BTreeSet<SocketAddr> =
-                            self.known.iter().chain(&seed_addrs).copied().collect();
+                            self.seeds.borrow().iter().copied().collect();
                         for to in targets {
                             self.send(&datagram, to).await;
                         }
@@ -281,13 +343,13 @@ impl Task {
                         let _ = done.send(());
                     }
                 },
-                _ = announce.tick(), if !self.seeds.is_empty() => {
-                    seed_addrs = resolve(&self.seeds).await;
-                    for addr in &seed_addrs {
+                _ = announce.tick() => {
+                    let seeds = self.seeds.borrow().clone();
+                    for addr in seeds {
                         let seed = Member {
                             role: Role::Overwatch,
                             name: String::new(),
-                            addr: *addr,
+                            addr,
                             incarnation: 0,
                         };
                         if let Err(e) = self.foca.announce(seed, &mut self.runtime) {
@@ -295,9 +357,15 @@ impl Task {
                         }
                     }
                     self.drain().await;
-                    // Once an overwatch answered, re-announce only now and then.
-                    if !self.known.is_empty() && announce.period() == ANNOUNCE_EVERY {
-                        announce = tokio::time::interval(ANNOUNCE_EVERY * 10);
+                    // Once an overwatch answered, re-announce only now and then; when none is left
+                    // (all restarted, or the network was cut), eagerly again.
+                    let period = if self.known.is_empty() {
+                        ANNOUNCE_EVERY
+                    } else {
+                        ANNOUNCE_EVERY * 10
+                    };
+                    if announce.period() != period {
+                        announce = tokio::time::interval(period);
                         announce.reset();
                     }
                 }
@@ -486,6 +554,49 @@ mod tests {
         assert_eq!(p.agent.overwatches(), BTreeSet::from([p.ow.advertised]));
         p.agent.send_report(b"hello".to_vec());
         assert_eq!(p.next_report().await.as_deref(), Some(&b"hello"[..]));
+        p.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_member_that_only_claims_to_be_an_overwatch_gets_no_report() {
+        let mut p = Pair::start(7, 7).await;
+        // An impostor with the key joins through the agent, calling itself an overwatch.
+        let seed = NodeAddress {
+            host: "127.0.0.1".into(),
+            port: p.agent.advertised.port(),
+        };
+        let impostor_cfg = config(Role::Overwatch, "impostor", 7, vec![seed]);
+        let (impostor, mut impostor_events) =
+            Node::start(impostor_cfg, &p.tracker, p.token.clone())
+                .await
+                .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !p.agent.overwatches().contains(&impostor.advertised)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            p.agent.overwatches().contains(&impostor.advertised),
+            "SWIM knows it as a member"
+        );
+        p.agent.send_report(b"token inside".to_vec());
+        assert_eq!(
+            p.next_report().await.as_deref(),
+            Some(&b"token inside"[..]),
+            "the configured overwatch gets it"
+        );
+        let got = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                match impostor_events.recv().await {
+                    Some(Event::Report { .. }) => return true,
+                    Some(_) => {}
+                    None => return false,
+                }
+            }
+        })
+        .await;
+        assert!(!matches!(got, Ok(true)), "the impostor got a report");
         p.stop().await;
     }
 

@@ -38,7 +38,7 @@ pub const MAX_MISSED: u32 = 100;
 
 /// An agent's report on all its backends. Sent to every overwatch at once on every change and every
 /// report interval otherwise.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// [`REPORT_VERSION`].
     pub version: u16,
@@ -47,6 +47,10 @@ pub struct Report {
     /// When this agent process started, in ms since the Unix epoch: with `seq`, orders reports across
     /// restarts, so a report replayed from an earlier life is refused.
     pub started_ms: u64,
+    /// When this report was sent, in ms since the Unix epoch: a receiver refuses reports outside a short
+    /// window around its own clock, so a report captured earlier cannot be replayed later (after the
+    /// receiver restarted and forgot which datagrams it had seen).
+    pub sent_ms: u64,
     /// Rises by one per report within one agent process; a receiver ignores a report not newer than the
     /// last it applied from the same process (duplicates and reordering).
     pub seq: u64,
@@ -64,6 +68,26 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// The predictive signals behind a drain, as measured.
     pub signals: Signals,
+}
+
+/// The token never shows in `Debug` output.
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Report")
+            .field("version", &self.version)
+            .field("agent_id", &self.agent_id)
+            .field("started_ms", &self.started_ms)
+            .field("sent_ms", &self.sent_ms)
+            .field("seq", &self.seq)
+            .field("interval_ms", &self.interval_ms)
+            .field("missed_threshold", &self.missed_threshold)
+            .field("token", &"<redacted>")
+            .field("region", &self.region)
+            .field("leaving", &self.leaving)
+            .field("backends", &self.backends)
+            .field("signals", &self.signals)
+            .finish()
+    }
 }
 
 /// An agent's word on one backend.
@@ -146,13 +170,15 @@ impl Report {
                 Err(WireError::Bounds { field })
             }
         };
-        let text = |s: &str| !s.is_empty() && s.len() <= MAX_TEXT;
-        bounded("agent_id", text(&self.agent_id))?;
+        // Identifiers end up in logs and metrics: printable ASCII without spaces, so a report cannot
+        // forge log lines. Free text (reasons) may hold spaces, not control characters.
+        let ident = |s: &str| {
+            !s.is_empty() && s.len() <= MAX_TEXT && s.bytes().all(|b| b.is_ascii_graphic())
+        };
+        let free = |s: &str| s.len() <= MAX_TEXT && !s.chars().any(char::is_control);
+        bounded("agent_id", ident(&self.agent_id))?;
         bounded("token", self.token.len() <= MAX_TEXT)?;
-        bounded(
-            "region",
-            self.region.as_deref().is_none_or(|r| r.len() <= MAX_TEXT),
-        )?;
+        bounded("region", self.region.as_deref().is_none_or(ident))?;
         bounded("interval_ms", INTERVAL_MS.contains(&self.interval_ms))?;
         bounded(
             "missed_threshold",
@@ -162,10 +188,10 @@ impl Report {
         for b in &self.backends {
             bounded(
                 "backends.service",
-                !b.service.is_empty() && b.service.len() <= MAX_SERVICE,
+                ident(&b.service) && b.service.len() <= MAX_SERVICE,
             )?;
             bounded("backends.port", b.port != 0)?;
-            bounded("backends.reason", b.reason.len() <= MAX_TEXT)?;
+            bounded("backends.reason", free(&b.reason))?;
             bounded("backends.weight", b.weight <= 1000)?;
         }
         Ok(())
@@ -187,6 +213,7 @@ mod tests {
             version: REPORT_VERSION,
             agent_id: "web-1-0a1b2c3d".into(),
             started_ms: 1_790_000_000_000,
+            sent_ms: 1_790_000_000_500,
             seq: 7,
             interval_ms: 300,
             missed_threshold: 3,
@@ -210,9 +237,14 @@ mod tests {
     }
 
     #[test]
-    fn round_trips() {
+    fn round_trips_and_never_shows_the_token() {
         let r = report();
         assert_eq!(Report::decode(&r.encode()).unwrap(), r);
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains(&r.token) && shown.contains("redacted"),
+            "{shown}"
+        );
         assert_eq!(r.dead_after(), std::time::Duration::from_millis(900));
     }
 
@@ -239,6 +271,12 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             ("agent_id", Box::new(|r| r.agent_id.clear())),
             ("agent_id", Box::new(|r| r.agent_id = "x".repeat(257))),
+            ("agent_id", Box::new(|r| r.agent_id = "a b".into())),
+            (
+                "agent_id",
+                Box::new(|r| r.agent_id = "a\nINFO forged".into()),
+            ),
+            ("region", Box::new(|r| r.region = Some("e\u{1b}[2J".into()))),
             ("token", Box::new(|r| r.token = "x".repeat(257))),
             ("region", Box::new(|r| r.region = Some("x".repeat(257)))),
             ("interval_ms", Box::new(|r| r.interval_ms = 10)),
@@ -257,6 +295,10 @@ mod tests {
             (
                 "backends.reason",
                 Box::new(|r| r.backends[0].reason = "x".repeat(257)),
+            ),
+            (
+                "backends.reason",
+                Box::new(|r| r.backends[0].reason = "a\nb".into()),
             ),
             ("backends.weight", Box::new(|r| r.backends[0].weight = 1001)),
         ];

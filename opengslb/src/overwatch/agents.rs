@@ -1,21 +1,27 @@
-//! The overwatch's book of agents: it authenticates each report by its service token, drops duplicates
-//! and stale reports, and knows when an agent has gone silent for too long. The registry hears only the
-//! result: reports to apply, agents that left, agents that are dead.
+//! The overwatch's book of agents: it authenticates each report by its service token, drops duplicates,
+//! stale and replayed reports, and knows when an agent has gone silent for too long. The registry hears
+//! only the result: reports to apply, agents that left, agents that are dead.
 //!
-//! Tokens: `overwatch.agent_tokens` maps a service to the tokens accepted for it; a report naming a
-//! service not listed there is refused. Without `agent_tokens`, the first token seen for a service is
-//! pinned (trust on first use) in `<data_dir>/agent-tokens.pinned`, as a SHA-256 digest, never the token
-//! itself, and every later report for that service must carry the same token.
+//! Tokens: `overwatch.agent_tokens` maps a service to the tokens accepted for it. Without it, the first
+//! token seen for a service is pinned (trust on first use) in `<data_dir>/agent-tokens.pinned`, as a
+//! SHA-256 digest, never the token itself, and every later report for that service must carry the same
+//! token. Either way a report may name only configured services.
+//!
+//! An agent is known by its id *and* its token: the registry sees `<agent id>@<token digest prefix>`. A
+//! key holder without an agent's token is therefore a different agent: it cannot make that agent leave,
+//! lock it out with a far-future start time, or take its claims.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    io::Write as _,
     net::SocketAddr,
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use sha2::{Digest as _, Sha256};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     config::Secret,
@@ -29,6 +35,13 @@ pub const PIN_FILE: &str = "agent-tokens.pinned";
 /// An agent silent this long (and not alive) is forgotten, so the book stays bounded under churn.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
+/// How far a report's send time may be from the overwatch's clock. A report captured earlier and
+/// replayed after the overwatch restarted (and forgot which datagrams it had seen) is refused.
+pub const CLOCK_WINDOW: Duration = Duration::from_secs(30);
+
+/// Most agents in the book; a new one beyond this is refused until silent ones are forgotten.
+pub const MAX_AGENTS: usize = 10_000;
+
 /// Why a report was not applied; each is counted under [`Refusal::as_str`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -36,17 +49,21 @@ pub enum Refusal {
     Malformed(WireError),
     /// The token is not accepted for one of the services.
     BadToken {
-        /// The service whose token did not match.
+        /// The service whose token did not match; empty for a report naming none.
         service: String,
     },
-    /// `agent_tokens` is set and lists no token for the service.
+    /// The service is not a configured domain, or `agent_tokens` lists no token for it.
     UnknownService {
         /// The service.
         service: String,
     },
-    /// Not newer than the last report applied from this agent (duplicate, reordered, or replayed from an
-    /// earlier life of the agent).
+    /// Sent too long ago, or in the future, by the overwatch's clock ([`CLOCK_WINDOW`]).
+    Clock,
+    /// Not newer than the last report applied from this agent (duplicate, reordered, or from an earlier
+    /// life of the agent).
     Stale,
+    /// The book is full ([`MAX_AGENTS`]).
+    Capacity,
 }
 
 impl Refusal {
@@ -56,7 +73,9 @@ impl Refusal {
             Self::Malformed(_) => "malformed",
             Self::BadToken { .. } => "bad_token",
             Self::UnknownService { .. } => "unknown_service",
+            Self::Clock => "clock",
             Self::Stale => "stale",
+            Self::Capacity => "capacity",
         }
     }
 }
@@ -66,7 +85,7 @@ impl Refusal {
 pub enum Accepted {
     /// Apply these backend reports.
     Reports(Vec<AgentReport>),
-    /// The agent is shutting down: every backend it claims is out.
+    /// The agent (by its registry id) is shutting down: every backend it claims is out.
     Left(String),
 }
 
@@ -95,14 +114,19 @@ impl Life {
 /// One agent in the book.
 #[derive(Debug, Clone)]
 pub struct AgentEntry {
-    /// Where its last report came from.
+    /// Its SWIM name (the agent id it reports).
+    pub name: String,
+    /// Where its last report came from: its gossip socket, also its SWIM address.
     pub from: SocketAddr,
     /// When its last report arrived.
     pub last_report: Instant,
     /// How long it may stay silent (its interval × its missed threshold).
     pub dead_after: Duration,
-    /// Its process start (ms since the epoch) and report number: reports must rise in this order.
-    order: (u64, u64),
+    /// The sealing epoch of the process that sent the last report (a new one on every start).
+    epoch: u64,
+    /// That process's start (ms since the epoch) and its last report number.
+    started_ms: u64,
+    seq: u64,
     /// Alive, left or dead.
     pub life: Life,
     /// Backends in its last report.
@@ -111,10 +135,26 @@ pub struct AgentEntry {
     pub signals: crate::gossip::wire::Signals,
 }
 
-/// The book. Pure logic: time comes in as `now`.
+/// One report as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// The opened payload.
+    pub payload: &'a [u8],
+    /// The sealing epoch of the sender (authenticated by the seal).
+    pub sender_epoch: u64,
+    /// Where it came from.
+    pub from: SocketAddr,
+    /// When it arrived.
+    pub now: Instant,
+    /// The overwatch's wall clock then, in ms since the Unix epoch.
+    pub wall_ms: u64,
+}
+
+/// The book. Pure logic: time comes in with each call.
 #[derive(Debug)]
 pub struct AgentBook {
     tokens: BTreeMap<String, Vec<[u8; 32]>>,
+    services: BTreeSet<String>,
     pins: Pins,
     agents: HashMap<String, AgentEntry>,
     /// Reports by result (`applied`, `left`, or a refusal).
@@ -122,43 +162,54 @@ pub struct AgentBook {
 }
 
 impl AgentBook {
-    /// A book accepting the configured tokens, or pinning on first use in `data_dir` when none are.
-    pub fn new(agent_tokens: &BTreeMap<String, Vec<Secret>>, data_dir: &Path) -> Self {
-        let tokens = agent_tokens
+    /// A book for the configured `services` (domain names), accepting the configured tokens, or pinning
+    /// on first use in `data_dir` when none are.
+    pub fn new(
+        agent_tokens: &BTreeMap<String, Vec<Secret>>,
+        data_dir: &Path,
+        services: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let mut book = Self {
+            tokens: BTreeMap::new(),
+            services: BTreeSet::new(),
+            pins: Pins::disabled(),
+            agents: HashMap::new(),
+            counts: BTreeMap::new(),
+        };
+        book.reload(agent_tokens, data_dir, services);
+        book
+    }
+
+    /// Takes a reloaded config's tokens and services; the agents and their state stay, and so do pins
+    /// already made (even those the file could not keep).
+    pub fn reload(
+        &mut self,
+        agent_tokens: &BTreeMap<String, Vec<Secret>>,
+        data_dir: &Path,
+        services: impl IntoIterator<Item = String>,
+    ) {
+        self.tokens = agent_tokens
             .iter()
             .map(|(service, list)| {
                 let digests = list.iter().map(|t| digest(t.expose())).collect();
                 (crate::table::normalize(service), digests)
             })
             .collect();
-        let pins = if agent_tokens.is_empty() {
-            Pins::load(data_dir.join(PIN_FILE))
-        } else {
-            Pins::disabled()
-        };
-        Self {
-            tokens,
-            pins,
-            agents: HashMap::new(),
-            counts: BTreeMap::new(),
+        self.services = services
+            .into_iter()
+            .map(|s| crate::table::normalize(&s))
+            .collect();
+        let path = data_dir.join(PIN_FILE);
+        if !agent_tokens.is_empty() {
+            self.pins = Pins::disabled();
+        } else if self.pins.path.as_deref() != Some(path.as_path()) {
+            self.pins = Pins::load(path);
         }
     }
 
-    /// Takes the tokens of a reloaded config; the agents and their state stay.
-    pub fn reload_tokens(&mut self, agent_tokens: &BTreeMap<String, Vec<Secret>>, data_dir: &Path) {
-        let fresh = Self::new(agent_tokens, data_dir);
-        self.tokens = fresh.tokens;
-        self.pins = fresh.pins;
-    }
-
-    /// Reads, authenticates and orders one report payload that arrived at `now` from `from`.
-    pub fn on_report(
-        &mut self,
-        payload: &[u8],
-        from: SocketAddr,
-        now: Instant,
-    ) -> Result<Accepted, Refusal> {
-        let result = self.judge(payload, from, now);
+    /// Reads, authenticates and orders one report payload.
+    pub fn on_report(&mut self, arrival: Arrival<'_>) -> Result<Accepted, Refusal> {
+        let result = self.judge(arrival);
         let label = match &result {
             Ok(Accepted::Reports(_)) => "applied",
             Ok(Accepted::Left(_)) => "left",
@@ -168,19 +219,33 @@ impl AgentBook {
         result
     }
 
-    fn judge(
-        &mut self,
-        payload: &[u8],
-        from: SocketAddr,
-        now: Instant,
-    ) -> Result<Accepted, Refusal> {
-        let report = Report::decode(payload).map_err(Refusal::Malformed)?;
-        self.authenticate(&report)?;
-        let order = (report.started_ms, report.seq);
-        if let Some(known) = self.agents.get(&report.agent_id)
-            && order <= known.order
-        {
-            return Err(Refusal::Stale);
+    fn judge(&mut self, a: Arrival<'_>) -> Result<Accepted, Refusal> {
+        let report = Report::decode(a.payload).map_err(Refusal::Malformed)?;
+        let services = self.services_of(&report)?;
+        if report.sent_ms.abs_diff(a.wall_ms) > CLOCK_WINDOW.as_millis() as u64 {
+            return Err(Refusal::Clock);
+        }
+        let token = digest(&report.token);
+        self.authenticate(&services, token)?;
+        let id = format!("{}@{}", report.agent_id, &to_hex(&token)[..8]);
+        match self.agents.get(&id) {
+            // The same process: its numbering decides.
+            Some(known) if known.epoch == a.sender_epoch && report.seq <= known.seq => {
+                return Err(Refusal::Stale);
+            }
+            // Another process under this id: a restart. While the known one is alive, only a later
+            // start replaces it; once it left or died, any start does (a clock stepped back must not
+            // lock an agent out). Replays of an earlier life are stopped by the seal and the clock window.
+            Some(known)
+                if known.epoch != a.sender_epoch
+                    && known.life == Life::Alive
+                    && report.started_ms <= known.started_ms =>
+            {
+                return Err(Refusal::Stale);
+            }
+            Some(_) => {}
+            None if self.agents.len() >= MAX_AGENTS => return Err(Refusal::Capacity),
+            None => {}
         }
         let life = if report.leaving {
             Life::Left
@@ -188,28 +253,31 @@ impl AgentBook {
             Life::Alive
         };
         let previous = self.agents.insert(
-            report.agent_id.clone(),
+            id.clone(),
             AgentEntry {
-                from,
-                last_report: now,
+                name: report.agent_id.clone(),
+                from: a.from,
+                last_report: a.now,
                 dead_after: report.dead_after(),
-                order,
+                epoch: a.sender_epoch,
+                started_ms: report.started_ms,
+                seq: report.seq,
                 life,
                 backends: report.backends.len(),
                 signals: report.signals,
             },
         );
         if previous.as_ref().is_none_or(|p| p.life != life) {
-            info!(agent = %report.agent_id, %from, state = life.as_str(), backends = report.backends.len(), "agent");
+            info!(agent = %id, from = %a.from, state = life.as_str(), backends = report.backends.len(), "agent");
         }
         if report.leaving {
-            return Ok(Accepted::Left(report.agent_id));
+            return Ok(Accepted::Left(id));
         }
         let reports = report
             .backends
             .iter()
             .map(|b| AgentReport {
-                agent_id: report.agent_id.clone(),
+                agent_id: id.clone(),
                 key: BackendKey::new(&b.service, b.address, b.port),
                 weight: b.weight,
                 region: report.region.clone(),
@@ -220,18 +288,8 @@ impl AgentBook {
         Ok(Accepted::Reports(reports))
     }
 
-    fn authenticate(&mut self, report: &Report) -> Result<(), Refusal> {
-        let presented = digest(&report.token);
-        // A report naming no backend yet (before its first check) still needs a token that is good for
-        // some service, so an agent without one never enters the book.
-        if report.backends.is_empty()
-            && !self.tokens.is_empty()
-            && !self.tokens.values().flatten().any(|t| *t == presented)
-        {
-            return Err(Refusal::BadToken {
-                service: String::new(),
-            });
-        }
+    /// The report's services, normalized and deduplicated; each must be a configured domain.
+    fn services_of(&self, report: &Report) -> Result<Vec<String>, Refusal> {
         let mut services: Vec<String> = report
             .backends
             .iter()
@@ -239,17 +297,36 @@ impl AgentBook {
             .collect();
         services.sort();
         services.dedup();
+        if let Some(unknown) = services.iter().find(|s| !self.services.contains(*s)) {
+            return Err(Refusal::UnknownService {
+                service: unknown.clone(),
+            });
+        }
+        Ok(services)
+    }
+
+    fn authenticate(&mut self, services: &[String], presented: [u8; 32]) -> Result<(), Refusal> {
+        if self.tokens.is_empty() {
+            return self.pins.check_or_pin(services, presented);
+        }
+        // A report naming no backend yet (before its first check) still needs a token that is good for
+        // some service, so an agent without one never enters the book.
+        if services.is_empty() && !self.tokens.values().flatten().any(|t| *t == presented) {
+            return Err(Refusal::BadToken {
+                service: String::new(),
+            });
+        }
         for service in services {
-            if self.tokens.is_empty() {
-                if !self.pins.check_or_pin(&service, presented) {
-                    return Err(Refusal::BadToken { service });
+            match self.tokens.get(service) {
+                None => {
+                    return Err(Refusal::UnknownService {
+                        service: service.clone(),
+                    });
                 }
-                continue;
-            }
-            match self.tokens.get(&service) {
-                None => return Err(Refusal::UnknownService { service }),
                 Some(accepted) if !accepted.contains(&presented) => {
-                    return Err(Refusal::BadToken { service });
+                    return Err(Refusal::BadToken {
+                        service: service.clone(),
+                    });
                 }
                 Some(_) => {}
             }
@@ -257,19 +334,22 @@ impl AgentBook {
         Ok(())
     }
 
-    /// SWIM declared the member named `agent_id` down. Returns whether it was alive.
-    pub fn member_down(&mut self, agent_id: &str) -> bool {
-        match self.agents.get_mut(agent_id) {
-            Some(a) if a.life == Life::Alive => {
+    /// SWIM declared the member `name` at `addr` down. Only an alive agent whose reports come from that
+    /// very address is marked dead: a key holder joining under another agent's name, or the previous
+    /// life of a restarted agent (another port), cannot kill it. Returns the registry ids marked dead.
+    pub fn member_down(&mut self, name: &str, addr: SocketAddr) -> Vec<String> {
+        self.agents
+            .iter_mut()
+            .filter(|(_, a)| a.life == Life::Alive && a.name == name && a.from == addr)
+            .map(|(id, a)| {
                 a.life = Life::Dead;
-                true
-            }
-            _ => false,
-        }
+                id.clone()
+            })
+            .collect()
     }
 
-    /// Agents alive but silent past their deadline at `now`: marked dead and returned. Long-gone agents
-    /// are forgotten.
+    /// Agents alive but silent past their deadline at `now`: marked dead and returned (registry ids).
+    /// Long-gone agents are forgotten.
     pub fn expire(&mut self, now: Instant) -> Vec<String> {
         let mut dead = Vec::new();
         self.agents.retain(|id, a| {
@@ -292,7 +372,7 @@ impl AgentBook {
             .min()
     }
 
-    /// Every agent known, by id.
+    /// Every agent known, by registry id.
     pub fn agents(&self) -> impl Iterator<Item = (&String, &AgentEntry)> {
         self.agents.iter()
     }
@@ -312,11 +392,14 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Trust-on-first-use pins: service → token digest, kept in a file when one can be written.
+/// Trust-on-first-use pins: service → token digest, kept in a file (mode 0600) when one can be written.
 #[derive(Debug)]
 struct Pins {
     path: Option<PathBuf>,
     pinned: BTreeMap<String, [u8; 32]>,
+    /// The pin file exists but could not be read: pinning anew could hand a service to whoever reports
+    /// first, so every trust-on-first-use report is refused until it is fixed.
+    broken: bool,
     warned_unwritable: bool,
 }
 
@@ -325,50 +408,84 @@ impl Pins {
         Self {
             path: None,
             pinned: BTreeMap::new(),
+            broken: false,
             warned_unwritable: false,
         }
     }
 
-    /// Reads the pin file; a missing one is empty, a malformed line is skipped with a warning.
+    /// Reads the pin file; a missing one is empty, an unreadable one fails closed, a malformed line is
+    /// skipped with a warning.
     fn load(path: PathBuf) -> Self {
-        let mut pinned = BTreeMap::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for (n, line) in text.lines().enumerate() {
-                let parsed = line
-                    .split_once(' ')
-                    .and_then(|(s, hex)| Some((s.to_owned(), from_hex(hex)?)));
-                match parsed {
-                    Some((service, d)) => {
-                        pinned.insert(service, d);
-                    }
-                    None if line.trim().is_empty() => {}
-                    None => {
-                        warn!(file = %path.display(), line = n + 1, "malformed pin line skipped")
-                    }
-                }
+        let mut pins = Self {
+            path: Some(path.clone()),
+            ..Self::disabled()
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return pins,
+            Err(e) => {
+                error!(file = %path.display(), error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until it is readable (or set overwatch.agent_tokens)");
+                pins.broken = true;
+                return pins;
             }
-            info!(file = %path.display(), services = pinned.len(), "agent token pins loaded");
+        };
+        for (n, line) in text.lines().enumerate() {
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(s, hex)| Some((s.to_owned(), from_hex(hex)?)));
+            match parsed {
+                Some((service, d)) => {
+                    pins.pinned.insert(service, d);
+                }
+                None if line.trim().is_empty() => {}
+                None => warn!(file = %path.display(), line = n + 1, "malformed pin line skipped"),
+            }
         }
-        Self {
-            path: Some(path),
-            pinned,
-            warned_unwritable: false,
-        }
+        info!(file = %path.display(), services = pins.pinned.len(), "agent token pins loaded");
+        pins
     }
 
-    fn check_or_pin(&mut self, service: &str, presented: [u8; 32]) -> bool {
-        if let Some(pinned) = self.pinned.get(service) {
-            return *pinned == presented;
+    /// Checks every service first, then pins the new ones, so a report refused for one service pins
+    /// nothing.
+    fn check_or_pin(&mut self, services: &[String], presented: [u8; 32]) -> Result<(), Refusal> {
+        if self.broken {
+            return Err(Refusal::BadToken {
+                service: services.first().cloned().unwrap_or_default(),
+            });
         }
-        self.pinned.insert(service.to_owned(), presented);
-        warn!(
-            service,
-            "trust on first use: pinned the first service token seen for this service; set overwatch.agent_tokens to choose the accepted tokens"
-        );
-        self.save();
-        true
+        // A report naming no backend yet: its token must be one already pinned, if any is.
+        if services.is_empty()
+            && !self.pinned.is_empty()
+            && !self.pinned.values().any(|d| *d == presented)
+        {
+            return Err(Refusal::BadToken {
+                service: String::new(),
+            });
+        }
+        if let Some(s) = services
+            .iter()
+            .find(|s| self.pinned.get(*s).is_some_and(|d| *d != presented))
+        {
+            return Err(Refusal::BadToken { service: s.clone() });
+        }
+        let new: Vec<&String> = services
+            .iter()
+            .filter(|s| !self.pinned.contains_key(*s))
+            .collect();
+        for service in &new {
+            self.pinned.insert((*service).clone(), presented);
+            warn!(
+                service = %service,
+                "trust on first use: pinned the first service token seen for this service; set overwatch.agent_tokens to choose the accepted tokens"
+            );
+        }
+        if !new.is_empty() {
+            self.save();
+        }
+        Ok(())
     }
 
+    /// Writes the pins: a new owner-only file, synced, then renamed over the old one.
     fn save(&mut self) {
         let Some(path) = &self.path else { return };
         let text: String = self
@@ -377,11 +494,25 @@ impl Pins {
             .map(|(s, d)| format!("{s} {}\n", to_hex(d)))
             .collect();
         let tmp = path.with_extension("tmp");
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, path));
+        let written = (|| -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            // A leftover from a crash (or a planted link) is removed, never followed.
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
         if let Err(e) = written
             && !self.warned_unwritable
         {

@@ -1,14 +1,19 @@
 //! The overwatch's side of gossip: its node, and the book that turns agents' reports, leaves and
 //! deaths into registry changes.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
-use super::agents::{Accepted, AgentBook, Refusal};
+use super::agents::{Accepted, AgentBook, Arrival, Refusal};
 use crate::{
     config::Config,
     gossip::{
@@ -19,12 +24,29 @@ use crate::{
     registry::Registry,
 };
 
+/// A refused report is logged at most this often per sender, so a misbehaving agent cannot flood the log.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Events handled before one publish: a burst (agents arriving after a restart) costs one publish.
+const BATCH: usize = 256;
+
 /// The running gossip receiver.
 pub(super) struct Gossip {
     node: Node,
     events: mpsc::Receiver<Event>,
     book: AgentBook,
     metrics: Arc<Metrics>,
+    warned: HashMap<SocketAddr, Instant>,
+}
+
+fn services(cfg: &Config) -> impl Iterator<Item = String> + '_ {
+    cfg.domains.iter().map(|d| d.name.clone())
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// This host's name, the default node id.
@@ -71,7 +93,11 @@ impl Gossip {
         let (node, events) = Node::start(node_cfg, tracker, token)
             .await
             .context("overwatch.gossip.bind_address")?;
-        let book = AgentBook::new(&cfg.overwatch.agent_tokens, &cfg.overwatch.data_dir);
+        let book = AgentBook::new(
+            &cfg.overwatch.agent_tokens,
+            &cfg.overwatch.data_dir,
+            services(cfg),
+        );
         if cfg.overwatch.agent_tokens.is_empty() {
             warn!(
                 data_dir = %cfg.overwatch.data_dir.display(),
@@ -83,17 +109,25 @@ impl Gossip {
             events,
             book,
             metrics,
+            warned: HashMap::new(),
         };
         gossip.update_metrics();
         Ok(Some(gossip))
     }
 
-    /// The next event; pending forever once the node is gone.
-    pub async fn next(&mut self) -> Event {
-        match self.events.recv().await {
-            Some(e) => e,
-            None => std::future::pending().await,
+    /// The next events, as many as are queued (up to a batch); pending forever once the node is gone.
+    pub async fn next(&mut self) -> Vec<Event> {
+        let Some(first) = self.events.recv().await else {
+            return std::future::pending().await;
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match self.events.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
         }
+        batch
     }
 
     /// When the next agent goes dead if it stays silent.
@@ -103,15 +137,39 @@ impl Gossip {
 
     /// Takes a reloaded config's tokens.
     pub fn reload(&mut self, cfg: &Config) {
-        self.book
-            .reload_tokens(&cfg.overwatch.agent_tokens, &cfg.overwatch.data_dir);
+        self.book.reload(
+            &cfg.overwatch.agent_tokens,
+            &cfg.overwatch.data_dir,
+            services(cfg),
+        );
     }
 
-    /// Applies one event to the registry; returns whether the answers may have changed.
-    pub fn handle(&mut self, event: Event, registry: &mut Registry, now: Instant) -> bool {
-        let changed = match event {
-            Event::Report { payload, from, .. } => {
-                match self.book.on_report(&payload, from, now) {
+    /// Applies a batch of events to the registry; returns whether the answers may have changed.
+    pub fn handle(&mut self, events: Vec<Event>, registry: &mut Registry, now: Instant) -> bool {
+        let wall = wall_ms();
+        let mut changed = false;
+        for event in events {
+            changed |= self.apply(event, registry, now, wall);
+        }
+        self.update_metrics();
+        changed
+    }
+
+    fn apply(&mut self, event: Event, registry: &mut Registry, now: Instant, wall_ms: u64) -> bool {
+        match event {
+            Event::Report {
+                payload,
+                sender_epoch,
+                from,
+            } => {
+                let arrival = Arrival {
+                    payload: &payload,
+                    sender_epoch,
+                    from,
+                    now,
+                    wall_ms,
+                };
+                match self.book.on_report(arrival) {
                     Ok(Accepted::Reports(reports)) => reports
                         .into_iter()
                         .fold(false, |c, r| registry.apply_agent_report(r, now) | c),
@@ -125,23 +183,36 @@ impl Gossip {
                     Err(Refusal::Stale) => false,
                     Err(refusal) => {
                         // The datagram opened under the shared key: a misconfigured or hostile agent.
-                        warn!(%from, why = ?refusal, "agent report refused");
+                        if self.should_warn(from, now) {
+                            warn!(%from, why = ?refusal, "agent report refused (further refusals from this sender are counted, and logged at most every 10 s)");
+                        }
                         false
                     }
                 }
             }
             Event::MemberDown(m) if m.role == Role::Agent => {
-                if self.book.member_down(&m.name) {
-                    info!(agent = %m.name, "SWIM declared the agent down: its backends are out");
-                    registry.agent_dead(&m.name)
-                } else {
-                    false
+                let mut changed = false;
+                for agent in self.book.member_down(&m.name, m.addr) {
+                    info!(%agent, "SWIM declared the agent down: its backends are out");
+                    changed |= registry.agent_dead(&agent);
                 }
+                changed
             }
             Event::MemberUp(_) | Event::MemberDown(_) => false,
-        };
-        self.update_metrics();
-        changed
+        }
+    }
+
+    fn should_warn(&mut self, from: SocketAddr, now: Instant) -> bool {
+        if self.warned.len() > 1024 {
+            self.warned.clear();
+        }
+        match self.warned.get(&from) {
+            Some(t) if now.saturating_duration_since(*t) < WARN_EVERY => false,
+            _ => {
+                self.warned.insert(from, now);
+                true
+            }
+        }
     }
 
     /// Marks agents silent past their deadline dead; returns whether the answers may have changed.

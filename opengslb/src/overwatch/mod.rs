@@ -283,10 +283,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
-                event = next_gossip(&mut gossip) => {
+                events = next_gossip(&mut gossip) => {
                     let now = Instant::now();
                     if let Some(g) = gossip.as_mut()
-                        && g.handle(event, &mut control.registry, now)
+                        && g.handle(events, &mut control.registry, now)
                     {
                         let p = control.publish(now);
                         last = state_of(&p);
@@ -334,6 +334,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     // Staleness and expiry move with time, and latency routing with probe averages.
                     let now = Instant::now();
                     control.registry.expire(now);
+                    // Also forgets long-gone agents, which no alive agent's deadline would prompt.
+                    if let Some(g) = gossip.as_mut() {
+                        g.expire(&mut control.registry, now);
+                    }
                     let p = control.publish(now);
                     let state = state_of(&p);
                     if state != last {
@@ -387,7 +391,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
 }
 
 /// The next gossip event, or never when gossip is off.
-async fn next_gossip(gossip: &mut Option<gossip::Gossip>) -> crate::gossip::node::Event {
+async fn next_gossip(gossip: &mut Option<gossip::Gossip>) -> Vec<crate::gossip::node::Event> {
     match gossip {
         Some(g) => g.next().await,
         None => std::future::pending().await,
@@ -417,9 +421,10 @@ fn reload(opts: &Options, running: &Config) -> Option<Config> {
         || new.dns.soa != running.dns.soa
         || new.dns.nameservers != running.dns.nameservers
         || new.metrics != running.metrics
+        || new.overwatch.gossip != running.overwatch.gossip
     {
         warn!(
-            "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers or metrics need a restart; applying the domains and servers only"
+            "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers, metrics or overwatch.gossip need a restart; applying the domains, servers and agent tokens only"
         );
     }
     info!("SIGHUP: config reloaded");

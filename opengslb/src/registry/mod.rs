@@ -368,10 +368,21 @@ impl Registry {
     /// An agent's report on a backend, received at `now`. It claims the backend at that key (a static or
     /// API backend keeps its configured weight and region: an agent's default weight must not silently
     /// replace one the operator wrote), or creates an agent backend with the report's weight and region.
-    /// A claim held by another agent passes to this one; a report from an agent marked left or dead means
-    /// it is back. Returns whether anything visible changed, including a stale backend coming back.
+    /// A claim held by another agent passes to this one only once that agent left, died or went stale
+    /// (two live agents on one backend would make it flap); a report from an agent marked left or dead
+    /// means it is back. Returns whether anything visible changed, including a stale backend coming back.
     pub fn apply_agent_report(&mut self, report: AgentReport, now: Instant) -> bool {
         let key = canonical(&report.key);
+        // Two live agents on one backend would make it flap with every report: the first keeps it.
+        if let Some(held) = self.backends.get(&key).and_then(|b| b.claim.as_ref())
+            && held.agent_id != report.agent_id
+            && !held.left
+            && !held.dead
+            && !backend::is_stale(held, now, &self.stale)
+        {
+            debug!(backend = %key, holder = %held.agent_id, agent = %report.agent_id, "backend already claimed by a live agent: report ignored");
+            return false;
+        }
         let before = self.backends.get(&key).map(|b| {
             let was_stale = b
                 .claim

@@ -424,12 +424,24 @@ fn left_and_dead_mark_only_that_agents_claims_until_it_reports_again() {
         status(&r, &app("198.51.100.1"), t0 + S),
         (Status::Healthy, Reason::Healthy)
     );
-    // Another agent reporting the same key takes the claim over.
+    // Another agent reporting the same key takes the claim over, once its holder left.
     assert!(r.apply_agent_report(report("a3", &app("192.0.2.1"), AgentSays::Healthy), t0 + S));
     let claim = r.get(&app("192.0.2.1")).and_then(|b| b.claim.clone());
     assert_eq!(
         claim.map(|c| (c.agent_id, c.left)),
         Some(("a3".into(), false))
+    );
+    // While a3 lives, a4 cannot take it (or make it flap).
+    assert!(!r.apply_agent_report(report("a4", &app("192.0.2.1"), AgentSays::Draining), t0 + S));
+    assert_eq!(
+        status(&r, &app("192.0.2.1"), t0 + S),
+        (Status::Healthy, Reason::Healthy)
+    );
+    assert!(r.agent_dead("a3"));
+    assert!(r.apply_agent_report(report("a4", &app("192.0.2.1"), AgentSays::Draining), t0 + S));
+    assert_eq!(
+        status(&r, &app("192.0.2.1"), t0 + S),
+        (Status::Out, Reason::AgentDraining)
     );
 }
 

@@ -5,12 +5,15 @@ use crate::{
 };
 
 const FROM: &str = "127.0.0.1:40000";
+const WALL: u64 = 1_790_000_000_000;
+const EPOCH: u64 = 42;
 
 fn report(agent: &str, seq: u64, token: &str, service: &str) -> Report {
     Report {
         version: REPORT_VERSION,
         agent_id: agent.into(),
-        started_ms: 1_000,
+        started_ms: WALL - 60_000,
+        sent_ms: WALL,
         seq,
         interval_ms: 300,
         missed_threshold: 3,
@@ -29,6 +32,18 @@ fn report(agent: &str, seq: u64, token: &str, service: &str) -> Report {
     }
 }
 
+/// `report` arriving from the process with `epoch` at `now`.
+fn arrive(book: &mut AgentBook, r: &Report, epoch: u64, now: Instant) -> Result<Accepted, Refusal> {
+    let payload = r.encode();
+    book.on_report(Arrival {
+        payload: &payload,
+        sender_epoch: epoch,
+        from: FROM.parse().unwrap(),
+        now,
+        wall_ms: WALL,
+    })
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("opengslb-book-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -42,6 +57,24 @@ fn tokens(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<Secret>> {
         .collect()
 }
 
+fn services() -> Vec<String> {
+    ["app.demo.local", "other.demo.local", "s.example"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn tofu(tag: &str) -> AgentBook {
+    AgentBook::new(&BTreeMap::new(), &temp_dir(tag), services())
+}
+
+/// The registry id of agent `a` with `token`.
+fn id_of(book: &mut AgentBook, r: &Report) -> String {
+    match arrive(book, r, EPOCH, Instant::now()) {
+        Ok(Accepted::Reports(v)) => v[0].agent_id.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn configured_tokens_decide() {
     let dir = temp_dir("cfg");
@@ -51,24 +84,25 @@ fn configured_tokens_decide() {
             &["token-one-0123456", "token-two-0123456"],
         )]),
         &dir,
+        services(),
     );
     let now = Instant::now();
-    let from = FROM.parse().unwrap();
     let ok = report("a", 1, "token-two-0123456", "App.Demo.Local.");
     assert!(matches!(
-        book.on_report(&ok.encode(), from, now),
+        arrive(&mut book, &ok, EPOCH, now),
         Ok(Accepted::Reports(r)) if r.len() == 1 && r[0].key == BackendKey::new("app.demo.local", "10.0.0.1".parse().unwrap(), 80)
     ));
     let bad = report("b", 1, "token-three-012345", "app.demo.local");
     assert_eq!(
-        book.on_report(&bad.encode(), from, now),
+        arrive(&mut book, &bad, EPOCH, now),
         Err(Refusal::BadToken {
             service: "app.demo.local".into()
         })
     );
+    // Configured as a domain, but no token for it.
     let unknown = report("c", 1, "token-one-0123456", "other.demo.local");
     assert_eq!(
-        book.on_report(&unknown.encode(), from, now),
+        arrive(&mut book, &unknown, EPOCH, now),
         Err(Refusal::UnknownService {
             service: "other.demo.local".into()
         })
@@ -77,12 +111,12 @@ fn configured_tokens_decide() {
     let mut empty = report("d", 1, "token-three-012345", "app.demo.local");
     empty.backends.clear();
     assert!(matches!(
-        book.on_report(&empty.encode(), from, now),
+        arrive(&mut book, &empty, EPOCH, now),
         Err(Refusal::BadToken { .. })
     ));
     let mut empty = report("e", 1, "token-one-0123456", "app.demo.local");
     empty.backends.clear();
-    assert!(book.on_report(&empty.encode(), from, now).is_ok());
+    assert!(arrive(&mut book, &empty, EPOCH, now).is_ok());
     // A refused agent is not in the book at all.
     assert_eq!(book.agents().count(), 2);
     assert_eq!(book.counts.get("bad_token"), Some(&2));
@@ -92,107 +126,213 @@ fn configured_tokens_decide() {
 }
 
 #[test]
-fn trust_on_first_use_pins_to_a_file_without_the_token() {
-    let dir = temp_dir("tofu");
-    let from = FROM.parse().unwrap();
+fn only_configured_services_and_a_bounded_book() {
+    let mut book = tofu("svc");
     let now = Instant::now();
-    {
-        let mut book = AgentBook::new(&BTreeMap::new(), &dir);
-        let first = report("a", 1, "first-token-0123456", "app.demo.local");
-        assert!(book.on_report(&first.encode(), from, now).is_ok());
-        let other = report("b", 1, "other-token-0123456", "app.demo.local");
+    // Not a configured domain (and not pinnable: a newline would forge a pin line).
+    for service in ["nope.example", "zzz 00\napp.demo.local"] {
         assert!(matches!(
-            book.on_report(&other.encode(), from, now),
-            Err(Refusal::BadToken { .. })
+            arrive(
+                &mut book,
+                &report("a", 1, "token-0123456789ab", service),
+                EPOCH,
+                now
+            ),
+            Err(Refusal::UnknownService { .. }) | Err(Refusal::Malformed(_))
         ));
     }
-    let text = std::fs::read_to_string(dir.join(PIN_FILE)).unwrap();
+    assert_eq!(book.agents().count(), 0);
+    for i in 0..MAX_AGENTS {
+        let r = report(&format!("a{i}"), 1, "token-0123456789ab", "s.example");
+        assert!(arrive(&mut book, &r, EPOCH, now).is_ok());
+    }
+    let one_more = report("late", 1, "token-0123456789ab", "s.example");
+    assert_eq!(
+        arrive(&mut book, &one_more, EPOCH, now),
+        Err(Refusal::Capacity)
+    );
+}
+
+#[test]
+fn trust_on_first_use_pins_to_an_owner_only_file_without_the_token() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("tofu");
+    let now = Instant::now();
+    {
+        let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+        let first = report("a", 1, "first-token-0123456", "app.demo.local");
+        assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
+        let other = report("b", 1, "other-token-0123456", "app.demo.local");
+        assert!(matches!(
+            arrive(&mut book, &other, EPOCH, now),
+            Err(Refusal::BadToken { .. })
+        ));
+        // A report refused for one service pins none of its others.
+        let mut two = report("c", 1, "other-token-0123456", "app.demo.local");
+        two.backends.push(BackendReport {
+            service: "s.example".into(),
+            ..two.backends[0].clone()
+        });
+        assert!(arrive(&mut book, &two, EPOCH, now).is_err());
+        let s = report("d", 1, "third-token-0123456", "s.example");
+        assert!(
+            arrive(&mut book, &s, EPOCH, now).is_ok(),
+            "s.example was not pinned by c"
+        );
+    }
+    let file = dir.join(PIN_FILE);
+    let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.starts_with("app.demo.local "), "{text}");
     assert!(
         !text.contains("first-token"),
         "the token itself is never stored"
     );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     // A restarted overwatch keeps the pin.
-    let mut book = AgentBook::new(&BTreeMap::new(), &dir);
+    let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
     let other = report("b", 1, "other-token-0123456", "app.demo.local");
-    assert!(book.on_report(&other.encode(), from, now).is_err());
+    assert!(arrive(&mut book, &other, EPOCH, now).is_err());
     let first = report("a", 1, "first-token-0123456", "app.demo.local");
-    assert!(book.on_report(&first.encode(), from, now).is_ok());
+    assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
+    // An unreadable pin file fails closed.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+    assert!(arrive(&mut book, &first, EPOCH, now).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
-fn reports_must_rise_across_restarts() {
-    let mut book = AgentBook::new(&BTreeMap::new(), &temp_dir("order"));
-    let from = FROM.parse().unwrap();
+fn an_agent_is_its_id_and_its_token() {
+    let mut book = AgentBook::new(
+        &tokens(&[
+            ("app.demo.local", &["victim-token-01234"]),
+            ("s.example", &["other-token-012345"]),
+        ]),
+        &temp_dir("ident"),
+        services(),
+    );
+    let now = Instant::now();
+    let victim = report("web-1", 1, "victim-token-01234", "app.demo.local");
+    let victim_id = id_of(&mut book, &victim);
+    // A key holder with another service's token, under the victim's id, far in the future, leaving:
+    // it is a different agent, and the victim is untouched.
+    let mut forged = report("web-1", 99, "other-token-012345", "s.example");
+    forged.backends.clear();
+    forged.leaving = true;
+    forged.started_ms = WALL;
+    match arrive(&mut book, &forged, 7, now) {
+        Ok(Accepted::Left(id)) => assert_ne!(id, victim_id),
+        other => panic!("{other:?}"),
+    }
+    let next = report("web-1", 2, "victim-token-01234", "app.demo.local");
+    assert!(matches!(
+        arrive(&mut book, &next, EPOCH, now),
+        Ok(Accepted::Reports(r)) if r[0].agent_id == victim_id
+    ));
+}
+
+#[test]
+fn reports_must_be_fresh_and_rise_within_a_process() {
+    let mut book = tofu("order");
     let now = Instant::now();
     let t = "token-0123456789ab";
-    assert!(
-        book.on_report(&report("a", 5, t, "s.example").encode(), from, now)
-            .is_ok()
-    );
+    assert!(arrive(&mut book, &report("a", 5, t, "s.example"), EPOCH, now).is_ok());
     for seq in [5, 4] {
         assert_eq!(
-            book.on_report(&report("a", seq, t, "s.example").encode(), from, now),
+            arrive(&mut book, &report("a", seq, t, "s.example"), EPOCH, now),
             Err(Refusal::Stale)
         );
     }
-    // A restart (later start) begins again at 1.
+    // Out of the clock window, either way.
+    for sent in [WALL - 31_000, WALL + 31_000] {
+        let mut r = report("a", 6, t, "s.example");
+        r.sent_ms = sent;
+        assert_eq!(arrive(&mut book, &r, EPOCH, now), Err(Refusal::Clock));
+    }
+    // A restart (another process, a later start) begins again at 1.
     let mut restarted = report("a", 1, t, "s.example");
-    restarted.started_ms = 2_000;
-    assert!(book.on_report(&restarted.encode(), from, now).is_ok());
-    // A report from the earlier life, replayed, is refused.
+    restarted.started_ms += 1;
+    assert!(arrive(&mut book, &restarted, EPOCH + 1, now).is_ok());
+    // The earlier process, still sending, is refused while the new one lives.
     assert_eq!(
-        book.on_report(&report("a", 9, t, "s.example").encode(), from, now),
+        arrive(&mut book, &report("a", 9, t, "s.example"), EPOCH, now),
         Err(Refusal::Stale)
     );
 }
 
 #[test]
-fn silence_kills_leave_is_at_once_and_a_report_revives() {
-    let mut book = AgentBook::new(&BTreeMap::new(), &temp_dir("life"));
-    let from = FROM.parse().unwrap();
+fn a_restart_with_the_clock_stepped_back_is_accepted_once_the_old_life_is_over() {
+    let mut book = tofu("clock");
     let t0 = Instant::now();
     let t = "token-0123456789ab";
-    book.on_report(&report("a", 1, t, "s.example").encode(), from, t0)
-        .unwrap();
-    book.on_report(&report("b", 1, t, "s.example").encode(), from, t0)
-        .unwrap();
+    assert!(arrive(&mut book, &report("a", 5, t, "s.example"), EPOCH, t0).is_ok());
+    let mut earlier = report("a", 1, t, "s.example");
+    earlier.started_ms -= 3_600_000;
+    // While the first life is alive, the earlier start is refused...
+    assert_eq!(
+        arrive(&mut book, &earlier, EPOCH + 1, t0),
+        Err(Refusal::Stale)
+    );
+    // ...and once it is dead, accepted.
+    assert_eq!(book.expire(t0 + Duration::from_secs(1)).len(), 1);
+    assert!(arrive(&mut book, &earlier, EPOCH + 1, t0 + Duration::from_secs(1)).is_ok());
+}
+
+#[test]
+fn silence_kills_leave_is_at_once_and_a_report_revives() {
+    let mut book = tofu("life");
+    let t0 = Instant::now();
+    let t = "token-0123456789ab";
+    arrive(&mut book, &report("a", 1, t, "s.example"), EPOCH, t0).unwrap();
+    arrive(&mut book, &report("b", 1, t, "s.example"), EPOCH, t0).unwrap();
     assert_eq!(book.next_deadline(), Some(t0 + Duration::from_millis(900)));
     assert!(book.expire(t0 + Duration::from_millis(899)).is_empty());
-    book.on_report(
-        &report("b", 2, t, "s.example").encode(),
-        from,
+    arrive(
+        &mut book,
+        &report("b", 2, t, "s.example"),
+        EPOCH,
         t0 + Duration::from_millis(500),
     )
     .unwrap();
-    assert_eq!(book.expire(t0 + Duration::from_millis(900)), vec!["a"]);
+    let dead = book.expire(t0 + Duration::from_millis(900));
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].starts_with("a@"), "{dead:?}");
     // Dead once only.
     assert!(book.expire(t0 + Duration::from_millis(1000)).is_empty());
     let mut leaving = report("b", 3, t, "s.example");
     leaving.leaving = true;
-    assert_eq!(
-        book.on_report(&leaving.encode(), from, t0 + Duration::from_millis(600)),
-        Ok(Accepted::Left("b".into()))
-    );
+    assert!(matches!(
+        arrive(&mut book, &leaving, EPOCH, t0 + Duration::from_millis(600)),
+        Ok(Accepted::Left(id)) if id.starts_with("b@")
+    ));
     assert_eq!(book.next_deadline(), None);
     assert_eq!(
         book.by_life(),
         [(Life::Alive, 0), (Life::Left, 1), (Life::Dead, 1)]
     );
     assert!(matches!(
-        book.on_report(
-            &report("a", 2, t, "s.example").encode(),
-            from,
+        arrive(
+            &mut book,
+            &report("a", 2, t, "s.example"),
+            EPOCH,
             t0 + Duration::from_secs(2)
         ),
         Ok(Accepted::Reports(_))
     ));
+    // SWIM's word counts only for the address the agent reports from.
+    let from: SocketAddr = FROM.parse().unwrap();
     assert!(
-        !book.member_down("b"),
-        "a member that left is not killed again"
+        book.member_down("b", from).is_empty(),
+        "left, not killed again"
     );
-    assert!(book.member_down("a"));
+    assert!(
+        book.member_down("a", "127.0.0.1:1".parse().unwrap())
+            .is_empty(),
+        "another address (an impostor, or an earlier life) kills nothing"
+    );
+    assert_eq!(book.member_down("a", from).len(), 1);
     // Forgotten after long silence.
     book.expire(t0 + Duration::from_secs(3600));
     assert_eq!(book.agents().count(), 0);
@@ -200,10 +340,15 @@ fn silence_kills_leave_is_at_once_and_a_report_revives() {
 
 #[test]
 fn malformed_payloads_are_refused_and_counted() {
-    let mut book = AgentBook::new(&BTreeMap::new(), &temp_dir("junk"));
-    let from = FROM.parse().unwrap();
+    let mut book = tofu("junk");
     assert!(matches!(
-        book.on_report(b"\x01\x00junk", from, Instant::now()),
+        book.on_report(Arrival {
+            payload: b"\x01\x00junk",
+            sender_epoch: EPOCH,
+            from: FROM.parse().unwrap(),
+            now: Instant::now(),
+            wall_ms: WALL,
+        }),
         Err(Refusal::Malformed(_))
     ));
     assert_eq!(book.counts.get("malformed"), Some(&1));

@@ -928,3 +928,71 @@ fn an_error_rate_from_the_apps_metrics_drains_and_recovers_with_hysteresis() {
     let _ = server.join();
     let _ = traffic.join();
 }
+
+/// RFC 3339 UTC time `secs` seconds from now, by `date` (the tests have no calendar code of their own).
+fn rfc3339_in(secs: u64) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + secs;
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{at}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A maintenance window in the agent's config drains its backend on schedule, and only inside it.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_maintenance_window_drains_on_schedule() {
+    common::require_root();
+    let lab = AppLab::new("agw");
+    let (ns, ow, b1, b2) = (&lab.ns, &lab.ow, lab.b1, lab.b2);
+    const OPENS_IN: u64 = 8;
+    let opens = Instant::now() + Duration::from_secs(OPENS_IN);
+    let extra = format!(
+        "  maintenance:\n    windows:\n      - {{ start: \"{}\", end: \"{}\" }}\n",
+        rfc3339_in(OPENS_IN),
+        rfc3339_in(OPENS_IN + 3)
+    );
+    let agent = lab.agent("w", "\"127.0.0.1:7946\"", &extra);
+    let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let both = vec![b1, b2];
+    assert!(
+        wait_for(Duration::from_secs(OPENS_IN - 2), || agents_alive(
+            ns,
+            "127.0.0.1:9090",
+            1
+        ) && dns
+            .both("app.lab.test")
+            == Some(both.clone())),
+        "in before the window opens\n{}\n{}",
+        ow.log(),
+        agent.log()
+    );
+    assert!(Instant::now() < opens);
+    assert!(
+        wait_for(Duration::from_secs(OPENS_IN + 2), || dns
+            .both("app.lab.test")
+            == Some(vec![b1])),
+        "out once the window opens\n{}",
+        agent.log()
+    );
+    assert!(
+        Instant::now() + Duration::from_millis(1100) >= opens,
+        "not out before the window"
+    );
+    assert!(
+        agent.log().contains("reason=maintenance window"),
+        "{}",
+        agent.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(6), || dns.both("app.lab.test")
+            == Some(both.clone())),
+        "back once it closes\n{}",
+        agent.log()
+    );
+}

@@ -220,7 +220,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             sent_ms: started_ms,
             seq: 0,
             interval_ms: REPORT_INTERVAL.as_millis() as u32,
-            missed_threshold: agent.heartbeat.missed_threshold.clamp(1, 100),
+            missed_threshold: agent
+                .heartbeat
+                .missed_threshold
+                .clamp(1, crate::gossip::wire::MAX_MISSED),
             token: token_text,
             region: agent.identity.region.clone(),
             leaving: false,
@@ -229,6 +232,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         },
         last: None,
     };
+    let reason_room = reason_room(&sender.base, &reported)?;
     info!(agent = %id, backends = tracked.len(), overwatches = agent.gossip.overwatch_nodes.len(), drain_file = %agent.drain_file.display(), "agent running");
 
     let mut inputs = DrainInputs {
@@ -289,7 +293,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             }
             _ = report_tick.tick() => force = true,
         }
-        let backends = statuses(&tracked, &inputs);
+        let backends = statuses(&tracked, &inputs, reason_room);
         sender.send(backends, force);
     }
 
@@ -351,7 +355,7 @@ fn gossip_bind() -> SocketAddr {
 /// What the agent says about each backend now. A drain covers every backend. Otherwise a backend with no
 /// check verdict yet is left out, so a restarting agent does not pull a working backend out before its
 /// first check.
-fn statuses(tracked: &[Tracked], inputs: &DrainInputs) -> Vec<BackendReport> {
+fn statuses(tracked: &[Tracked], inputs: &DrainInputs, reason_room: usize) -> Vec<BackendReport> {
     let drain = inputs.reason();
     tracked
         .iter()
@@ -368,7 +372,7 @@ fn statuses(tracked: &[Tracked], inputs: &DrainInputs) -> Vec<BackendReport> {
                 (None, ValidationState::Unknown) => return None,
             };
             let (service, address, port) = t.report_as.clone();
-            let reason = bounded_reason(&reason);
+            let reason = bounded_reason(&reason, reason_room);
             Some(BackendReport {
                 service,
                 address,
@@ -381,12 +385,12 @@ fn statuses(tracked: &[Tracked], inputs: &DrainInputs) -> Vec<BackendReport> {
         .collect()
 }
 
-/// A reason as a report carries it: no control characters, at most [`MAX_REASON`] bytes (cut at a
-/// character boundary), so a long error text can never make a report too big to be accepted.
-fn bounded_reason(reason: &str) -> String {
+/// A reason as a report carries it: no control characters, at most `room` bytes (cut at a character
+/// boundary), so a long error text can never make a report too big to be accepted.
+fn bounded_reason(reason: &str, room: usize) -> String {
     let mut out: String = reason.chars().filter(|c| !c.is_control()).collect();
-    if out.len() > MAX_REASON {
-        let mut cut = MAX_REASON;
+    if out.len() > room {
+        let mut cut = room;
         while !out.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -397,6 +401,41 @@ fn bounded_reason(reason: &str) -> String {
 
 /// The longest reason a report carries; the wire allows 256 bytes.
 const MAX_REASON: usize = 200;
+
+/// How many bytes each backend's reason may take so that a report with every field at its largest still
+/// fits one datagram; an error if even empty reasons do not fit.
+fn reason_room(base: &Report, reported: &[(String, IpAddr, u16)]) -> anyhow::Result<usize> {
+    let mut widest = base.clone();
+    widest.seq = u64::MAX;
+    widest.sent_ms = u64::MAX;
+    widest.leaving = true;
+    widest.signals = Signals {
+        cpu: Some(100.0),
+        memory: Some(100.0),
+        error_rate: Some(100.0),
+    };
+    widest.backends = reported
+        .iter()
+        .map(|(service, address, port)| BackendReport {
+            service: service.clone(),
+            address: *address,
+            port: *port,
+            weight: 1000,
+            status: AgentSays::Unhealthy,
+            reason: String::new(),
+        })
+        .collect();
+    let fixed = widest.encode().len();
+    let room = crate::gossip::seal::MAX_PAYLOAD
+        .checked_sub(fixed)
+        .with_context(|| {
+            format!("agent.backends: a report of these {} backends takes {fixed} bytes, more than one datagram holds; run another agent for some of them", reported.len())
+        })?;
+    // Each reason's length prefix takes up to 2 bytes.
+    Ok((room / reported.len().max(1))
+        .saturating_sub(2)
+        .min(MAX_REASON))
+}
 
 /// Seals and sends reports, numbering them.
 struct Sender {

@@ -59,7 +59,7 @@ fn a_drain_wins_over_checks_and_unchecked_backends_are_left_out_unless_drained()
         tracked(ValidationState::Unknown, None),
     ];
     let said = |inputs: &DrainInputs| -> Vec<(AgentSays, String)> {
-        statuses(&t, inputs)
+        statuses(&t, inputs, MAX_REASON)
             .into_iter()
             .map(|b| (b.status, b.reason))
             .collect()
@@ -201,4 +201,63 @@ async fn the_control_socket_drains_undrains_and_refuses_junk() {
     tracker.wait().await;
     assert!(!path.exists(), "the socket is removed on shutdown");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_report_with_every_reason_at_its_longest_fits_one_datagram() {
+    let base = Report {
+        version: REPORT_VERSION,
+        agent_id: "x".repeat(256),
+        started_ms: u64::MAX,
+        sent_ms: 0,
+        seq: 0,
+        interval_ms: 300,
+        missed_threshold: 3,
+        token: "t".repeat(256),
+        region: Some("r".repeat(256)),
+        leaving: false,
+        backends: Vec::new(),
+        signals: Signals::default(),
+    };
+    for (n, service_len) in [(1, 20), (64, 20), (64, 60)] {
+        let reported: Vec<(String, IpAddr, u16)> = (0..n)
+            .map(|i| {
+                (
+                    "s".repeat(service_len),
+                    "2001:db8::1".parse().unwrap(),
+                    1000 + i,
+                )
+            })
+            .collect();
+        let room = reason_room(&base, &reported).unwrap();
+        let mut full = base.clone();
+        full.seq = u64::MAX;
+        full.sent_ms = u64::MAX;
+        full.backends = reported
+            .iter()
+            .map(|(s, a, p)| BackendReport {
+                service: s.clone(),
+                address: *a,
+                port: *p,
+                weight: 1000,
+                status: AgentSays::Unhealthy,
+                reason: bounded_reason(&"é".repeat(500), room),
+            })
+            .collect();
+        let len = full.encode().len();
+        assert!(
+            len <= crate::gossip::seal::MAX_PAYLOAD,
+            "{n} backends: {len} bytes"
+        );
+        assert!(
+            room <= MAX_REASON && (n > 1 || room == MAX_REASON),
+            "{n}: {room}"
+        );
+    }
+    // 64 backends with names of 200 bytes cannot fit even without reasons: a clear error at start.
+    let reported: Vec<(String, IpAddr, u16)> = (0..64)
+        .map(|i| ("s".repeat(200), "2001:db8::1".parse().unwrap(), 1000 + i))
+        .collect();
+    let err = reason_room(&base, &reported).unwrap_err().to_string();
+    assert!(err.contains("more than one datagram holds"), "{err}");
 }

@@ -643,7 +643,8 @@ overwatch_nodes: ["10.0.0.1:7946"] | overwatch_nodes: [] | agent.gossip.overwatc
 10.0.0.1:7946 | overwatch:0 | agent.gossip.overwatch_nodes[0] | between 1 and 65535
 10.0.0.1:7946 | over watch:7946 | agent.gossip.overwatch_nodes[0] | IP address or a DNS name
 interval: 5s | interval: 500ms | agent.heartbeat.interval | below the 1s minimum
-missed_threshold: 3 | missed_threshold: 0 | agent.heartbeat.missed_threshold | at least 1
+missed_threshold: 3 | missed_threshold: 0 | agent.heartbeat.missed_threshold | between 1 and 10
+missed_threshold: 3 | missed_threshold: 11 | agent.heartbeat.missed_threshold | between 1 and 10
 $ |   predictive: { cpu: { threshold: 150 } } | agent.predictive.cpu.threshold | 150 is outside (0, 100]
 $ |   predictive: { memory: { threshold: 0 } } | agent.predictive.memory.threshold | outside (0, 100]
 $ |   predictive: { error_rate: { threshold: -1 } } | agent.predictive.error_rate.threshold | outside (0, 100]
@@ -710,7 +711,7 @@ fn agent_requirements_apply_in_agent_mode_only() {
     expect_error(
         &yaml.replacen("missed_threshold: 3", "missed_threshold: 0", 1),
         "agent.heartbeat.missed_threshold",
-        "at least 1",
+        "between 1 and 10",
     );
 }
 

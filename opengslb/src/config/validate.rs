@@ -545,9 +545,10 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
         MIN_INTERVAL,
     )?;
     ensure!(
-        agent.heartbeat.missed_threshold >= 1,
+        (1..=crate::gossip::wire::MAX_MISSED).contains(&agent.heartbeat.missed_threshold),
         "agent.heartbeat.missed_threshold",
-        "must be at least 1"
+        "must be between 1 and {} (reports go every 300 ms)",
+        crate::gossip::wire::MAX_MISSED
     );
     validate_predictive(&agent.predictive)?;
     validate_latency_learning(&agent.latency_learning)?;

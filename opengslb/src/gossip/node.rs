@@ -33,6 +33,9 @@ use crate::config::NodeAddress;
 /// original gave up after one try), and at this pace afterwards so a restarted overwatch learns it again.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
+/// How often seed names are looked up again (IP literals never are).
+const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+
 /// How to run a node.
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -245,22 +248,31 @@ async fn spawn_resolver(
         let (_tx, rx) = watch::channel(addrs);
         return rx;
     }
-    let (tx, rx) = watch::channel(resolve(&seeds).await);
+    // Each seed keeps its last good addresses: one failed lookup must not stop its reports.
+    let mut known: Vec<Vec<SocketAddr>> = Vec::with_capacity(seeds.len());
+    for seed in &seeds {
+        known.push(resolve(std::slice::from_ref(seed)).await);
+    }
+    let (tx, rx) = watch::channel(known.concat());
     tracker.spawn(async move {
         loop {
             tokio::select! {
                 () = token.cancelled() => break,
-                () = tokio::time::sleep(ANNOUNCE_EVERY) => {
-                    let addrs = resolve(&seeds).await;
-                    if !addrs.is_empty() {
-                        tx.send_if_modified(|old| {
-                            let changed = *old != addrs;
-                            if changed {
-                                old.clone_from(&addrs);
-                            }
-                            changed
-                        });
+                () = tokio::time::sleep(RESOLVE_EVERY) => {
+                    for (seed, last) in seeds.iter().zip(known.iter_mut()) {
+                        let addrs = resolve(std::slice::from_ref(seed)).await;
+                        if !addrs.is_empty() {
+                            *last = addrs;
+                        }
                     }
+                    let all = known.concat();
+                    tx.send_if_modified(|old| {
+                        let changed = *old != all;
+                        if changed {
+                            old.clone_from(&all);
+                        }
+                        changed
+                    });
                 }
             }
         }
@@ -366,6 +378,7 @@ impl Task {
                     };
                     if announce.period() != period {
                         announce = tokio::time::interval(period);
+                        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         announce.reset();
                     }
                 }

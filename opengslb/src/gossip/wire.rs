@@ -31,10 +31,11 @@ pub const MAX_TEXT: usize = 256;
 
 /// Shortest and longest report interval an agent may announce: the overwatch's dead-agent deadline is
 /// derived from it, so it must be neither a hair trigger nor forever.
-pub const INTERVAL_MS: std::ops::RangeInclusive<u32> = 50..=60_000;
+pub const INTERVAL_MS: std::ops::RangeInclusive<u32> = 50..=10_000;
 
-/// Most missed intervals an agent may announce before it is dead.
-pub const MAX_MISSED: u32 = 100;
+/// Most missed intervals an agent may announce before it is dead. With [`INTERVAL_MS`], a silent agent
+/// is dead within 100 s at most, so the book can always make room.
+pub const MAX_MISSED: u32 = 10;
 
 /// An agent's report on all its backends. Sent to every overwatch at once on every change and every
 /// report interval otherwise.
@@ -280,9 +281,9 @@ mod tests {
             ("token", Box::new(|r| r.token = "x".repeat(257))),
             ("region", Box::new(|r| r.region = Some("x".repeat(257)))),
             ("interval_ms", Box::new(|r| r.interval_ms = 10)),
-            ("interval_ms", Box::new(|r| r.interval_ms = 60_001)),
+            ("interval_ms", Box::new(|r| r.interval_ms = 10_001)),
             ("missed_threshold", Box::new(|r| r.missed_threshold = 0)),
-            ("missed_threshold", Box::new(|r| r.missed_threshold = 101)),
+            ("missed_threshold", Box::new(|r| r.missed_threshold = 11)),
             (
                 "backends",
                 Box::new(|r| r.backends = vec![r.backends[0].clone(); 65]),

@@ -202,7 +202,7 @@ impl AgentBook {
         let path = data_dir.join(PIN_FILE);
         if !agent_tokens.is_empty() {
             self.pins = Pins::disabled();
-        } else if self.pins.path.as_deref() != Some(path.as_path()) {
+        } else if self.pins.broken || self.pins.path.as_deref() != Some(path.as_path()) {
             self.pins = Pins::load(path);
         }
     }
@@ -220,14 +220,29 @@ impl AgentBook {
     }
 
     fn judge(&mut self, a: Arrival<'_>) -> Result<Accepted, Refusal> {
-        let report = Report::decode(a.payload).map_err(Refusal::Malformed)?;
-        let services = self.services_of(&report)?;
-        if report.sent_ms.abs_diff(a.wall_ms) > CLOCK_WINDOW.as_millis() as u64 {
+        let mut report = Report::decode(a.payload).map_err(Refusal::Malformed)?;
+        let services = self.known_services(&mut report)?;
+        // A process cannot report before it started: a far-future start (to outrank every later life)
+        // is refused.
+        if report.started_ms > report.sent_ms {
             return Err(Refusal::Clock);
         }
         let token = digest(&report.token);
         self.authenticate(&services, token)?;
-        let id = format!("{}@{}", report.agent_id, &to_hex(&token)[..8]);
+        // 128 bits of the digest: no key holder can find another token that maps to the same id.
+        let id = format!("{}@{}", report.agent_id, &to_hex(&token)[..32]);
+        let known_process = self
+            .agents
+            .get(&id)
+            .is_some_and(|k| k.epoch == a.sender_epoch);
+        // Freshness matters for a process not seen before (a replay after the overwatch restarted); a
+        // known one is ordered by its numbers, so a clock step on either side cannot cut it off.
+        if !known_process && report.sent_ms.abs_diff(a.wall_ms) > CLOCK_WINDOW.as_millis() as u64 {
+            return Err(Refusal::Clock);
+        }
+        if !self.agents.contains_key(&id) && self.agents.len() >= MAX_AGENTS {
+            self.evict_one();
+        }
         match self.agents.get(&id) {
             // The same process: its numbering decides.
             Some(known) if known.epoch == a.sender_epoch && report.seq <= known.seq => {
@@ -288,8 +303,28 @@ impl AgentBook {
         Ok(Accepted::Reports(reports))
     }
 
-    /// The report's services, normalized and deduplicated; each must be a configured domain.
-    fn services_of(&self, report: &Report) -> Result<Vec<String>, Refusal> {
+    /// Drops the report's backends of services that are not configured domains (a reload may have
+    /// removed one the agent still reports: its other backends must not suffer), and returns the rest's
+    /// services, normalized and deduplicated. A report left with none of the backends it named is
+    /// refused.
+    fn known_services(&self, report: &mut Report) -> Result<Vec<String>, Refusal> {
+        let named = report.backends.len();
+        let mut unknown = None;
+        report.backends.retain(|b| {
+            let known = self.services.contains(&crate::table::normalize(&b.service));
+            if !known {
+                unknown.get_or_insert_with(|| b.service.clone());
+            }
+            known
+        });
+        if let Some(service) = unknown
+            && report.backends.is_empty()
+        {
+            return Err(Refusal::UnknownService { service });
+        }
+        if report.backends.len() < named {
+            tracing::debug!(agent = %report.agent_id, dropped = named - report.backends.len(), "backends of services that are not configured domains dropped");
+        }
         let mut services: Vec<String> = report
             .backends
             .iter()
@@ -297,12 +332,22 @@ impl AgentBook {
             .collect();
         services.sort();
         services.dedup();
-        if let Some(unknown) = services.iter().find(|s| !self.services.contains(*s)) {
-            return Err(Refusal::UnknownService {
-                service: unknown.clone(),
-            });
-        }
         Ok(services)
+    }
+
+    /// Makes room by forgetting the longest-silent agent that left or died. Alive ones are kept: a
+    /// flood of new ids is refused instead, and ends within 100 s (the longest deadline an agent may
+    /// announce), when its ids die and can be forgotten.
+    fn evict_one(&mut self) {
+        let victim = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.life != Life::Alive)
+            .min_by_key(|(_, a)| a.last_report)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = victim {
+            self.agents.remove(&id);
+        }
     }
 
     fn authenticate(&mut self, services: &[String], presented: [u8; 32]) -> Result<(), Refusal> {
@@ -340,7 +385,7 @@ impl AgentBook {
     pub fn member_down(&mut self, name: &str, addr: SocketAddr) -> Vec<String> {
         self.agents
             .iter_mut()
-            .filter(|(_, a)| a.life == Life::Alive && a.name == name && a.from == addr)
+            .filter(|(_, a)| a.life == Life::Alive && a.name == name && same_endpoint(a.from, addr))
             .map(|(id, a)| {
                 a.life = Life::Dead;
                 id.clone()
@@ -388,6 +433,12 @@ impl AgentBook {
     }
 }
 
+/// Whether two socket addresses are one endpoint, an IPv4 address and its IPv6-mapped form alike (an
+/// overwatch bound to `[::]` sees IPv4 senders mapped).
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -424,7 +475,7 @@ impl Pins {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return pins,
             Err(e) => {
-                error!(file = %path.display(), error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until it is readable (or set overwatch.agent_tokens)");
+                error!(file = %path.display(), error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until it is readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");
                 pins.broken = true;
                 return pins;
             }
@@ -439,6 +490,14 @@ impl Pins {
                 }
                 None if line.trim().is_empty() => {}
                 None => warn!(file = %path.display(), line = n + 1, "malformed pin line skipped"),
+            }
+        }
+        // A file from an older version, or copied by hand, may be readable by others.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            {
+                warn!(file = %path.display(), error = %e, "cannot make the token pins owner-only");
             }
         }
         info!(file = %path.display(), services = pins.pinned.len(), "agent token pins loaded");

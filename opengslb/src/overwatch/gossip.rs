@@ -180,7 +180,10 @@ impl Gossip {
                         }
                         changed
                     }
-                    Err(Refusal::Stale) => false,
+                    Err(Refusal::Stale) => {
+                        tracing::debug!(%from, "agent report not newer than the last applied: ignored");
+                        false
+                    }
                     Err(refusal) => {
                         // The datagram opened under the shared key: a misconfigured or hostile agent.
                         if self.should_warn(from, now) {

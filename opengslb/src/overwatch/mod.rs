@@ -274,6 +274,8 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         let mut last = state_of(&control.publish(Instant::now()));
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        // Created once: a signal that arrives while the loop body runs is still delivered.
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             // Far enough to never fire, near enough not to overflow `Instant`.
@@ -282,7 +284,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 .and_then(gossip::Gossip::deadline)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
+                _ = int.recv() => break,
                 events = next_gossip(&mut gossip) => {
                     let now = Instant::now();
                     if let Some(g) = gossip.as_mut()

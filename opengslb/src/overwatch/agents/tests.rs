@@ -149,7 +149,20 @@ fn only_configured_services_and_a_bounded_book() {
     let one_more = report("late", 1, "token-0123456789ab", "s.example");
     assert_eq!(
         arrive(&mut book, &one_more, EPOCH, now),
-        Err(Refusal::Capacity)
+        Err(Refusal::Capacity),
+        "every known agent is alive: the newcomer waits"
+    );
+    // Once some have died, the longest silent of them make room.
+    let later = now + Duration::from_secs(1);
+    let mut keep = report("a0", 2, "token-0123456789ab", "s.example");
+    keep.sent_ms += 1;
+    assert!(arrive(&mut book, &keep, EPOCH, later).is_ok());
+    assert_eq!(book.expire(later).len(), MAX_AGENTS - 1);
+    assert!(arrive(&mut book, &one_more, EPOCH, later).is_ok());
+    assert_eq!(book.agents().count(), MAX_AGENTS);
+    assert!(
+        book.agents()
+            .any(|(id, a)| id.starts_with("a0@") && a.life == Life::Alive)
     );
 }
 
@@ -245,11 +258,12 @@ fn reports_must_be_fresh_and_rise_within_a_process() {
             Err(Refusal::Stale)
         );
     }
-    // Out of the clock window, either way.
+    // A process not seen before, out of the clock window either way (a replay after a restart).
     for sent in [WALL - 31_000, WALL + 31_000] {
         let mut r = report("a", 6, t, "s.example");
         r.sent_ms = sent;
-        assert_eq!(arrive(&mut book, &r, EPOCH, now), Err(Refusal::Clock));
+        r.started_ms = WALL - 40_000;
+        assert_eq!(arrive(&mut book, &r, EPOCH + 9, now), Err(Refusal::Clock));
     }
     // A restart (another process, a later start) begins again at 1.
     let mut restarted = report("a", 1, t, "s.example");
@@ -336,6 +350,67 @@ fn silence_kills_leave_is_at_once_and_a_report_revives() {
     // Forgotten after long silence.
     book.expire(t0 + Duration::from_secs(3600));
     assert_eq!(book.agents().count(), 0);
+}
+
+#[test]
+fn a_known_process_survives_a_clock_step_and_a_start_after_the_send_is_refused() {
+    let mut book = tofu("step");
+    let now = Instant::now();
+    let t = "token-0123456789ab";
+    assert!(arrive(&mut book, &report("a", 1, t, "s.example"), EPOCH, now).is_ok());
+    // The overwatch's clock (or the agent's) stepped by a minute: the known process carries on.
+    let mut stepped = report("a", 2, t, "s.example");
+    stepped.sent_ms += 60_000;
+    assert!(arrive(&mut book, &stepped, EPOCH, now).is_ok());
+    // A new process of it is held to the window.
+    let mut new_life = report("a", 1, t, "s.example");
+    new_life.sent_ms += 60_000;
+    new_life.started_ms += 1;
+    assert_eq!(
+        arrive(&mut book, &new_life, EPOCH + 1, now),
+        Err(Refusal::Clock)
+    );
+    let mut future_start = report("b", 1, t, "s.example");
+    future_start.started_ms = future_start.sent_ms + 1;
+    assert_eq!(
+        arrive(&mut book, &future_start, EPOCH, now),
+        Err(Refusal::Clock)
+    );
+}
+
+#[test]
+fn backends_of_services_no_longer_configured_are_dropped_not_the_report() {
+    let mut book = tofu("partial");
+    let mut r = report("a", 1, "token-0123456789ab", "s.example");
+    r.backends.push(BackendReport {
+        service: "gone.example".into(),
+        ..r.backends[0].clone()
+    });
+    match arrive(&mut book, &r, EPOCH, Instant::now()) {
+        Ok(Accepted::Reports(v)) => {
+            assert_eq!(v.len(), 1);
+            assert_eq!(v[0].key.service, "s.example");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn swim_addresses_match_their_ipv6_mapped_form() {
+    let mut book = tofu("mapped");
+    let t0 = Instant::now();
+    arrive(
+        &mut book,
+        &report("a", 1, "token-0123456789ab", "s.example"),
+        EPOCH,
+        t0,
+    )
+    .unwrap();
+    assert_eq!(
+        book.member_down("a", "[::ffff:127.0.0.1]:40000".parse().unwrap())
+            .len(),
+        1
+    );
 }
 
 #[test]

@@ -36,6 +36,21 @@ pub struct Sources {
     pub dns: Mutex<Option<Arc<Stats>>>,
     /// The gossip node and the agents' book, when gossip is on.
     pub gossip: Mutex<Option<GossipSource>>,
+    /// Every backend's status, as of the last publish (or second).
+    pub backends: Mutex<Vec<crate::registry::BackendStatus>>,
+    /// The agent's own state, in agent mode.
+    pub agent: Mutex<Option<AgentView>>,
+}
+
+/// What an agent shows of itself.
+#[derive(Debug, Clone, Default)]
+pub struct AgentView {
+    /// Why its backends drain, if they do.
+    pub draining: Option<String>,
+    /// A predictive signal holds the drain.
+    pub predictive: bool,
+    /// The predictive signals as last measured.
+    pub signals: crate::gossip::wire::Signals,
 }
 
 /// What the metrics show of gossip: the node's counters, and the book's report results and agents.
@@ -47,6 +62,21 @@ pub struct GossipSource {
     pub reports: Vec<(&'static str, u64)>,
     /// Agents by state, as of the last change.
     pub agents: Vec<(&'static str, usize)>,
+    /// Each agent, as of the last change.
+    pub agent_rows: Vec<AgentRow>,
+}
+
+/// One agent as the metrics show it.
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    /// Its registry id (`<agent id>@<token digest prefix>`).
+    pub id: String,
+    /// `alive`, `left` or `dead`.
+    pub state: &'static str,
+    /// When its last report arrived, in seconds since the Unix epoch.
+    pub last_report: f64,
+    /// Backends in its last report.
+    pub backends: usize,
 }
 
 /// The registry and the metrics the overwatch updates directly.
@@ -125,6 +155,19 @@ impl Collector for SourceCollector {
         if let Some(g) = gossip {
             encode_gossip(&mut encoder, &g)?;
         }
+        let agent = self.0.agent.lock().ok().and_then(|a| a.clone());
+        if let Some(a) = agent {
+            encode_agent(&mut encoder, &a)?;
+        }
+        let backends = self
+            .0
+            .backends
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_default();
+        if !backends.is_empty() {
+            encode_backends(&mut encoder, &backends)?;
+        }
         Ok(())
     }
 }
@@ -170,6 +213,100 @@ fn encode_gossip(encoder: &mut DescriptorEncoder, g: &GossipSource) -> Result<()
         prometheus_client::metrics::gauge::ConstGauge::new(*n as i64)
             .encode(fam.encode_family(&[("state", *state)])?)?;
     }
+    let ts = prometheus_client::metrics::gauge::ConstGauge::new(0f64);
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_agent_last_report_timestamp_seconds",
+        "When each agent's last report arrived (Unix time), with its state",
+        None,
+        ts.metric_type(),
+    )?;
+    for a in &g.agent_rows {
+        prometheus_client::metrics::gauge::ConstGauge::new(a.last_report)
+            .encode(fam.encode_family(&[("agent", a.id.as_str()), ("state", a.state)])?)?;
+    }
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_agent_backends",
+        "Backends in each agent's last report",
+        None,
+        gauge.metric_type(),
+    )?;
+    for a in &g.agent_rows {
+        prometheus_client::metrics::gauge::ConstGauge::new(a.backends as i64)
+            .encode(fam.encode_family(&[("agent", a.id.as_str())])?)?;
+    }
+    Ok(())
+}
+
+fn encode_agent(encoder: &mut DescriptorEncoder, a: &AgentView) -> Result<(), std::fmt::Error> {
+    use prometheus_client::metrics::gauge::ConstGauge;
+    let g = ConstGauge::new(0i64);
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_agent_draining",
+        "1 while this agent reports its backends draining; `reason` says why (drain file present, drained by operator, maintenance window, or the predictive signal)",
+        None,
+        g.metric_type(),
+    )?;
+    let reason = a.draining.as_deref().unwrap_or("");
+    ConstGauge::new(i64::from(a.draining.is_some()))
+        .encode(fam.encode_family(&[("reason", reason)])?)?;
+    let bleeding = ConstGauge::new(i64::from(a.predictive));
+    bleeding.encode(encoder.encode_descriptor(
+        "opengslb_predictive_bleeding",
+        "1 while a predictive signal (CPU, memory, error rate) drains this agent's backends",
+        None,
+        bleeding.metric_type(),
+    )?)?;
+    for (name, help, v) in [
+        (
+            "opengslb_predictive_cpu_percent",
+            "CPU use of this agent's cgroup, in percent of what it may use",
+            a.signals.cpu,
+        ),
+        (
+            "opengslb_predictive_memory_percent",
+            "Memory use (working set) of this agent's cgroup, in percent of its limit",
+            a.signals.memory,
+        ),
+        (
+            "opengslb_predictive_error_rate",
+            "Share of failed requests (or failed checks), in percent",
+            a.signals.error_rate,
+        ),
+    ] {
+        if let Some(v) = v {
+            let g = ConstGauge::new(f64::from(v));
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_backends(
+    encoder: &mut DescriptorEncoder,
+    backends: &[crate::registry::BackendStatus],
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::metrics::gauge::ConstGauge;
+    let gauge = ConstGauge::new(0i64);
+    let mut fam = encoder.encode_descriptor(
+        "opengslb_backend_up",
+        "1 while DNS answers with the backend, else 0; `reason` says why (healthy, override, agent_draining, agent_unhealthy, agent_left, agent_dead, stale, validation_failed), `agent` who reports on it",
+        None,
+        gauge.metric_type(),
+    )?;
+    for b in backends {
+        let port = b.key.port.to_string();
+        let address = b.key.address.to_string();
+        let labels = [
+            ("service", b.key.service.as_str()),
+            ("address", address.as_str()),
+            ("port", port.as_str()),
+            ("source", b.source.as_str()),
+            ("reason", b.reason.as_str()),
+            ("agent", b.agent_id.as_deref().unwrap_or("")),
+        ];
+        let up = i64::from(b.status == crate::registry::Status::Healthy);
+        ConstGauge::new(up).encode(fam.encode_family(&labels)?)?;
+    }
     Ok(())
 }
 
@@ -206,6 +343,20 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Replaces the agent's own state shown at `/metrics`.
+    pub fn set_agent(&self, view: AgentView) {
+        if let Ok(mut slot) = self.sources.agent.lock() {
+            *slot = Some(view);
+        }
+    }
+
+    /// Replaces the backends' status shown at `/metrics`.
+    pub fn set_backends(&self, backends: Vec<crate::registry::BackendStatus>) {
+        if let Ok(mut slot) = self.sources.backends.lock() {
+            *slot = backends;
+        }
     }
 
     /// Records one table sync.

@@ -361,6 +361,20 @@ fn drain_file_takes_the_backend_out_of_dns_while_nginx_still_serves() {
             // Demo 2's point: the app is fine, the agent knew, DNS stopped handing it out.
             let status = http_get(ns, (b2, 8082).into(), "/health");
             assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+            // The overwatch shows why, and who said so.
+            let shown = http_get(ns, metrics, "/metrics");
+            let row = shown
+                .lines()
+                .find(|l| {
+                    l.starts_with("opengslb_backend_up{") && l.contains("address=\"127.0.0.12\"")
+                })
+                .unwrap_or_default();
+            assert!(
+                row.contains("reason=\"agent_draining\"")
+                    && row.contains("agent=\"")
+                    && row.ends_with(" 0"),
+                "{row}\n{shown}"
+            );
         }
         agent.set_drain_file(false);
         let t1 = Instant::now();
@@ -874,6 +888,7 @@ fn an_error_rate_from_the_apps_metrics_drains_and_recovers_with_hysteresis() {
         url: http://127.0.0.1:9500/metrics
         total_metric: http_requests_total
         failed_metric: http_requests_total{code=~"5.."}
+metrics: { enabled: true, address: "127.0.0.1:9101" }
 "#;
     let agent = lab.agent("p", "\"127.0.0.1:7946\"", extra);
     let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
@@ -906,6 +921,18 @@ fn an_error_rate_from_the_apps_metrics_drains_and_recovers_with_hysteresis() {
         "{}",
         agent.log()
     );
+    // The agent shows it too.
+    let shown = http_get(ns, "127.0.0.1:9101".parse().unwrap(), "/metrics");
+    for line in [
+        "opengslb_predictive_bleeding 1",
+        "opengslb_agent_draining{reason=\"error rate 30% >= 10%\"} 1",
+        "opengslb_predictive_error_rate 30",
+    ] {
+        assert!(
+            shown.lines().any(|l| l.starts_with(line)),
+            "{line}\n{shown}"
+        );
+    }
     // 9 %: under the threshold but inside the hysteresis band (10 - 2): stays out.
     failing.store(9, Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(4));

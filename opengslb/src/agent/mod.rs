@@ -158,8 +158,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         gossip_interval: defaults.gossip_interval,
     };
     let (node, mut events) = Node::start(node_cfg, &tracker, token.clone()).await?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     if cfg.metrics.enabled {
-        serve_metrics(&cfg, &node, &tracker, token.clone()).await?;
+        serve_metrics(&cfg, &node, metrics.clone(), &tracker, token.clone()).await?;
     }
     // Membership events matter to the overwatch; the agent only needs the node's view of overwatches.
     tracker.spawn(async move { while events.recv().await.is_some() {} });
@@ -294,6 +295,11 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             _ = report_tick.tick() => force = true,
         }
         let backends = statuses(&tracked, &inputs, reason_room);
+        metrics.set_agent(crate::metrics::AgentView {
+            draining: inputs.reason(),
+            predictive: inputs.predictive.is_some(),
+            signals: sender.base.signals,
+        });
         sender.send(backends, force);
     }
 
@@ -319,15 +325,16 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
 async fn serve_metrics(
     cfg: &Config,
     node: &Node,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     tracker: &TaskTracker,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     if let Ok(mut slot) = metrics.sources.gossip.lock() {
         *slot = Some(crate::metrics::GossipSource {
             node: node.stats.clone(),
             reports: Vec::new(),
             agents: Vec::new(),
+            agent_rows: Vec::new(),
         });
     }
     let listener = tokio::net::TcpListener::bind(cfg.metrics.address)

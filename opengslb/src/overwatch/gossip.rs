@@ -20,7 +20,7 @@ use crate::{
         member::Role,
         node::{Event, Node, NodeConfig},
     },
-    metrics::{GossipSource, Metrics},
+    metrics::{AgentRow, GossipSource, Metrics},
     registry::Registry,
 };
 
@@ -232,6 +232,20 @@ impl Gossip {
         changed
     }
 
+    /// Each agent for the metrics; report times on the wall clock.
+    fn agent_rows(&self) -> Vec<AgentRow> {
+        let (now, wall) = (Instant::now(), wall_ms() as f64 / 1000.0);
+        self.book
+            .agents()
+            .map(|(id, a)| AgentRow {
+                id: id.clone(),
+                state: a.life.as_str(),
+                last_report: wall - now.saturating_duration_since(a.last_report).as_secs_f64(),
+                backends: a.backends,
+            })
+            .collect()
+    }
+
     fn update_metrics(&self) {
         let source = GossipSource {
             node: self.node.stats.clone(),
@@ -242,6 +256,7 @@ impl Gossip {
                 .iter()
                 .map(|(l, n)| (l.as_str(), *n))
                 .collect(),
+            agent_rows: self.agent_rows(),
         };
         if let Ok(mut slot) = self.metrics.sources.gossip.lock() {
             *slot = Some(source);

@@ -290,9 +290,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     if let Some(g) = gossip.as_mut()
                         && g.handle(events, &mut control.registry, now)
                     {
-                        let p = control.publish(now);
-                        last = state_of(&p);
-                        publisher.publish(p);
+                        last = publish(&mut control, &mut publisher, now);
                     }
                 }
                 () = tokio::time::sleep_until(agent_deadline.into()) => {
@@ -300,9 +298,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     if let Some(g) = gossip.as_mut()
                         && g.expire(&mut control.registry, now)
                     {
-                        let p = control.publish(now);
-                        last = state_of(&p);
-                        publisher.publish(p);
+                        last = publish(&mut control, &mut publisher, now);
                     }
                 }
                 _ = term.recv() => break,
@@ -314,9 +310,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                         }
                         prober.update(control.probes());
                         running = new;
-                        let p = control.publish(Instant::now());
-                        last = state_of(&p);
-                        publisher.publish(p);
+                        last = publish(&mut control, &mut publisher, Instant::now());
                     }
                 }
                 Some((key, result)) = probe_rx.recv() => {
@@ -327,9 +321,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     };
                     if control.apply_probe(&key, outcome) {
                         info!(backend = %key, ok = result.ok, error = ?result.error, "validation changed a backend's status");
-                        let p = control.publish(Instant::now());
-                        last = state_of(&p);
-                        publisher.publish(p);
+                        last = publish(&mut control, &mut publisher, Instant::now());
                     }
                 }
                 _ = tick.tick() => {
@@ -346,6 +338,8 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                         last = state;
                         publisher.publish(p);
                     }
+                    // Report ages move with time even when nothing else does.
+                    publisher.metrics.set_backends(control.registry.status_view(now));
                     if let Some(c) = publisher.dp.as_ref().and_then(|d| d.counters().ok())
                         && let Ok(mut slot) = metrics.sources.xdp.lock()
                     {
@@ -390,6 +384,18 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// Publishes the control plane's state to both DNS paths, and the backends' status to the metrics;
+/// returns what was published, to compare later states with.
+fn publish(control: &mut Control, publisher: &mut Publisher, now: Instant) -> PublishedState {
+    let p = control.publish(now);
+    let state = state_of(&p);
+    publisher.publish(p);
+    publisher
+        .metrics
+        .set_backends(control.registry.status_view(now));
+    state
 }
 
 /// The next gossip event, or never when gossip is off.

@@ -1023,3 +1023,54 @@ fn a_maintenance_window_drains_on_schedule() {
         agent.log()
     );
 }
+
+/// An app whose metrics endpoint hangs (it accepts and never answers) must not stall the agent: its
+/// reports keep coming, so the overwatch never takes it for dead, and the drain file still acts at once.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_hanging_metrics_endpoint_never_holds_up_the_reports() {
+    common::require_root();
+    let lab = AppLab::new("agh");
+    let (ns, b1, b2) = (&lab.ns, lab.b1, lab.b2);
+    // Connections complete in the kernel's backlog and are never answered.
+    let _silent = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:9501").unwrap());
+    let extra = r#"  predictive:
+    enabled: true
+    check_interval: 1s
+    error_rate:
+      source:
+        url: http://127.0.0.1:9501/metrics
+        total_metric: http_requests_total
+        failed_metric: http_requests_total{code=~"5.."}
+"#;
+    let agent = lab.agent("h", "\"127.0.0.1:7946\"", extra);
+    let mut dns = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let both = vec![b1, b2];
+    assert!(
+        wait_for(Duration::from_secs(20), || agents_alive(
+            ns,
+            "127.0.0.1:9090",
+            1
+        ) && dns.both("app.lab.test")
+            == Some(both.clone())),
+        "the agent reports\n{}\n{}",
+        lab.ow.log(),
+        agent.log()
+    );
+    // Several scrapes time out (2 s each) meanwhile; the agent stays alive throughout.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert!(
+            agents_alive(ns, "127.0.0.1:9090", 1),
+            "the agent was declared dead while its scrape hung\n{}",
+            lab.ow.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.set_drain_file(true);
+    assert!(
+        wait_for(Duration::from_secs(1), || dns.both("app.lab.test")
+            == Some(vec![b1])),
+        "the drain file acts at once while a scrape hangs"
+    );
+}

@@ -183,3 +183,21 @@ async fn scrape(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let response = client.get(url).send().await?.error_for_status()?;
     Ok(response.text().await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials_for_the_log() {
+        assert_eq!(
+            without_userinfo("http://user:secret@127.0.0.1:9100/metrics"),
+            "http://127.0.0.1:9100/metrics"
+        );
+        assert_eq!(
+            without_userinfo("https://app.example/metrics?x=1"),
+            "https://app.example/metrics?x=1"
+        );
+        assert_eq!(without_userinfo("not a url"), "<unparsable url>");
+    }
+}

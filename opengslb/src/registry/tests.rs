@@ -442,7 +442,13 @@ fn left_and_dead_mark_only_that_agents_claims_until_it_reports_again() {
     assert_eq!(
         status(&r, &app("192.0.2.1"), t0 + S),
         (Status::Out, Reason::AgentDraining)
-    );
+    ); // A holder silent for the stale threshold gives way too, dead-marked or not.
+    let stale = r.stale().threshold;
+    assert!(!r.apply_agent_report(report("a5", &app("192.0.2.1"), AgentSays::Healthy), t0 + S));
+    assert!(r.apply_agent_report(
+        report("a5", &app("192.0.2.1"), AgentSays::Healthy),
+        t0 + S + stale
+    ));
 }
 
 // ---- validation ----------------------------------------------------------------------------------------

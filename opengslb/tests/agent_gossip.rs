@@ -11,7 +11,7 @@ mod common;
 use std::{
     collections::BTreeSet,
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -19,6 +19,7 @@ use std::{
 
 use common::{
     dnsq::Asker,
+    http::{get as http_get, metric},
     netns::{Netns, Proc, TempDir, wait_every, wait_for},
     nginx::Nginx,
     rng::Rng,
@@ -212,31 +213,6 @@ agent:
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-/// A plain-HTTP GET from inside the namespace; returns the status line.
-fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> String {
-    ns.enter(|| {
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let _ = write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        );
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body
-    })
-}
-
-/// The value of one metric sample (`name{labels}`) of the overwatch at `addr`, 0 when absent.
-fn metric(ns: &Netns, addr: SocketAddr, sample: &str) -> u64 {
-    http_get(ns, addr, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Whether the overwatch whose metrics are at `addr` counts `n` agents alive.

@@ -21,6 +21,7 @@ use std::{
 
 use common::{
     dnsq::Asker,
+    http,
     netns::{Netns, Proc, TempDir, sh, wait_every, wait_for},
     nginx::Nginx,
 };
@@ -129,17 +130,8 @@ fn demo2_agents_drain_a_webapp_out_of_dns_while_its_nginx_stays_up() {
     let all: BTreeSet<Ipv4Addr> = (1..=3).map(addr).collect();
     // Every agent reported its backend at its webapp's address: three agents alive, and the answers
     // are exactly the three webapps (no 127.0.0.1).
-    let alive = || {
-        ow.enter(|| {
-            let mut s = std::net::TcpStream::connect("127.0.0.1:9090").ok()?;
-            use std::io::{Read as _, Write as _};
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-            let mut body = String::new();
-            s.read_to_string(&mut body).ok()?;
-            Some(body.contains("opengslb_agents{state=\"alive\"} 3"))
-        })
-        .unwrap_or(false)
-    };
+    let metrics: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    let alive = || http::metric(&ow, metrics, "opengslb_agents{state=\"alive\"}") == 3;
     assert!(
         wait_for(Duration::from_secs(30), || alive() && seen() == all),
         "three agents report and the three webapps are answered: {:?}\n{}",
@@ -168,15 +160,7 @@ fn demo2_agents_drain_a_webapp_out_of_dns_while_its_nginx_stays_up() {
     let took = t.elapsed();
     println!("Demo 2: drain file -> webapp2 out of DNS after {took:?}");
     // curl http://10.20.0.22/health  # Returns 200!
-    let health = ow.enter(|| {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect((addr(2), 80)).unwrap();
-        s.write_all(b"GET /health HTTP/1.0\r\nHost: 10.20.0.22\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
-    });
+    let health = http::get(&ow, (addr(2), 80).into(), "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     // Validation still passes, yet it stays out: the agent's word wins.
     std::thread::sleep(Duration::from_secs(6));

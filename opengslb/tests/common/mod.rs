@@ -3,6 +3,7 @@
 
 pub mod dnsq;
 pub mod frames;
+pub mod http;
 pub mod netns;
 pub mod nginx;
 pub mod rng;

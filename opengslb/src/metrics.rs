@@ -53,17 +53,22 @@ pub struct AgentView {
     pub signals: crate::gossip::wire::Signals,
 }
 
-/// What the metrics show of gossip: the node's counters, and the book's report results and agents.
+/// What the metrics show of gossip: the node's counters, and on an overwatch its book of agents.
 #[derive(Debug, Clone)]
 pub struct GossipSource {
     /// The node's counters, read at scrape time.
     pub node: Arc<crate::gossip::node::NodeStats>,
-    /// Reports by result, as of the last change.
+    /// The overwatch's book of agents, as of its last snapshot; `None` on an agent.
+    pub book: Option<BookView>,
+}
+
+/// The overwatch's book of agents, as the metrics show it.
+#[derive(Debug, Clone)]
+pub struct BookView {
+    /// Reports by result.
     pub reports: Vec<(&'static str, u64)>,
-    /// Agents by state, as of the last change.
-    pub agents: Vec<(&'static str, usize)>,
-    /// Each agent, as of the last change.
-    pub agent_rows: Vec<AgentRow>,
+    /// Each agent.
+    pub agents: Vec<AgentRow>,
 }
 
 /// One agent as the metrics show it.
@@ -186,20 +191,32 @@ fn encode_gossip(encoder: &mut DescriptorEncoder, g: &GossipSource) -> Result<()
     }
     let mut fam = encoder.encode_descriptor(
         "opengslb_gossip_datagrams",
-        "Gossip datagrams received and sent",
+        "Gossip datagrams received, sent, and that could not be sent (send_failed)",
         None,
         counter.metric_type(),
     )?;
-    for (dir, v) in [("received", &g.node.received), ("sent", &g.node.sent)] {
+    for (dir, v) in [
+        ("received", &g.node.received),
+        ("sent", &g.node.sent),
+        ("send_failed", &g.node.send_errors),
+    ] {
         ConstCounter::new(v.load(Relaxed)).encode(fam.encode_family(&[("direction", dir)])?)?;
     }
+    if let Some(book) = &g.book {
+        encode_book(encoder, book)?;
+    }
+    Ok(())
+}
+
+fn encode_book(encoder: &mut DescriptorEncoder, book: &BookView) -> Result<(), std::fmt::Error> {
+    let counter = ConstCounter::new(0u64);
     let mut fam = encoder.encode_descriptor(
         "opengslb_agent_reports",
         "Agent reports that opened, by result: applied, left, or why they were refused (malformed, bad_token, unknown_service, stale)",
         None,
         counter.metric_type(),
     )?;
-    for (result, n) in &g.reports {
+    for (result, n) in &book.reports {
         ConstCounter::new(*n).encode(fam.encode_family(&[("result", *result)])?)?;
     }
     let gauge = prometheus_client::metrics::gauge::ConstGauge::new(0i64);
@@ -209,9 +226,10 @@ fn encode_gossip(encoder: &mut DescriptorEncoder, g: &GossipSource) -> Result<()
         None,
         gauge.metric_type(),
     )?;
-    for (state, n) in &g.agents {
-        prometheus_client::metrics::gauge::ConstGauge::new(*n as i64)
-            .encode(fam.encode_family(&[("state", *state)])?)?;
+    for state in ["alive", "left", "dead"] {
+        let n = book.agents.iter().filter(|a| a.state == state).count();
+        prometheus_client::metrics::gauge::ConstGauge::new(n as i64)
+            .encode(fam.encode_family(&[("state", state)])?)?;
     }
     let ts = prometheus_client::metrics::gauge::ConstGauge::new(0f64);
     let mut fam = encoder.encode_descriptor(
@@ -220,7 +238,7 @@ fn encode_gossip(encoder: &mut DescriptorEncoder, g: &GossipSource) -> Result<()
         None,
         ts.metric_type(),
     )?;
-    for a in &g.agent_rows {
+    for a in &book.agents {
         prometheus_client::metrics::gauge::ConstGauge::new(a.last_report)
             .encode(fam.encode_family(&[("agent", a.id.as_str()), ("state", a.state)])?)?;
     }
@@ -230,7 +248,7 @@ fn encode_gossip(encoder: &mut DescriptorEncoder, g: &GossipSource) -> Result<()
         None,
         gauge.metric_type(),
     )?;
-    for a in &g.agent_rows {
+    for a in &book.agents {
         prometheus_client::metrics::gauge::ConstGauge::new(a.backends as i64)
             .encode(fam.encode_family(&[("agent", a.id.as_str())])?)?;
     }

@@ -54,7 +54,7 @@ pub fn agent_id(reported: &[(String, IpAddr, u16)]) -> String {
     keys.sort();
     let digest = Sha256::digest(keys.join("\n").as_bytes());
     let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", crate::overwatch::hostname())
+    format!("{}-{hex}", crate::gossip::member::hostname())
 }
 
 /// The address a backend is reported at: its `advertise_address`, else its checked address unless that
@@ -112,13 +112,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let agent = &cfg.agent;
-    let token_text = agent
+    let service_token = agent
         .identity
         .service_token
-        .as_ref()
-        .context("agent.identity.service_token is required")?
-        .expose()
-        .to_owned();
+        .clone()
+        .context("agent.identity.service_token is required")?;
     // The address this agent's gossip leaves from, as the node will work it out, to report loopback-
     // checked backends at.
     let first_seed = match agent.gossip.overwatch_nodes.first() {
@@ -128,9 +126,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             .and_then(|mut a| a.next()),
         None => None,
     };
-    let source =
-        crate::gossip::member::advertised((std::net::Ipv4Addr::UNSPECIFIED, 0).into(), first_seed)
-            .ip();
+    let source = crate::gossip::member::reachable_ip(first_seed);
     let reported: Vec<(String, IpAddr, u16)> = agent
         .backends
         .iter()
@@ -139,20 +135,14 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let id = agent_id(&reported);
     let tracker = TaskTracker::new();
     let token = CancellationToken::new();
-    let keys: Vec<[u8; 32]> = agent
-        .gossip
-        .key_ring()
-        .iter()
-        .map(|k| *k.as_bytes())
-        .collect();
     let defaults = crate::config::OverwatchGossip::default();
     let node_cfg = NodeConfig {
         role: Role::Agent,
         name: id.clone(),
         bind: gossip_bind(),
-        advertise: None,
+        advertise: Some(source),
         seeds: agent.gossip.overwatch_nodes.clone(),
-        keys,
+        keys: agent.gossip.key_ring().to_vec(),
         probe_interval: defaults.probe_interval,
         probe_timeout: defaults.probe_timeout,
         gossip_interval: defaults.gossip_interval,
@@ -209,9 +199,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let (checks_tx, mut predicted) =
         predict::Predictor::new(&agent.predictive)?.spawn(&tracker, token.clone());
 
-    let started_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let started_ms = crate::gossip::unix_ms();
     let mut sender = Sender {
         node: node.clone(),
         base: Report {
@@ -225,7 +213,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 .heartbeat
                 .missed_threshold
                 .clamp(1, crate::gossip::wire::MAX_MISSED),
-            token: token_text,
+            token: service_token,
             region: agent.identity.region.clone(),
             leaving: false,
             backends: Vec::new(),
@@ -294,9 +282,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             }
             _ = report_tick.tick() => force = true,
         }
-        let backends = statuses(&tracked, &inputs, reason_room);
+        let drain = inputs.reason();
+        let backends = statuses(&tracked, drain.as_deref(), reason_room);
         metrics.set_agent(crate::metrics::AgentView {
-            draining: inputs.reason(),
+            draining: drain,
             predictive: inputs.predictive.is_some(),
             signals: sender.base.signals,
         });
@@ -332,9 +321,7 @@ async fn serve_metrics(
     if let Ok(mut slot) = metrics.sources.gossip.lock() {
         *slot = Some(crate::metrics::GossipSource {
             node: node.stats.clone(),
-            reports: Vec::new(),
-            agents: Vec::new(),
-            agent_rows: Vec::new(),
+            book: None,
         });
     }
     let listener = tokio::net::TcpListener::bind(cfg.metrics.address)
@@ -362,13 +349,12 @@ fn gossip_bind() -> SocketAddr {
 /// What the agent says about each backend now. A drain covers every backend. Otherwise a backend with no
 /// check verdict yet is left out, so a restarting agent does not pull a working backend out before its
 /// first check.
-fn statuses(tracked: &[Tracked], inputs: &DrainInputs, reason_room: usize) -> Vec<BackendReport> {
-    let drain = inputs.reason();
+fn statuses(tracked: &[Tracked], drain: Option<&str>, reason_room: usize) -> Vec<BackendReport> {
     tracked
         .iter()
         .filter_map(|t| {
-            let (status, reason) = match (&drain, t.validation.state) {
-                (Some(why), _) => (AgentSays::Draining, why.clone()),
+            let (status, reason) = match (drain, t.validation.state) {
+                (Some(why), _) => (AgentSays::Draining, why.to_owned()),
                 (None, ValidationState::Passing) => (AgentSays::Healthy, String::new()),
                 (None, ValidationState::Failing) => (
                     AgentSays::Unhealthy,
@@ -464,9 +450,7 @@ impl Sender {
             }
         }
         self.base.seq += 1;
-        self.base.sent_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        self.base.sent_ms = crate::gossip::unix_ms();
         self.base.backends.clone_from(&backends);
         let payload = self.base.encode();
         if payload.len() > crate::gossip::seal::MAX_PAYLOAD {

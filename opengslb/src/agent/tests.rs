@@ -35,7 +35,7 @@ fn ids_are_stable_and_tell_webapps_apart() {
     let r = |a: &str| vec![("app.demo.local".to_owned(), a.parse().unwrap(), 80)];
     assert_eq!(agent_id(&r("10.20.0.21")), agent_id(&r("10.20.0.21")));
     assert_ne!(agent_id(&r("10.20.0.21")), agent_id(&r("10.20.0.22")));
-    assert!(agent_id(&r("10.20.0.21")).starts_with(&crate::overwatch::hostname()));
+    assert!(agent_id(&r("10.20.0.21")).starts_with(&crate::gossip::member::hostname()));
 }
 
 fn tracked(state: ValidationState, error: Option<&str>) -> Tracked {
@@ -59,7 +59,7 @@ fn a_drain_wins_over_checks_and_unchecked_backends_are_left_out_unless_drained()
         tracked(ValidationState::Unknown, None),
     ];
     let said = |inputs: &DrainInputs| -> Vec<(AgentSays, String)> {
-        statuses(&t, inputs, MAX_REASON)
+        statuses(&t, inputs.reason().as_deref(), MAX_REASON)
             .into_iter()
             .map(|b| (b.status, b.reason))
             .collect()
@@ -213,7 +213,7 @@ fn a_report_with_every_reason_at_its_longest_fits_one_datagram() {
         seq: 0,
         interval_ms: 300,
         missed_threshold: 3,
-        token: "t".repeat(256),
+        token: crate::config::Secret::new("t".repeat(256)),
         region: Some("r".repeat(256)),
         leaving: false,
         backends: Vec::new(),

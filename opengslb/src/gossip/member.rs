@@ -43,14 +43,11 @@ impl Member {
     /// A member starting now: the incarnation is the wall clock in ms, so a restart outranks its
     /// previous life.
     pub fn new(role: Role, name: String, addr: SocketAddr) -> Self {
-        let incarnation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         Self {
             role,
             name,
             addr,
-            incarnation,
+            incarnation: super::unix_ms(),
         }
     }
 }
@@ -74,6 +71,15 @@ impl foca::Identity for Member {
     }
 }
 
+/// This host's name: an overwatch's default node id, and the start of an agent's id.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// The local address the kernel would send from to reach `dst`. A UDP `connect` only looks up the
 /// route: nothing is sent.
 pub fn source_address_towards(dst: SocketAddr) -> Option<IpAddr> {
@@ -87,17 +93,21 @@ pub fn source_address_towards(dst: SocketAddr) -> Option<IpAddr> {
 }
 
 /// The address peers should use for a socket bound to `bound`: the bound address itself unless it is a
-/// wildcard, else the source address towards `towards` (a seed), else the first non-loopback address of
-/// an interface, else loopback.
+/// wildcard, else [`reachable_ip`] with the bound port.
 pub fn advertised(bound: SocketAddr, towards: Option<SocketAddr>) -> SocketAddr {
     if !bound.ip().is_unspecified() {
         return bound;
     }
-    let ip = towards
+    SocketAddr::new(reachable_ip(towards), bound.port())
+}
+
+/// The address this host is reached at by a socket bound to a wildcard: the source address towards
+/// `towards` (a seed), else the first non-loopback address of an interface, else loopback.
+pub fn reachable_ip(towards: Option<SocketAddr>) -> IpAddr {
+    towards
         .and_then(source_address_towards)
         .or_else(first_interface_address)
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    SocketAddr::new(ip, bound.port())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// The first IPv4 address, by interface name, that is not loopback; read through `getifaddrs`, so it is

@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     num::{NonZeroU32, NonZeroUsize},
     sync::{
         Arc,
@@ -27,7 +27,7 @@ use super::{
     seal::{DropCounts, MAX_DATAGRAM, Opener, SealError, Sealer},
     wire::{KIND_REPORT, KIND_SWIM},
 };
-use crate::config::NodeAddress;
+use crate::config::{GossipKey, NodeAddress};
 
 /// How often an agent re-announces itself to its seeds: at once while it knows no overwatch (the
 /// original gave up after one try), and at this pace afterwards so a restarted overwatch learns it again.
@@ -37,7 +37,7 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 
 /// How to run a node.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// Agent or overwatch.
     pub role: Role,
@@ -45,35 +45,19 @@ pub struct NodeConfig {
     pub name: String,
     /// Where to bind the UDP socket.
     pub bind: SocketAddr,
-    /// The address peers reach this node at; `None`: derived from `bind` and the first seed.
-    pub advertise: Option<SocketAddr>,
+    /// The address peers reach this node at (with the bound port); `None`: derived from `bind` and the
+    /// first seed.
+    pub advertise: Option<IpAddr>,
     /// Overwatches to announce to (agents): retried until one answers, and now and then afterwards.
     pub seeds: Vec<NodeAddress>,
     /// The key ring: the first key seals, all open.
-    pub keys: Vec<[u8; 32]>,
+    pub keys: Vec<GossipKey>,
     /// SWIM probe period.
     pub probe_interval: Duration,
     /// SWIM probe round-trip allowance.
     pub probe_timeout: Duration,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
-}
-
-/// The keys never show in `Debug` output.
-impl std::fmt::Debug for NodeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeConfig")
-            .field("role", &self.role)
-            .field("name", &self.name)
-            .field("bind", &self.bind)
-            .field("advertise", &self.advertise)
-            .field("seeds", &self.seeds)
-            .field("keys", &format_args!("<{} redacted>", self.keys.len()))
-            .field("probe_interval", &self.probe_interval)
-            .field("probe_timeout", &self.probe_timeout)
-            .field("gossip_interval", &self.gossip_interval)
-            .finish()
-    }
 }
 
 /// How long SWIM remembers a member it declared down. Agents restart on a new port, so each restart
@@ -157,12 +141,12 @@ impl Node {
             .await
             .with_context(|| format!("cannot bind the gossip socket to {}", cfg.bind))?;
         let bound = socket.local_addr()?;
-        let first_seed = resolve(&cfg.seeds).await.into_iter().next();
         let seeds = spawn_resolver(cfg.seeds.clone(), tracker, token.clone()).await;
-        let advertised = cfg
-            .advertise
-            .unwrap_or_else(|| super::member::advertised(bound, first_seed));
-        let ring = cfg.keys.clone();
+        let advertised = match cfg.advertise {
+            Some(ip) => SocketAddr::new(ip, bound.port()),
+            None => super::member::advertised(bound, seeds.borrow().first().copied()),
+        };
+        let ring: Vec<[u8; 32]> = cfg.keys.iter().map(|k| *k.as_bytes()).collect();
         let sealer = Sealer::new(&ring).context("gossip sealer")?;
         let opener = Opener::new(&ring).context("gossip opener")?;
         let me = Member::new(cfg.role, cfg.name.clone(), advertised);
@@ -192,7 +176,6 @@ impl Node {
             seeds,
             events: ev_tx,
             overwatches: ow_tx,
-            known: BTreeSet::new(),
             timers: timer_tx,
             stats: stats.clone(),
             tracker: tracker.clone(),
@@ -211,8 +194,8 @@ impl Node {
         ))
     }
 
-    /// Sends a report payload, sealed, to every overwatch known (members and seeds). Never blocks: when
-    /// the node is behind, the report is dropped (the next one follows within an interval).
+    /// Sends a report payload, sealed, to the configured overwatches (the seeds). Never blocks: when the
+    /// node is behind, the report is dropped (the next one follows within an interval).
     pub fn send_report(&self, payload: Vec<u8>) {
         if self.commands.try_send(Command::Report(payload)).is_err() {
             self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -248,23 +231,15 @@ async fn spawn_resolver(
         let (_tx, rx) = watch::channel(addrs);
         return rx;
     }
-    // Each seed keeps its last good addresses: one failed lookup must not stop its reports.
-    let mut known: Vec<Vec<SocketAddr>> = Vec::with_capacity(seeds.len());
-    for seed in &seeds {
-        known.push(resolve(std::slice::from_ref(seed)).await);
-    }
+    let mut known = vec![Vec::new(); seeds.len()];
+    refresh(&seeds, &mut known).await;
     let (tx, rx) = watch::channel(known.concat());
     tracker.spawn(async move {
         loop {
             tokio::select! {
                 () = token.cancelled() => break,
                 () = tokio::time::sleep(RESOLVE_EVERY) => {
-                    for (seed, last) in seeds.iter().zip(known.iter_mut()) {
-                        let addrs = resolve(std::slice::from_ref(seed)).await;
-                        if !addrs.is_empty() {
-                            *last = addrs;
-                        }
-                    }
+                    refresh(&seeds, &mut known).await;
                     let all = known.concat();
                     tx.send_if_modified(|old| {
                         let changed = *old != all;
@@ -280,17 +255,20 @@ async fn spawn_resolver(
     rx
 }
 
-/// Resolves seed addresses (names through the system resolver); unresolvable ones are skipped with a
-/// debug line, and retried later.
-async fn resolve(seeds: &[NodeAddress]) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for seed in seeds {
+/// Looks every seed up again. Each keeps its last good addresses: one failed lookup must not stop its
+/// reports.
+async fn refresh(seeds: &[NodeAddress], known: &mut [Vec<SocketAddr>]) {
+    for (seed, last) in seeds.iter().zip(known) {
         match tokio::net::lookup_host((seed.host.as_str(), seed.port)).await {
-            Ok(addrs) => out.extend(addrs),
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                if !addrs.is_empty() {
+                    *last = addrs;
+                }
+            }
             Err(e) => debug!(seed = %seed, error = %e, "cannot resolve a gossip seed yet"),
         }
     }
-    out
 }
 
 type Swim = Foca<Member, PostcardCodec, StdRng, NoCustomBroadcast>;
@@ -305,8 +283,8 @@ struct Task {
     /// carry the service token): a member that merely claims to be an overwatch gets none.
     seeds: watch::Receiver<Vec<SocketAddr>>,
     events: mpsc::Sender<Event>,
+    /// The overwatches SWIM knows up, by address.
     overwatches: watch::Sender<BTreeSet<SocketAddr>>,
-    known: BTreeSet<SocketAddr>,
     timers: mpsc::Sender<Timer<Member>>,
     stats: Arc<NodeStats>,
     tracker: TaskTracker,
@@ -371,7 +349,7 @@ impl Task {
                     self.drain().await;
                     // Once an overwatch answered, re-announce only now and then; when none is left
                     // (all restarted, or the network was cut), eagerly again.
-                    let period = if self.known.is_empty() {
+                    let period = if self.overwatches.borrow().is_empty() {
                         ANNOUNCE_EVERY
                     } else {
                         ANNOUNCE_EVERY * 10
@@ -458,20 +436,19 @@ impl Task {
                 }
             });
         }
-        let mut changed = false;
         while let Some(n) = self.runtime.to_notify() {
             match n {
                 OwnedNotification::MemberUp(m) => {
                     info!(role = m.role.as_str(), name = %m.name, addr = %m.addr, "member up");
                     if m.role == Role::Overwatch {
-                        changed |= self.known.insert(m.addr);
+                        self.overwatches.send_if_modified(|set| set.insert(m.addr));
                     }
                     self.emit(Event::MemberUp(m));
                 }
                 OwnedNotification::MemberDown(m) => {
                     info!(role = m.role.as_str(), name = %m.name, addr = %m.addr, "member down");
                     if m.role == Role::Overwatch {
-                        changed |= self.known.remove(&m.addr);
+                        self.overwatches.send_if_modified(|set| set.remove(&m.addr));
                     }
                     self.emit(Event::MemberDown(m));
                 }
@@ -480,9 +457,6 @@ impl Task {
                 }
                 other => debug!(notification = ?other, "foca"),
             }
-        }
-        if changed {
-            self.overwatches.send_replace(self.known.clone());
         }
     }
 }
@@ -498,7 +472,7 @@ mod tests {
             bind: "127.0.0.1:0".parse().unwrap(),
             advertise: None,
             seeds,
-            keys: vec![[key; 32]],
+            keys: vec![GossipKey::from_bytes([key; 32])],
             probe_interval: Duration::from_millis(200),
             probe_timeout: Duration::from_millis(100),
             gossip_interval: Duration::from_millis(50),

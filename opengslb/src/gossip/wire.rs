@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::AgentSays;
+use crate::{config::Secret, registry::AgentSays};
 
 /// Sealed kind of a SWIM (foca) datagram.
 pub const KIND_SWIM: u8 = 1;
@@ -39,7 +39,7 @@ pub const MAX_MISSED: u32 = 10;
 
 /// An agent's report on all its backends. Sent to every overwatch at once on every change and every
 /// report interval otherwise.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// [`REPORT_VERSION`].
     pub version: u16,
@@ -59,8 +59,9 @@ pub struct Report {
     pub interval_ms: u32,
     /// Missed intervals after which the overwatch may declare this agent dead, 1..=[`MAX_MISSED`].
     pub missed_threshold: u32,
-    /// The agent's service token (the datagram is sealed, so it never travels in clear).
-    pub token: String,
+    /// The agent's service token (the datagram is sealed, so it never travels in clear; `Debug` never
+    /// shows it).
+    pub token: Secret,
     /// The agent's region, if configured.
     pub region: Option<String>,
     /// The agent is shutting down: its backends are out at once.
@@ -69,26 +70,6 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// The predictive signals behind a drain, as measured.
     pub signals: Signals,
-}
-
-/// The token never shows in `Debug` output.
-impl std::fmt::Debug for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Report")
-            .field("version", &self.version)
-            .field("agent_id", &self.agent_id)
-            .field("started_ms", &self.started_ms)
-            .field("sent_ms", &self.sent_ms)
-            .field("seq", &self.seq)
-            .field("interval_ms", &self.interval_ms)
-            .field("missed_threshold", &self.missed_threshold)
-            .field("token", &"<redacted>")
-            .field("region", &self.region)
-            .field("leaving", &self.leaving)
-            .field("backends", &self.backends)
-            .field("signals", &self.signals)
-            .finish()
-    }
 }
 
 /// An agent's word on one backend.
@@ -178,7 +159,7 @@ impl Report {
         };
         let free = |s: &str| s.len() <= MAX_TEXT && !s.chars().any(char::is_control);
         bounded("agent_id", ident(&self.agent_id))?;
-        bounded("token", self.token.len() <= MAX_TEXT)?;
+        bounded("token", self.token.expose().len() <= MAX_TEXT)?;
         bounded("region", self.region.as_deref().is_none_or(ident))?;
         bounded("interval_ms", INTERVAL_MS.contains(&self.interval_ms))?;
         bounded(
@@ -218,7 +199,7 @@ mod tests {
             seq: 7,
             interval_ms: 300,
             missed_threshold: 3,
-            token: "a-service-token-1234".into(),
+            token: Secret::new("a-service-token-1234"),
             region: Some("eu".into()),
             leaving: false,
             backends: vec![BackendReport {
@@ -243,7 +224,7 @@ mod tests {
         assert_eq!(Report::decode(&r.encode()).unwrap(), r);
         let shown = format!("{r:?}");
         assert!(
-            !shown.contains(&r.token) && shown.contains("redacted"),
+            !shown.contains(r.token.expose()) && shown.contains("Secret(<"),
             "{shown}"
         );
         assert_eq!(r.dead_after(), std::time::Duration::from_millis(900));
@@ -278,7 +259,10 @@ mod tests {
                 Box::new(|r| r.agent_id = "a\nINFO forged".into()),
             ),
             ("region", Box::new(|r| r.region = Some("e\u{1b}[2J".into()))),
-            ("token", Box::new(|r| r.token = "x".repeat(257))),
+            (
+                "token",
+                Box::new(|r| r.token = Secret::new("x".repeat(257))),
+            ),
             ("region", Box::new(|r| r.region = Some("x".repeat(257)))),
             ("interval_ms", Box::new(|r| r.interval_ms = 10)),
             ("interval_ms", Box::new(|r| r.interval_ms = 10_001)),

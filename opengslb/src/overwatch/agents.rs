@@ -227,40 +227,40 @@ impl AgentBook {
         if report.started_ms > report.sent_ms {
             return Err(Refusal::Clock);
         }
-        let token = digest(&report.token);
+        let token = digest(report.token.expose());
         self.authenticate(&services, token)?;
         // 128 bits of the digest: no key holder can find another token that maps to the same id.
         let id = format!("{}@{}", report.agent_id, &to_hex(&token)[..32]);
-        let known_process = self
-            .agents
-            .get(&id)
-            .is_some_and(|k| k.epoch == a.sender_epoch);
+        let known = self.agents.get(&id);
+        let same_process = known.is_some_and(|k| k.epoch == a.sender_epoch);
         // Freshness matters for a process not seen before (a replay after the overwatch restarted); a
         // known one is ordered by its numbers, so a clock step on either side cannot cut it off.
-        if !known_process && report.sent_ms.abs_diff(a.wall_ms) > CLOCK_WINDOW.as_millis() as u64 {
+        if !same_process && report.sent_ms.abs_diff(a.wall_ms) > CLOCK_WINDOW.as_millis() as u64 {
             return Err(Refusal::Clock);
         }
-        if !self.agents.contains_key(&id) && self.agents.len() >= MAX_AGENTS {
-            self.evict_one();
-        }
-        match self.agents.get(&id) {
+        match known {
             // The same process: its numbering decides.
-            Some(known) if known.epoch == a.sender_epoch && report.seq <= known.seq => {
-                return Err(Refusal::Stale);
+            Some(k) if same_process => {
+                if report.seq <= k.seq {
+                    return Err(Refusal::Stale);
+                }
             }
             // Another process under this id: a restart. While the known one is alive, only a later
             // start replaces it; once it left or died, any start does (a clock stepped back must not
             // lock an agent out). Replays of an earlier life are stopped by the seal and the clock window.
-            Some(known)
-                if known.epoch != a.sender_epoch
-                    && known.life == Life::Alive
-                    && report.started_ms <= known.started_ms =>
-            {
-                return Err(Refusal::Stale);
+            Some(k) => {
+                if k.life == Life::Alive && report.started_ms <= k.started_ms {
+                    return Err(Refusal::Stale);
+                }
             }
-            Some(_) => {}
-            None if self.agents.len() >= MAX_AGENTS => return Err(Refusal::Capacity),
-            None => {}
+            None => {
+                if self.agents.len() >= MAX_AGENTS {
+                    self.evict_one();
+                }
+                if self.agents.len() >= MAX_AGENTS {
+                    return Err(Refusal::Capacity);
+                }
+            }
         }
         let life = if report.leaving {
             Life::Left
@@ -420,16 +420,6 @@ impl AgentBook {
     /// Every agent known, by registry id.
     pub fn agents(&self) -> impl Iterator<Item = (&String, &AgentEntry)> {
         self.agents.iter()
-    }
-
-    /// How many agents are in each state.
-    pub fn by_life(&self) -> [(Life, usize); 3] {
-        let count = |l| self.agents.values().filter(|a| a.life == l).count();
-        [
-            (Life::Alive, count(Life::Alive)),
-            (Life::Left, count(Life::Left)),
-            (Life::Dead, count(Life::Dead)),
-        ]
     }
 }
 

@@ -17,10 +17,11 @@ use super::agents::{Accepted, AgentBook, Arrival, Refusal};
 use crate::{
     config::Config,
     gossip::{
-        member::Role,
+        member::{Role, hostname},
         node::{Event, Node, NodeConfig},
+        unix_ms,
     },
-    metrics::{AgentRow, GossipSource, Metrics},
+    metrics::{AgentRow, BookView, GossipSource, Metrics},
     registry::Registry,
 };
 
@@ -43,21 +44,6 @@ fn services(cfg: &Config) -> impl Iterator<Item = String> + '_ {
     cfg.domains.iter().map(|d| d.name.clone())
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// This host's name, the default node id.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
 impl Gossip {
     /// Starts the receiver when the config has a gossip key; without one gossip is off, as in the
     /// original.
@@ -68,7 +54,7 @@ impl Gossip {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Option<Self>> {
         let g = &cfg.overwatch.gossip;
-        let keys: Vec<[u8; 32]> = g.key_ring().iter().map(|k| *k.as_bytes()).collect();
+        let keys = g.key_ring().to_vec();
         if keys.is_empty() {
             info!("overwatch.gossip has no encryption_key: gossip is off, no agent can report");
             return Ok(None);
@@ -146,12 +132,11 @@ impl Gossip {
 
     /// Applies a batch of events to the registry; returns whether the answers may have changed.
     pub fn handle(&mut self, events: Vec<Event>, registry: &mut Registry, now: Instant) -> bool {
-        let wall = wall_ms();
+        let wall = unix_ms();
         let mut changed = false;
         for event in events {
             changed |= self.apply(event, registry, now, wall);
         }
-        self.update_metrics();
         changed
     }
 
@@ -226,15 +211,12 @@ impl Gossip {
             info!(%agent, "agent missed its reports: its backends are out");
             changed |= registry.agent_dead(agent);
         }
-        if !dead.is_empty() {
-            self.update_metrics();
-        }
         changed
     }
 
     /// Each agent for the metrics; report times on the wall clock.
     fn agent_rows(&self) -> Vec<AgentRow> {
-        let (now, wall) = (Instant::now(), wall_ms() as f64 / 1000.0);
+        let (now, wall) = (Instant::now(), unix_ms() as f64 / 1000.0);
         self.book
             .agents()
             .map(|(id, a)| AgentRow {
@@ -246,17 +228,15 @@ impl Gossip {
             .collect()
     }
 
-    fn update_metrics(&self) {
+    /// Shows the node's counters and a snapshot of the book at `/metrics`. Called from the control
+    /// loop's one-second tick, not per report: a snapshot walks every agent.
+    pub fn update_metrics(&self) {
         let source = GossipSource {
             node: self.node.stats.clone(),
-            reports: self.book.counts.iter().map(|(k, v)| (*k, *v)).collect(),
-            agents: self
-                .book
-                .by_life()
-                .iter()
-                .map(|(l, n)| (l.as_str(), *n))
-                .collect(),
-            agent_rows: self.agent_rows(),
+            book: Some(BookView {
+                reports: self.book.counts.iter().map(|(k, v)| (*k, *v)).collect(),
+                agents: self.agent_rows(),
+            }),
         };
         if let Ok(mut slot) = self.metrics.sources.gossip.lock() {
             *slot = Some(source);

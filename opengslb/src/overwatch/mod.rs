@@ -15,8 +15,6 @@ pub mod agents;
 pub mod control;
 mod gossip;
 
-pub use gossip::hostname;
-
 use control::{Control, Published};
 
 use std::sync::Arc;
@@ -331,6 +329,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     // Also forgets long-gone agents, which no alive agent's deadline would prompt.
                     if let Some(g) = gossip.as_mut() {
                         g.expire(&mut control.registry, now);
+                        g.update_metrics();
                     }
                     let p = control.publish(now);
                     let state = state_of(&p);

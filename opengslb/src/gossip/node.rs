@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub gossip_interval: Duration,
 }
 
+/// Events the node queues for its owner; past this they are dropped and counted (`queue_full`).
+pub const EVENT_QUEUE: usize = 4096;
+
 /// How long SWIM remembers a member it declared down. Agents restart on a new port, so each restart
 /// leaves one down member behind; foca's default (a day) would let them pile up.
 const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(120);
@@ -162,7 +165,7 @@ impl Node {
         let rng: StdRng = rand::make_rng();
         let foca = Foca::new(me, swim, rng, PostcardCodec);
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
-        let (ev_tx, ev_rx) = mpsc::channel(4096);
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let (ow_tx, ow_rx) = watch::channel(BTreeSet::new());
         let (timer_tx, timer_rx) = mpsc::channel(1024);
         let stats = Arc::new(NodeStats::default());

@@ -18,7 +18,7 @@ use crate::{
     config::Config,
     gossip::{
         member::{Role, hostname},
-        node::{Event, Node, NodeConfig},
+        node::{EVENT_QUEUE, Event, Node, NodeConfig, NodeStats},
         unix_ms,
     },
     metrics::{AgentRow, BookView, GossipSource, Metrics},
@@ -33,7 +33,8 @@ const BATCH: usize = 256;
 
 /// The running gossip receiver.
 pub(super) struct Gossip {
-    node: Node,
+    /// The node's counters; the node itself runs on the tracker until the token is cancelled.
+    stats: Arc<NodeStats>,
     events: mpsc::Receiver<Event>,
     book: AgentBook,
     metrics: Arc<Metrics>,
@@ -91,7 +92,7 @@ impl Gossip {
             );
         }
         let gossip = Self {
-            node,
+            stats: node.stats.clone(),
             events,
             book,
             metrics,
@@ -107,13 +108,18 @@ impl Gossip {
             return std::future::pending().await;
         };
         let mut batch = vec![first];
+        self.fill(&mut batch);
+        batch
+    }
+
+    /// Adds what is queued to `batch`, up to a batch.
+    fn fill(&mut self, batch: &mut Vec<Event>) {
         while batch.len() < BATCH {
             match self.events.try_recv() {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
         }
-        batch
     }
 
     /// When the next agent goes dead if it stays silent.
@@ -204,9 +210,23 @@ impl Gossip {
     }
 
     /// Marks agents silent past their deadline dead; returns whether the answers may have changed.
+    /// Reports already received are applied first: a control loop that fell behind must not take its
+    /// own backlog for the agents' silence.
     pub fn expire(&mut self, registry: &mut Registry, now: Instant) -> bool {
-        let dead = self.book.expire(now);
+        // At most the queue's capacity: what was queued when we started is applied, and a flood that
+        // keeps coming cannot hold the expiry back.
         let mut changed = false;
+        let mut applied = 0;
+        while applied < EVENT_QUEUE {
+            let mut batch = Vec::new();
+            self.fill(&mut batch);
+            if batch.is_empty() {
+                break;
+            }
+            applied += batch.len();
+            changed |= self.handle(batch, registry, now);
+        }
+        let dead = self.book.expire(now);
         for agent in &dead {
             info!(%agent, "agent missed its reports: its backends are out");
             changed |= registry.agent_dead(agent);
@@ -232,7 +252,7 @@ impl Gossip {
     /// loop's one-second tick, not per report: a snapshot walks every agent.
     pub fn update_metrics(&self) {
         let source = GossipSource {
-            node: self.node.stats.clone(),
+            node: self.stats.clone(),
             book: Some(BookView {
                 reports: self.book.counts.iter().map(|(k, v)| (*k, *v)).collect(),
                 agents: self.agent_rows(),
@@ -241,5 +261,91 @@ impl Gossip {
         if let Ok(mut slot) = self.metrics.sources.gossip.lock() {
             *slot = Some(source);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Secret,
+        gossip::wire::{BackendReport, REPORT_VERSION, Report, Signals},
+        overwatch::agents::Life,
+        registry::AgentSays,
+    };
+
+    const TOKEN: &str = "app-token-0123456789";
+
+    fn report(seq: u64) -> Event {
+        let now = unix_ms();
+        let r = Report {
+            version: REPORT_VERSION,
+            agent_id: "a1".into(),
+            started_ms: now - 1000,
+            sent_ms: now,
+            seq,
+            interval_ms: 300,
+            missed_threshold: 3,
+            token: Secret::new(TOKEN),
+            region: None,
+            leaving: false,
+            backends: vec![BackendReport {
+                service: "app.example.com".into(),
+                address: "192.0.2.1".parse().unwrap(),
+                port: 80,
+                weight: 100,
+                status: AgentSays::Healthy,
+                reason: String::new(),
+            }],
+            signals: Signals::default(),
+        };
+        Event::Report {
+            payload: r.encode(),
+            sender_epoch: 7,
+            from: "127.0.0.1:40000".parse().unwrap(),
+        }
+    }
+
+    fn life(g: &Gossip) -> Life {
+        g.book.agents().next().map(|(_, a)| a.life).unwrap()
+    }
+
+    /// The control loop can fall behind (a slow publish, a loaded machine): a report that arrived
+    /// before the agent's deadline, but still waits in the queue when the deadline is judged, keeps the
+    /// agent alive.
+    #[test]
+    fn reports_queued_when_a_deadline_passes_are_applied_before_it_is_judged() {
+        let cfg = Config::from_yaml_str(&format!(
+            "dns: {{ zones: [example.com] }}\n\
+             overwatch: {{ agent_tokens: {{ app.example.com: \"{TOKEN}\" }} }}\n\
+             domains: [{{ name: app.example.com }}]\n"
+        ))
+        .unwrap();
+        let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let book = AgentBook::new(
+            &cfg.overwatch.agent_tokens,
+            &cfg.overwatch.data_dir,
+            services(&cfg),
+        );
+        let mut g = Gossip {
+            stats: Arc::default(),
+            events,
+            book,
+            metrics: Arc::new(Metrics::new()),
+            warned: HashMap::new(),
+        };
+        let mut registry = Registry::from_config(&cfg);
+        let t0 = Instant::now();
+        assert!(g.handle(vec![report(1)], &mut registry, t0));
+        assert_eq!(life(&g), Life::Alive);
+
+        tx.try_send(report(2)).unwrap();
+        let behind = t0 + Duration::from_secs(2);
+        assert!(!g.expire(&mut registry, behind), "nothing changes");
+        assert_eq!(life(&g), Life::Alive, "the queued report counts");
+
+        // Silent after that: dead at its deadline (3 × 300 ms).
+        assert!(g.expire(&mut registry, behind + Duration::from_secs(1)));
+        assert_eq!(life(&g), Life::Dead);
     }
 }

@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
@@ -739,12 +739,48 @@ fn fifty_agents_under_churn_converge() {
             });
             if ok { Ok(t.elapsed()) } else { Err(last) }
         };
-    converged(&running, &drained, Duration::from_secs(30))
+    let t0 = Instant::now();
+    converged(&running, &drained, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("all fifty agents registered: {e}\n{}", ow.log()));
+    let registered = t0.elapsed();
+    // The agents' first reports reach DNS before their SWIM joins have settled: fifty members learning
+    // of each other at once load both cores for a second or so, which can delay reports past their
+    // deadline. Churn starts once every agent is alive, none dead, and DNS has stayed converged.
+    let metrics: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    let quiet = Duration::from_secs(3);
+    let mut calm_since = None;
+    let settled = wait_for(Duration::from_secs(60), || {
+        let calm = agents_alive(&ns, "127.0.0.1:9090", AGENTS as u64)
+            && metric(&ns, metrics, "opengslb_agents{state=\"dead\"}") == 0
+            && converged(&running, &drained, Duration::ZERO).is_ok();
+        let since = *calm_since.get_or_insert_with(Instant::now);
+        if !calm {
+            calm_since = None;
+        }
+        calm && since.elapsed() >= quiet
+    });
+    assert!(
+        settled,
+        "fifty agents settle (alive, none dead, DNS converged for {quiet:?})\n{}",
+        ow.log()
+    );
+    // Deaths the churn does not cause: agents whose reports came late on a loaded machine, each back
+    // with its next report. Figures, not bounds: they depend on the load.
+    let deaths = |log: &str| {
+        log.matches("agent missed its reports").count()
+            + log.matches("SWIM declared the agent down").count()
+    };
+    let settled_log = ow.log();
+    println!(
+        "fifty agents: in DNS after {registered:?}, settled after {:?}; {} deaths while settling",
+        t0.elapsed(),
+        deaths(&settled_log)
+    );
 
     let mut rng = Rng::new(0x50A6);
-    let mut worst = Duration::ZERO;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Convergence times by kind of change, for the figures printed at the end.
+    let mut took: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
     for change in 0..CHANGES {
         assert!(
             Instant::now() < deadline,
@@ -752,46 +788,73 @@ fn fifty_agents_under_churn_converge() {
         );
         let i = rng.below(AGENTS as u64) as usize;
         let what = rng.below(4);
-        let timeout = match (what, running[i]) {
+        // Bounds are 3x or more what the design needs on a loaded machine: a drain or a leave is
+        // reported at once; a kill is noticed after 3 missed 300 ms reports; a restart waits for a
+        // first passing check (1 s interval) and an announce.
+        let (kind, timeout) = match (what, running[i]) {
             // Not running: start it (its check must pass once before it is back).
             // A drain set by hand does not survive a restart; the drain file does.
             (_, false) => {
                 agents[i].start(&ns);
                 running[i] = true;
                 by_hand[i] = false;
-                Duration::from_secs(5)
+                ("restart", Duration::from_secs(10))
             }
             (0, true) => {
                 by_file[i] = !by_file[i];
                 agents[i].set_drain_file(by_file[i]);
-                Duration::from_secs(1)
+                ("drain file", Duration::from_secs(3))
             }
             (1, true) => {
                 by_hand[i] = !by_hand[i];
                 agents[i].drain_command(by_hand[i]);
-                Duration::from_secs(1)
+                ("drain command", Duration::from_secs(3))
             }
             (2, true) => {
                 agents[i].terminate();
                 running[i] = false;
-                Duration::from_secs(1)
+                ("SIGTERM", Duration::from_secs(3))
             }
             _ => {
                 agents[i].kill();
                 running[i] = false;
-                Duration::from_secs(3)
+                ("SIGKILL", Duration::from_secs(5))
             }
         };
         drained[i] = by_file[i] || by_hand[i];
         match converged(&running, &drained, timeout) {
-            Ok(took) => worst = worst.max(took),
+            Ok(t) => took.entry(kind).or_default().push(t),
             Err(e) => panic!(
-                "change {change} (agent {i}, kind {what}): not converged within {timeout:?}: {e}\n{}",
-                agents[i].log()
+                "change {change} (agent {i}, {kind}): not converged within {timeout:?}: {e}\n{}\n{}",
+                agents[i].log(),
+                ow.log()
             ),
         }
     }
-    println!("{CHANGES} changes among {AGENTS} agents: slowest convergence {worst:?}");
+    for (kind, times) in &mut took {
+        times.sort();
+        println!(
+            "{kind}: {} changes, median {:?}, slowest {:?}",
+            times.len(),
+            percentile(times, 0.5),
+            percentile(times, 1.0)
+        );
+    }
+    let kills = took.get("SIGKILL").map_or(0, Vec::len);
+    let log = ow.log();
+    println!(
+        "deaths during the churn: {} for {kills} kills",
+        deaths(log.get(settled_log.len()..).unwrap_or_default())
+    );
+    assert_eq!(
+        metric(
+            &ns,
+            metrics,
+            "opengslb_gossip_dropped_total{reason=\"queue_full\"}"
+        ),
+        0,
+        "no report is dropped by the overwatch"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = acceptor.join();
 }

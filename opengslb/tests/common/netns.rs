@@ -170,15 +170,19 @@ pub fn wait_for(timeout: Duration, f: impl FnMut() -> bool) -> bool {
 }
 
 /// Waits until `f` returns true, up to `timeout`, asking every `step` (for measuring, not just waiting).
+/// `f` is asked at least once, and once more at the deadline (a zero timeout is a single check).
 pub fn wait_every(step: Duration, timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
+    loop {
         if f() {
             return true;
         }
-        thread::sleep(step);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        thread::sleep(step.min(left));
     }
-    false
 }
 
 /// A scratch directory under the target dir, removed on drop.

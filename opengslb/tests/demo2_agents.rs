@@ -20,6 +20,7 @@ use std::{
 };
 
 use common::{
+    AT_ONCE,
     dnsq::Asker,
     http,
     netns::{Netns, Proc, TempDir, sh, wait_every, wait_for},
@@ -152,9 +153,8 @@ fn demo2_agents_drain_a_webapp_out_of_dns_while_its_nginx_stays_up() {
     let t = Instant::now();
     let two: BTreeSet<Ipv4Addr> = [addr(1), addr(3)].into();
     assert!(
-        wait_every(Duration::from_millis(1), Duration::from_secs(1), || seen()
-            == two),
-        "webapp2 leaves DNS within 1 s of its drain file: {:?}",
+        wait_every(Duration::from_millis(1), AT_ONCE, || seen() == two),
+        "webapp2 leaves DNS within {AT_ONCE:?} of its drain file: {:?}",
         seen()
     );
     let took = t.elapsed();
@@ -169,7 +169,7 @@ fn demo2_agents_drain_a_webapp_out_of_dns_while_its_nginx_stays_up() {
     // ./scripts/drain.sh webapp2 off
     std::fs::remove_file(&drains[1]).unwrap();
     assert!(
-        wait_for(Duration::from_secs(1), || seen() == all),
+        wait_for(AT_ONCE, || seen() == all),
         "webapp2 comes back when its drain file goes"
     );
 }

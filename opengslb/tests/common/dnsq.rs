@@ -38,7 +38,8 @@ impl Asker {
         Self { sock, id: 1 }
     }
 
-    /// The A records of `name`, sorted; `None` when no reply came within a second. With `ecs` the query
+    /// The A records of `name`, sorted; `None` when no reply came within 3 s (a debug-build server on a
+    /// loaded machine can be slow; inside a wait loop only a failure waits that long). With `ecs` the query
     /// carries Client Subnet.
     pub fn a(&mut self, name: &str, ecs: bool) -> Option<Vec<Ipv4Addr>> {
         self.id = self.id.wrapping_add(1);
@@ -52,7 +53,7 @@ impl Asker {
             m.set_edns(ecs_edns());
         }
         self.sock.send(&m.to_vec().expect("encode")).ok()?;
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_secs(3);
         let mut buf = [0u8; 4096];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

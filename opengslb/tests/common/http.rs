@@ -9,13 +9,13 @@ use std::{
 use super::netns::Netns;
 
 /// A GET of `path` from `addr`, from inside `ns`; the whole response (status line, headers, body), or
-/// an empty string when nothing answered within a second.
+/// an empty string when nothing answered within 3 s.
 pub fn get(ns: &Netns, addr: SocketAddr, path: &str) -> String {
     ns.enter(|| {
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
             return String::new();
         };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
         let _ = write!(
             s,
             "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"

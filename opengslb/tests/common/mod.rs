@@ -8,6 +8,11 @@ pub mod netns;
 pub mod nginx;
 pub mod rng;
 
+/// How long a change the design makes at once (an agent's drain or leave, reported the moment it
+/// happens) may take to reach DNS: far more than 3x what it needs, since waiting longer costs time only
+/// when a test fails, and a loaded machine running debug builds is slow at random.
+pub const AT_ONCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Whether we run as root; the privileged tests say so and fail when not.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -292,7 +292,7 @@ impl Dataplane {
 
     /// Brings the records map in step with `table`, writing only what changed.
     pub fn apply(&mut self, table: &AnswerTable) -> Result<sync::Plan, XdpError> {
-        let plan = self.sync.plan(table);
+        let mut plan = self.sync.plan(table);
         for (k, v) in &plan.upserts {
             self.records.insert(k, v, 0).map_err(map_err(RECORDS_MAP))?;
         }
@@ -302,6 +302,7 @@ impl Dataplane {
                 Err(e) => return Err(map_err(RECORDS_MAP)(e)),
             }
         }
+        self.sync.commit(&mut plan);
         Ok(plan)
     }
 

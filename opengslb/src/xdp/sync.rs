@@ -16,7 +16,7 @@ use crate::{
 const _: () = assert!(MAX_SLOTS == MAX_WEIGHT_SLOTS);
 
 /// The writes that bring the map in step with a table.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Plan {
     /// Entries to insert or overwrite.
     pub upserts: Vec<(RecordKey, RecordValue)>,
@@ -24,24 +24,68 @@ pub struct Plan {
     pub removals: Vec<RecordKey>,
     /// Table entries left to userspace, with why.
     pub skipped: Vec<(EntryKey, &'static str)>,
+    /// What the map holds once every write succeeded, for [`RecordSync::commit`].
+    after: State,
 }
 
-/// What the records map holds, as far as we wrote it.
+impl Plan {
+    /// Whether the plan writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty()
+    }
+}
+
+/// What the records map holds, as far as we know it written.
 #[derive(Debug, Default)]
 pub struct RecordSync {
+    state: State,
+}
+
+#[derive(Debug, Default)]
+struct State {
     current: BTreeMap<EntryKey, (RecordKey, RecordValue)>,
-    free_slots: Vec<u32>,
-    next_slot: u32,
+    slots: Slots,
+}
+
+/// The rotation slots (per-entry counters) in use and free.
+#[derive(Debug, Default, Clone)]
+struct Slots {
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl Slots {
+    fn alloc(&mut self) -> Option<u32> {
+        if let Some(s) = self.free.pop() {
+            return Some(s);
+        }
+        if self.next >= MAX_ENTRIES {
+            return None;
+        }
+        self.next += 1;
+        Some(self.next - 1)
+    }
 }
 
 impl RecordSync {
-    /// Plans the writes for `table` and records them as done (the caller applies the plan).
-    pub fn plan(&mut self, table: &AnswerTable) -> Plan {
+    /// Plans the writes for `table`. Nothing is taken as written until [`commit`](Self::commit): when a
+    /// write fails, the next plan starts again from what the map is known to hold, so no entry is left
+    /// stale in the kernel while userspace answers from the new table.
+    pub fn plan(&self, table: &AnswerTable) -> Plan {
         let mut plan = Plan::default();
+        let mut slots = self.state.slots.clone();
+        let current = &self.state.current;
         let mut wanted: BTreeMap<EntryKey, (RecordKey, RecordValue)> = BTreeMap::new();
         let mut by_key: HashMap<RecordKey, Vec<EntryKey>> = HashMap::new();
         for (key, entry) in table.iter() {
-            match self.render(key, entry) {
+            let slot = match current.get(key) {
+                Some((_, v)) => Some(v.slot),
+                None => slots.alloc(),
+            };
+            let rendered = slot
+                .ok_or("no rotation slot left")
+                .and_then(|slot| render(key, entry, slot));
+            match rendered {
                 Ok((rk, rv)) => {
                     by_key.entry(rk).or_default().push(key.clone());
                     wanted.insert(key.clone(), (rk, rv));
@@ -58,97 +102,87 @@ impl RecordSync {
             }
         }
         for (name, (rk, rv)) in &wanted {
-            if self.current.get(name) != Some(&(*rk, *rv)) {
+            if current.get(name) != Some(&(*rk, *rv)) {
                 plan.upserts.push((*rk, *rv));
             }
         }
-        for (name, (rk, rv)) in &self.current {
+        for (name, (rk, rv)) in current {
             if !wanted.contains_key(name) {
-                self.free_slots.push(rv.slot);
+                slots.free.push(rv.slot);
                 if !wanted.values().any(|(k, _)| k == rk) {
                     plan.removals.push(*rk);
                 }
             }
         }
-        self.current = wanted;
+        plan.after = State {
+            current: wanted,
+            slots,
+        };
         plan
+    }
+
+    /// Takes `plan` as written, once every write of it succeeded.
+    pub fn commit(&mut self, plan: &mut Plan) {
+        self.state = std::mem::take(&mut plan.after);
     }
 
     /// How many entries the map holds.
     pub fn len(&self) -> usize {
-        self.current.len()
+        self.state.current.len()
     }
 
     /// Whether the map holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.current.is_empty()
+        self.state.current.is_empty()
     }
+}
 
-    fn render(
-        &mut self,
-        key: &EntryKey,
-        e: &Entry,
-    ) -> Result<(RecordKey, RecordValue), &'static str> {
-        let slot = match self.current.get(key) {
-            Some((_, v)) => v.slot,
-            None => self.alloc_slot().ok_or("no rotation slot left")?,
-        };
-        let max_answers = e.max_answers.clamp(1, MAX_RECORDS as u8);
-        let (mut v, hash) = RecordValue::new(&key.name, e.ttl, max_answers, slot)
-            .map_err(|_| "name not encodable")?;
-        // The records XDP answers from: for `weighted`, those routing may answer with.
-        let set = e.answer_set();
-        v.policy = match e.policy {
-            _ if set.len() > MAX_RECORDS => policy::USERSPACE,
-            Policy::RoundRobin => policy::ROUND_ROBIN,
-            Policy::FixedOrder => policy::FIXED_ORDER,
-            Policy::Weighted(_) => policy::WEIGHTED,
-            Policy::Geo { .. } => policy::GEO,
-            Policy::Userspace => policy::USERSPACE,
-        };
-        if let Policy::Geo {
-            regions,
-            default_region,
-        } = &e.policy
-            && v.policy == policy::GEO
-        {
-            v.default_region = *default_region;
-            for (dst, (ip, _)) in v.regions.iter_mut().zip(set.iter()) {
-                *dst = regions.get(ip).copied().unwrap_or(0);
-            }
+/// The map entry for one table entry, using rotation slot `slot`.
+fn render(key: &EntryKey, e: &Entry, slot: u32) -> Result<(RecordKey, RecordValue), &'static str> {
+    let max_answers = e.max_answers.clamp(1, MAX_RECORDS as u8);
+    let (mut v, hash) =
+        RecordValue::new(&key.name, e.ttl, max_answers, slot).map_err(|_| "name not encodable")?;
+    // The records XDP answers from: for `weighted`, those routing may answer with.
+    let set = e.answer_set();
+    v.policy = match e.policy {
+        _ if set.len() > MAX_RECORDS => policy::USERSPACE,
+        Policy::RoundRobin => policy::ROUND_ROBIN,
+        Policy::FixedOrder => policy::FIXED_ORDER,
+        Policy::Weighted(_) => policy::WEIGHTED,
+        Policy::Geo { .. } => policy::GEO,
+        Policy::Userspace => policy::USERSPACE,
+    };
+    if let Policy::Geo {
+        regions,
+        default_region,
+    } = &e.policy
+        && v.policy == policy::GEO
+    {
+        v.default_region = *default_region;
+        for (dst, (ip, _)) in v.regions.iter_mut().zip(set.iter()) {
+            *dst = regions.get(ip).copied().unwrap_or(0);
         }
-        if v.policy == policy::WEIGHTED {
-            // The slot table userspace routing indexes too, over the same records.
-            let slots = weight_slots(&e.candidates());
-            let dst = v
-                .slots
-                .get_mut(..slots.len())
-                .ok_or("slot table too long")?;
-            dst.copy_from_slice(&slots);
-            v.slot_count = u8::try_from(slots.len()).map_err(|_| "slot table too long")?;
-        }
-        for (ip, _) in set.iter().take(MAX_RECORDS) {
-            let ok = match ip {
-                std::net::IpAddr::V4(a) => v.push(&a.octets()),
-                std::net::IpAddr::V6(a) => v.push(&a.octets()),
-            };
-            if !ok {
-                return Err("record does not fit");
-            }
-        }
-        Ok((RecordKey::new(key.qtype, hash), v))
     }
-
-    fn alloc_slot(&mut self) -> Option<u32> {
-        if let Some(s) = self.free_slots.pop() {
-            return Some(s);
-        }
-        if self.next_slot >= MAX_ENTRIES {
-            return None;
-        }
-        self.next_slot += 1;
-        Some(self.next_slot - 1)
+    if v.policy == policy::WEIGHTED {
+        // The slot table userspace routing indexes too, over the same records.
+        let slots = weight_slots(&e.candidates());
+        let dst = v
+            .slots
+            .get_mut(..slots.len())
+            .ok_or("slot table too long")?;
+        dst.copy_from_slice(&slots);
+        v.slot_count = u8::try_from(slots.len()).map_err(|_| "slot table too long")?;
     }
+    for (ip, _) in set.iter().take(MAX_RECORDS) {
+        let ok = match ip {
+            std::net::IpAddr::V4(a) => v.push(&a.octets()),
+            std::net::IpAddr::V6(a) => v.push(&a.octets()),
+        };
+        if !ok {
+            return Err("record does not fit");
+        }
+    }
+    Ok((RecordKey::new(key.qtype, hash), v))
 }
 
 #[cfg(test)]
@@ -174,26 +208,49 @@ mod tests {
         AnswerTable::from_specs(&specs)
     }
 
+    /// Plans `t` and takes it as written, as the loader does once every write succeeded.
+    fn written(s: &mut RecordSync, t: &AnswerTable) -> Plan {
+        let mut p = s.plan(t);
+        s.commit(&mut p);
+        p
+    }
+
     #[test]
     fn only_changes_are_written_and_removals_come_last() {
         let mut s = RecordSync::default();
-        let p = s.plan(&table(&[("a.test", &[1, 2]), ("b.test", &[3])]));
+        let p = written(&mut s, &table(&[("a.test", &[1, 2]), ("b.test", &[3])]));
         assert_eq!(p.upserts.len(), 2);
         assert!(p.removals.is_empty());
 
-        let p = s.plan(&table(&[("a.test", &[1, 2]), ("b.test", &[3])]));
-        assert_eq!(p, Plan::default(), "an unchanged table writes nothing");
+        let p = written(&mut s, &table(&[("a.test", &[1, 2]), ("b.test", &[3])]));
+        assert!(p.is_empty(), "an unchanged table writes nothing");
+        assert!(p.skipped.is_empty());
 
-        let p = s.plan(&table(&[("a.test", &[1]), ("c.test", &[4])]));
+        let p = written(&mut s, &table(&[("a.test", &[1]), ("c.test", &[4])]));
         assert_eq!(p.upserts.len(), 2, "a.test changed, c.test is new");
         assert_eq!(p.removals.len(), 1, "b.test is gone");
         assert_eq!(s.len(), 2);
     }
 
+    /// A plan whose writes failed is not taken as written: the next plan makes the same writes again
+    /// (and the removals), from the same slots, instead of leaving the kernel's entries stale.
+    #[test]
+    fn a_plan_not_committed_is_planned_again() {
+        let mut s = RecordSync::default();
+        written(&mut s, &table(&[("a.test", &[1]), ("b.test", &[2])]));
+        let next = table(&[("a.test", &[9]), ("c.test", &[3])]);
+        let failed = s.plan(&next);
+        assert_eq!((failed.upserts.len(), failed.removals.len()), (2, 1));
+        let again = written(&mut s, &next);
+        assert_eq!(again.upserts, failed.upserts);
+        assert_eq!(again.removals, failed.removals);
+        assert!(written(&mut s, &next).is_empty(), "then it is in step");
+    }
+
     #[test]
     fn slots_are_kept_for_a_name_and_reused_after_removal() {
         let mut s = RecordSync::default();
-        let p = s.plan(&table(&[("a.test", &[1]), ("b.test", &[2])]));
+        let p = written(&mut s, &table(&[("a.test", &[1]), ("b.test", &[2])]));
         let slot_a = p
             .upserts
             .iter()
@@ -201,9 +258,9 @@ mod tests {
             .unwrap()
             .1
             .slot;
-        let p = s.plan(&table(&[("a.test", &[9])]));
+        let p = written(&mut s, &table(&[("a.test", &[9])]));
         assert_eq!(p.upserts[0].1.slot, slot_a);
-        let p = s.plan(&table(&[("a.test", &[9]), ("c.test", &[3])]));
+        let p = written(&mut s, &table(&[("a.test", &[9]), ("c.test", &[3])]));
         let slot_c = p.upserts[0].1.slot;
         assert!(slot_c < 2, "freed slot reused, got {slot_c}");
     }
@@ -282,8 +339,7 @@ mod tests {
     #[test]
     fn oversized_sets_are_left_to_userspace_policy() {
         let many: Vec<u8> = (1..=20).collect();
-        let mut s = RecordSync::default();
-        let p = s.plan(&table(&[("big.test", &many)]));
+        let p = RecordSync::default().plan(&table(&[("big.test", &many)]));
         assert_eq!(p.upserts[0].1.policy, policy::USERSPACE);
     }
 }

@@ -182,8 +182,7 @@ impl Publisher {
 /// config that fails to load or validate is refused and the running one kept.
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let mut control = Control::new(&cfg);
-    let first_state = control.publish(Instant::now());
-    let table = first_state.table.clone();
+    let first = control.publish(Instant::now());
     let zones = Zone::from_config(&cfg).context("dns.zones")?;
     let dp = if cfg.dns.xdp.interfaces.is_empty() {
         if opts.xdp_only {
@@ -192,7 +191,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         info!("dns.xdp.interfaces is empty: every query is answered by the userspace server");
         None
     } else {
-        match start_xdp(&cfg, &table, first_state.geo.as_deref(), &opts) {
+        match start_xdp(&cfg, &first.table, first.geo.as_deref(), &opts) {
             Ok(dp) => Some(dp),
             Err(e) if !opts.xdp_only => {
                 warn!(
@@ -205,22 +204,26 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         }
     };
     let metrics = Arc::new(Metrics::new());
-    let serial = next_serial(0);
-    let first = Arc::new(
-        Snapshot::new(table, zones.clone(), serial, cfg.dns.xdp.udp_size)
-            .with_routes(first_state.routes)
-            .with_geo(first_state.geo.clone()),
-    );
-    let (tx, snap_rx) = watch::channel(first);
+    // Replaced by the first publish below, before the server starts: nothing answers from it.
+    let (tx, snap_rx) = watch::channel(Arc::new(Snapshot::new(
+        AnswerTable::default(),
+        zones.clone(),
+        0,
+        cfg.dns.xdp.udp_size,
+    )));
     let mut publisher = Publisher {
         dp,
-        geo: first_state.geo,
+        // The trie start_xdp wrote, when XDP runs.
+        geo: first.geo,
         tx,
         zones,
-        serial,
+        serial: 0,
         udp_size: cfg.dns.xdp.udp_size,
         metrics: metrics.clone(),
     };
+    // Through the same path as every later publish, so that it is timed and shown at `/metrics` like
+    // them; the XDP map, filled from the same state before attaching, takes no writes.
+    let mut last = publish(&mut control, &mut publisher, Instant::now());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -269,7 +272,6 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         );
         let mut gossip = gossip::Gossip::start(&cfg, &tracker, token.clone(), metrics.clone()).await?;
         let mut running = cfg.clone();
-        let mut last = state_of(&control.publish(Instant::now()));
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         // Created once: a signal that arrives while the loop body runs is still delivered.

@@ -27,10 +27,10 @@ use crate::{
     gossip::{
         member::Role,
         node::{Node, NodeConfig},
-        wire::{BackendReport, REPORT_VERSION, Report, Signals},
+        wire::{BackendReport, REPORT_VERSION, Report, Signals, Status},
     },
     health::{CheckSpec, ProbeResult, Prober, Scheduled, Target},
-    registry::{AgentSays, CheckOutcome, CheckPolicy, Validation, ValidationState},
+    registry::{CheckOutcome, CheckPolicy, Validation, ValidationState},
 };
 
 /// How often a report goes out when nothing changes. With the default `missed_threshold` of 3, an
@@ -354,10 +354,10 @@ fn statuses(tracked: &[Tracked], drain: Option<&str>, reason_room: usize) -> Vec
         .iter()
         .filter_map(|t| {
             let (status, reason) = match (drain, t.validation.state) {
-                (Some(why), _) => (AgentSays::Draining, why.to_owned()),
-                (None, ValidationState::Passing) => (AgentSays::Healthy, String::new()),
+                (Some(why), _) => (Status::Draining, why.to_owned()),
+                (None, ValidationState::Passing) => (Status::Healthy, String::new()),
                 (None, ValidationState::Failing) => (
-                    AgentSays::Unhealthy,
+                    Status::Unhealthy,
                     t.last_error
                         .clone()
                         .unwrap_or_else(|| "check failing".into()),
@@ -414,7 +414,7 @@ fn reason_room(base: &Report, reported: &[(String, IpAddr, u16)]) -> anyhow::Res
             address: *address,
             port: *port,
             weight: 1000,
-            status: AgentSays::Unhealthy,
+            status: Status::Unhealthy,
             reason: String::new(),
         })
         .collect();

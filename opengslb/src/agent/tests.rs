@@ -58,7 +58,7 @@ fn a_drain_wins_over_checks_and_unchecked_backends_are_left_out_unless_drained()
         tracked(ValidationState::Failing, Some("status 503")),
         tracked(ValidationState::Unknown, None),
     ];
-    let said = |inputs: &DrainInputs| -> Vec<(AgentSays, String)> {
+    let said = |inputs: &DrainInputs| -> Vec<(Status, String)> {
         statuses(&t, inputs.reason().as_deref(), MAX_REASON)
             .into_iter()
             .map(|b| (b.status, b.reason))
@@ -67,8 +67,8 @@ fn a_drain_wins_over_checks_and_unchecked_backends_are_left_out_unless_drained()
     assert_eq!(
         said(&DrainInputs::default()),
         [
-            (AgentSays::Healthy, String::new()),
-            (AgentSays::Unhealthy, "status 503".into())
+            (Status::Healthy, String::new()),
+            (Status::Unhealthy, "status 503".into())
         ]
     );
     // Each drain source, and the first one that holds names the reason.
@@ -108,7 +108,7 @@ fn a_drain_wins_over_checks_and_unchecked_backends_are_left_out_unless_drained()
     for (inputs, reason) in cases {
         assert_eq!(
             said(&inputs),
-            vec![(AgentSays::Draining, reason.to_owned()); 3]
+            vec![(Status::Draining, reason.to_owned()); 3]
         );
     }
 }
@@ -240,7 +240,7 @@ fn a_report_with_every_reason_at_its_longest_fits_one_datagram() {
                 address: *a,
                 port: *p,
                 weight: 1000,
-                status: AgentSays::Unhealthy,
+                status: Status::Unhealthy,
                 reason: bounded_reason(&"é".repeat(500), room),
             })
             .collect();

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Secret, registry::AgentSays};
+use crate::config::Secret;
 
 /// Sealed kind of a SWIM (foca) datagram.
 pub const KIND_SWIM: u8 = 1;
@@ -72,6 +72,30 @@ pub struct Report {
     pub signals: Signals,
 }
 
+/// What an agent says about one backend. The wire has its own type: it is a contract with agents of
+/// other versions, which the registry's vocabulary must stay free to outgrow. postcard encodes the
+/// variant's index: the order is part of the format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Its checks pass and nothing predicts trouble.
+    Healthy,
+    /// Its checks fail.
+    Unhealthy,
+    /// Going away on purpose: drain file, maintenance, or a predictive signal.
+    Draining,
+}
+
+impl Status {
+    /// The name logs show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Draining => "draining",
+        }
+    }
+}
+
 /// An agent's word on one backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendReport {
@@ -84,7 +108,7 @@ pub struct BackendReport {
     /// Its weight under `weighted` routing.
     pub weight: u32,
     /// Healthy, unhealthy or draining.
-    pub status: AgentSays,
+    pub status: Status,
     /// Why, in a few words (`"drain file present"`, `"status 503"`); may be empty.
     pub reason: String,
 }
@@ -190,6 +214,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn statuses_keep_their_wire_codes() {
+        for (status, code) in [
+            (Status::Healthy, 0),
+            (Status::Unhealthy, 1),
+            (Status::Draining, 2),
+        ] {
+            assert_eq!(postcard::to_allocvec(&status).unwrap(), [code]);
+        }
+    }
+
     fn report() -> Report {
         Report {
             version: REPORT_VERSION,
@@ -207,7 +242,7 @@ mod tests {
                 address: "10.20.0.21".parse().unwrap(),
                 port: 80,
                 weight: 100,
-                status: AgentSays::Draining,
+                status: Status::Draining,
                 reason: "drain file present".into(),
             }],
             signals: Signals {

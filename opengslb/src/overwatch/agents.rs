@@ -25,8 +25,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Secret,
-    gossip::wire::{Report, WireError},
-    registry::{AgentReport, BackendKey},
+    gossip::wire::{Report, Status, WireError},
+    registry::{AgentReport, AgentSays, BackendKey},
 };
 
 /// Name of the trust-on-first-use file in `data_dir`.
@@ -296,7 +296,11 @@ impl AgentBook {
                 key: BackendKey::new(&b.service, b.address, b.port),
                 weight: b.weight,
                 region: report.region.clone(),
-                says: b.status,
+                says: match b.status {
+                    Status::Healthy => AgentSays::Healthy,
+                    Status::Unhealthy => AgentSays::Unhealthy,
+                    Status::Draining => AgentSays::Draining,
+                },
                 reason: b.reason.clone(),
             })
             .collect();

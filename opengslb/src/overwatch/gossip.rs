@@ -269,9 +269,8 @@ mod tests {
     use super::*;
     use crate::{
         config::Secret,
-        gossip::wire::{BackendReport, REPORT_VERSION, Report, Signals},
+        gossip::wire::{BackendReport, REPORT_VERSION, Report, Signals, Status},
         overwatch::agents::Life,
-        registry::AgentSays,
     };
 
     const TOKEN: &str = "app-token-0123456789";
@@ -294,7 +293,7 @@ mod tests {
                 address: "192.0.2.1".parse().unwrap(),
                 port: 80,
                 weight: 100,
-                status: AgentSays::Healthy,
+                status: Status::Healthy,
                 reason: String::new(),
             }],
             signals: Signals::default(),

@@ -75,8 +75,7 @@ impl fmt::Display for Source {
 }
 
 /// What an agent says about a backend it reports on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AgentSays {
     /// Its own checks pass and nothing predicts trouble.
     Healthy,

@@ -1,8 +1,5 @@
 use super::*;
-use crate::{
-    gossip::wire::{BackendReport, REPORT_VERSION, Signals},
-    registry::AgentSays,
-};
+use crate::gossip::wire::{BackendReport, REPORT_VERSION, Signals};
 
 const FROM: &str = "127.0.0.1:40000";
 const WALL: u64 = 1_790_000_000_000;
@@ -25,7 +22,7 @@ fn report(agent: &str, seq: u64, token: &str, service: &str) -> Report {
             address: "10.0.0.1".parse().unwrap(),
             port: 80,
             weight: 100,
-            status: AgentSays::Healthy,
+            status: Status::Healthy,
             reason: String::new(),
         }],
         signals: Signals::default(),

@@ -113,7 +113,7 @@ pub fn reachable_ip(towards: Option<SocketAddr>) -> IpAddr {
 /// The first IPv4 address, by interface name, that is not loopback; read through `getifaddrs`, so it is
 /// this network namespace's (sysfs may show another's).
 fn first_interface_address() -> Option<IpAddr> {
-    let mut addrs = crate::xdp::ifaddrs::all().ok()?;
+    let mut addrs = crate::net::all().ok()?;
     addrs.sort();
     addrs
         .into_iter()

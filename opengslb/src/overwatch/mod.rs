@@ -64,7 +64,7 @@ fn listen_addresses(listen: IpAddr, interfaces: &[String]) -> anyhow::Result<Vec
     let mut out = Vec::new();
     for iface in interfaces {
         let addrs =
-            xdp::ifaddrs::addresses(iface).with_context(|| format!("addresses of {iface}"))?;
+            crate::net::addresses(iface).with_context(|| format!("addresses of {iface}"))?;
         out.extend(
             addrs
                 .into_iter()

@@ -1,7 +1,6 @@
 //! The XDP data plane: loads the embedded program, fills its maps from the answer table, attaches it to
 //! interfaces through BPF links pinned under bpffs, and reads its counters.
 
-pub mod ifaddrs;
 pub mod object;
 pub mod sync;
 

@@ -1,5 +1,7 @@
-//! The addresses configured on an interface, for a wildcard listen address: XDP then answers on exactly
-//! the attached interfaces' own addresses and nothing else (a resolver on 127.0.0.53 stays untouched).
+//! This network namespace's interface addresses, read through `getifaddrs` (sysfs may show another
+//! namespace's). For a wildcard listen address XDP answers on exactly the attached interfaces' own
+//! addresses and nothing else (a resolver on 127.0.0.53 stays untouched); an agent advertises the first
+//! non-loopback one.
 
 use std::{
     ffi::CStr,

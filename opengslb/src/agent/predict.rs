@@ -2,7 +2,7 @@
 //! drains while a threshold is crossed. Each threshold has a hysteresis band and holds for at least its
 //! `bleed_duration`, so a backend does not flap in and out of DNS.
 
-use std::{str::FromStr as _, time::Duration, time::Instant};
+use std::{time::Duration, time::Instant};
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
@@ -10,10 +10,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::debug;
 
 use super::signals::{
-    CheckWindow, CpuSampler, ErrorRateFromCounters, MetricSelector, Trigger, memory_percent,
-    verdict,
+    CheckWindow, CpuSampler, ErrorRateFromCounters, Trigger, memory_percent, verdict,
 };
-use crate::{config::PredictiveConfig, gossip::wire::Signals};
+use crate::config::{MetricSelector, PredictiveConfig};
+use crate::gossip::wire::Signals;
 
 /// How far below its threshold CPU or memory must fall before a drain ends, in percentage points.
 const HYSTERESIS_LOAD: f64 = 5.0;
@@ -53,7 +53,7 @@ pub(super) struct Predictor {
 }
 
 impl Predictor {
-    /// Builds the predictor; a metric selector that does not parse is an error naming its key.
+    /// Builds the predictor; fails only if the HTTP client for the metrics endpoint cannot be built.
     pub fn new(cfg: &PredictiveConfig) -> anyhow::Result<Self> {
         let host_cpus = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
         let errors = match &cfg.error_rate.source {
@@ -63,10 +63,8 @@ impl Predictor {
                     .build()
                     .context("HTTP client for agent.predictive.error_rate.source")?,
                 url: src.url.clone(),
-                total: MetricSelector::from_str(&src.total_metric)
-                    .context("agent.predictive.error_rate.source.total_metric")?,
-                failed: MetricSelector::from_str(&src.failed_metric)
-                    .context("agent.predictive.error_rate.source.failed_metric")?,
+                total: src.total_metric.clone(),
+                failed: src.failed_metric.clone(),
                 rate: ErrorRateFromCounters::new(),
             },
             None => ErrorSource::Checks(CheckWindow::new(cfg.error_rate.window)),
@@ -199,5 +197,53 @@ mod tests {
             "https://app.example/metrics?x=1"
         );
         assert_eq!(without_userinfo("not a url"), "<unparsable url>");
+    }
+
+    /// Config validation once accepted `(4|5)..`, which the agent then refused at start: now the
+    /// selectors the config parsed are the ones the agent matches with.
+    #[test]
+    fn the_agent_uses_the_selectors_the_config_accepted() {
+        let yaml = r#"
+mode: agent
+agent:
+  identity: { region: r1, service_token: "0123456789abcdef" }
+  backends:
+    - { service: app.example.com, address: 127.0.0.1, port: 80, health_check: { interval: 2s, timeout: 1s } }
+  gossip: { encryption_key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", overwatch_nodes: ["10.0.0.1:7946"] }
+  predictive:
+    enabled: true
+    error_rate:
+      source:
+        url: "http://127.0.0.1:9/metrics"
+        total_metric: http_requests_total
+        failed_metric: 'http_requests_total{code=~"(4|5).."}'
+"#;
+        let config = crate::config::Config::from_yaml_str(yaml).expect("config");
+        let predictor = Predictor::new(&config.agent.predictive).expect("predictor");
+        let ErrorSource::Scrape {
+            total,
+            failed,
+            mut rate,
+            ..
+        } = predictor.errors
+        else {
+            panic!("a source is configured, so the rate comes from scrapes");
+        };
+        let scrape = |ok: u32, client: u32, server: u32| {
+            format!(
+                "http_requests_total{{code=\"200\"}} {ok}\n\
+                 http_requests_total{{code=\"404\"}} {client}\n\
+                 http_requests_total{{code=\"503\"}} {server}\n"
+            )
+        };
+        assert_eq!(
+            rate.update_from_text(&scrape(0, 0, 0), &total, &failed),
+            None
+        );
+        let percent = rate.update_from_text(&scrape(70, 20, 10), &total, &failed);
+        assert!(
+            percent.is_some_and(|p| (p - 30.0).abs() < 1e-9),
+            "{percent:?}"
+        );
     }
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::de;
 use super::region::HealthCheck;
 use super::secret::{GossipKey, Secret};
+use super::selector::MetricSelector;
 
 /// The `agent` section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -418,9 +419,9 @@ pub struct ErrorRateSource {
     pub url: String,
     /// The counter of all requests: a metric name, optionally with label matchers
     /// (`http_requests_total{job="app"}`); matching series are summed. Required.
-    pub total_metric: String,
+    pub total_metric: MetricSelector,
     /// The counter of failed requests, in the same form (`http_requests_total{code=~"5.."}`). Required.
-    pub failed_metric: String,
+    pub failed_metric: MetricSelector,
 }
 
 /// The `agent.latency_learning` block: client RTTs read from the kernel's TCP state, per client subnet.

@@ -20,6 +20,7 @@ mod logging;
 mod overwatch;
 mod region;
 mod secret;
+mod selector;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -46,6 +47,9 @@ pub use overwatch::{
 };
 pub use region::{ExpectedStatus, HealthCheck, HealthCheckType, Region, Server};
 pub use secret::{GOSSIP_KEY_LEN, GossipKey, Secret};
+// The agent reads scraped exposition text with the same scanner as the selectors.
+pub(crate) use selector::Cursor;
+pub use selector::{MetricSelector, SelectorError};
 
 /// The config built into the binary: a demo zone served on 127.0.0.1 with documentation addresses.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../config/default.yaml");

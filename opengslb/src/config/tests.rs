@@ -653,8 +653,9 @@ $ |   predictive: { cpu: { bleed_duration: 0 } } | agent.predictive.cpu.bleed_du
 $ |   predictive: { check_interval: 100ms } | agent.predictive.check_interval | below the 1s minimum
 $ |   predictive: { error_rate: { source: { url: "ftp://a/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "ftp://a/metrics"
 $ |   predictive: { error_rate: { source: { url: "http:///metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL
-$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: 1abc, failed_metric: b } } } | agent.predictive.error_rate.source.total_metric | invalid metric "1abc"
-$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code="5"' } } } | agent.predictive.error_rate.source.failed_metric | invalid metric
+$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: 1abc, failed_metric: b } } } | agent.predictive.error_rate.source.total_metric | invalid metric selector "1abc": invalid metric name "1abc"
+$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code="5"' } } } | agent.predictive.error_rate.source.failed_metric | invalid metric selector
+$ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code=~"[45"}' } } } | agent.predictive.error_rate.source.failed_metric | invalid regex "[45" for label "code"
 $ |   latency_learning: { ipv4_prefix: 33 } | agent.latency_learning.ipv4_prefix | between 1 and 32
 $ |   latency_learning: { ipv6_prefix: 0 } | agent.latency_learning.ipv6_prefix | between 1 and 128
 $ |   latency_learning: { ewma_alpha: 0 } | agent.latency_learning.ewma_alpha | outside (0, 1]
@@ -685,6 +686,27 @@ $ |   maintenance: { windows: [{ start: "02:00", duration: 1h, days: [mon, funda
 fn agent_keys_are_checked_naming_the_key() {
     Config::from_yaml_str(AGENT_BASE).expect("agent base");
     refuse_all(AGENT_BASE, AGENT_REFUSED);
+}
+
+/// Validation once used a looser check than the agent's parser and accepted `(4|5)..`, which the agent
+/// then refused at start; the selector is now parsed, once, while the config is read.
+#[test]
+fn metric_selectors_take_prometheus_regexes() {
+    let yaml = format!(
+        "{AGENT_BASE}  predictive: {{ error_rate: {{ source: {{ url: \"http://a/metrics\", \
+         total_metric: http_requests_total, failed_metric: 'http_requests_total{{code=~\"(4|5)..\"}}' }} }} }}\n"
+    );
+    let config = Config::from_yaml_str(&yaml).expect("(4|5).. is a valid Prometheus regex");
+    let source = config.agent.predictive.error_rate.source.expect("source");
+    let failed = &source.failed_metric;
+    assert_eq!(
+        failed.to_string(),
+        r#"http_requests_total{code=~"(4|5).."}"#
+    );
+    assert_eq!(failed.name(), "http_requests_total");
+    let code = |value: &str| failed.matches_labels(&[("code", value.to_owned())]);
+    assert!(code("404") && code("503"));
+    assert!(!code("200") && !code("5030"));
 }
 
 #[test]
@@ -947,8 +969,10 @@ fn every_agent_key_arrives() {
         e.source,
         Some(ErrorRateSource {
             url: "http://127.0.0.1:8080/metrics".into(),
-            total_metric: "http_requests_total".into(),
-            failed_metric: "http_requests_total{code=~\"5..\"}".into(),
+            total_metric: "http_requests_total".parse().expect("selector"),
+            failed_metric: "http_requests_total{code=~\"5..\"}"
+                .parse()
+                .expect("selector"),
         })
     );
     let ll = &a.latency_learning;

@@ -645,33 +645,6 @@ fn validate_predictive(p: &super::PredictiveConfig) -> Result<(), ConfigError> {
             "invalid URL {:?} (expected http:// or https:// and a host, e.g. \"http://127.0.0.1/metrics\")",
             source.url
         );
-        for (name, selector) in [
-            ("total_metric", &source.total_metric),
-            ("failed_metric", &source.failed_metric),
-        ] {
-            check_metric_selector(selector)
-                .map_err(|m| ConfigError::invalid(key(&format!("error_rate.source.{name}")), m))?;
-        }
-    }
-    Ok(())
-}
-
-/// A Prometheus metric name, optionally followed by `{label matchers}`.
-fn check_metric_selector(selector: &str) -> Result<(), String> {
-    let (name, labels) = match selector.split_once('{') {
-        Some((name, rest)) => (name, Some(rest)),
-        None => (selector, None),
-    };
-    let name_ok = name.bytes().enumerate().all(|(i, b)| {
-        b.is_ascii_alphabetic() || b == b'_' || b == b':' || (i > 0 && b.is_ascii_digit())
-    });
-    let labels_ok =
-        labels.is_none_or(|l| l.ends_with('}') && !l[..l.len() - 1].contains(['{', '}']));
-    if name.is_empty() || !name_ok || !labels_ok {
-        return Err(format!(
-            "invalid metric {selector:?} (expected a Prometheus metric name, optionally with label \
-             matchers, e.g. http_requests_total{{code=~\"5..\"}})"
-        ));
     }
     Ok(())
 }

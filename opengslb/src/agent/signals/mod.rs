@@ -15,7 +15,7 @@ mod verdict;
 
 pub use cgroup::{CpuSampler, memory_percent};
 pub use checks::{CheckWindow, MAX_CHECKS};
-pub use prometheus::{ErrorRateFromCounters, MetricSelector, SelectorError, sum_matching};
+pub use prometheus::{ErrorRateFromCounters, sum_matching};
 pub use trigger::Trigger;
 pub use verdict::{Verdict, verdict};
 

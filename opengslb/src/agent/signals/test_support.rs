@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::MetricSelector;
+use crate::config::MetricSelector;
 
 /// A throwaway directory standing in for `/`, removed on drop.
 pub(super) struct FakeRoot {

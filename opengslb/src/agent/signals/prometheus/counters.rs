@@ -1,8 +1,8 @@
 //! Error rate from the growth of a total and a failed counter between scrapes.
 
 use super::exposition::sum_matching;
-use super::selector::MetricSelector;
 use crate::agent::signals::clamp_percent;
+use crate::config::MetricSelector;
 
 /// Error rate between two scrapes of monotonically increasing counters.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,6 @@
 //! Sums of matching series in the Prometheus text exposition format.
 
-use super::cursor::Cursor;
-use super::selector::MetricSelector;
+use crate::config::{Cursor, MetricSelector};
 
 /// Sums the values of every series in Prometheus text exposition `text`
 /// whose name and labels match `selector`.

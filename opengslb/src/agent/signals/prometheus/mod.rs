@@ -1,12 +1,8 @@
-//! Error rates from Prometheus counters: a selector for the series, a reader
-//! of the text exposition format, and the rate between two scrapes.
+//! Error rates from Prometheus counters: a reader of the text exposition format, which sums the series a
+//! selector from the config matches, and the rate between two scrapes.
 
 mod counters;
-mod cursor;
 mod exposition;
-mod selector;
-mod simple_regex;
 
 pub use counters::ErrorRateFromCounters;
 pub use exposition::sum_matching;
-pub use selector::{MetricSelector, SelectorError};

@@ -1,10 +1,15 @@
-//! Parser for Prometheus instant-vector selectors such as
-//! `http_requests_total{code=~"5.."}`.
+//! Prometheus instant-vector selectors such as `http_requests_total{code=~"5.."}`.
+//!
+//! They are parsed once, when the config is read, so validation refuses exactly what the agent could not use.
 
+mod cursor;
+
+use std::fmt;
 use std::str::FromStr;
 
-use super::cursor::Cursor;
-use super::simple_regex::SimpleRegex;
+use regex_lite::Regex;
+
+pub(crate) use cursor::Cursor;
 
 /// Why a [`MetricSelector`] could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,14 +35,14 @@ pub enum SelectorError {
     /// A quoted value had no closing quote.
     #[error("unterminated quoted value for label {0:?}")]
     UnterminatedValue(String),
-    /// A regex uses syntax beyond the supported subset.
-    #[error("unsupported regex {pattern:?} for label {label:?}: {reason}")]
-    UnsupportedRegex {
+    /// A regex does not compile.
+    #[error("invalid regex {pattern:?} for label {label:?}: {reason}")]
+    InvalidRegex {
         /// Label the regex applies to.
         label: String,
         /// The regex as written.
         pattern: String,
-        /// What in the regex is not supported.
+        /// Why it does not compile.
         reason: String,
     },
     /// Something other than `,` or `}` followed a matcher.
@@ -53,29 +58,50 @@ pub enum SelectorError {
 
 /// A Prometheus instant-vector selector such as `http_requests_total{code=~"5.."}`.
 ///
-/// Regex matchers (`=~`, `!~`) support a subset that covers what is common in
-/// practice without a regex engine: literal characters, `.`, character
-/// classes (`[45]`, `[0-9]`, `[^2]`), `\` before a punctuation character, and
-/// `|` between alternatives. As in Prometheus, regexes are fully anchored and
-/// a missing label matches as the empty string.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Regex matchers (`=~`, `!~`) take Prometheus' RE2 syntax as far as
+/// `regex-lite` supports it (no Unicode classes such as `\pL`; `\d`, `\w` and
+/// `\s` are ASCII). As in Prometheus, regexes are fully anchored, `.` also
+/// matches a newline, and a missing label matches as the empty string.
+#[derive(Clone)]
 pub struct MetricSelector {
+    text: String,
     name: String,
     matchers: Vec<LabelMatcher>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Compiled regexes cannot be compared, and the same text always parses to the same selector.
+impl PartialEq for MetricSelector {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for MetricSelector {}
+
+impl fmt::Debug for MetricSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MetricSelector").field(&self.text).finish()
+    }
+}
+
+impl fmt::Display for MetricSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[derive(Debug, Clone)]
 struct LabelMatcher {
     label: String,
     kind: MatchKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum MatchKind {
     Equal(String),
     NotEqual(String),
-    Matches(SimpleRegex),
-    NotMatches(SimpleRegex),
+    Matches(Regex),
+    NotMatches(Regex),
 }
 
 impl LabelMatcher {
@@ -96,7 +122,8 @@ impl MetricSelector {
         &self.name
     }
 
-    pub(super) fn matches_labels(&self, labels: &[(&str, String)]) -> bool {
+    /// Whether a series with these labels (name, unescaped value) passes every label matcher.
+    pub(crate) fn matches_labels(&self, labels: &[(&str, String)]) -> bool {
         self.matchers.iter().all(|matcher| {
             let value = labels
                 .iter()
@@ -154,6 +181,7 @@ impl FromStr for MetricSelector {
             return Err(SelectorError::TrailingText(cursor.rest().to_owned()));
         }
         Ok(Self {
+            text: text.to_owned(),
             name: name.to_owned(),
             matchers,
         })
@@ -179,11 +207,11 @@ fn parse_matcher(cursor: &mut Cursor<'_>) -> Result<LabelMatcher, SelectorError>
     let Some(value) = cursor.quoted() else {
         return Err(SelectorError::UnterminatedValue(label));
     };
-    let regex = |value: String| {
-        SimpleRegex::parse(&value).map_err(|reason| SelectorError::UnsupportedRegex {
+    let regex = |pattern: String| {
+        anchored(&pattern).map_err(|e| SelectorError::InvalidRegex {
             label: label.clone(),
-            pattern: value,
-            reason,
+            pattern,
+            reason: e.to_string(),
         })
     };
     let kind = match operator {
@@ -193,6 +221,13 @@ fn parse_matcher(cursor: &mut Cursor<'_>) -> Result<LabelMatcher, SelectorError>
         _ => MatchKind::Equal(value),
     };
     Ok(LabelMatcher { label, kind })
+}
+
+/// Compiles a matcher's regex as Prometheus does: fully anchored, with `.` matching newlines. The
+/// pattern must compile on its own first, or `a)|(b` would be accepted through the wrapping group.
+fn anchored(pattern: &str) -> Result<Regex, regex_lite::Error> {
+    Regex::new(pattern)?;
+    Regex::new(&format!("^(?s:{pattern})$"))
 }
 
 fn is_metric_name(name: &str) -> bool {
@@ -211,25 +246,51 @@ fn is_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Parsed while the config is read, so that an error names the key of the selector.
+impl<'de> serde::Deserialize<'de> for MetricSelector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::de::parse_with(
+            d,
+            "a Prometheus metric selector such as http_requests_total{code=~\"5..\"}",
+            |text| {
+                text.parse()
+                    .map_err(|e| format!("invalid metric selector {text:?}: {e}"))
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::signals::prometheus::sum_matching;
-    use crate::agent::signals::test_support::{assert_close, selector};
+
+    fn selector(text: &str) -> MetricSelector {
+        text.parse()
+            .unwrap_or_else(|e| panic!("{text:?} should parse: {e}"))
+    }
+
+    /// Whether `selector` passes a series with these labels.
+    fn passes(selector: &str, labels: &[(&str, &str)]) -> bool {
+        let labels: Vec<(&str, String)> = labels
+            .iter()
+            .map(|&(name, value)| (name, value.to_owned()))
+            .collect();
+        self::selector(selector).matches_labels(&labels)
+    }
+
+    fn code(selector: &str, value: &str) -> bool {
+        passes(selector, &[("code", value)])
+    }
 
     #[test]
     fn selector_accepts_all_operators() {
         let s = selector(r#"x{a="1",b!="2"}"#);
         assert_eq!(s.name(), "x");
-        assert_close(
-            sum_matching("x{a=\"1\",b=\"3\"} 2\nx{a=\"1\",b=\"2\"} 5\n", &s),
-            2.0,
-        );
-        let s = selector(r#" x { a =~ "1|2" , b !~ "2" } "#);
-        assert_close(
-            sum_matching("x{a=\"2\",b=\"3\"} 2\nx{a=\"3\"} 5\n", &s),
-            2.0,
-        );
+        assert!(passes(r#"x{a="1",b!="2"}"#, &[("a", "1"), ("b", "3")]));
+        assert!(!passes(r#"x{a="1",b!="2"}"#, &[("a", "1"), ("b", "2")]));
+        let spaced = r#" x { a =~ "1|2" , b !~ "2" } "#;
+        assert!(passes(spaced, &[("a", "2"), ("b", "3")]));
+        assert!(!passes(spaced, &[("a", "3")]));
         assert!("x{}".parse::<MetricSelector>().is_ok());
         assert!(r"x{a=~'1'}".parse::<MetricSelector>().is_err());
     }
@@ -266,28 +327,84 @@ mod tests {
     }
 
     #[test]
-    fn selector_rejects_unsupported_regex_clearly() {
-        for (pattern, needle) in [
-            ("5.*", "'*'"),
-            ("5+", "'+'"),
-            ("(500|503)", "'('"),
-            ("5.?", "'?'"),
-            ("5{2}", "'{'"),
-            (r"\d+", r"'\d'"),
-            ("[45", "unterminated"),
-            ("[9-0]", "invalid range"),
-            ("a^b", "'^'"),
-            ("a$b", "'$'"),
+    fn regex_matchers_are_fully_anchored() {
+        assert!(code(r#"x{code=~"5.."}"#, "500"));
+        assert!(!code(r#"x{code=~"5.."}"#, "200"));
+        assert!(!code(r#"x{code=~"5.."}"#, "5000"));
+        assert!(!code(r#"x{code=~"50"}"#, "500"));
+        assert!(!code(r#"x{code=~"500|503"}"#, "5030"));
+        assert!(code(r#"x{code=~"(4|5).."}"#, "404"));
+        assert!(code(r#"x{code=~"(4|5).."}"#, "503"));
+        assert!(!code(r#"x{code=~"(4|5).."}"#, "200"));
+        assert!(!code(r#"x{code!~"(4|5).."}"#, "404"));
+        assert!(code(r#"x{code!~"(4|5).."}"#, "200"));
+        assert!(code(r#"x{code!~"5.."}"#, "5000"));
+    }
+
+    #[test]
+    fn regex_matchers_take_prometheus_syntax() {
+        for (pattern, matching, other) in [
+            ("5.*", "5", "45"),
+            ("5+", "555", "5a"),
+            ("(500|503)", "503", "502"),
+            ("5.?", "5", "500"),
+            ("5{2}", "55", "555"),
+            (r"\d+", "404", "4o4"),
+            ("[^2]00", "500", "200"),
+            ("^5[0-9][0-3]$", "503", "504"),
+            (r"5\.0", "5.0", "510"),
+            ("(?i)ok", "OK", "no"),
+            ("a.b", "a\nb", "ab"),
         ] {
             let text = format!(r#"x{{code=~"{pattern}"}}"#);
-            let err = text.parse::<MetricSelector>().unwrap_err();
-            assert!(
-                matches!(&err, SelectorError::UnsupportedRegex { label, .. } if label == "code"),
-                "{pattern}: {err:?}"
-            );
-            let message = err.to_string();
-            assert!(message.contains(needle), "{pattern}: {message}");
-            assert!(message.contains("code"), "{pattern}: {message}");
+            assert!(code(&text, matching), "{pattern} should match {matching:?}");
+            assert!(!code(&text, other), "{pattern} should not match {other:?}");
         }
+        // Valid, if useless: nothing can come before the start.
+        assert!(!code(r#"x{code=~"a^b"}"#, "ab"));
+        assert!(!code(r#"x{code=~"a$b"}"#, "ab"));
+    }
+
+    #[test]
+    fn a_missing_label_matches_as_empty() {
+        assert!(passes(r#"x{path=""}"#, &[("code", "200")]));
+        assert!(!passes(r#"x{path!=""}"#, &[("code", "200")]));
+        assert!(passes(r#"x{path=~"|/a"}"#, &[]));
+        assert!(!passes(r#"x{path=~".+"}"#, &[]));
+        assert!(passes(r#"x{path!~".+"}"#, &[]));
+    }
+
+    #[test]
+    fn invalid_regex_is_refused_naming_label_and_pattern() {
+        for pattern in ["[45", "[9-0]", "(", "a)|(b"] {
+            let text = format!(r#"x{{a="1",code=~"{pattern}"}}"#);
+            let err = text.parse::<MetricSelector>().unwrap_err();
+            let SelectorError::InvalidRegex {
+                label,
+                pattern: written,
+                reason,
+            } = &err
+            else {
+                panic!("{pattern}: {err:?}");
+            };
+            assert_eq!((label.as_str(), written.as_str()), ("code", pattern));
+            assert!(!reason.is_empty());
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("invalid regex {pattern:?} for label \"code\": ")),
+                "{message}"
+            );
+        }
+        let err = r#"x{code!~"[45"}"#.parse::<MetricSelector>().unwrap_err();
+        assert!(matches!(err, SelectorError::InvalidRegex { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn selectors_compare_and_print_as_written() {
+        let s = selector(r#" x{code=~"5.."} "#);
+        assert_eq!(s, selector(r#"x{code=~"5.."}"#));
+        assert_ne!(s, selector(r#"x{code=~"4.."}"#));
+        assert_eq!(s.to_string(), r#"x{code=~"5.."}"#);
+        assert_eq!(format!("{s:?}"), r#"MetricSelector("x{code=~\"5..\"}")"#);
     }
 }

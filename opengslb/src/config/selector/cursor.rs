@@ -1,25 +1,25 @@
-//! Character scanner behind the selector and exposition parsers.
+//! Character scanner behind the metric selector parser and the agent's reader of the exposition format.
 
 /// Minimal scanner shared by the selector and exposition parsers.
-pub(super) struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     text: &'a str,
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Self { text, pos: 0 }
     }
 
-    pub(super) fn rest(&self) -> &'a str {
+    pub(crate) fn rest(&self) -> &'a str {
         self.text.get(self.pos..).unwrap_or("")
     }
 
-    pub(super) fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.rest().is_empty()
     }
 
-    pub(super) fn peek(&self) -> Option<char> {
+    pub(crate) fn peek(&self) -> Option<char> {
         self.rest().chars().next()
     }
 
@@ -29,7 +29,7 @@ impl<'a> Cursor<'a> {
         Some(c)
     }
 
-    pub(super) fn eat(&mut self, expected: char) -> bool {
+    pub(crate) fn eat(&mut self, expected: char) -> bool {
         if self.peek() == Some(expected) {
             self.pos += expected.len_utf8();
             true
@@ -38,7 +38,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub(super) fn eat_str(&mut self, expected: &str) -> bool {
+    pub(crate) fn eat_str(&mut self, expected: &str) -> bool {
         if self.rest().starts_with(expected) {
             self.pos += expected.len();
             true
@@ -47,13 +47,13 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub(super) fn skip_spaces(&mut self) {
+    pub(crate) fn skip_spaces(&mut self) {
         while self.peek().is_some_and(char::is_whitespace) {
             self.bump();
         }
     }
 
-    pub(super) fn take_while(&mut self, keep: impl Fn(char) -> bool) -> &'a str {
+    pub(crate) fn take_while(&mut self, keep: impl Fn(char) -> bool) -> &'a str {
         let start = self.pos;
         while self.peek().is_some_and(&keep) {
             self.bump();
@@ -63,7 +63,7 @@ impl<'a> Cursor<'a> {
 
     /// Reads up to the closing quote (the opening one is already consumed),
     /// undoing `\\`, `\"` and `\n`; `None` if the quote is never closed.
-    pub(super) fn quoted(&mut self) -> Option<String> {
+    pub(crate) fn quoted(&mut self) -> Option<String> {
         let mut value = String::new();
         loop {
             match self.bump()? {

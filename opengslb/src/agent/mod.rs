@@ -212,7 +212,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             missed_threshold: agent
                 .heartbeat
                 .missed_threshold
-                .clamp(1, crate::gossip::wire::MAX_MISSED),
+                .clamp(1, crate::config::MAX_MISSED),
             token: service_token,
             region: agent.identity.region.clone(),
             leaving: false,

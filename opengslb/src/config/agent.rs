@@ -17,6 +17,14 @@ use super::secret::{GossipKey, Secret};
 use super::selector::MetricSelector;
 
 /// The `agent` section.
+/// Most backends one agent may report: what one report (one datagram) carries.
+pub const MAX_BACKENDS: usize = 64;
+
+/// Most report intervals an agent may miss before it is dead (`agent.heartbeat.missed_threshold`). With
+/// the longest interval a report may announce, a silent agent is dead within 100 s at most, so the
+/// overwatch's book can always make room.
+pub const MAX_MISSED: u32 = 10;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {

@@ -33,8 +33,9 @@ use serde_norway::Value;
 
 pub use agent::{
     AgentBackend, AgentConfig, AgentGossip, AgentIdentity, CpuThreshold, ErrorRateConfig,
-    ErrorRateSource, HeartbeatConfig, LatencyLearningConfig, MaintenanceConfig, MaintenanceWindow,
-    MemoryThreshold, NodeAddress, PredictiveConfig, Weekday, WindowStart,
+    ErrorRateSource, HeartbeatConfig, LatencyLearningConfig, MAX_BACKENDS, MAX_MISSED,
+    MaintenanceConfig, MaintenanceWindow, MemoryThreshold, NodeAddress, PredictiveConfig, Weekday,
+    WindowStart,
 };
 pub use api::ApiConfig;
 pub use de::{parse_duration, parse_timestamp};

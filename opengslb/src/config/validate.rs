@@ -15,8 +15,8 @@ use super::{
 /// The largest TTL a record may carry (RFC 2181 §8).
 const MAX_TTL: u32 = (1 << 31) - 1;
 
-/// The most records one answer may carry.
-const MAX_ANSWERS: u8 = 16;
+/// The most records one answer carries: what one XDP map entry holds.
+const MAX_ANSWERS: u8 = opengslb_common::maps::MAX_RECORDS as u8;
 
 /// The longest interface name the kernel accepts (IFNAMSIZ less the NUL).
 const MAX_IFNAME: usize = 15;
@@ -488,11 +488,11 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
         "at least one backend is required in agent mode"
     );
     ensure!(
-        agent.backends.len() <= crate::gossip::wire::MAX_BACKENDS,
+        agent.backends.len() <= super::MAX_BACKENDS,
         "agent.backends",
         "{} backends; one agent reports at most {} (run another agent for more)",
         agent.backends.len(),
-        crate::gossip::wire::MAX_BACKENDS
+        super::MAX_BACKENDS
     );
     let mut seen = HashSet::new();
     for (i, backend) in agent.backends.iter().enumerate() {
@@ -545,10 +545,10 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
         MIN_INTERVAL,
     )?;
     ensure!(
-        (1..=crate::gossip::wire::MAX_MISSED).contains(&agent.heartbeat.missed_threshold),
+        (1..=super::MAX_MISSED).contains(&agent.heartbeat.missed_threshold),
         "agent.heartbeat.missed_threshold",
         "must be between 1 and {} (reports go every 300 ms)",
-        crate::gossip::wire::MAX_MISSED
+        super::MAX_MISSED
     );
     validate_predictive(&agent.predictive)?;
     validate_latency_learning(&agent.latency_learning)?;

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::config::{MAX_BACKENDS, MAX_MISSED, Secret};
 
 /// Sealed kind of a SWIM (foca) datagram.
 pub const KIND_SWIM: u8 = 1;
@@ -20,9 +20,6 @@ pub const KIND_REPORT: u8 = 2;
 /// Version of [`Report`]; bumped on any incompatible change.
 pub const REPORT_VERSION: u16 = 1;
 
-/// Most backends one report may carry.
-pub const MAX_BACKENDS: usize = 64;
-
 /// Longest service name (a DNS name).
 pub const MAX_SERVICE: usize = 253;
 
@@ -32,10 +29,6 @@ pub const MAX_TEXT: usize = 256;
 /// Shortest and longest report interval an agent may announce: the overwatch's dead-agent deadline is
 /// derived from it, so it must be neither a hair trigger nor forever.
 pub const INTERVAL_MS: std::ops::RangeInclusive<u32> = 50..=10_000;
-
-/// Most missed intervals an agent may announce before it is dead. With [`INTERVAL_MS`], a silent agent
-/// is dead within 100 s at most, so the book can always make room.
-pub const MAX_MISSED: u32 = 10;
 
 /// An agent's report on all its backends. Sent to every overwatch at once on every change and every
 /// report interval otherwise.

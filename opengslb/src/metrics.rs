@@ -12,7 +12,7 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use opengslb_common::counters::Counter;
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _, text::encode},
     metrics::{
         counter::ConstCounter,
         histogram::{Histogram, exponential_buckets},
@@ -38,6 +38,8 @@ pub struct Sources {
     pub gossip: Mutex<Option<GossipSource>>,
     /// Every backend's status, as of the last publish (or second).
     pub backends: Mutex<Vec<crate::registry::BackendStatus>>,
+    /// Each name's all-down state, as of the last publish (or second).
+    pub names: Mutex<Vec<crate::registry::NameStatus>>,
     /// The agent's own state, in agent mode.
     pub agent: Mutex<Option<AgentView>>,
 }
@@ -173,6 +175,10 @@ impl Collector for SourceCollector {
         if !backends.is_empty() {
             encode_backends(&mut encoder, &backends)?;
         }
+        let names = self.0.names.lock().map(|n| n.clone()).unwrap_or_default();
+        if !names.is_empty() {
+            encode_names(&mut encoder, &names)?;
+        }
         Ok(())
     }
 }
@@ -303,27 +309,53 @@ fn encode_backends(
     encoder: &mut DescriptorEncoder,
     backends: &[crate::registry::BackendStatus],
 ) -> Result<(), std::fmt::Error> {
-    use prometheus_client::metrics::gauge::ConstGauge;
-    let gauge = ConstGauge::new(0i64);
-    let mut fam = encoder.encode_descriptor(
-        "opengslb_backend_up",
-        "1 while DNS answers with the backend, else 0; `reason` says why (healthy, override, agent_draining, agent_unhealthy, agent_left, agent_dead, stale, validation_failed), `agent` who reports on it",
-        None,
-        gauge.metric_type(),
-    )?;
-    for b in backends {
-        let port = b.key.port.to_string();
-        let address = b.key.address.to_string();
+    let rows = backends.iter().map(|b| {
         let labels = [
-            ("service", b.key.service.as_str()),
-            ("address", address.as_str()),
-            ("port", port.as_str()),
-            ("source", b.source.as_str()),
-            ("reason", b.reason.as_str()),
-            ("agent", b.agent_id.as_deref().unwrap_or("")),
+            ("service", b.key.service.clone()),
+            ("address", b.key.address.to_string()),
+            ("port", b.key.port.to_string()),
+            ("source", b.source.as_str().to_owned()),
+            ("reason", b.reason.as_str().to_owned()),
+            ("agent", b.agent_id.clone().unwrap_or_default()),
         ];
-        let up = i64::from(b.status == crate::registry::Status::Healthy);
-        ConstGauge::new(up).encode(fam.encode_family(&labels)?)?;
+        (labels, b.status == crate::registry::Status::Healthy)
+    });
+    encode_flags(
+        encoder,
+        "opengslb_backend_up",
+        "1 while the backend's own status is healthy, else 0; DNS may still hand it out under an all-down policy (see opengslb_name_all_down). `reason` says why (healthy, override, agent_draining, agent_unhealthy, agent_left, agent_dead, stale, validation_failed), `agent` who reports on it",
+        rows,
+    )
+}
+
+fn encode_names(
+    encoder: &mut DescriptorEncoder,
+    names: &[crate::registry::NameStatus],
+) -> Result<(), std::fmt::Error> {
+    let rows = names.iter().map(|n| {
+        let labels = [("name", n.name.as_str()), ("policy", n.policy.as_str())];
+        (labels, n.all_down)
+    });
+    encode_flags(
+        encoder,
+        "opengslb_name_all_down",
+        "1 while no backend of the name is healthy (or it has none), so DNS answers what its all-down `policy` chooses (all: every backend, last_healthy: the last healthy set, empty: none), else 0",
+        rows,
+    )
+}
+
+/// A gauge family of 0/1 samples, one per row: its labels, and whether it reads 1.
+fn encode_flags<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, bool)>,
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::metrics::gauge::ConstGauge;
+    let mut fam =
+        encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+    for (labels, on) in rows {
+        ConstGauge::new(i64::from(on)).encode(fam.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -374,6 +406,13 @@ impl Metrics {
     pub fn set_backends(&self, backends: Vec<crate::registry::BackendStatus>) {
         if let Ok(mut slot) = self.sources.backends.lock() {
             *slot = backends;
+        }
+    }
+
+    /// Replaces the names' all-down state shown at `/metrics`.
+    pub fn set_names(&self, names: Vec<crate::registry::NameStatus>) {
+        if let Ok(mut slot) = self.sources.names.lock() {
+            *slot = names;
         }
     }
 

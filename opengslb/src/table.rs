@@ -60,6 +60,17 @@ pub enum AllDown {
     Empty,
 }
 
+impl AllDown {
+    /// The name the config and the metrics give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::LastHealthy => "last_healthy",
+            Self::Empty => "empty",
+        }
+    }
+}
+
 /// The key of one entry: a lowercased name without a trailing dot, and A or AAAA.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryKey {

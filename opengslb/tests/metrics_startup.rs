@@ -1,6 +1,6 @@
 //! The overwatch's metrics right after start (userspace server only, no root needed): the start-up
-//! publish is timed like every later one, so the table-sync histogram has an observation before any
-//! reload or health change.
+//! publish is timed and shown like every later one, so the table-sync histogram has an observation and
+//! each name its all-down gauge before any reload or health change.
 
 mod common;
 
@@ -53,7 +53,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 }
 
 #[test]
-fn the_startup_publish_is_timed() {
+fn the_startup_publish_is_timed_and_shown() {
     let dir = TempDir::new("metrics-startup");
     let (dns, met) = (common::free_port(), common::free_port());
     let cfg = dir.0.join("overwatch.yaml");
@@ -79,5 +79,9 @@ fn the_startup_publish_is_timed() {
     assert!(
         count.is_some_and(|n| n >= 1.0),
         "the start-up publish is observed: {text}"
+    );
+    assert!(
+        text.contains("opengslb_name_all_down{name=\"app.demo.local\",policy=\"all\"} 0\n"),
+        "{text}"
     );
 }

@@ -14,7 +14,7 @@ use crate::{
     config::{Config, HealthCheck, RoutingAlgorithm},
     dns::zone::Route,
     health::{CheckSpec, Scheduled, Target},
-    registry::{BackendKey, CheckOutcome, CheckPolicy, DomainInfo, Registry},
+    registry::{self, BackendKey, CheckOutcome, CheckPolicy, DomainInfo, NameStatus, Registry},
     routing::{self, Candidate, GeoDb, GeoResolver, GeoTable, PickCtx, PolicySettings},
     table::{AnswerTable, Policy as TablePolicy, Weights, normalize},
 };
@@ -44,6 +44,8 @@ pub struct Published {
     pub routes: HashMap<String, Route>,
     /// Client prefix → region id: the XDP geolocation trie and the userspace fast path's lookup.
     pub geo: Option<Arc<GeoTable>>,
+    /// Each domain, and whether its all-down policy chose its answers.
+    pub names: Vec<NameStatus>,
 }
 
 impl Control {
@@ -124,14 +126,19 @@ impl Control {
     /// Subnet. Only what the table cannot express (latency measured for one family and not the other)
     /// gets a route alone, which userspace answers per query.
     pub fn publish(&mut self, now: Instant) -> Published {
-        let mut specs = self.registry.name_specs(&self.domains, now);
+        let sets = self.registry.answer_sets(&self.domains, now);
+        let mut specs: Vec<_> = self
+            .domains
+            .iter()
+            .zip(&sets)
+            .map(|(d, set)| registry::name_spec(d, set))
+            .collect();
         let mut routes = HashMap::new();
-        for (d, spec) in self.domains.iter().zip(specs.iter_mut()) {
+        for ((d, spec), set) in self.domains.iter().zip(specs.iter_mut()).zip(&sets) {
             let name = normalize(&d.name);
             let Some(policy) = self.policies.get(&name) else {
                 continue;
             };
-            let set = self.registry.answer_set(d, now);
             let candidates: Vec<Candidate> = set
                 .keys
                 .iter()
@@ -177,10 +184,21 @@ impl Control {
             }
         }
         let table = AnswerTable::from_specs(&specs);
+        let names = self
+            .domains
+            .iter()
+            .zip(&sets)
+            .map(|(d, set)| NameStatus {
+                name: normalize(&d.name),
+                policy: d.all_down,
+                all_down: set.all_down,
+            })
+            .collect();
         Published {
             table,
             routes,
             geo: self.geo_table.clone(),
+            names,
         }
     }
 }

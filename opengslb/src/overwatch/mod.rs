@@ -133,7 +133,9 @@ struct Publisher {
 impl Publisher {
     fn publish(&mut self, published: Published) {
         let started = Instant::now();
-        let Published { table, routes, geo } = published;
+        let Published {
+            table, routes, geo, ..
+        } = published;
         if let Some(dp) = self.dp.as_mut() {
             // The trie changes only with the config (each config builds a new one).
             let same = match (&self.geo, &geo) {
@@ -223,7 +225,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     };
     // Through the same path as every later publish, so that it is timed and shown at `/metrics` like
     // them; the XDP map, filled from the same state before attaching, takes no writes.
-    let mut last = publish(&mut control, &mut publisher, Instant::now());
+    let mut last = publish(&mut control, &mut publisher, Instant::now(), None);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -290,7 +292,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     if let Some(g) = gossip.as_mut()
                         && g.handle(events, &mut control.registry, now)
                     {
-                        last = publish(&mut control, &mut publisher, now);
+                        last = publish(&mut control, &mut publisher, now, None);
                     }
                 }
                 () = tokio::time::sleep_until(agent_deadline.into()) => {
@@ -298,7 +300,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     if let Some(g) = gossip.as_mut()
                         && g.expire(&mut control.registry, now)
                     {
-                        last = publish(&mut control, &mut publisher, now);
+                        last = publish(&mut control, &mut publisher, now, None);
                     }
                 }
                 _ = term.recv() => break,
@@ -310,7 +312,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                         }
                         prober.update(control.probes());
                         running = new;
-                        last = publish(&mut control, &mut publisher, Instant::now());
+                        last = publish(&mut control, &mut publisher, Instant::now(), None);
                     }
                 }
                 Some((key, result)) = probe_rx.recv() => {
@@ -321,7 +323,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     };
                     if control.apply_probe(&key, outcome) {
                         info!(backend = %key, ok = result.ok, error = ?result.error, "validation changed a backend's status");
-                        last = publish(&mut control, &mut publisher, Instant::now());
+                        last = publish(&mut control, &mut publisher, Instant::now(), None);
                     }
                 }
                 _ = tick.tick() => {
@@ -333,14 +335,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                         g.expire(&mut control.registry, now);
                         g.update_metrics();
                     }
-                    let p = control.publish(now);
-                    let state = state_of(&p);
-                    if state != last {
-                        last = state;
-                        publisher.publish(p);
-                    }
-                    // Report ages move with time even when nothing else does.
-                    publisher.metrics.set_backends(control.registry.status_view(now));
+                    last = publish(&mut control, &mut publisher, now, Some(&last));
                     if let Some(c) = publisher.dp.as_ref().and_then(|d| d.counters().ok())
                         && let Ok(mut slot) = metrics.sources.xdp.lock()
                     {
@@ -387,12 +382,23 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     result
 }
 
-/// Publishes the control plane's state to both DNS paths, and the backends' status to the metrics;
-/// returns what was published, to compare later states with.
-fn publish(control: &mut Control, publisher: &mut Publisher, now: Instant) -> PublishedState {
-    let p = control.publish(now);
+/// Publishes the control plane's state at `now` to both DNS paths, unless it is `unchanged_from`; returns
+/// it, to compare later states with. The names' all-down state and the backends' status go to the
+/// metrics either way: report ages move with time alone, and a name goes all-down under policy `all`
+/// with its table unchanged.
+fn publish(
+    control: &mut Control,
+    publisher: &mut Publisher,
+    now: Instant,
+    unchanged_from: Option<&PublishedState>,
+) -> PublishedState {
+    let mut p = control.publish(now);
+    let names = std::mem::take(&mut p.names);
     let state = state_of(&p);
-    publisher.publish(p);
+    if unchanged_from != Some(&state) {
+        publisher.publish(p);
+    }
+    publisher.metrics.set_names(names);
     publisher
         .metrics
         .set_backends(control.registry.status_view(now));
@@ -451,4 +457,82 @@ fn state_of(p: &Published) -> PublishedState {
         .collect();
     routes.sort_by(|a, b| a.0.cmp(&b.0));
     (p.table.clone(), routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::BackendKey;
+
+    const CONFIG: &str = "\
+dns: { zones: [example.com] }
+regions:
+  - name: eu
+    servers:
+      - { address: 192.0.2.1, service: app.example.com }
+      - { address: 192.0.2.2, service: app.example.com }
+      - { address: 192.0.2.9, service: other.example.com }
+domains:
+  - { name: app.example.com, regions: [eu] }
+  - { name: other.example.com, regions: [eu], all_down: empty }
+";
+
+    /// A publisher without XDP, whose snapshots nobody reads.
+    fn publisher(metrics: Arc<Metrics>) -> Publisher {
+        let empty = Snapshot::new(AnswerTable::default(), Vec::new(), 0, 1232);
+        let (tx, _) = watch::channel(Arc::new(empty));
+        Publisher {
+            dp: None,
+            geo: None,
+            tx,
+            zones: Vec::new(),
+            serial: 0,
+            udp_size: 1232,
+            metrics,
+        }
+    }
+
+    /// Under policy `all` the table is the same with every backend in or out, so the gauge cannot wait
+    /// for a changed table.
+    #[test]
+    fn name_all_down_shows_while_the_policy_answers() {
+        let cfg = Config::from_yaml_str(CONFIG).expect("test config");
+        let mut control = Control::new(&cfg);
+        let metrics = Arc::new(Metrics::new());
+        let mut publisher = publisher(metrics.clone());
+        let now = Instant::now();
+        let app = |v: u8| {
+            format!("opengslb_name_all_down{{name=\"app.example.com\",policy=\"all\"}} {v}\n")
+        };
+        let other = "opengslb_name_all_down{name=\"other.example.com\",policy=\"empty\"} 0\n";
+
+        let first = publish(&mut control, &mut publisher, now, None);
+        let text = metrics.render();
+        assert!(text.contains(&app(0)) && text.contains(other), "{text}");
+        assert!(
+            text.contains("# HELP opengslb_backend_up 1 while the backend's own status is healthy")
+                && text.contains("see opengslb_name_all_down"),
+            "{text}"
+        );
+
+        let key = |a: &str| BackendKey::new("app.example.com", a.parse().expect("address"), 80);
+        for a in ["192.0.2.1", "192.0.2.2"] {
+            control
+                .registry
+                .set_override(&key(a), false, "test", "test")
+                .expect("a backend");
+        }
+        let down = publish(&mut control, &mut publisher, now, Some(&first));
+        assert!(down == first, "policy `all`: the same table");
+        let text = metrics.render();
+        assert!(text.contains(&app(1)) && text.contains(other), "{text}");
+
+        control
+            .registry
+            .clear_override(&key("192.0.2.1"))
+            .expect("a backend");
+        publish(&mut control, &mut publisher, now, Some(&down));
+        let text = metrics.render();
+        assert!(text.contains(&app(0)) && text.contains(other), "{text}");
+    }
 }

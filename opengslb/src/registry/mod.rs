@@ -177,6 +177,17 @@ pub struct AnswerSet {
     pub all_down: bool,
 }
 
+/// Whether a name answers by its all-down policy, as the metrics show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameStatus {
+    /// The name, normalized.
+    pub name: String,
+    /// Its all-down policy.
+    pub policy: AllDown,
+    /// Every backend of the name is out (or it has none), so DNS answers what `policy` chose.
+    pub all_down: bool,
+}
+
 /// One backend as the API and metrics show it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackendStatus {
@@ -608,36 +619,24 @@ impl Registry {
         }
     }
 
-    /// The answer table's input at `now`: one [`NameSpec`] per domain, in the order given, with the
-    /// addresses of its [`answer_set`](Self::answer_set) split by family (an address two backends share,
-    /// on two ports, appears once). A domain whose set is empty gets a spec with no addresses. Names no
-    /// longer among `domains` lose their remembered healthy set.
+    /// The answer table's input at `now`: the [`name_spec`] of each domain's
+    /// [`answer_set`](Self::answer_set), in the order given. A domain whose set is empty gets a spec with
+    /// no addresses. Names no longer among `domains` lose their remembered healthy set.
     pub fn name_specs(&mut self, domains: &[DomainInfo], now: Instant) -> Vec<NameSpec> {
-        let names: HashSet<String> = domains.iter().map(|d| normalize(&d.name)).collect();
-        self.last_healthy.retain(|name, _| names.contains(name));
+        let sets = self.answer_sets(domains, now);
         domains
             .iter()
-            .map(|d| {
-                let set = self.answer_set(d, now);
-                let mut spec = NameSpec {
-                    name: normalize(&d.name),
-                    ttl: d.ttl,
-                    policy: d.policy.clone(),
-                    max_answers: d.max_answers,
-                    all_down: d.all_down,
-                    v4: Vec::new(),
-                    v6: Vec::new(),
-                };
-                for key in &set.keys {
-                    match key.address {
-                        IpAddr::V4(a) if !spec.v4.contains(&a) => spec.v4.push(a),
-                        IpAddr::V6(a) if !spec.v6.contains(&a) => spec.v6.push(a),
-                        _ => {}
-                    }
-                }
-                spec
-            })
+            .zip(&sets)
+            .map(|(d, set)| name_spec(d, set))
             .collect()
+    }
+
+    /// The [`answer_set`](Self::answer_set) of each domain at `now`, in the order given. Names no
+    /// longer among `domains` lose their remembered healthy set.
+    pub fn answer_sets(&mut self, domains: &[DomainInfo], now: Instant) -> Vec<AnswerSet> {
+        let names: HashSet<String> = domains.iter().map(|d| normalize(&d.name)).collect();
+        self.last_healthy.retain(|name, _| names.contains(name));
+        domains.iter().map(|d| self.answer_set(d, now)).collect()
     }
 
     /// The answer table at `now` ([`name_specs`](Self::name_specs) through
@@ -684,6 +683,28 @@ impl Registry {
             None => Err(RegistryError::UnknownBackend(key)),
         }
     }
+}
+
+/// One domain's input to the answer table: its settings, and the addresses of `set` split by family (an
+/// address two backends share, on two ports, once).
+pub fn name_spec(domain: &DomainInfo, set: &AnswerSet) -> NameSpec {
+    let mut spec = NameSpec {
+        name: normalize(&domain.name),
+        ttl: domain.ttl,
+        policy: domain.policy.clone(),
+        max_answers: domain.max_answers,
+        all_down: domain.all_down,
+        v4: Vec::new(),
+        v6: Vec::new(),
+    };
+    for key in &set.keys {
+        match key.address {
+            IpAddr::V4(a) if !spec.v4.contains(&a) => spec.v4.push(a),
+            IpAddr::V6(a) if !spec.v6.contains(&a) => spec.v6.push(a),
+            _ => {}
+        }
+    }
+    spec
 }
 
 /// The key in canonical form, whatever the caller built it from.

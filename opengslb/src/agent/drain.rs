@@ -111,12 +111,12 @@ pub fn serve(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // Owner-only from its creation: no window in which another user could connect.
-    // SAFETY: umask only swaps the process's file mode mask; it is set back right after the bind.
-    let old_mask = unsafe { libc::umask(0o177) };
+    // Owner-only from its creation: no window in which another user could connect. The mask is the
+    // process's, set back right after the bind.
+    use nix::sys::stat::{Mode, umask};
+    let old_mask = umask(Mode::from_bits_truncate(0o177));
     let bound = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old_mask) };
+    umask(old_mask);
     let listener = bound
         .with_context(|| format!("cannot listen on {} (agent.control_socket)", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;

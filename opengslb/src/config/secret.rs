@@ -98,33 +98,23 @@ impl<'de> Deserialize<'de> for GossipKey {
     }
 }
 
-/// Decodes standard base64 (RFC 4648 §4: `A-Z a-z 0-9 + /`), with or without `=` padding. `None` for any
-/// other character, misplaced padding, or a length no encoding produces.
+/// Decodes standard base64 (RFC 4648 §4: `A-Z a-z 0-9 + /`), with or without `=` padding, and only a
+/// canonical encoding (no stray bits at the end, as Go's decoder is strict here too). `None` for
+/// anything else.
 pub(super) fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let body = text.trim_end_matches('=');
-    let padding = text.len() - body.len();
-    if padding > 2 || (padding > 0 && !text.len().is_multiple_of(4)) || body.len() % 4 == 1 {
-        return None;
+    use base64::{
+        Engine as _, alphabet,
+        engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    };
+    // Padding, when there is any, must be complete: `Zg=` is refused, `Zg==` and `Zg` are not.
+    const fn engine(padding: DecodePaddingMode) -> GeneralPurpose {
+        GeneralPurpose::new(
+            &alphabet::STANDARD,
+            GeneralPurposeConfig::new().with_decode_padding_mode(padding),
+        )
     }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in body.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // The bits left over must be zero, as in a canonical encoding (Go's decoder is strict here too).
-    (acc == 0).then_some(out)
+    const PADDED: GeneralPurpose = engine(DecodePaddingMode::RequireCanonical);
+    const BARE: GeneralPurpose = engine(DecodePaddingMode::RequireNone);
+    let engine = if text.ends_with('=') { PADDED } else { BARE };
+    engine.decode(text).ok()
 }

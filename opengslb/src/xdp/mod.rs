@@ -432,18 +432,14 @@ impl Drop for Dataplane {
 
 /// Pins need a bpffs: refuse clearly where `root` is not on one (e.g. /sys/fs/bpf not mounted).
 fn check_bpffs(root: &Path) -> Result<(), XdpError> {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let mut probe = root.to_path_buf();
     while !probe.exists() {
         if !probe.pop() {
             break;
         }
     }
-    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    // SAFETY: statfs fills the zeroed struct for a NUL-terminated path.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0;
-    if ok && st.f_type as i64 == BPF_FS_MAGIC {
+    use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
+    if statfs(&probe).is_ok_and(|st| st.filesystem_type() == BPF_FS_MAGIC) {
         return Ok(());
     }
     Err(XdpError::Pin {
@@ -488,4 +484,29 @@ fn clear_stale_pins(dir: &Path) -> Result<(), XdpError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_refused_off_a_bpffs() {
+        // The temp dir is on an ordinary filesystem; a path below it that does not exist yet is judged
+        // by its nearest existing parent.
+        let dir = std::env::temp_dir();
+        for root in [dir.clone(), dir.join("opengslb-no-such-dir/pins")] {
+            let err = check_bpffs(&root).unwrap_err().to_string();
+            assert!(err.contains("not on a bpffs"), "{}: {err}", root.display());
+        }
+        // Where the kernel's bpffs is mounted (as `cargo xtask setup` does), it is accepted.
+        let bpffs = Path::new("/sys/fs/bpf");
+        let mounted = std::fs::read_to_string("/proc/self/mounts")
+            .is_ok_and(|m| m.lines().any(|l| l.starts_with("bpf /sys/fs/bpf bpf ")));
+        if mounted {
+            assert!(check_bpffs(bpffs).is_ok());
+        } else {
+            println!("no bpffs on /sys/fs/bpf: its acceptance is not checked here");
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub const CONFIG_MAP: &str = "CONFIG";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Per-CPU `u32` round-robin positions, indexed by [`RecordValue::slot`].
 pub const ROTATION_MAP: &str = "ROTATION";
-/// Per-CPU [`crate::dns::Scratch`] buffers (the 512-byte stack is too small for them).
+/// Per-CPU `dns::Scratch` buffers (the 512-byte stack is too small for them).
 pub const SCRATCH_MAP: &str = "SCRATCH";
 /// Client prefixes → region id (`u8`, 1..=255; 0: no region), an LPM trie keyed by [`GeoKey`]-style
 /// 16-byte addresses: IPv6 as is, IPv4 mapped as `::ffff:a.b.c.d` with the prefix length + 96, so one
@@ -72,7 +72,7 @@ pub struct RecordKey {
     pub qtype: u16,
     /// Zero.
     pub _pad: [u8; 6],
-    /// [`crate::dns::name_hash`] of the lowercased wire-format name.
+    /// The FNV-1a hash (`dns::name_hash`) of the lowercased wire-format name.
     pub hash: u64,
 }
 
@@ -141,25 +141,6 @@ impl Default for RecordValue {
 }
 
 impl RecordValue {
-    /// An entry for `name` (dotted text) with no records yet, and the hash that keys it.
-    pub fn new(
-        name: &str,
-        ttl: u32,
-        max_answers: u8,
-        slot: u32,
-    ) -> Result<(Self, u64), crate::dns::NameError> {
-        let mut v = Self {
-            ttl,
-            slot,
-            max_answers,
-            ..Self::default()
-        };
-        let len = crate::dns::encode_name(name, &mut v.name)?;
-        v.name_len = len as u16;
-        let hash = crate::dns::name_hash(v.name.get(..len).unwrap_or(&[]));
-        Ok((v, hash))
-    }
-
     /// Appends one record's data (4 bytes for A, 16 for AAAA); false when the entry is full.
     pub fn push(&mut self, rdata: &[u8]) -> bool {
         let Some(slot) = self.rdata.get_mut(usize::from(self.count)) else {
@@ -172,6 +153,16 @@ impl RecordValue {
         self.count += 1;
         true
     }
+}
+
+/// An LPM trie key of the geolocation map, as the kernel reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeoKey {
+    /// Prefix length in bits.
+    pub prefix_len: u32,
+    /// The address (IPv4 as `::ffff:a.b.c.d`).
+    pub data: [u8; 16],
 }
 
 /// The geolocation trie's key data for an IPv4 address: `::ffff:a.b.c.d` (the prefix length is then
@@ -235,6 +226,8 @@ const _: () = assert!(size_of::<RecordKey>() == 16);
 const _: () =
     assert!(size_of::<RecordValue>() == 24 + MAX_NAME + 16 * MAX_RECORDS + MAX_SLOTS + MAX_RECORDS);
 const _: () = assert!(size_of::<ListenKey>() == 20);
+// The kernel's LPM trie key: a u32 prefix length, then the data, no padding.
+const _: () = assert!(size_of::<GeoKey>() == 4 + 16);
 const _: () = assert!(size_of::<XdpConfig>() == 8);
 
 // SAFETY: all of these are `#[repr(C)]`, made only of integers and integer arrays, with every padding byte

@@ -11,8 +11,8 @@ use opengslb_common::{
     bounds::opaque,
     counters::Counter,
     csum,
-    dns::{GeoKey, QBUF, RBUF, Scratch, build_reply_for, launder_query, names_equal, parse_query},
-    maps::{ListenKey, QTYPE_A, RecordKey, RecordValue, geo_key_v4, policy},
+    dns::{QBUF, RBUF, Scratch, build_reply_for, launder_query, names_equal, parse_query},
+    maps::{GeoKey, ListenKey, QTYPE_A, RecordKey, RecordValue, geo_key_v4, policy},
 };
 
 use crate::{
@@ -161,10 +161,15 @@ fn client_region(ctx: &XdpContext, scratch: &mut Scratch, l3: usize, v6: bool) -
         data,
     };
     // SAFETY: `GeoKey` is `#[repr(C)]` u32 + [u8; 16] with no padding, the layout of `Key<[u8; 16]>`
-    // (packed, alignment 1).
+    // (packed, alignment 1; the assertion below pins the size), and at least as aligned.
     let key: &Key<[u8; 16]> = unsafe { &*(&raw const scratch.geo_key).cast() };
     GEO.get(key).copied().unwrap_or(0)
 }
+
+const _: () = assert!(
+    size_of::<GeoKey>() == size_of::<Key<[u8; 16]>>()
+        && align_of::<GeoKey>() >= align_of::<Key<[u8; 16]>>()
+);
 
 /// Passes what the rest of the program needs through map memory (see `bounds::opaque`), so that every
 /// path arriving here continues as one.

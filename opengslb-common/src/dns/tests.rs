@@ -26,7 +26,10 @@ use hickory_proto::{
 use proptest::prelude::*;
 
 use super::*;
-use crate::maps::RecordValue;
+use crate::{
+    counters::Counter,
+    maps::{MAX_SLOTS, RecordValue, policy},
+};
 
 const OUR_UDP: u16 = 1232;
 

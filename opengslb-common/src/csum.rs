@@ -1,6 +1,7 @@
 //! Internet checksums (RFC 1071) for the reply the XDP program builds: the IPv4 header checksum, and the
 //! full UDP checksum over IPv6. The query's checksum is never updated incrementally: on veth it is only a
-//! partial sum (CHECKSUM_PARTIAL), so an incremental update would be wrong.
+//! partial sum (CHECKSUM_PARTIAL), so an incremental update would be wrong. Ours, not a crate's: it
+//! runs in the XDP program, over fixed-size buffers in loops the verifier can bound.
 
 /// Adds `len` bytes of `buf` (big-endian 16-bit words, an odd last byte padded with zero) to `sum`.
 /// Bytes past the end of `buf` are not read.

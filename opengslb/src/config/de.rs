@@ -16,7 +16,8 @@ use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 /// Parses a duration in the syntax of Go's `time.ParseDuration`, which the original's config files use:
 /// a sequence of decimal numbers, each with an optional fraction and a unit (`ns`, `us`/`µs`, `ms`, `s`,
 /// `m`, `h`), e.g. `"5s"`, `"500ms"`, `"1m30s"`, `"1.5h"`; `"0"` alone needs no unit. Negative durations
-/// are refused: no setting of ours means anything with them.
+/// are refused: no setting of ours means anything with them. Written here because the crates that parse
+/// durations (humantime and the like) read another syntax: `1h30m` but not `1.5h` or `µs` as Go does.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let err = |why: &str| {
         format!("invalid duration {text:?}: {why} (expected e.g. \"5s\", \"500ms\", \"1m30s\")")

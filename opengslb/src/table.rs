@@ -1,6 +1,7 @@
 //! The answer table: for each name and record type, the TTL, the routing policy, how many records one
 //! answer carries, and the records. It is the one source of truth that both DNS paths are rendered from:
-//! the XDP map (through [`crate::xdp::sync`]) and, later, the userspace server.
+//! the XDP map (through [`crate::xdp::sync`]) and the userspace server's
+//! [`Snapshot`](crate::dns::Snapshot).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -46,9 +47,10 @@ pub enum Policy {
 /// The weights of a `weighted` name's addresses (both families). An address without one has weight 1.
 pub type Weights = BTreeMap<IpAddr, u32>;
 
-/// What a name answers when every one of its backends is out (DESIGN.md, "All down"). Health checking
-/// (the overwatch issue) is what takes backends out; until then every configured backend is in, and this
-/// is carried so that both DNS paths get it from the one table.
+/// What a name answers when every one of its backends is out (docs/control-plane.md, "All down"). The
+/// registry applies it when it builds the name's answer set
+/// ([`Registry::answer_set`](crate::registry::Registry::answer_set)), so an entry's records are already
+/// what it chose and neither DNS path acts on it again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AllDown {
     /// Answer with every configured backend, so one bad signal cannot black-hole a service (gdnsd's way).

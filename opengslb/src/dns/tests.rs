@@ -581,6 +581,31 @@ fn empty_non_terminal_is_nodata() {
 }
 
 #[test]
+fn a_name_without_records_is_nodata() {
+    // What the registry gives a name whose answer set is empty (all-down policy `empty`, or no backend).
+    let cfg = Config::from_yaml_str(&yaml(60, 5)).expect("test config is valid");
+    let spec = crate::table::NameSpec {
+        name: "gone.demo.local".into(),
+        ttl: 5,
+        policy: crate::table::Policy::RoundRobin,
+        max_answers: 1,
+        all_down: crate::table::AllDown::Empty,
+        v4: Vec::new(),
+        v6: Vec::new(),
+    };
+    let table = crate::table::AnswerTable::from_specs([&spec]);
+    let zones = Zone::from_config(&cfg).expect("zones");
+    let snap = Snapshot::new(table, zones, SERIAL, OUR_UDP);
+    for qtype in [A, AAAA] {
+        let q = query(17, "gone.demo.local", qtype);
+        let (r, kind) = ask(&snap, &q, &udp_at(0));
+        assert_eq!(kind, ReplyKind::NoData, "type {qtype}");
+        assert_eq!(rcode(&r), 0, "NOERROR, not NXDOMAIN");
+        check_negative_soa(&parse(&r), 5);
+    }
+}
+
+#[test]
 fn refused_outside_the_zones_without_aa() {
     let snap = snapshot();
     for (name, qtype, qclass) in [

@@ -641,10 +641,10 @@ impl Registry {
 
     /// The answer table at `now` ([`name_specs`](Self::name_specs) through
     /// [`AnswerTable::from_specs`]). A name whose answer set is empty (all-down policy `empty`, or no
-    /// backend at all) has no entry in it, like a family with no address; since the DNS snapshot derives
-    /// which names exist from the table's entries, such a name answers NXDOMAIN rather than the NODATA
-    /// DESIGN.md asks for, until the table can hold a name without records. [`name_specs`](Self::name_specs)
-    /// keeps it, with no addresses, for a caller that can.
+    /// backend at all) has no entry in it, like a family with no address, but the table keeps it among
+    /// its [empty names](AnswerTable::empty_names), from which the DNS snapshot knows it exists: it
+    /// answers NODATA (NOERROR, no records, the SOA), not NXDOMAIN, since the name exists and only has
+    /// no address now.
     pub fn answer_table(&mut self, domains: &[DomainInfo], now: Instant) -> AnswerTable {
         AnswerTable::from_specs(&self.name_specs(domains, now))
     }

@@ -901,8 +901,10 @@ fn all_down_empty_answers_nothing() {
     let specs = r.name_specs(std::slice::from_ref(&d), now);
     assert_eq!(specs.len(), 1, "the name is still there");
     assert!(specs[0].v4.is_empty() && specs[0].v6.is_empty());
-    // `AnswerTable::from_specs` gives a name without addresses no entry at all (see the module report).
-    assert!(r.answer_table(&[d], now).is_empty());
+    // No entry, but the name is kept: it answers NODATA.
+    let table = r.answer_table(&[d], now);
+    assert!(table.is_empty());
+    assert_eq!(table.empty_names().collect::<Vec<_>>(), ["app.example.com"]);
 }
 
 #[test]

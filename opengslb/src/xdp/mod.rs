@@ -501,7 +501,7 @@ mod tests {
         }
         // Where the kernel's bpffs is mounted (as `cargo xtask setup` does), it is accepted.
         let bpffs = Path::new("/sys/fs/bpf");
-        let mounted = std::fs::read_to_string("/proc/self/mounts")
+        let mounted = fs::read_to_string("/proc/self/mounts")
             .is_ok_and(|m| m.lines().any(|l| l.starts_with("bpf /sys/fs/bpf bpf ")));
         if mounted {
             assert!(check_bpffs(bpffs).is_ok());

@@ -1,5 +1,5 @@
 //! External validation against real nginx backends in a network namespace this test creates: stopping
-//! one takes it out of DNS within about one check interval (the test allows 3×), and starting it brings
+//! one takes it out of DNS within about one check interval (the test allows 5×), and starting it brings
 //! it back, seen both in answers from XDP (plain queries) and from userspace (queries with EDNS Client
 //! Subnet, which XDP passes).
 //!
@@ -109,9 +109,10 @@ fn stopping_a_backend_takes_it_out_and_starting_it_brings_it_back() {
 
     n2.stop();
     let stopped = Instant::now();
+    // About one interval by design; five allowed, for a slow, loaded machine.
     assert!(
-        wait_for(3 * INTERVAL, || both_paths_say(&ns, &[b1])),
-        "a stopped backend leaves DNS within 3 check intervals: {:?} / {:?}\n{}",
+        wait_for(5 * INTERVAL, || both_paths_say(&ns, &[b1])),
+        "a stopped backend leaves DNS within 5 check intervals: {:?} / {:?}\n{}",
         answers(&ns, false),
         answers(&ns, true),
         logged()
@@ -124,8 +125,8 @@ fn stopping_a_backend_takes_it_out_and_starting_it_brings_it_back() {
     n2.resume();
     let started = Instant::now();
     assert!(
-        wait_for(3 * INTERVAL, || both_paths_say(&ns, &[b1, b2])),
-        "a restarted backend comes back within 3 check intervals: {:?}",
+        wait_for(5 * INTERVAL, || both_paths_say(&ns, &[b1, b2])),
+        "a restarted backend comes back within 5 check intervals: {:?}",
         answers(&ns, false)
     );
     println!("back after {:?}", started.elapsed());

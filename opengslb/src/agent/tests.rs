@@ -120,8 +120,9 @@ fn scratch(tag: &str) -> std::path::PathBuf {
     d
 }
 
+/// Whether the value becomes `want` within 10 s (generous: waiting costs time only on failure).
 async fn becomes(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
-    tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|v| *v == want))
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v == want))
         .await
         .is_ok_and(|r| r.is_ok())
 }

@@ -189,7 +189,15 @@ async fn capture_one(ip: IpAddr) -> (Server, oneshot::Receiver<String>) {
 
 /// The next result of a prober, bounded.
 async fn next<K>(rx: &mut mpsc::Receiver<(K, ProbeResult)>) -> (K, ProbeResult) {
-    within(WAIT, "next probe result", rx.recv())
+    next_within(WAIT, rx).await
+}
+
+/// The next result of a prober, bounded by `limit`.
+async fn next_within<K>(
+    limit: Duration,
+    rx: &mut mpsc::Receiver<(K, ProbeResult)>,
+) -> (K, ProbeResult) {
+    within(limit, "next probe result", rx.recv())
         .await
         .expect("results channel closed")
 }
@@ -632,7 +640,12 @@ async fn a_prepared_probe_runs_repeatedly() {
 #[tokio::test]
 async fn prober_reprobes_at_once_after_a_first_failure() {
     let server = accepting(V4).await;
-    let interval = Duration::from_millis(1500);
+    // Long enough that "at once" (under 2 s) and "on schedule" (at least 4 s after the failure was seen)
+    // stay apart on a slow, loaded machine.
+    let interval = Duration::from_secs(6);
+    // A scheduled probe is an interval away: its wait is bounded at three intervals (generous: waiting
+    // costs time only on failure).
+    let scheduled_wait = interval * 3;
     let (tx, mut rx) = mpsc::channel(16);
     let (tracker, token) = (TaskTracker::new(), CancellationToken::new());
     let scheduled = Scheduled {
@@ -645,26 +658,32 @@ async fn prober_reprobes_at_once_after_a_first_failure() {
     let (key, first) = next(&mut rx).await;
     assert_eq!(key, "a");
     assert_pass(&first, "first");
-    // The backend dies: its port now refuses.
+    // The backend dies: its port now refuses (the listener goes once the aborted task is dropped).
+    let port = server.port;
     drop(server);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    within(WAIT, "the port refusing connections", async {
+        loop {
+            match TcpStream::connect((V4, port)).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
 
-    let (_, failure) = next(&mut rx).await;
+    let (_, failure) = next_within(scheduled_wait, &mut rx).await;
     let failed_at = Instant::now();
     assert_fail(&failure, "scheduled", "connection refused", true);
     // The re-probe comes right away, not an interval later.
     let (_, reprobe) = next(&mut rx).await;
     assert_fail(&reprobe, "re-probe", "connection refused", true);
     let gap = failed_at.elapsed();
-    assert!(gap < Duration::from_millis(500), "re-probe after {gap:?}");
+    assert!(gap < Duration::from_secs(2), "re-probe after {gap:?}");
     // A failure after a failure is not re-probed: the next one is on schedule.
-    let (_, scheduled) = next(&mut rx).await;
+    let (_, scheduled) = next_within(scheduled_wait, &mut rx).await;
     assert!(!scheduled.ok);
     let gap = failed_at.elapsed();
-    assert!(
-        gap >= Duration::from_millis(1000),
-        "next probe after {gap:?}"
-    );
+    assert!(gap >= Duration::from_secs(4), "next probe after {gap:?}");
 
     shut_down(&token, &tracker).await;
 }
@@ -750,9 +769,14 @@ async fn prober_update_replaces_the_target_set() {
     while key == "a" {
         key = next(&mut rx).await.0;
     }
+    // Until both new targets have been probed twice (generous bound: waiting costs time only on
+    // failure); any result for "a" meanwhile fails the test.
     let (mut b, mut c) = (0, 0);
-    let until = Instant::now() + Duration::from_millis(800);
-    while let Ok(Some((key, r))) = tokio::time::timeout_at(until, rx.recv()).await {
+    let until = Instant::now() + WAIT;
+    while b < 2 || c < 2 {
+        let Ok(Some((key, r))) = tokio::time::timeout_at(until, rx.recv()).await else {
+            break;
+        };
         match key {
             "b" => {
                 assert_pass(&r, "b");

@@ -29,8 +29,10 @@ use crate::{
         node::{Node, NodeConfig},
         wire::{BackendReport, REPORT_VERSION, Report, Signals, Status},
     },
-    health::{CheckSpec, ProbeResult, Prober, Scheduled, Target},
-    registry::{CheckOutcome, CheckPolicy, Validation, ValidationState},
+    health::{
+        CheckOutcome, CheckPolicy, CheckSpec, ProbeResult, Prober, Scheduled, Target, Validation,
+        ValidationState,
+    },
 };
 
 /// How often a report goes out when nothing changes. With the default `missed_threshold` of 3, an

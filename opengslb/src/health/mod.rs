@@ -1,10 +1,11 @@
 //! Active health checks: what one probe of a backend is ([`Target`], [`CheckSpec`]), how it runs ([`Probe`]),
-//! and a scheduler that probes a set of targets on their intervals ([`Prober`]).
+//! a scheduler that probes a set of targets on their intervals ([`Prober`]), and how results become a
+//! verdict ([`Validation`], with the success and failure thresholds of [`CheckPolicy`]).
 //!
-//! Probes are plain observations: every result is reported, pass or fail. Hysteresis (the success and failure
-//! thresholds) is applied by the registry, which owns a backend's status; this module only makes sure a fresh
-//! failure is confirmed quickly, by re-probing at once after the first failure that follows a success (see
-//! `DESIGN.md`, "Effective status").
+//! Probes are plain observations: every result is reported, pass or fail, and whoever owns the verdict
+//! (the registry for the overwatch's validation, the agent for its own checks) records it. The prober
+//! only makes sure a fresh failure is confirmed quickly, by re-probing at once after the first failure
+//! that follows a success.
 //!
 //! Unlike the Go original, an HTTP(S) probe sends the configured path and Host header (and the host as the TLS
 //! server name), brackets IPv6 literals, and checks the configured statuses; TLS certificates are verified
@@ -14,6 +15,7 @@ mod probe;
 mod prober;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use crate::config::{ExpectedStatus, HealthCheck, HealthCheckType};
 
 pub use probe::{Probe, USER_AGENT, probe};
 pub use prober::{Prober, Scheduled};
+pub use verdict::{CheckOutcome, CheckPolicy, Validation, ValidationState, ewma};
 
 /// One endpoint to probe: where, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use tracing::warn;
 use crate::{
     config::{Config, HealthCheck, RoutingAlgorithm},
     dns::zone::Route,
-    health::{CheckSpec, Scheduled, Target},
-    registry::{self, BackendKey, CheckOutcome, CheckPolicy, DomainInfo, NameStatus, Registry},
+    health::{CheckOutcome, CheckPolicy, CheckSpec, Scheduled, Target},
+    registry::{self, BackendKey, DomainInfo, NameStatus, Registry},
     routing::{self, Candidate, GeoDb, GeoResolver, GeoTable, PickCtx, PolicySettings},
     table::{AnswerTable, Policy as TablePolicy, Weights, normalize},
 };

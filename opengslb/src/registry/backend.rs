@@ -1,14 +1,13 @@
 //! One backend and the rule that decides whether DNS answers with it ([`effective_status`]).
 
-use std::{
-    fmt,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::{fmt, net::IpAddr, time::Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::StaleConfig;
+use crate::{
+    config::StaleConfig,
+    health::{Validation, ValidationState},
+};
 
 /// What identifies a backend: the service (a domain name) it serves, its address and its port. The same
 /// address and port may back two services; they are then two backends.
@@ -127,84 +126,6 @@ pub struct Override {
     pub reason: String,
     /// Who set it (the API's `X-User`, `"api"` by default).
     pub by: String,
-}
-
-/// The state external validation has reached, after hysteresis.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ValidationState {
-    /// No verdict yet (no probe, validation disabled, or too few results to cross a threshold). Not a
-    /// failure: a backend nobody has checked is answered, as it was before health checking existed.
-    #[default]
-    Unknown,
-    /// `success_threshold` consecutive probes passed.
-    Passing,
-    /// `failure_threshold` consecutive probes failed, or one definitive failure (connection refused).
-    Failing,
-}
-
-impl ValidationState {
-    /// The name the API and metrics show.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Passing => "passing",
-            Self::Failing => "failing",
-        }
-    }
-}
-
-/// What the overwatch's own probes of a backend have found.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Validation {
-    /// The verdict.
-    pub state: ValidationState,
-    /// Passes in a row (0 after a failure).
-    pub consecutive_successes: u32,
-    /// Failures in a row (0 after a pass).
-    pub consecutive_failures: u32,
-    /// Latency of the last probe that reported one.
-    pub last_latency: Option<Duration>,
-    /// Moving average of the latency of passing probes, which `latency` routing uses.
-    pub ewma_latency: Option<Duration>,
-    /// How many passing probes fed `ewma_latency` (routing's `min_samples`).
-    pub latency_samples: u32,
-}
-
-impl Validation {
-    /// Records one probe outcome under the policy's thresholds: `success_threshold` passes in a row make
-    /// it passing, `failure_threshold` failures in a row (or one definitive failure) make it failing;
-    /// anything short of that keeps the state it had. Passing probes feed the latency average. Returns
-    /// whether the state changed (latency alone is no change).
-    pub fn record(&mut self, outcome: super::CheckOutcome, policy: super::CheckPolicy) -> bool {
-        let v = self;
-        let old = v.state;
-        if outcome.latency.is_some() {
-            v.last_latency = outcome.latency;
-        }
-        if outcome.ok {
-            v.consecutive_successes = v.consecutive_successes.saturating_add(1);
-            v.consecutive_failures = 0;
-            if v.consecutive_successes >= policy.success_threshold.max(1) {
-                v.state = ValidationState::Passing;
-            }
-            if let Some(sample) = outcome.latency {
-                v.ewma_latency = Some(crate::routing::ewma(
-                    v.ewma_latency,
-                    sample,
-                    policy.smoothing,
-                ));
-                v.latency_samples = v.latency_samples.saturating_add(1);
-            }
-        } else {
-            v.consecutive_failures = v.consecutive_failures.saturating_add(1);
-            v.consecutive_successes = 0;
-            if outcome.definitive || v.consecutive_failures >= policy.failure_threshold.max(1) {
-                v.state = ValidationState::Failing;
-            }
-        }
-        v.state != old
-    }
 }
 
 /// One backend: who declared it, who reports on it, and what is known about it.

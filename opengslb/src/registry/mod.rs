@@ -31,12 +31,12 @@ use std::{
 use tracing::debug;
 
 pub use backend::{
-    AgentSays, Backend, BackendKey, Claim, Override, Reason, Source, Status, Validation,
-    ValidationState, effective_status,
+    AgentSays, Backend, BackendKey, Claim, Override, Reason, Source, Status, effective_status,
 };
 
 use crate::{
-    config::{AllDownPolicy, Config, DomainRecords, HealthCheck, RoutingAlgorithm, StaleConfig},
+    config::{AllDownPolicy, Config, DomainRecords, RoutingAlgorithm, StaleConfig},
+    health::{CheckOutcome, CheckPolicy, ValidationState},
     table::{AllDown, AnswerTable, NameSpec, Policy, normalize},
 };
 
@@ -82,47 +82,6 @@ pub struct AgentReport {
     pub says: AgentSays,
     /// Why, as the agent words it; may be empty.
     pub reason: String,
-}
-
-/// The outcome of one validation probe, as the registry needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CheckOutcome {
-    /// The probe passed.
-    pub ok: bool,
-    /// A failure that needs no confirmation (connection refused or reset): the backend fails at once,
-    /// whatever the failure threshold. Ignored on a pass.
-    pub definitive: bool,
-    /// How long the probe took, when it measured it.
-    pub latency: Option<Duration>,
-}
-
-/// How validation results turn into a verdict: the check's thresholds and the latency smoothing.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CheckPolicy {
-    /// Consecutive passes that make a backend [`ValidationState::Passing`]; 0 counts as 1.
-    pub success_threshold: u32,
-    /// Consecutive failures that make it [`ValidationState::Failing`]; 0 counts as 1.
-    pub failure_threshold: u32,
-    /// Weight of a new sample in the latency moving average (`latency_config.smoothing_factor`).
-    pub smoothing: f64,
-}
-
-impl CheckPolicy {
-    /// The thresholds of a config `health_check` block, with the given latency smoothing.
-    pub fn from_health_check(check: &HealthCheck, smoothing: f64) -> Self {
-        Self {
-            success_threshold: check.success_threshold,
-            failure_threshold: check.failure_threshold,
-            smoothing,
-        }
-    }
-}
-
-/// The config defaults: 2 passes, 3 failures, smoothing 0.3.
-impl Default for CheckPolicy {
-    fn default() -> Self {
-        Self::from_health_check(&HealthCheck::default(), 0.3)
-    }
 }
 
 /// What the answer table needs of one domain besides its backends.

@@ -262,21 +262,3 @@ fn latency(cands: &[Candidate], max_latency: Duration, counter: u64, want: usize
     measured.sort_by_key(|&(c, l)| (l, c.order));
     measured.iter().take(want).map(|(c, _)| c.addr).collect()
 }
-
-/// One step of an exponentially weighted moving average of probe latency: `smoothing` is the weight of
-/// the new sample, from 0 (ignore it) to 1 (keep only it); out-of-range values are clamped and NaN counts
-/// as 1. With no previous value the sample is the average.
-pub fn ewma(prev: Option<Duration>, sample: Duration, smoothing: f64) -> Duration {
-    let Some(prev) = prev else {
-        return sample;
-    };
-    let alpha = if smoothing.is_nan() {
-        1.0
-    } else {
-        smoothing.clamp(0.0, 1.0)
-    };
-    let secs = prev.as_secs_f64() + alpha * (sample.as_secs_f64() - prev.as_secs_f64());
-    // The mean of two durations is itself a valid duration; only rounding at the far end of the range
-    // could fail, and then the newest sample is the best estimate left.
-    Duration::try_from_secs_f64(secs).unwrap_or(sample)
-}

@@ -630,18 +630,6 @@ fn latency_without_data_is_round_robin() {
     }
 }
 
-#[test]
-fn ewma_smooths() {
-    let ms = Duration::from_millis;
-    assert_eq!(ewma(None, ms(80), 0.3), ms(80));
-    assert_eq!(ewma(Some(ms(100)), ms(200), 0.5), ms(150));
-    assert_eq!(ewma(Some(ms(100)), ms(200), 0.0), ms(100));
-    assert_eq!(ewma(Some(ms(100)), ms(200), 7.0), ms(200));
-    assert_eq!(ewma(Some(ms(100)), ms(200), f64::NAN), ms(200));
-    let d = ewma(Some(ms(100)), ms(0), 0.25);
-    assert!(d.abs_diff(ms(75)) < Duration::from_nanos(2), "{d:?}");
-}
-
 // ---- policies ----
 
 #[test]

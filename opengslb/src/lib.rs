@@ -2,7 +2,7 @@
 //!
 //! The overwatch answers DNS for service names with only their healthy backends; an XDP program answers
 //! the hot A/AAAA queries in the kernel from an eBPF map that the overwatch keeps in step with the answer
-//! table. See `DESIGN.md` for the architecture; each module holds one concern.
+//! table. See `docs/architecture.md` for the architecture; each module holds one concern.
 
 pub mod agent;
 pub mod cli;

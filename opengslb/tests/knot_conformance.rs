@@ -1139,7 +1139,7 @@ fn reconcile(case: &Case, ours: &mut Reply, knot: &mut Reply) -> Vec<&'static st
     }
 
     // The CD bit: we copy it from the query, as RFC 6895 §2 expects of RD and CD and as the XDP path does
-    // (DESIGN.md: "CD copied"; the shared reply code in opengslb-common sets it, and both paths must give
+    // (`docs/dns-behaviour.md`: "CD copied"; the shared reply code in opengslb-common sets it, and both paths must give
     // the same bytes). Knot clears it, as RFC 4035 §3.1.6 says a *security-aware* authoritative server
     // should; we serve no DNSSEC at all. So: ours must carry exactly the query's CD, Knot's none, and the
     // bit is then left out of the comparison.

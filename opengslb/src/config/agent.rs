@@ -1,7 +1,7 @@
 //! The `agent` section: the agent's identity, the backends it checks, how it reaches the overwatches, its
 //! heartbeat, predictive signals, passive latency learning, and ours: the drain file and maintenance windows.
 //!
-//! Defaults are the original's code defaults (`pkg/config/config.go`) unless DESIGN.md says otherwise; where
+//! Defaults are the original's code defaults (`pkg/config/config.go`) unless `docs/config.md` says otherwise; where
 //! the original's docs and code disagree, each field says which one we took.
 
 use std::fmt;
@@ -380,7 +380,7 @@ fn default_memory_threshold() -> f64 {
 
 /// The `agent.predictive.error_rate` block. The rate is the share of failed requests in percent, read from
 /// the app's Prometheus endpoint when `source` is set, else the share of failed health checks over `window`
-/// (DESIGN.md; the original counted health transitions per minute).
+/// (`docs/agents.md`; the original counted health transitions per minute).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorRateConfig {

@@ -44,7 +44,7 @@ fn default_max_answers() -> u8 {
     1
 }
 
-/// What a domain answers when every one of its backends is out (DESIGN.md "All down").
+/// What a domain answers when every one of its backends is out (`docs/control-plane.md`, "All down").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AllDownPolicy {
     /// `all`: every configured backend, so one bad signal cannot black-hole a service (gdnsd's way).

@@ -7,7 +7,7 @@
 //! listed by [`Config::unused_sections`] (see `keys.rs`), so the binary can warn about them.
 //! [`Config::domain_records`] gives the ready-to-serve view of the static records.
 //!
-//! Defaults are the original's code defaults unless DESIGN.md says otherwise; where the original's docs and
+//! Defaults are the original's code defaults unless `docs/config.md` says otherwise; where the original's docs and
 //! code disagree, the field's documentation says which one we took.
 
 mod agent;

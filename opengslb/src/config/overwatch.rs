@@ -1,7 +1,7 @@
 //! The `overwatch` section: the node's identity, the gossip receiver, external validation, stale agents,
 //! DNSSEC (refused when enabled: we do not sign), geolocation, the data directory and the agents' tokens.
 //!
-//! Defaults are the original's code defaults (`pkg/config/config.go`) unless DESIGN.md says otherwise; where
+//! Defaults are the original's code defaults (`pkg/config/config.go`) unless `docs/config.md` says otherwise; where
 //! the original's docs and code disagree, each field says which one we took.
 
 use std::collections::BTreeMap;
@@ -168,7 +168,7 @@ fn default_gossip_interval() -> Duration {
     Duration::from_millis(200)
 }
 
-/// The `overwatch.validation` block: this node's own checks of the backends (the safety net of DESIGN.md's
+/// The `overwatch.validation` block: this node's own checks of the backends (the safety net of `docs/control-plane.md`'s
 /// rule 4). How a static server is probed (path, host, expected status, thresholds) is its region's
 /// `health_check`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -240,7 +240,7 @@ fn default_remove_after() -> Duration {
     Duration::from_secs(300)
 }
 
-/// The `overwatch.dnssec` block. We do not sign (DESIGN.md: DO=1 queries get unsigned answers), and neither
+/// The `overwatch.dnssec` block. We do not sign (`docs/dns-behaviour.md`: DO=1 queries get unsigned answers), and neither
 /// did the original, whose signer was never wired in. `enabled: true` is therefore refused at start-up,
 /// rather than letting an operator believe the zones are signed; the other keys are accepted for
 /// compatibility and not acted on.

@@ -1,4 +1,4 @@
-//! Bytes in, bytes out: the responder against hand-built queries, for each behaviour of DESIGN.md's
+//! Bytes in, bytes out: the responder against hand-built queries, for each behaviour of `docs/dns-behaviour.md`'s
 //! "DNS behaviour" list. Replies are checked on the wire (header bits, counts, exact bytes where the layout
 //! is fixed) and, for record contents, parsed back with hickory-proto.
 

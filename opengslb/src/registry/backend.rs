@@ -260,8 +260,8 @@ pub(super) fn is_stale(claim: &Claim, now: Instant, stale: &StaleConfig) -> bool
     now.saturating_duration_since(claim.last_report) >= stale.threshold
 }
 
-/// The effective status of a backend at `now`, with the rule that decided it (DESIGN.md, "Effective status
-/// of a backend"); the first rule that applies wins:
+/// The effective status of a backend at `now`, with the rule that decided it (`docs/control-plane.md`, "The registry and effective
+/// status"); the first rule that applies wins:
 ///
 /// 1. an operator override: as set ([`Reason::Override`]);
 /// 2. claimed, and the agent says draining or unhealthy: out. A passing validation never overrides the
@@ -272,7 +272,7 @@ pub(super) fn is_stale(claim: &Claim, now: Instant, stale: &StaleConfig) -> bool
 ///    been probed yet (or whose validation is disabled) is answered;
 /// 5. otherwise healthy.
 ///
-/// Rule 2 comes before rule 3 as DESIGN.md orders them, so a dead agent whose last report said `draining`
+/// Rule 2 comes before rule 3 as `docs/control-plane.md` orders them, so a dead agent whose last report said `draining`
 /// shows `agent_draining`; either way the backend is out.
 pub fn effective_status(b: &Backend, now: Instant, stale: &StaleConfig) -> (Status, Reason) {
     if let Some(o) = &b.override_ {

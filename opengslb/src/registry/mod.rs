@@ -5,8 +5,8 @@
 //! reports, and the API. They are keyed by service, address and port ([`BackendKey`]); an agent reporting
 //! the key of a static or API backend *claims* it rather than creating a second one. Each backend carries
 //! its runtime state: the agent's claim, the overwatch's validation (with hysteresis), and an operator's
-//! override. [`effective_status`] decides from these, first rule wins (DESIGN.md, "Effective status of a
-//! backend"), and [`Registry::answer_table`] renders the healthy backends of each domain, applying the
+//! override. [`effective_status`] decides from these, first rule wins (`docs/control-plane.md`, "The registry and effective
+//! status"), and [`Registry::answer_table`] renders the healthy backends of each domain, applying the
 //! domain's all-down policy when none is healthy.
 //!
 //! Everything here is pure logic: no sockets, no clocks. Time comes in as a `now: Instant`, so tests are
@@ -14,7 +14,7 @@
 //! on, so the caller republishes only on change; staleness is the one change that comes from time alone,
 //! and [`Registry::next_deadline`] says when the next one is due.
 //!
-//! Where the original's registry (reference §4.1) is wrong, DESIGN.md's rules are followed: a passing
+//! Where the original's registry (reference §4.1) is wrong, the rules of `docs/control-plane.md` are followed: a passing
 //! validation never overrides an agent's drain; a SIGHUP keeps agent and API backends and all runtime state;
 //! validation has thresholds; `last_healthy` is implemented.
 

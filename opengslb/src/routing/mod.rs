@@ -5,7 +5,7 @@
 //! the rotation of [`opengslb_common::dns::rotated_index`] for `round-robin`), so for the same rotation
 //! counter both paths give the same records in the same order.
 //!
-//! The policies (DESIGN.md, "DNS behaviour"; the original's semantics in its §4.6, with its bugs fixed):
+//! The policies (`docs/control-plane.md`, "Routing"; the original's semantics in its §4.6, with its bugs fixed):
 //!
 //! - **round-robin**: `max_answers` records starting at `counter % n`, in candidate order.
 //! - **weighted**: the first record by the weight slot table at `counter`, the next ones the following

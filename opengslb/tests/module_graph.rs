@@ -221,6 +221,10 @@ fn the_top_level_modules_form_no_import_circle() {
         graph.len(),
         graph.values().map(BTreeSet::len).sum::<usize>()
     );
+    for (from, to) in &graph {
+        let to: Vec<&str> = to.iter().map(String::as_str).collect();
+        println!("  {from} -> {}", to.join(", "));
+    }
     assert!(
         found.is_empty(),
         "import circles among the top-level modules of opengslb:\n{report}"

@@ -80,7 +80,9 @@ impl Server {
     async fn start(idle: Duration, max_connections: usize) -> Self {
         let cfg = Config::from_yaml_str(&config_yaml()).expect("test config is valid");
         let zones = Zone::from_config(&cfg).expect("zones");
-        let snap = Arc::new(Snapshot::new(table_from_config(&cfg), zones, 1, 1232));
+        let table = table_from_config(&cfg);
+        let rendered = table.render();
+        let snap = Arc::new(Snapshot::new(table, &rendered, zones, 1, 1232));
         let (tx, rx) = watch::channel(snap);
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();

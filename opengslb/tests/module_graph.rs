@@ -229,6 +229,14 @@ fn the_top_level_modules_form_no_import_circle() {
         found.is_empty(),
         "import circles among the top-level modules of opengslb:\n{report}"
     );
+    // The two DNS paths take the rendered table from `table` and know nothing of each other.
+    for (a, b) in [("dns", "xdp"), ("xdp", "dns")] {
+        assert!(
+            !graph.get(a).is_some_and(|to| to.contains(b)),
+            "{a} imports {b}: {:?}",
+            by.get(&(a.to_owned(), b.to_owned()))
+        );
+    }
 }
 
 #[test]

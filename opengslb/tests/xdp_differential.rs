@@ -1244,12 +1244,14 @@ fn xdp_and_userspace_agree() {
         "the table has every entry"
     );
     let zones = Zone::from_config(&cfg).unwrap();
-    let snap = Snapshot::new(table.clone(), zones, SERIAL, OUR_UDP);
+    // Rendered once, for both paths, as the overwatch's publisher does.
+    let rendered = table.render();
+    let snap = Snapshot::new(table.clone(), &rendered, zones, SERIAL, OUR_UDP);
 
     let mut dp = Dataplane::load(None).expect("the program loads and passes the verifier");
     dp.configure(53, OUR_UDP).unwrap();
     dp.add_listen(&[server4(), server6()]).unwrap();
-    let plan = dp.apply(&table).unwrap();
+    let plan = dp.apply(&rendered).unwrap();
     assert!(plan.skipped.is_empty(), "skipped: {:?}", plan.skipped);
     assert_eq!(plan.upserts.len(), model.entries.len());
 

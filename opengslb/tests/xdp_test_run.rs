@@ -77,7 +77,7 @@ impl Harness {
                 v6: vec![],
             },
         ];
-        let plan = dp.apply(&AnswerTable::from_specs(&specs)).unwrap();
+        let plan = dp.apply(&AnswerTable::from_specs(&specs).render()).unwrap();
         assert_eq!(plan.upserts.len(), 5);
         Self { dp }
     }
@@ -291,7 +291,7 @@ fn answers_weighted_names_by_the_slot_table() {
     let mut h = Harness::new();
     let specs = routed_specs();
     let table = AnswerTable::from_specs(&specs);
-    let plan = h.dp.apply(&table).unwrap();
+    let plan = h.dp.apply(&table.render()).unwrap();
     assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
     let (_, rec) = plan
         .upserts
@@ -346,7 +346,7 @@ fn answers_weighted_names_by_the_slot_table() {
 fn answers_failover_names_in_order_without_rotation() {
     common::pin_to_cpu0();
     let mut h = Harness::new();
-    h.dp.apply(&AnswerTable::from_specs(&routed_specs()))
+    h.dp.apply(&AnswerTable::from_specs(&routed_specs()).render())
         .unwrap();
     for (c, s) in [(client4(), server4()), (client6(), server6())] {
         let w = Wrap::new(c, s);
@@ -551,7 +551,8 @@ fn replies_too_big_for_the_client_are_passed() {
         v4: vec![],
         v6: (1..=16).map(v6).collect(),
     }];
-    h.dp.apply(&AnswerTable::from_specs(&specs)).unwrap();
+    h.dp.apply(&AnswerTable::from_specs(&specs).render())
+        .unwrap();
     let q = query(&format!("{}.", specs[0].name), RecordType::AAAA);
     // 12 + 198 + 16 × 28 = 658 bytes: over 512 without EDNS.
     h.expect_pass(&frame(&w, &q.to_vec().unwrap()), Counter::TooBig);
@@ -566,7 +567,7 @@ fn table_changes_reach_the_map() {
     let mut h = Harness::new();
     let w = Wrap::new(client4(), server4());
     h.expect_answer(&w, &query("app.demo.local.", RecordType::A));
-    let plan = h.dp.apply(&AnswerTable::default()).unwrap();
+    let plan = h.dp.apply(&AnswerTable::default().render()).unwrap();
     assert_eq!(plan.removals.len(), 5);
     h.expect_pass(
         &frame(
@@ -620,7 +621,9 @@ fn answers_geolocation_names_by_the_source_address() {
         v4: vec![v4(31), v4(32), v4(33)],
         v6: vec![v6(31), v6(32), v6(33)],
     };
-    let plan = h.dp.apply(&AnswerTable::from_specs([&spec])).unwrap();
+    let plan =
+        h.dp.apply(&AnswerTable::from_specs([&spec]).render())
+            .unwrap();
     assert!(plan.upserts.iter().all(|(_, v)| v.policy == policy::GEO));
     h.dp.set_geo(&[
         ("198.51.100.0/24".parse().unwrap(), us),

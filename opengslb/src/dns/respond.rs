@@ -527,7 +527,9 @@ regions:
         );
         let cfg = Config::from_yaml_str(&yaml).expect("test config is valid");
         let zones = Zone::from_config(&cfg).expect("zones");
-        Snapshot::new(table_from_config(&cfg), zones, 7, 1232)
+        let table = table_from_config(&cfg);
+        let rendered = table.render();
+        Snapshot::new(table, &rendered, zones, 7, 1232)
     }
 
     fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {

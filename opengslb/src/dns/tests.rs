@@ -67,7 +67,9 @@ regions:
 fn snapshot_with(soa_ttl: u32, negative_ttl: u32) -> Snapshot {
     let cfg = Config::from_yaml_str(&yaml(soa_ttl, negative_ttl)).expect("test config is valid");
     let zones = Zone::from_config(&cfg).expect("zones");
-    Snapshot::new(table_from_config(&cfg), zones, SERIAL, OUR_UDP)
+    let table = table_from_config(&cfg);
+    let rendered = table.render();
+    Snapshot::new(table, &rendered, zones, SERIAL, OUR_UDP)
 }
 
 fn snapshot() -> Snapshot {
@@ -595,7 +597,8 @@ fn a_name_without_records_is_nodata() {
     };
     let table = crate::table::AnswerTable::from_specs([&spec]);
     let zones = Zone::from_config(&cfg).expect("zones");
-    let snap = Snapshot::new(table, zones, SERIAL, OUR_UDP);
+    let rendered = table.render();
+    let snap = Snapshot::new(table, &rendered, zones, SERIAL, OUR_UDP);
     for qtype in [A, AAAA] {
         let q = query(17, "gone.demo.local", qtype);
         let (r, kind) = ask(&snap, &q, &udp_at(0));

@@ -19,8 +19,7 @@ use thiserror::Error;
 use crate::{
     config::Config,
     routing,
-    table::{AnswerTable, EntryKey, normalize},
-    xdp::sync::RecordSync,
+    table::{AnswerTable, EntryKey, Rendered, normalize},
 };
 
 /// A name in the config that is not a valid DNS name (validation should have caught it).
@@ -136,25 +135,6 @@ impl Zone {
     }
 }
 
-/// A lowercase wire-format name as dotted text without the trailing dot.
-fn wire_to_text(wire: &[u8], len: usize) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    let wire = wire.get(..len).unwrap_or(wire);
-    while let Some(&l) = wire.get(i) {
-        if l == 0 {
-            break;
-        }
-        let label = wire.get(i + 1..i + 1 + usize::from(l)).unwrap_or(&[]);
-        if !out.is_empty() {
-            out.push('.');
-        }
-        out.push_str(&String::from_utf8_lossy(label));
-        i += 1 + usize::from(l);
-    }
-    out
-}
-
 /// Everything a responder needs, immutable once built; a change builds a new one.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -170,8 +150,9 @@ pub struct Snapshot {
     names: HashSet<Name>,
     /// Round-robin positions of the userspace path, one per entry.
     rotation: HashMap<EntryKey, AtomicU32>,
-    /// The entries exactly as the XDP map holds them, with their own rotation positions.
-    fast: HashMap<RecordKey, (RecordValue, AtomicU32)>,
+    /// The entries exactly as the XDP map holds them (by their map key), with their table key and their
+    /// own rotation positions.
+    fast: HashMap<RecordKey, (EntryKey, RecordValue, AtomicU32)>,
     /// Names whose answers a routing policy chooses per query (geolocation: what the table cannot
     /// express), with their candidates.
     routes: HashMap<String, Route>,
@@ -189,8 +170,14 @@ pub struct Route {
 }
 
 impl Snapshot {
-    /// Builds a snapshot.
-    pub fn new(table: AnswerTable, mut zones: Vec<Zone>, serial: u32, udp_size: u16) -> Self {
+    /// Builds a snapshot of `table`, whose map entries are `rendered` (what the XDP map holds).
+    pub fn new(
+        table: AnswerTable,
+        rendered: &Rendered,
+        mut zones: Vec<Zone>,
+        serial: u32,
+        udp_size: u16,
+    ) -> Self {
         zones.sort_by_key(|z| std::cmp::Reverse(z.apex.num_labels()));
         let mut names = HashSet::new();
         for z in &zones {
@@ -220,11 +207,10 @@ impl Snapshot {
             .iter()
             .map(|(k, _)| (k.clone(), AtomicU32::new(0)))
             .collect();
-        let fast = RecordSync::default()
-            .plan(&table)
-            .upserts
-            .into_iter()
-            .map(|(k, v)| (k, (v, AtomicU32::new(0))))
+        let fast = rendered
+            .entries
+            .iter()
+            .map(|(name, (k, v))| (*k, (name.clone(), *v, AtomicU32::new(0))))
             .collect();
         Self {
             table,
@@ -244,15 +230,10 @@ impl Snapshot {
     /// weighted names are table policies, answered by the fast path like the XDP program: see
     /// `overwatch::control::Control::publish`.)
     pub fn with_routes(mut self, routes: HashMap<String, Route>) -> Self {
-        self.fast.retain(|_, (v, _)| {
-            // Geolocation entries stay: the fast path answers them by the source address, as XDP does;
-            // their route answers queries with EDNS Client Subnet.
-            if v.policy == policy::GEO {
-                return true;
-            }
-            let name = wire_to_text(&v.name, usize::from(v.name_len));
-            !routes.contains_key(&name)
-        });
+        // Geolocation entries stay: the fast path answers them by the source address, as XDP does;
+        // their route answers queries with EDNS Client Subnet.
+        self.fast
+            .retain(|_, (name, v, _)| v.policy == policy::GEO || !routes.contains_key(&name.name));
         self.routes = routes;
         self
     }
@@ -287,14 +268,14 @@ impl Snapshot {
     /// The entry the XDP program would find for a key.
     pub fn fast_entry(&self, qtype: u16, hash: u64) -> Option<(RecordKey, &RecordValue)> {
         let key = RecordKey::new(qtype, hash);
-        self.fast.get(&key).map(|(v, _)| (key, v))
+        self.fast.get(&key).map(|(_, v, _)| (key, v))
     }
 
     /// The next round-robin position for a fast-path entry.
     pub fn next_fast_rotation(&self, key: RecordKey) -> u32 {
         self.fast
             .get(&key)
-            .map_or(0, |(_, c)| c.fetch_add(1, Ordering::Relaxed))
+            .map_or(0, |(_, _, c)| c.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The next round-robin position for an entry.

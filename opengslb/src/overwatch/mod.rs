@@ -31,7 +31,7 @@ use crate::{
     health::{CheckOutcome, Prober},
     metrics::{self, Metrics},
     routing::Candidate,
-    table::AnswerTable,
+    table::{AnswerTable, Rendered, Renderer},
     xdp::{self, Dataplane},
 };
 
@@ -73,10 +73,10 @@ fn listen_addresses(listen: IpAddr, interfaces: &[String]) -> anyhow::Result<Vec
     Ok(out)
 }
 
-/// Loads the XDP program, fills its maps from `table`, attaches it to the configured interfaces.
+/// Loads the XDP program, fills its maps from `rendered`, attaches it to the configured interfaces.
 fn start_xdp(
     cfg: &Config,
-    table: &AnswerTable,
+    rendered: &Rendered,
     geo: Option<&crate::routing::GeoTable>,
     opts: &Options,
 ) -> anyhow::Result<Dataplane> {
@@ -89,7 +89,7 @@ fn start_xdp(
     let addrs = listen_addresses(listen.ip(), &xdp_cfg.interfaces)?;
     dp.add_listen(&addrs)?;
     let geo_entries = dp.set_geo(geo.map_or(&[][..], |g| g.entries()))?;
-    let plan = dp.apply(table)?;
+    let plan = dp.apply(rendered)?;
     for (name, why) in &plan.skipped {
         warn!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
     }
@@ -120,6 +120,8 @@ fn next_serial(previous: u32) -> u32 {
 /// new snapshot (with a new SOA serial), and times the two.
 struct Publisher {
     dp: Option<Dataplane>,
+    /// Renders each table once, for the XDP map and the userspace snapshot alike.
+    renderer: Renderer,
     /// The geolocation table last written to the XDP trie.
     geo: Option<Arc<crate::routing::GeoTable>>,
     tx: watch::Sender<Arc<Snapshot>>,
@@ -154,8 +156,9 @@ impl Publisher {
             }
         }
         self.geo.clone_from(&geo);
+        let rendered = self.renderer.render(&table);
         if let Some(dp) = self.dp.as_mut() {
-            match dp.apply(&table) {
+            match dp.apply(&rendered) {
                 Ok(plan) => {
                     for (name, why) in &plan.skipped {
                         debug!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
@@ -171,9 +174,15 @@ impl Publisher {
             }
         }
         self.serial = next_serial(self.serial);
-        let snap = Snapshot::new(table, self.zones.clone(), self.serial, self.udp_size)
-            .with_routes(routes)
-            .with_geo(geo);
+        let snap = Snapshot::new(
+            table,
+            &rendered,
+            self.zones.clone(),
+            self.serial,
+            self.udp_size,
+        )
+        .with_routes(routes)
+        .with_geo(geo);
         self.tx.send_replace(Arc::new(snap));
         self.metrics.observe_table_sync(started.elapsed());
     }
@@ -184,6 +193,9 @@ impl Publisher {
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let mut control = Control::new(&cfg);
     let first = control.publish(Instant::now());
+    // The publisher's renderer renders the first table too, so each entry keeps its rotation slot.
+    let mut renderer = Renderer::default();
+    let first_rendered = renderer.render(&first.table);
     let zones = Zone::from_config(&cfg).context("dns.zones")?;
     let dp = if cfg.dns.xdp.interfaces.is_empty() {
         if opts.xdp_only {
@@ -192,7 +204,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         info!("dns.xdp.interfaces is empty: every query is answered by the userspace server");
         None
     } else {
-        match start_xdp(&cfg, &first.table, first.geo.as_deref(), &opts) {
+        match start_xdp(&cfg, &first_rendered, first.geo.as_deref(), &opts) {
             Ok(dp) => Some(dp),
             Err(e) if !opts.xdp_only => {
                 warn!(
@@ -208,12 +220,14 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     // Replaced by the first publish below, before the server starts: nothing answers from it.
     let (tx, snap_rx) = watch::channel(Arc::new(Snapshot::new(
         AnswerTable::default(),
+        &Rendered::default(),
         zones.clone(),
         0,
         cfg.dns.xdp.udp_size,
     )));
     let mut publisher = Publisher {
         dp,
+        renderer,
         // The trie start_xdp wrote, when XDP runs.
         geo: first.geo,
         tx,
@@ -478,10 +492,17 @@ domains:
 
     /// A publisher without XDP, whose snapshots nobody reads.
     fn publisher(metrics: Arc<Metrics>) -> Publisher {
-        let empty = Snapshot::new(AnswerTable::default(), Vec::new(), 0, 1232);
+        let empty = Snapshot::new(
+            AnswerTable::default(),
+            &Rendered::default(),
+            Vec::new(),
+            0,
+            1232,
+        );
         let (tx, _) = watch::channel(Arc::new(empty));
         Publisher {
             dp: None,
+            renderer: Renderer::default(),
             geo: None,
             tx,
             zones: Vec::new(),

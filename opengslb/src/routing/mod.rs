@@ -49,7 +49,7 @@ pub struct Candidate {
     /// Its position in the config (static servers first, then dynamic ones as they arrived): the
     /// `failover` order and the `latency` tie-break.
     pub order: usize,
-    /// Smoothed validation-probe latency (see [`ewma`]); `None` until there is enough data.
+    /// Smoothed validation-probe latency (see [`ewma`](crate::health::ewma)); `None` until there is enough data.
     pub latency: Option<Duration>,
 }
 

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 /// How to attach (`dns.xdp.mode`); `auto` uses generic (skb) mode on virtual interfaces (lo, veth:
 /// their native mode needs a program on the peer and has almost no tailroom) and native mode elsewhere.
 pub use crate::config::XdpMode as AttachMode;
-use crate::table::AnswerTable;
+use crate::table::Rendered;
 
 /// Where pins live by default. Below it, one directory per map layout, so an upgrade never adopts maps
 /// of another layout.
@@ -289,9 +289,9 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Brings the records map in step with `table`, writing only what changed.
-    pub fn apply(&mut self, table: &AnswerTable) -> Result<sync::Plan, XdpError> {
-        let mut plan = self.sync.plan(table);
+    /// Brings the records map in step with a rendered table, writing only what changed.
+    pub fn apply(&mut self, rendered: &Rendered) -> Result<sync::Plan, XdpError> {
+        let mut plan = self.sync.plan(rendered);
         for (k, v) in &plan.upserts {
             self.records.insert(k, v, 0).map_err(map_err(RECORDS_MAP))?;
         }

@@ -1,7 +1,7 @@
 //! The answer table: for each name and record type, the TTL, the routing policy, how many records one
-//! answer carries, and the records. It is the one source of truth that both DNS paths are rendered from:
-//! the XDP map (through [`crate::xdp::sync`]) and the userspace server's
-//! [`Snapshot`](crate::dns::Snapshot).
+//! answer carries, and the records. It is the one source of truth of both DNS paths: rendered once per
+//! publish (by a [`Renderer`]) into the entries the XDP map holds and the userspace server's fast path answers
+//! from, and read as it is by the userspace server for everything else.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,8 +15,12 @@ use opengslb_common::{
 
 use crate::routing;
 
+pub(crate) mod render;
+
+pub use render::{Rendered, Renderer};
+
 /// How the records of one answer are chosen. Both DNS paths implement each of these alike: the XDP
-/// program from the map entry [`crate::xdp::sync`] renders, userspace through the same reply builder (or,
+/// program from the map entry a [`Renderer`] makes, userspace through the same reply builder (or,
 /// off the fast path, [`Entry::answer`], which gives the same records).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Policy {

@@ -144,9 +144,14 @@ fn sighup_publishes_a_new_table_and_refuses_a_broken_config() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     let serial1 = answered("the SOA query", || serial(dns));
-    // The start-up publish is timed like every later one: one observation before any reload.
+    // The start-up publish is timed and shown like every later one: one observation before any
+    // reload, and each name's all-down gauge.
     let (found, text) = scrape_until(met, "opengslb_table_sync_seconds_count 1");
     assert!(found, "{text}");
+    assert!(
+        text.contains("opengslb_name_all_down{name=\"app.demo.local\",policy=\"all\"} 0\n"),
+        "{text}"
+    );
 
     std::fs::write(&cfg, config(dns, met, &[3])).unwrap();
     hup(&server);

@@ -1261,7 +1261,7 @@ fn xdp_and_userspace_agree() {
     let mut rotation_kernel = rotation_map(&mut dp);
     let mut slots: HashMap<(Labels, u16), u32> = HashMap::new();
     let mut rotation: HashMap<(Labels, u16), u32> = HashMap::new();
-    for (k, v) in &plan.upserts {
+    for (_, (k, v)) in &plan.upserts {
         let key = (wire_labels(&v.name[..usize::from(v.name_len)]), k.qtype);
         assert!(model.entries.contains_key(&key), "{key:?} is in the model");
         let start = if rng.chance(50) {

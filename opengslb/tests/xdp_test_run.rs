@@ -293,10 +293,10 @@ fn answers_weighted_names_by_the_slot_table() {
     let table = AnswerTable::from_specs(&specs);
     let plan = h.dp.apply(&table.render()).unwrap();
     assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
-    let (_, rec) = plan
+    let (_, (_, rec)) = plan
         .upserts
         .iter()
-        .find(|(_, v)| v.name[1..9] == *b"weighted")
+        .find(|(_, (_, v))| v.name[1..9] == *b"weighted")
         .unwrap();
     assert_eq!(rec.policy, policy::WEIGHTED);
     assert_eq!(rec.count, 2, "the zero-weight record is left out");
@@ -624,7 +624,11 @@ fn answers_geolocation_names_by_the_source_address() {
     let plan =
         h.dp.apply(&AnswerTable::from_specs([&spec]).render())
             .unwrap();
-    assert!(plan.upserts.iter().all(|(_, v)| v.policy == policy::GEO));
+    assert!(
+        plan.upserts
+            .iter()
+            .all(|(_, (_, v))| v.policy == policy::GEO)
+    );
     h.dp.set_geo(&[
         ("198.51.100.0/24".parse().unwrap(), us),
         ("2001:db8:c::/48".parse().unwrap(), eu),

@@ -16,7 +16,6 @@ use super::region::HealthCheck;
 use super::secret::{GossipKey, Secret};
 use super::selector::MetricSelector;
 
-/// The `agent` section.
 /// Most backends one agent may report: what one report (one datagram) carries.
 pub const MAX_BACKENDS: usize = 64;
 
@@ -25,6 +24,7 @@ pub const MAX_BACKENDS: usize = 64;
 /// overwatch's book can always make room.
 pub const MAX_MISSED: u32 = 10;
 
+/// The `agent` section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {

@@ -73,13 +73,9 @@ fn listen_addresses(listen: IpAddr, interfaces: &[String]) -> anyhow::Result<Vec
     Ok(out)
 }
 
-/// Loads the XDP program, fills its maps from `rendered`, attaches it to the configured interfaces.
-fn start_xdp(
-    cfg: &Config,
-    rendered: &Rendered,
-    geo: Option<&crate::routing::GeoTable>,
-    opts: &Options,
-) -> anyhow::Result<Dataplane> {
+/// Loads the XDP program and gives it its settings and listen addresses; the first publish fills its
+/// maps, and [`attach_xdp`] then attaches it.
+fn load_xdp(cfg: &Config, opts: &Options) -> anyhow::Result<(Dataplane, Vec<IpAddr>)> {
     let listen = cfg.dns.listen_address;
     let xdp_cfg = &cfg.dns.xdp;
     let mut dp = Dataplane::load(Some(&opts.bpffs_root)).context(
@@ -88,24 +84,28 @@ fn start_xdp(
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
     let addrs = listen_addresses(listen.ip(), &xdp_cfg.interfaces)?;
     dp.add_listen(&addrs)?;
-    let geo_entries = dp.set_geo(geo.map_or(&[][..], |g| g.entries()))?;
-    let plan = dp.apply(rendered)?;
-    for (name, why) in &plan.skipped {
-        warn!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
-    }
+    Ok((dp, addrs))
+}
+
+/// Attaches the loaded, filled program to the configured interfaces.
+fn attach_xdp(
+    dp: &mut Dataplane,
+    cfg: &Config,
+    addrs: &[IpAddr],
+    opts: &Options,
+) -> anyhow::Result<()> {
+    let xdp_cfg = &cfg.dns.xdp;
     for iface in &xdp_cfg.interfaces {
         dp.attach(iface, xdp_cfg.mode)
             .with_context(|| format!("XDP cannot attach to {iface}"))?;
     }
     info!(
-        entries = plan.upserts.len(),
-        geo_prefixes = geo_entries,
         listen = ?addrs,
-        port = listen.port(),
+        port = cfg.dns.listen_address.port(),
         pins = %xdp::pin_dir(&opts.bpffs_root).display(),
         "XDP answers A/AAAA; `opengslb xdp counters` shows its counters"
     );
-    Ok(dp)
+    Ok(())
 }
 
 /// The SOA serial for a new table: seconds since the epoch, kept increasing past `previous`.
@@ -137,8 +137,10 @@ impl Publisher {
         let Published {
             table, routes, geo, ..
         } = published;
+        // The trie changes only with the config (each config builds a new one). A failed write is tried
+        // again at the next publish: `self.geo` keeps the table last written in full.
+        let mut geo_written = true;
         if let Some(dp) = self.dp.as_mut() {
-            // The trie changes only with the config (each config builds a new one).
             let same = match (&self.geo, &geo) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
@@ -148,14 +150,19 @@ impl Publisher {
                 let entries = geo.as_ref().map_or(&[][..], |g| g.entries());
                 match dp.set_geo(entries) {
                     Ok(written) => debug!(written, "XDP geolocation trie updated"),
-                    Err(e) => error!(
-                        error = format!("{e:#}"),
-                        "updating the XDP geolocation trie failed"
-                    ),
+                    Err(e) => {
+                        geo_written = false;
+                        error!(
+                            error = format!("{e:#}"),
+                            "updating the XDP geolocation trie failed"
+                        );
+                    }
                 }
             }
         }
-        self.geo.clone_from(&geo);
+        if geo_written {
+            self.geo.clone_from(&geo);
+        }
         let rendered = self.renderer.render(&table);
         if let Some(dp) = self.dp.as_mut() {
             match dp.apply(&rendered) {
@@ -192,28 +199,28 @@ impl Publisher {
 /// config that fails to load or validate is refused and the running one kept.
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let mut control = Control::new(&cfg);
-    let first = control.publish(Instant::now());
-    // The publisher's renderer renders the first table too, so each entry keeps its rotation slot.
-    let mut renderer = Renderer::default();
-    let first_rendered = renderer.render(&first.table);
     let zones = Zone::from_config(&cfg).context("dns.zones")?;
-    let dp = if cfg.dns.xdp.interfaces.is_empty() {
+    // XDP unavailable: the userspace server answers alone, unless `--xdp-only`.
+    let unavailable = |e: anyhow::Error| {
+        if opts.xdp_only {
+            return Err(e);
+        }
+        warn!(
+            error = format!("{e:#}"),
+            "XDP is not available: the userspace server answers every query"
+        );
+        Ok(None)
+    };
+    let (dp, addrs) = if cfg.dns.xdp.interfaces.is_empty() {
         if opts.xdp_only {
             bail!("--xdp-only, but dns.xdp.interfaces is empty");
         }
         info!("dns.xdp.interfaces is empty: every query is answered by the userspace server");
-        None
+        (None, Vec::new())
     } else {
-        match start_xdp(&cfg, &first_rendered, first.geo.as_deref(), &opts) {
-            Ok(dp) => Some(dp),
-            Err(e) if !opts.xdp_only => {
-                warn!(
-                    error = format!("{e:#}"),
-                    "XDP is not available: the userspace server answers every query"
-                );
-                None
-            }
-            Err(e) => return Err(e),
+        match load_xdp(&cfg, &opts) {
+            Ok((dp, addrs)) => (Some(dp), addrs),
+            Err(e) => (unavailable(e)?, Vec::new()),
         }
     };
     let metrics = Arc::new(Metrics::new());
@@ -227,18 +234,22 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     )));
     let mut publisher = Publisher {
         dp,
-        renderer,
-        // The trie start_xdp wrote, when XDP runs.
-        geo: first.geo,
+        renderer: Renderer::default(),
+        geo: None,
         tx,
         zones,
         serial: 0,
         udp_size: cfg.dns.xdp.udp_size,
         metrics: metrics.clone(),
     };
-    // Through the same path as every later publish, so that it is timed and shown at `/metrics` like
-    // them; the XDP map, filled from the same state before attaching, takes no writes.
+    // The first publish fills the XDP maps before the program is attached, through the same path as
+    // every later one, so that it is timed and shown at `/metrics` like them.
     let mut last = publish(&mut control, &mut publisher, Instant::now(), None);
+    if let Some(dp) = publisher.dp.as_mut()
+        && let Err(e) = attach_xdp(dp, &cfg, &addrs, &opts)
+    {
+        publisher.dp = unavailable(e)?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -291,17 +291,20 @@ impl Dataplane {
 
     /// Brings the records map in step with a rendered table, writing only what changed.
     pub fn apply(&mut self, rendered: &Rendered) -> Result<sync::Plan, XdpError> {
-        let mut plan = self.sync.plan(rendered);
-        for (k, v) in &plan.upserts {
+        let plan = self.sync.plan(rendered);
+        for (name, entry @ (k, v)) in &plan.upserts {
             self.records.insert(k, v, 0).map_err(map_err(RECORDS_MAP))?;
+            self.sync.upserted(name, *entry);
         }
-        for k in &plan.removals {
-            match self.records.remove(k) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(RECORDS_MAP)(e)),
+        for (name, key) in &plan.removals {
+            if let Some(k) = key {
+                match self.records.remove(k) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(RECORDS_MAP)(e)),
+                }
             }
+            self.sync.removed(name);
         }
-        self.sync.commit(&mut plan);
         Ok(plan)
     }
 

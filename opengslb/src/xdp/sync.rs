@@ -2,23 +2,25 @@
 //! changed keys are written, new and changed entries before any removal, so no name is ever missing in
 //! between.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use opengslb_common::maps::{RecordKey, RecordValue};
 
 use crate::table::{EntryKey, Rendered};
 
+/// One map entry: its key and value.
+pub type MapEntry = (RecordKey, RecordValue);
+
 /// The writes that bring the map in step with a rendered table.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Entries to insert or overwrite.
-    pub upserts: Vec<(RecordKey, RecordValue)>,
-    /// Keys to delete, after the upserts.
-    pub removals: Vec<RecordKey>,
+    /// Entries to insert or overwrite, by table key.
+    pub upserts: Vec<(EntryKey, MapEntry)>,
+    /// Entries that leave the map, after the upserts; their map key is deleted unless a wanted entry
+    /// now has it (`None`).
+    pub removals: Vec<(EntryKey, Option<RecordKey>)>,
     /// Table entries left to userspace, with why.
     pub skipped: Vec<(EntryKey, &'static str)>,
-    /// What the map holds once every write succeeded, for [`RecordSync::commit`].
-    after: BTreeMap<EntryKey, (RecordKey, RecordValue)>,
 }
 
 impl Plan {
@@ -28,42 +30,45 @@ impl Plan {
     }
 }
 
-/// What the records map holds, as far as we know it written.
+/// What the records map holds, as far as we know it written: each write is recorded as it succeeds, so
+/// after a failed one the next plan starts from what the kernel really holds, and nothing written is
+/// ever left there untracked while userspace answers from a newer table.
 #[derive(Debug, Default)]
 pub struct RecordSync {
-    current: BTreeMap<EntryKey, (RecordKey, RecordValue)>,
+    current: BTreeMap<EntryKey, MapEntry>,
 }
 
 impl RecordSync {
-    /// Plans the writes for `rendered`. Nothing is taken as written until [`commit`](Self::commit): when
-    /// a write fails, the next plan starts again from what the map is known to hold, so no entry is left
-    /// stale in the kernel while userspace answers from the new table.
+    /// Plans the writes for `rendered`.
     pub fn plan(&self, rendered: &Rendered) -> Plan {
         let wanted = &rendered.entries;
         let upserts = wanted
             .iter()
             .filter(|(name, entry)| self.current.get(*name) != Some(entry))
-            .map(|(_, &entry)| entry)
+            .map(|(name, entry)| (name.clone(), *entry))
             .collect();
+        let wanted_keys: HashSet<RecordKey> = wanted.values().map(|(k, _)| *k).collect();
         let removals = self
             .current
             .iter()
-            .filter(|(name, (rk, _))| {
-                !wanted.contains_key(*name) && !wanted.values().any(|(k, _)| k == rk)
-            })
-            .map(|(_, (rk, _))| *rk)
+            .filter(|(name, _)| !wanted.contains_key(*name))
+            .map(|(name, (k, _))| (name.clone(), (!wanted_keys.contains(k)).then_some(*k)))
             .collect();
         Plan {
             upserts,
             removals,
             skipped: rendered.skipped.clone(),
-            after: wanted.clone(),
         }
     }
 
-    /// Takes `plan` as written, once every write of it succeeded.
-    pub fn commit(&mut self, plan: &mut Plan) {
-        self.current = std::mem::take(&mut plan.after);
+    /// Records an upsert that succeeded.
+    pub fn upserted(&mut self, name: &EntryKey, entry: MapEntry) {
+        self.current.insert(name.clone(), entry);
+    }
+
+    /// Records a removal that succeeded (or needed no write).
+    pub fn removed(&mut self, name: &EntryKey) {
+        self.current.remove(name);
     }
 
     /// How many entries the map holds.
@@ -82,11 +87,15 @@ mod tests {
     use super::*;
     use crate::table::{AnswerTable, Renderer, render::tests::table};
 
-    /// Plans `t` (rendered by `r`) and takes it as written, as the loader does once every write
-    /// succeeded.
+    /// Plans `t` (rendered by `r`) and makes every write succeed, as the loader records them.
     fn written(s: &mut RecordSync, r: &mut Renderer, t: &AnswerTable) -> Plan {
-        let mut p = s.plan(&r.render(t));
-        s.commit(&mut p);
+        let p = s.plan(&r.render(t));
+        for (name, entry) in &p.upserts {
+            s.upserted(name, *entry);
+        }
+        for (name, _) in &p.removals {
+            s.removed(name);
+        }
         p
     }
 
@@ -119,25 +128,30 @@ mod tests {
         assert_eq!(s.len(), 2);
     }
 
-    /// A plan whose writes failed is not taken as written: the next plan makes the same writes again
-    /// (and the removals), from the same slots, instead of leaving the kernel's entries stale.
+    /// Writes are recorded as they succeed: after a plan that failed part-way, the next one neither
+    /// repeats what was written nor forgets it (an entry written and then dropped from the table is
+    /// removed), and it makes the writes that never happened.
     #[test]
-    fn a_plan_not_committed_is_planned_again() {
+    fn a_plan_that_failed_part_way_is_finished_by_the_next() {
         let (mut s, mut r) = (RecordSync::default(), Renderer::default());
-        written(
-            &mut s,
-            &mut r,
-            &table(&[("a.test", &[1]), ("b.test", &[2])]),
-        );
-        let next = table(&[("a.test", &[9]), ("c.test", &[3])]);
-        let failed = s.plan(&r.render(&next));
-        assert_eq!((failed.upserts.len(), failed.removals.len()), (2, 1));
-        let again = written(&mut s, &mut r, &next);
-        assert_eq!(again.upserts, failed.upserts);
-        assert_eq!(again.removals, failed.removals);
-        assert!(
-            written(&mut s, &mut r, &next).is_empty(),
-            "then it is in step"
-        );
+        written(&mut s, &mut r, &table(&[("a.test", &[1])]));
+        let failed = s.plan(&r.render(&table(&[
+            ("a.test", &[1]),
+            ("b.test", &[2]),
+            ("c.test", &[3]),
+        ])));
+        assert_eq!(failed.upserts.len(), 2);
+        // b.test's write succeeded; c.test's failed, and the loader stopped there.
+        let (name, entry) = &failed.upserts[0];
+        assert_eq!(name.name, "b.test");
+        s.upserted(name, *entry);
+
+        // The next table has neither: b.test, written, must go; c.test was never written.
+        let next = written(&mut s, &mut r, &table(&[("a.test", &[1])]));
+        assert!(next.upserts.is_empty());
+        let gone: Vec<&str> = next.removals.iter().map(|(n, _)| n.name.as_str()).collect();
+        assert_eq!(gone, ["b.test"]);
+        assert!(next.removals[0].1.is_some(), "its map key is deleted");
+        assert_eq!(s.len(), 1);
     }
 }

@@ -7,13 +7,24 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// The top-level module a source file belongs to (`src/xdp/sync.rs` → `xdp`), or `None` for the
-/// crate's roots.
-fn module_of(src: &Path, file: &Path) -> Option<String> {
-    let rel = file.strip_prefix(src).ok()?;
-    let first = rel.components().next()?.as_os_str().to_str()?;
-    let name = first.strip_suffix(".rs").unwrap_or(first);
-    (!matches!(name, "lib" | "main")).then(|| name.to_owned())
+/// The module path of a source file (`src/xdp/sync.rs` → `[xdp, sync]`, `src/xdp/mod.rs` → `[xdp]`);
+/// empty for the crate's roots.
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let Ok(rel) = file.strip_prefix(src) else {
+        return Vec::new();
+    };
+    let mut parts: Vec<String> = rel
+        .components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .map(|c| c.strip_suffix(".rs").unwrap_or(c).to_owned())
+        .collect();
+    if parts.last().is_some_and(|l| l == "mod") {
+        parts.pop();
+    }
+    if parts.len() == 1 && matches!(parts[0].as_str(), "lib" | "main") {
+        parts.clear();
+    }
+    parts
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -27,52 +38,164 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file without its comments and without its `#[cfg(test)]` items: what tests import
-/// does not shape the architecture.
-fn production_code(text: &str) -> String {
-    let mut out = String::new();
-    let mut skip_depth: Option<i32> = None;
-    let mut depth = 0i32;
-    let mut pending_cfg_test = false;
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or_default();
-        let trimmed = code.trim();
-        if skip_depth.is_none() && trimmed.starts_with("#[cfg(test)]") {
-            pending_cfg_test = true;
-            continue;
-        }
-        let opens = code.matches('{').count() as i32;
-        let closes = code.matches('}').count() as i32;
-        if pending_cfg_test && !trimmed.is_empty() && !trimmed.starts_with("#[") {
-            pending_cfg_test = false;
-            // A one-line item (`mod tests;`, `use …;`) ends here; a block ends when its braces close.
-            if opens > closes {
-                skip_depth = Some(depth);
+/// The code without comments and without the contents of string and character literals (so that
+/// neither a `//` in a URL nor a brace in a string misleads what follows).
+fn strip(text: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < b.len() && b[i] != '\n' {
+                i += 1;
             }
-            depth += opens - closes;
-            continue;
-        }
-        depth += opens - closes;
-        match skip_depth {
-            Some(d) if depth <= d => skip_depth = None,
-            Some(_) => {}
-            None => {
-                out.push_str(code);
-                out.push('\n');
+        } else if c == '/' && next == Some('*') {
+            i += 2;
+            while i < b.len() && !(b[i] == '*' && b.get(i + 1) == Some(&'/')) {
+                i += 1;
             }
+            i += 2;
+        } else if c == 'r' && matches!(next, Some('"' | '#')) && !prev_is_ident(&b, i) {
+            // A raw string: r"…", r#"…"#, …
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while b.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            loop {
+                match b.get(j) {
+                    None => break,
+                    Some('"') if (1..=hashes).all(|k| b.get(j + k) == Some(&'#')) => {
+                        j += 1 + hashes;
+                        break;
+                    }
+                    Some(_) => j += 1,
+                }
+            }
+            out.push_str("\"\"");
+            i = j;
+        } else if c == '"' {
+            i += 1;
+            while i < b.len() && b[i] != '"' {
+                i += if b[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' && (next == Some('\\') || b.get(i + 2) == Some(&'\'')) {
+            // A character literal ('x', '\n', '\''), not a lifetime.
+            i += if next == Some('\\') { 2 } else { 1 };
+            while i < b.len() && b[i] != '\'' {
+                i += 1;
+            }
+            i += 1;
+            out.push_str("' '");
+        } else {
+            out.push(c);
+            i += 1;
         }
     }
     out
 }
 
-/// Every top-level module named after `crate::` in `code`, including inside `crate::{a::x, b}`.
-fn crate_paths(code: &str) -> BTreeSet<String> {
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
+fn prev_is_ident(b: &[char], i: usize) -> bool {
+    i > 0 && (b[i - 1].is_alphanumeric() || b[i - 1] == '_')
+}
+
+/// Stripped code without its `#[cfg(test)]` items: what tests import does not shape the architecture.
+fn production_code(text: &str) -> String {
+    let code = strip(text);
+    let mut out = String::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at + "#[cfg(test)]".len()..];
+        // The item ends at its first `;` if that comes before its first `{`, else where that block closes.
+        let semi = item.find(';');
+        let open = item.find('{');
+        let end = match (semi, open) {
+            (Some(s), Some(o)) if s < o => s + 1,
+            (Some(s), None) => s + 1,
+            (_, Some(o)) => {
+                let mut depth = 0;
+                let mut end = item.len();
+                for (k, ch) in item[o..].char_indices() {
+                    match ch {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = o + k + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                end
+            }
+            (None, None) => item.len(),
+        };
+        rest = &item[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The identifier at the start of `s`.
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first segment of every path in `group` (the inside of `{…}` after `::`), at its top level.
+fn group_heads(group: &str, found: &mut BTreeSet<String>) {
+    let mut depth = 0;
+    let mut item_start = true;
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => item_start = true,
+            c if item_start && !c.is_whitespace() => {
+                item_start = false;
+                let name = ident(&group[i..]);
+                if !name.is_empty() {
+                    found.insert(name);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every top-level module a file at `module` names: after `crate::`, including inside
+/// `crate::{a::x, b}`, and after as many `super::` as lead back to the crate's root.
+fn crate_paths(code: &str, module: &[String]) -> BTreeSet<String> {
+    // `crate ::\n    x` is `crate::x`.
+    let mut code: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    code = code.replace(":: ", "::").replace(" ::", "::");
     let mut found = BTreeSet::new();
+    let heads = |rest: &str, found: &mut BTreeSet<String>| {
+        if let Some(group) = rest.strip_prefix('{') {
+            group_heads(group, found);
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                found.insert(name);
+            }
+        }
+    };
     for (at, _) in code.match_indices("crate::") {
         // `opengslb_crate::` or `$crate::` are not ours.
         if code[..at]
@@ -82,32 +205,27 @@ fn crate_paths(code: &str) -> BTreeSet<String> {
         {
             continue;
         }
-        let rest = &code[at + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // Top-level items of the group: split on commas outside nested braces.
-            let mut depth = 0;
-            let mut item_start = true;
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => item_start = true,
-                    c if item_start && !c.is_whitespace() => {
-                        item_start = false;
-                        let name = ident(&group[i..]);
-                        if !name.is_empty() {
-                            found.insert(name);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        } else {
-            let name = ident(rest);
-            if !name.is_empty() {
-                found.insert(name);
-            }
+        heads(&code[at + "crate::".len()..], &mut found);
+    }
+    let mut at = 0;
+    while let Some(k) = code[at..].find("super::") {
+        let start = at + k;
+        at = start + "super::".len();
+        if code[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+        {
+            continue;
+        }
+        let mut ups = 1;
+        while code[at..].starts_with("super::") {
+            ups += 1;
+            at += "super::".len();
+        }
+        // Only a path that climbs to the crate's root names a top-level module.
+        if ups == module.len() {
+            heads(&code[at..], &mut found);
         }
     }
     found
@@ -179,11 +297,17 @@ fn the_top_level_modules_form_no_import_circle() {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
+    // Only these are edges: a `crate::` path may also name an item of the crate's root.
+    let modules: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| module_path(&src, f).first().cloned())
+        .collect();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // Which files make each edge, for the failure message.
     let mut by: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for file in &files {
-        let Some(from) = module_of(&src, file) else {
+        let module = module_path(&src, file);
+        let Some(from) = module.first().cloned() else {
             continue;
         };
         if file.file_name().is_some_and(|n| n == "tests.rs") {
@@ -191,8 +315,8 @@ fn the_top_level_modules_form_no_import_circle() {
         }
         let text = std::fs::read_to_string(file).expect("read source");
         let edges = graph.entry(from.clone()).or_default();
-        for to in crate_paths(&production_code(&text)) {
-            if to != from {
+        for to in crate_paths(&production_code(&text), &module) {
+            if to != from && modules.contains(&to) {
                 edges.insert(to.clone());
                 let shown = file
                     .strip_prefix(&src)
@@ -246,10 +370,19 @@ fn the_reader_finds_paths_and_skips_test_code() {
                 #[cfg(test)]\nmod tests {\n    use crate::agent::T;\n    fn g() {}\n}\n\
                 // crate::metrics in a comment\n\
                 #[cfg(test)]\nuse crate::cli;\n\
-                use crate::dns;\n";
-    let found = crate_paths(&production_code(code));
-    let want: BTreeSet<String> = ["config", "table", "xdp", "dns"].map(String::from).into();
+                #[cfg(test)] mod more;\n\
+                use crate::dns;\n\
+                const U: &str = \"http://x { crate::health\"; const C: char = '{';\n\
+                /* crate::overwatch */ use crate\n    ::routing;\n\
+                use super::super::{net, gossip::Node}; use super::sibling;\n";
+    let found = crate_paths(&production_code(code), &["a".into(), "b".into()]);
+    let want: BTreeSet<String> = ["config", "table", "xdp", "dns", "routing", "net", "gossip"]
+        .map(String::from)
+        .into();
     assert_eq!(found, want);
+    // From a top-level file, one `super::` reaches the root.
+    let found = crate_paths("use super::metrics::M;", &["cli".into()]);
+    assert_eq!(found, BTreeSet::from(["metrics".to_owned()]));
 
     let graph: BTreeMap<String, BTreeSet<String>> = [
         ("a", vec!["b"]),

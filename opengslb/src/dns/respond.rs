@@ -128,9 +128,15 @@ pub fn respond(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Outcome {
     if f0 & 0x80 != 0 {
         return Outcome::Drop(DropReason::Response);
     }
-    if let Some(bytes) = fast(snap, query, ctx) {
-        return Outcome::Reply(bytes, ReplyKind::Fast);
-    }
+    // A query the fast path took a rotation position for, and then left to the full path (too big for
+    // UDP, say), is answered at that position: each answer advances its name's rotation once.
+    let ctx = &match fast(snap, query, ctx) {
+        Ok(bytes) => return Outcome::Reply(bytes, ReplyKind::Fast),
+        Err(taken) => QueryContext {
+            rotation: ctx.rotation.or(taken),
+            ..*ctx
+        },
+    };
     let mut decoder = BinDecoder::new(query);
     let parsed = Message::read(&mut decoder);
     let trailing = !decoder.is_empty();
@@ -177,10 +183,11 @@ fn reply_to(msg: &Message) -> Message {
     r
 }
 
-/// The XDP path's answer, if the XDP program would answer this query from this table.
-fn fast(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Option<Vec<u8>> {
+/// The XDP path's answer, if the XDP program would answer this query from this table; else the rotation
+/// position it took, if it took one.
+fn fast(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Result<Vec<u8>, Option<u32>> {
     if query.len() > QBUF {
-        return None;
+        return Err(None);
     }
     // One scratch per thread, reused like the XDP program's per-CPU one: no 2 KiB allocation and
     // zeroing per query. The shared code reads nothing it did not write for this query.
@@ -191,24 +198,33 @@ thread_local! {
     static SCRATCH: RefCell<Box<Scratch>> = RefCell::new(Box::new(Scratch::new()));
 }
 
-fn fast_in(s: &mut Scratch, snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Option<Vec<u8>> {
-    s.query.get_mut(..query.len())?.copy_from_slice(query);
-    let q = parse_query(s, query.len()).ok()?;
-    let (key, rec) = snap.fast_entry(q.qtype, q.hash)?;
+fn fast_in(
+    s: &mut Scratch,
+    snap: &Snapshot,
+    query: &[u8],
+    ctx: &QueryContext,
+) -> Result<Vec<u8>, Option<u32>> {
+    let none = || None;
+    s.query
+        .get_mut(..query.len())
+        .ok_or_else(none)?
+        .copy_from_slice(query);
+    let q = parse_query(s, query.len()).map_err(|_| None)?;
+    let (key, rec) = snap.fast_entry(q.qtype, q.hash).ok_or_else(none)?;
     if usize::from(rec.name_len) != q.name_len || !names_equal(&s.name, &rec.name, q.name_len) {
-        return None;
+        return Err(None);
     }
     // Geolocation by the source address, as the XDP program does; without one, the full path.
     let region = if rec.policy == policy::GEO {
-        snap.geo_region(ctx.client?)
+        snap.geo_region(ctx.client.ok_or_else(none)?)
     } else {
         0
     };
-    let rotation = ctx.rotation.unwrap_or_else(|| snap.next_fast_rotation(key));
+    let rotation = ctx.rotation.unwrap_or_else(|| snap.next_rotation_of(key));
     match build_reply_for(s, &q, rec, rotation, snap.udp_size, region) {
-        Ok(len) => Some(s.reply.get(..len)?.to_vec()),
+        Ok(len) => Ok(s.reply.get(..len).ok_or(Some(rotation))?.to_vec()),
         // Too big for UDP, a policy only userspace has, ...: the full path handles it.
-        Err(_) => None,
+        Err(_) => Err(Some(rotation)),
     }
 }
 

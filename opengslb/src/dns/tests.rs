@@ -368,6 +368,56 @@ fn a_rotation_advances_per_query_without_a_fixed_position() {
     );
 }
 
+/// A name rotates on one counter whichever way a query is answered: by the fast path, or by the full
+/// path (a query with Client Subnet, which XDP passes; one whose answer does not fit UDP), each
+/// advancing it once.
+#[test]
+fn one_rotation_per_name_across_the_fast_and_full_paths() {
+    let snap = snapshot();
+    let plain = query(7, "app.demo.local", A);
+    let ecs = query_edns(
+        7,
+        "app.demo.local",
+        A,
+        Opt {
+            options: vec![(8, vec![0, 1, 24, 0, 198, 51, 100])],
+            ..Opt::new(4096)
+        },
+    );
+    let mut kinds = Vec::new();
+    let got: Vec<Vec<IpAddr>> = [&plain, &ecs, &plain]
+        .iter()
+        .map(|q| {
+            let (bytes, kind) = ask(&snap, q, &QueryContext::udp());
+            kinds.push(kind);
+            addresses(&parse(&bytes))
+        })
+        .collect();
+    assert_eq!(kinds[0], ReplyKind::Fast);
+    assert_ne!(
+        kinds[1],
+        ReplyKind::Fast,
+        "Client Subnet takes the full path"
+    );
+    assert_eq!(
+        got,
+        [vec![v4(1), v4(2)], vec![v4(2), v4(3)], vec![v4(3), v4(1)]]
+    );
+
+    // Sixteen AAAA records do not fit 512 bytes: the fast path takes a position, then leaves the query
+    // to the full path, which answers it (TC=1, no records) at that same position; so the TCP queries
+    // before and after it are two positions apart.
+    let q = query(8, &format!("{LONG}.demo.local"), AAAA);
+    let first = ask(&snap, &q, &QueryContext::tcp());
+    let truncated = ask(&snap, &q, &QueryContext::udp());
+    let third = ask(&snap, &q, &QueryContext::tcp());
+    assert_ne!(truncated.1, ReplyKind::Fast);
+    assert_ne!(flags(&truncated.0) & TC, 0);
+    let (a, c) = (addresses(&parse(&first.0)), addresses(&parse(&third.0)));
+    assert_eq!(a.len(), 16);
+    assert_eq!(c[0], a[2], "two answers since the first: {a:?} then {c:?}");
+}
+
 #[test]
 fn aaaa_answer_with_rotation() {
     let snap = snapshot();

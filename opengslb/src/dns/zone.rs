@@ -148,11 +148,11 @@ pub struct Snapshot {
     pub udp_size: u16,
     /// Every name that exists (owns records, or is an empty non-terminal above one), lowercase.
     names: HashSet<Name>,
-    /// Round-robin positions of the userspace path, one per entry.
+    /// Round-robin positions, one per entry, whichever way a query is answered (the fast path, or the
+    /// full one for TCP, a route or an entry XDP cannot hold).
     rotation: HashMap<EntryKey, AtomicU32>,
-    /// The entries exactly as the XDP map holds them (by their map key), with their table key and their
-    /// own rotation positions.
-    fast: HashMap<RecordKey, (EntryKey, RecordValue, AtomicU32)>,
+    /// The entries exactly as the XDP map holds them (by their map key), with their table key.
+    fast: HashMap<RecordKey, (EntryKey, RecordValue)>,
     /// Names whose answers a routing policy chooses per query (geolocation: what the table cannot
     /// express), with their candidates.
     routes: HashMap<String, Route>,
@@ -210,7 +210,7 @@ impl Snapshot {
         let fast = rendered
             .entries
             .iter()
-            .map(|(name, (k, v))| (*k, (name.clone(), *v, AtomicU32::new(0))))
+            .map(|(name, (k, v))| (*k, (name.clone(), *v)))
             .collect();
         Self {
             table,
@@ -233,7 +233,7 @@ impl Snapshot {
         // Geolocation entries stay: the fast path answers them by the source address, as XDP does;
         // their route answers queries with EDNS Client Subnet.
         self.fast
-            .retain(|_, (name, v, _)| v.policy == policy::GEO || !routes.contains_key(&name.name));
+            .retain(|_, (name, v)| v.policy == policy::GEO || !routes.contains_key(&name.name));
         self.routes = routes;
         self
     }
@@ -265,27 +265,25 @@ impl Snapshot {
         self.names.contains(name)
     }
 
-    /// The entry the XDP program would find for a key.
-    pub fn fast_entry(&self, qtype: u16, hash: u64) -> Option<(RecordKey, &RecordValue)> {
-        let key = RecordKey::new(qtype, hash);
-        self.fast.get(&key).map(|(_, v, _)| (key, v))
+    /// The entry the XDP program would find for a key, with its table key.
+    pub fn fast_entry(&self, qtype: u16, hash: u64) -> Option<(&EntryKey, &RecordValue)> {
+        self.fast
+            .get(&RecordKey::new(qtype, hash))
+            .map(|(name, v)| (name, v))
     }
 
-    /// The next round-robin position for a fast-path entry.
-    pub fn next_fast_rotation(&self, key: RecordKey) -> u32 {
-        self.fast
-            .get(&key)
-            .map_or(0, |(_, _, c)| c.fetch_add(1, Ordering::Relaxed))
+    /// The next round-robin position of an entry.
+    pub fn next_rotation_of(&self, key: &EntryKey) -> u32 {
+        self.rotation
+            .get(key)
+            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The next round-robin position for an entry.
     pub fn next_rotation(&self, name: &str, qtype: u16) -> u32 {
-        let key = EntryKey {
+        self.next_rotation_of(&EntryKey {
             name: normalize(name),
             qtype,
-        };
-        self.rotation
-            .get(&key)
-            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
+        })
     }
 }

@@ -149,7 +149,7 @@ pub struct Snapshot {
     /// Every name that exists (owns records, or is an empty non-terminal above one), lowercase.
     names: HashSet<Name>,
     /// Round-robin positions, one per entry, whichever way a query is answered (the fast path, or the
-    /// full one for TCP, a route or an entry XDP cannot hold).
+    /// full one for Client Subnet, a route, an answer too big for UDP or an entry XDP cannot hold).
     rotation: HashMap<EntryKey, AtomicU32>,
     /// The entries exactly as the XDP map holds them (by their map key), with their table key.
     fast: HashMap<RecordKey, (EntryKey, RecordValue)>,

@@ -204,19 +204,18 @@ fn fast_in(
     query: &[u8],
     ctx: &QueryContext,
 ) -> Result<Vec<u8>, Option<u32>> {
-    let none = || None;
     s.query
         .get_mut(..query.len())
-        .ok_or_else(none)?
+        .ok_or(None)?
         .copy_from_slice(query);
     let q = parse_query(s, query.len()).map_err(|_| None)?;
-    let (key, rec) = snap.fast_entry(q.qtype, q.hash).ok_or_else(none)?;
+    let (key, rec) = snap.fast_entry(q.qtype, q.hash).ok_or(None)?;
     if usize::from(rec.name_len) != q.name_len || !names_equal(&s.name, &rec.name, q.name_len) {
         return Err(None);
     }
     // Geolocation by the source address, as the XDP program does; without one, the full path.
     let region = if rec.policy == policy::GEO {
-        snap.geo_region(ctx.client.ok_or_else(none)?)
+        snap.geo_region(ctx.client.ok_or(None)?)
     } else {
         0
     };

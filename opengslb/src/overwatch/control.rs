@@ -16,7 +16,7 @@ use crate::{
     health::{CheckOutcome, CheckPolicy, CheckSpec, Scheduled, Target},
     registry::{self, BackendKey, DomainInfo, NameStatus, Registry},
     routing::{self, Candidate, GeoDb, GeoResolver, GeoTable, PickCtx, PolicySettings},
-    table::{AnswerTable, Policy as TablePolicy, Weights, normalize},
+    table::{AnswerTable, Policy as TablePolicy, Weights},
 };
 
 /// Probes in flight at once, over every backend.
@@ -83,7 +83,7 @@ impl Control {
             .iter()
             .filter(|d| d.algorithm != RoutingAlgorithm::RoundRobin)
             .map(|d| {
-                let domain = cfg.domains.iter().find(|x| normalize(&x.name) == d.name);
+                let domain = cfg.domains.iter().find(|x| x.name == d.name);
                 let max_latency = domain.map_or(routing::DEFAULT_MAX_LATENCY, |x| {
                     Duration::from_millis(u64::from(cfg.latency_config_of(x).max_latency_ms))
                 });
@@ -135,8 +135,9 @@ impl Control {
             .collect();
         let mut routes = HashMap::new();
         for ((d, spec), set) in self.domains.iter().zip(specs.iter_mut()).zip(&sets) {
-            let name = normalize(&d.name);
-            let Some(policy) = self.policies.get(&name) else {
+            // Names are normalized when the config is read.
+            let name = &d.name;
+            let Some(policy) = self.policies.get(name) else {
                 continue;
             };
             let candidates: Vec<Candidate> = set
@@ -163,7 +164,7 @@ impl Control {
                         // Queries with EDNS Client Subnet are routed by the ECS address (and echo the
                         // scope): userspace, by the route.
                         routes.insert(
-                            name,
+                            name.clone(),
                             Route {
                                 policy: policy.clone(),
                                 candidates,
@@ -174,7 +175,7 @@ impl Control {
                 None => {
                     spec.policy = TablePolicy::Userspace;
                     routes.insert(
-                        name,
+                        name.clone(),
                         Route {
                             policy: policy.clone(),
                             candidates,
@@ -189,7 +190,7 @@ impl Control {
             .iter()
             .zip(&sets)
             .map(|(d, set)| NameStatus {
-                name: normalize(&d.name),
+                name: d.name.clone(),
                 policy: d.all_down,
                 all_down: set.all_down,
             })

@@ -18,8 +18,7 @@ use hickory_proto::{
     },
 };
 use opengslb::{
-    routing::weight_slots,
-    table::{AllDown, AnswerTable, NameSpec, Policy, Weights},
+    table::{AnswerTable, Family, NameSpec, Policy, SpecRecord, weight_slots},
     xdp::{Counters, Dataplane},
 };
 use opengslb_common::{
@@ -38,6 +37,22 @@ fn v6(n: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, n)
 }
 
+/// A name with addresses `v4(n)` and `v6(n)` for the numbers given.
+fn spec(
+    name: &str,
+    ttl: u32,
+    policy: Policy,
+    max_answers: u8,
+    v4s: impl IntoIterator<Item = u8>,
+    v6s: impl IntoIterator<Item = u16>,
+) -> NameSpec {
+    let addrs = v4s
+        .into_iter()
+        .map(|n| IpAddr::V4(v4(n)))
+        .chain(v6s.into_iter().map(|n| IpAddr::V6(v6(n))));
+    NameSpec::new(name, ttl, policy, max_answers, addrs)
+}
+
 struct Harness {
     dp: Dataplane,
 }
@@ -48,34 +63,12 @@ impl Harness {
         let mut dp = Dataplane::load(None).expect("the program loads and passes the verifier");
         dp.configure(53, OUR_UDP).unwrap();
         dp.add_listen(&[server4(), server6()]).unwrap();
+        let rr = Policy::RoundRobin;
         let specs = [
-            NameSpec {
-                name: "app.demo.local".into(),
-                ttl: 5,
-                policy: Policy::RoundRobin,
-                max_answers: 1,
-                all_down: AllDown::All,
-                v4: vec![v4(1), v4(2), v4(3)],
-                v6: vec![v6(1), v6(2), v6(3)],
-            },
-            NameSpec {
-                name: "multi.demo.local".into(),
-                ttl: 300,
-                policy: Policy::RoundRobin,
-                max_answers: 2,
-                all_down: AllDown::All,
-                v4: vec![v4(11), v4(12), v4(13)],
-                v6: vec![v6(11)],
-            },
-            NameSpec {
-                name: "weighted.demo.local".into(),
-                ttl: 30,
-                policy: Policy::Userspace,
-                max_answers: 1,
-                all_down: AllDown::All,
-                v4: vec![v4(21)],
-                v6: vec![],
-            },
+            spec("app.demo.local", 5, rr, 1, [1, 2, 3], [1, 2, 3]),
+            spec("multi.demo.local", 300, rr, 2, [11, 12, 13], [11]),
+            // More records than a map entry holds: answered by userspace.
+            spec("many.demo.local", 30, rr, 1, 100..117, []),
         ];
         let plan = dp.apply(&AnswerTable::from_specs(&specs).render()).unwrap();
         assert_eq!(plan.upserts.len(), 5);
@@ -246,41 +239,31 @@ fn rotates_and_honours_max_answers() {
 
 /// A table of routed names: weighted 3:1 (plus a zero-weight record), failover, weighted all-zero.
 fn routed_specs() -> Vec<NameSpec> {
-    let spec = |name: &str, policy: Policy, max_answers: u8, v4s: Vec<Ipv4Addr>, v6s| NameSpec {
-        name: name.into(),
-        ttl: 20,
-        policy,
-        max_answers,
-        all_down: AllDown::All,
-        v4: v4s,
-        v6: v6s,
+    let weighted = |name: &str, weights: &[(u8, u32)]| {
+        let mut s = spec(name, 20, Policy::Weighted, 1, [], []);
+        s.v4 = Family {
+            policy: Policy::Weighted,
+            records: weights
+                .iter()
+                .map(|&(n, weight)| SpecRecord {
+                    weight,
+                    ..SpecRecord::from(IpAddr::V4(v4(n)))
+                })
+                .collect(),
+        };
+        s
     };
-    let weights: Weights = [(v4(31), 3), (v4(32), 1), (v4(33), 0)]
-        .into_iter()
-        .map(|(a, w)| (IpAddr::V4(a), w))
-        .collect();
     vec![
-        spec(
-            "weighted.demo.local",
-            Policy::Weighted(weights),
-            1,
-            vec![v4(31), v4(32), v4(33)],
-            vec![],
-        ),
+        weighted("weighted.demo.local", &[(31, 3), (32, 1), (33, 0)]),
         spec(
             "failover.demo.local",
+            20,
             Policy::FixedOrder,
             2,
-            vec![v4(41), v4(42), v4(43)],
-            vec![v6(41), v6(42)],
+            [41, 42, 43],
+            [41, 42],
         ),
-        spec(
-            "zero.demo.local",
-            Policy::Weighted(Weights::new()),
-            1,
-            vec![v4(51), v4(52)],
-            vec![],
-        ),
+        weighted("zero.demo.local", &[(51, 0), (52, 0)]),
     ]
 }
 
@@ -302,7 +285,8 @@ fn answers_weighted_names_by_the_slot_table() {
     assert_eq!(rec.count, 2, "the zero-weight record is left out");
     // The slot table is routing's, over the records XDP holds.
     let entry = table.get("weighted.demo.local", QTYPE_A).unwrap();
-    let slots = weight_slots(&entry.candidates());
+    let slots = weight_slots(&[3, 1]);
+    assert_eq!(entry.slots, slots);
     assert_eq!(usize::from(rec.slot_count), slots.len());
     assert_eq!(rec.slots[..slots.len()], slots[..]);
     assert_eq!(slots.len(), 4, "3:1 is exact in four slots");
@@ -321,7 +305,7 @@ fn answers_weighted_names_by_the_slot_table() {
     // The sequence is the slot table's, from wherever the counter stood.
     let by_slot: Vec<IpAddr> = slots
         .iter()
-        .map(|&i| entry.candidates()[usize::from(i)].addr)
+        .map(|&i| entry.records[usize::from(i)])
         .collect();
     let shift = (0..4)
         .find(|&s| (0..4).all(|k| firsts[k] == by_slot[(s + k) % 4]))
@@ -460,9 +444,7 @@ fn passes_what_it_must_not_answer() {
             Counter::UnknownName,
         ),
         (
-            query("weighted.demo.local.", RecordType::A)
-                .to_vec()
-                .unwrap(),
+            query("many.demo.local.", RecordType::A).to_vec().unwrap(),
             Counter::Policy,
         ),
         (mutate(&|q| q.push(0)), Counter::OptMalformed),
@@ -542,15 +524,14 @@ fn passes_every_truncation() {
 fn replies_too_big_for_the_client_are_passed() {
     let mut h = Harness::new();
     let w = Wrap::new(client4(), server4());
-    let specs = [NameSpec {
-        name: format!("{}.demo.local", vec!["x".repeat(60); 3].join(".")),
-        ttl: 5,
-        policy: Policy::RoundRobin,
-        max_answers: 16,
-        all_down: AllDown::All,
-        v4: vec![],
-        v6: (1..=16).map(v6).collect(),
-    }];
+    let specs = [spec(
+        &format!("{}.demo.local", vec!["x".repeat(60); 3].join(".")),
+        5,
+        Policy::RoundRobin,
+        16,
+        [],
+        1..=16,
+    )];
     h.dp.apply(&AnswerTable::from_specs(&specs).render())
         .unwrap();
     let q = query(&format!("{}.", specs[0].name), RecordType::AAAA);
@@ -604,23 +585,13 @@ fn answers_geolocation_names_by_the_source_address() {
     let mut h = Harness::new();
     // Regions: eu = 1, us = 2, ap = 3 (the default).
     let (eu, us, ap) = (1u8, 2u8, 3u8);
-    let mut regions = std::collections::BTreeMap::new();
-    for (n, r) in [(31, eu), (32, us), (33, ap)] {
-        regions.insert(IpAddr::V4(v4(n)), r);
-        regions.insert(IpAddr::V6(v6(u16::from(n))), r);
+    let geo = Policy::Geo { default_region: ap };
+    let mut spec = spec("geo.demo.local", 30, geo, 1, [31, 32, 33], [31, 32, 33]);
+    for family in [&mut spec.v4, &mut spec.v6] {
+        for (r, region) in family.records.iter_mut().zip([eu, us, ap]) {
+            r.region = region;
+        }
     }
-    let spec = NameSpec {
-        name: "geo.demo.local".into(),
-        ttl: 30,
-        policy: Policy::Geo {
-            regions,
-            default_region: ap,
-        },
-        max_answers: 1,
-        all_down: AllDown::All,
-        v4: vec![v4(31), v4(32), v4(33)],
-        v6: vec![v6(31), v6(32), v6(33)],
-    };
     let plan =
         h.dp.apply(&AnswerTable::from_specs([&spec]).render())
             .unwrap();

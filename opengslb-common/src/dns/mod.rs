@@ -16,7 +16,10 @@ mod tests;
 pub use name::{FNV_OFFSET, NameError, encode_name, fnv1a_step, lower, name_hash, names_equal};
 pub use parse::{Query, parse_query};
 pub use reply::{build_reply, build_reply_for};
-pub use select::{answer_count, first_index, rotated_index, select};
+pub use select::{
+    Draw, answer_count, answer_indices, draw_region, draws, first_index, first_index_of, in_region,
+    rotated_index, select,
+};
 
 use crate::maps::{GeoKey, MAX_NAME, MAX_RECORDS};
 

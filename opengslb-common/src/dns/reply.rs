@@ -57,7 +57,7 @@ pub fn build_reply(
 
 /// [`build_reply`] for a client in `region` (a region id; 0: none), which [`policy::GEO`] entries answer
 /// by (see [`select`]); other policies ignore it. Record `k` of the answer is `sel[(first + k) % m]`,
-/// `first` being [`first_index`] (under geolocation `rotation % m`, as `routing::pick` rotates).
+/// `first` being [`first_index`] (under geolocation `rotation % m`).
 pub fn build_reply_for(
     s: &mut Scratch,
     q: &Query,

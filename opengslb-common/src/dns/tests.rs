@@ -28,7 +28,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::{
     counters::Counter,
-    maps::{MAX_SLOTS, RecordValue, policy},
+    maps::{MAX_RECORDS, MAX_SLOTS, RecordValue, policy},
 };
 
 const OUR_UDP: u16 = 1232;
@@ -687,5 +687,59 @@ fn region_is_ignored_by_other_policies() {
     let rec = record_set("geo.demo.local", RecordType::A, 3, 1);
     for region in [0, 1, 2] {
         assert_eq!(geo_ips(&rec, region, 1), [a(2)]);
+    }
+}
+
+/// The record indices `build_reply_for` answers with, read back from the reply's addresses.
+fn built_indices(rec: &RecordValue, region: u8, rotation: u32) -> Result<Vec<usize>, Counter> {
+    let q = Q::new("any.demo.local.", RecordType::A);
+    let wire = q.wire();
+    let mut s = scratch_of(&wire);
+    let parsed = parse_query(&mut s, wire.len()).expect("accepted");
+    let len = build_reply_for(&mut s, &parsed, rec, rotation, OUR_UDP, region)?;
+    let msg = Message::from_vec(&s.reply[..len]).expect("hickory parses our reply");
+    Ok(msg
+        .answers
+        .iter()
+        .map(|a| match &a.data {
+            RData::A(ip) => usize::from(ip.0.octets()[3]) - 1,
+            other => panic!("not an A record: {other:?}"),
+        })
+        .collect())
+}
+
+proptest! {
+    /// The walk userspace uses for sets of any size picks what the kernel's reply builder picks.
+    #[test]
+    fn answer_indices_agree_with_the_reply_builder(
+        count in 1usize..=MAX_RECORDS,
+        max_answers in 0u8..=20,
+        pol in prop::sample::select(vec![policy::ROUND_ROBIN, policy::FIXED_ORDER, policy::WEIGHTED, policy::GEO]),
+        slots in proptest::collection::vec(any::<u8>(), 1..=MAX_SLOTS),
+        regions in proptest::collection::vec(0u8..4, MAX_RECORDS),
+        default_region in 0u8..4,
+        region in 0u8..5,
+        rotation in any::<u32>(),
+    ) {
+        let mut rec = record_set("any.demo.local", RecordType::A, count, max_answers);
+        rec.policy = pol;
+        rec.default_region = default_region;
+        rec.regions[..count].copy_from_slice(&regions[..count]);
+        for (dst, s) in rec.slots.iter_mut().zip(&slots) {
+            *dst = s % count as u8;
+        }
+        rec.slot_count = slots.len() as u8;
+        let d = Draw {
+            policy: rec.policy,
+            max_answers: rec.max_answers,
+            count,
+            slots: &rec.slots,
+            slot_count: rec.slot_count,
+            regions: &rec.regions[..count],
+            default_region,
+        };
+        let mut out = [0; MAX_RECORDS];
+        let walked = answer_indices(&d, rotation, region, &mut out).map(|n| out[..n].to_vec());
+        prop_assert_eq!(walked, built_indices(&rec, region, rotation));
     }
 }

@@ -24,7 +24,7 @@ use opengslb_common::{
 };
 
 use super::zone::{Snapshot, Zone};
-use crate::{routing, table::normalize};
+use crate::table::Policy;
 
 /// How the query arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,15 +287,12 @@ fn full(
     }
 }
 
-/// The address routing decides by: the EDNS Client Subnet address if the query has one, else the
-/// packet's source.
-fn client_of(msg: &Message, ctx: &QueryContext) -> Option<IpAddr> {
-    if let Some(e) = &msg.edns
-        && let Some(EdnsOption::Subnet(ecs)) = e.option(EdnsCode::Subnet)
-    {
-        return Some(ecs.addr());
+/// The EDNS Client Subnet address of a query, if it has one.
+fn subnet_of(msg: &Message) -> Option<IpAddr> {
+    match msg.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(ecs) => Some(ecs.addr()),
+        _ => None,
     }
-    ctx.client
 }
 
 /// An A or AAAA record for `ip`.
@@ -324,39 +321,24 @@ fn records_for(
         let Some(entry) = snap.table.get(&text, qtype) else {
             return Vec::new();
         };
-        if let Some(route) = snap.route(&normalize(&text)) {
-            let family: Vec<routing::Candidate> = route
-                .candidates
-                .iter()
-                .filter(|c| c.addr.is_ipv4() == (qtype == QTYPE_A))
-                .cloned()
-                .collect();
-            let counter = ctx
-                .rotation
-                .unwrap_or_else(|| snap.next_rotation(&text, qtype));
-            let picked = routing::pick(
-                &route.policy,
-                &family,
-                &routing::PickCtx {
-                    client: client_of(query_msg, ctx),
-                    counter: u64::from(counter),
-                    max_answers: usize::from(entry.max_answers),
-                },
-            );
-            if let Some(p) = picked.scope_prefix {
-                scope.set(Some(p));
-            }
-            return picked
-                .addrs
-                .into_iter()
-                .map(|ip| address_record(&owner, entry.ttl, ip))
-                .collect();
-        }
+        // Geolocation by the Client Subnet address if the query has one (echoing the scope the answer
+        // holds for), else by the source address as the XDP program places it.
+        let region = match entry.policy {
+            Policy::Geo { .. } => match subnet_of(query_msg) {
+                Some(addr) => {
+                    let (region, prefix) = snap.subnet_region(addr);
+                    scope.set(Some(prefix));
+                    region
+                }
+                None => ctx.client.map_or(0, |c| snap.geo_region(c)),
+            },
+            _ => 0,
+        };
         let rotation = ctx
             .rotation
             .unwrap_or_else(|| snap.next_rotation(&text, qtype));
         entry
-            .answer(rotation)
+            .answer(rotation, region)
             .into_iter()
             .map(|ip| address_record(&owner, entry.ttl, ip))
             .collect()

@@ -636,15 +636,13 @@ fn empty_non_terminal_is_nodata() {
 fn a_name_without_records_is_nodata() {
     // What the registry gives a name whose answer set is empty (all-down policy `empty`, or no backend).
     let cfg = Config::from_yaml_str(&yaml(60, 5)).expect("test config is valid");
-    let spec = crate::table::NameSpec {
-        name: "gone.demo.local".into(),
-        ttl: 5,
-        policy: crate::table::Policy::RoundRobin,
-        max_answers: 1,
-        all_down: crate::table::AllDown::Empty,
-        v4: Vec::new(),
-        v6: Vec::new(),
-    };
+    let spec = crate::table::NameSpec::new(
+        "gone.demo.local",
+        5,
+        crate::table::Policy::RoundRobin,
+        1,
+        [],
+    );
     let table = crate::table::AnswerTable::from_specs([&spec]);
     let zones = Zone::from_config(&cfg).expect("zones");
     let rendered = table.render();

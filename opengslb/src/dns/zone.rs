@@ -3,6 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -13,12 +14,12 @@ use hickory_proto::rr::{
     Name, RData, Record,
     rdata::{NS, SOA},
 };
-use opengslb_common::maps::{RecordKey, RecordValue, policy};
+use opengslb_common::maps::{RecordKey, RecordValue};
 use thiserror::Error;
 
 use crate::{
     config::Config,
-    routing,
+    routing::Placement,
     table::{AnswerTable, EntryKey, Rendered, normalize},
 };
 
@@ -153,20 +154,8 @@ pub struct Snapshot {
     rotation: HashMap<EntryKey, AtomicU32>,
     /// The entries exactly as the XDP map holds them (by their map key), with their table key.
     fast: HashMap<RecordKey, (EntryKey, RecordValue)>,
-    /// Names whose answers a routing policy chooses per query (geolocation: what the table cannot
-    /// express), with their candidates.
-    routes: HashMap<String, Route>,
-    /// Client prefix → region id, as the XDP geolocation trie holds it (for `policy::GEO` entries).
-    geo: Option<Arc<routing::GeoTable>>,
-}
-
-/// How a name's answers are chosen, when the answer table cannot say it (it depends on the client).
-#[derive(Clone, Debug)]
-pub struct Route {
-    /// The policy.
-    pub policy: Arc<routing::Policy>,
-    /// The candidates, both families, in answer-table order.
-    pub candidates: Vec<routing::Candidate>,
+    /// Where clients are, for `geolocation` entries.
+    placement: Option<Arc<Placement>>,
 }
 
 impl Snapshot {
@@ -220,39 +209,27 @@ impl Snapshot {
             names,
             rotation,
             fast,
-            routes: HashMap::new(),
-            geo: None,
+            placement: None,
         }
     }
 
-    /// Adds the names answered by a routing policy per query (keys: lowercase names without a trailing
-    /// dot). Their entries leave the fast path, which answers from the table alone. (Failover, latency and
-    /// weighted names are table policies, answered by the fast path like the XDP program: see
-    /// `overwatch::control::Control::publish`.)
-    pub fn with_routes(mut self, routes: HashMap<String, Route>) -> Self {
-        // Geolocation entries stay: the fast path answers them by the source address, as XDP does;
-        // their route answers queries with EDNS Client Subnet.
-        self.fast
-            .retain(|_, (name, v)| v.policy == policy::GEO || !routes.contains_key(&name.name));
-        self.routes = routes;
+    /// Sets where clients are: the fast path places a source address as the XDP program's geolocation
+    /// trie does; the full path places an EDNS Client Subnet address by the resolver.
+    pub fn with_placement(mut self, placement: Option<Arc<Placement>>) -> Self {
+        self.placement = placement;
         self
     }
 
-    /// Sets the client prefix → region id table the fast path places clients by (what the XDP program's
-    /// geolocation trie holds).
-    pub fn with_geo(mut self, geo: Option<Arc<routing::GeoTable>>) -> Self {
-        self.geo = geo;
-        self
+    /// The region id of a packet's source address, as the XDP program's trie gives it (0: none).
+    pub fn geo_region(&self, client: IpAddr) -> u8 {
+        self.placement.as_ref().map_or(0, |p| p.by_source(client))
     }
 
-    /// The region id of a client, as the XDP program's trie gives it (0: none).
-    pub fn geo_region(&self, client: std::net::IpAddr) -> u8 {
-        self.geo.as_ref().map_or(0, |g| g.region_of(client))
-    }
-
-    /// The route of a name, if a routing policy chooses its answers.
-    pub fn route(&self, name: &str) -> Option<&Route> {
-        self.routes.get(name)
+    /// The region id of an EDNS Client Subnet address, and the scope prefix length to echo.
+    pub fn subnet_region(&self, client: IpAddr) -> (u8, u8) {
+        self.placement
+            .as_ref()
+            .map_or((0, 0), |p| p.by_subnet(client))
     }
 
     /// The zone `name` lies in, if any.

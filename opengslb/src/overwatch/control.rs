@@ -3,20 +3,20 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use tracing::warn;
 
+use super::policy::{Candidate, Routing};
 use crate::{
     config::{Config, HealthCheck, RoutingAlgorithm},
-    dns::zone::Route,
     health::{CheckOutcome, CheckPolicy, CheckSpec, Scheduled, Target},
-    registry::{self, BackendKey, DomainInfo, NameStatus, Registry},
-    routing::{self, Candidate, GeoDb, GeoResolver, GeoTable, PickCtx, PolicySettings},
-    table::{AnswerTable, Policy as TablePolicy, Weights},
+    registry::{AnswerSet, BackendKey, DomainInfo, NameStatus, Registry},
+    routing::{GeoDb, GeoResolver, Placement},
+    table::{AnswerTable, NameSpec},
 };
 
 /// Probes in flight at once, over every backend.
@@ -27,23 +27,21 @@ pub struct Control {
     /// Backends and their status.
     pub registry: Registry,
     domains: Vec<DomainInfo>,
-    policies: HashMap<String, Arc<routing::Policy>>,
+    /// How each domain routes, in `domains` order.
+    routings: Vec<Routing>,
     checks: HashMap<BackendKey, CheckPolicy>,
     probes: Vec<Scheduled<BackendKey>>,
-    /// Region name → id (config order, 1..=255; 0 means none), as `geolocation` map entries say them.
-    region_ids: HashMap<String, u8>,
-    /// The geolocation trie's contents, when the config has a geolocation resolver.
-    geo_table: Option<Arc<GeoTable>>,
+    /// Where clients are, when the config has a geolocation resolver.
+    placement: Option<Arc<Placement>>,
 }
 
 /// What the DNS paths answer from.
 pub struct Published {
     /// The answer table.
     pub table: AnswerTable,
-    /// The names answered by a routing policy, with their candidates.
-    pub routes: HashMap<String, Route>,
-    /// Client prefix → region id: the XDP geolocation trie and the userspace fast path's lookup.
-    pub geo: Option<Arc<GeoTable>>,
+    /// Where clients are: the XDP geolocation trie, and the userspace paths' placement by source address
+    /// and by EDNS Client Subnet.
+    pub placement: Option<Arc<Placement>>,
     /// Each domain, and whether its all-down policy chose its answers.
     pub names: Vec<NameStatus>,
 }
@@ -54,11 +52,10 @@ impl Control {
         let mut c = Self {
             registry: Registry::from_config(cfg),
             domains: Vec::new(),
-            policies: HashMap::new(),
+            routings: Vec::new(),
             checks: HashMap::new(),
             probes: Vec::new(),
-            region_ids: HashMap::new(),
-            geo_table: None,
+            placement: None,
         };
         c.configure(cfg);
         c
@@ -72,31 +69,29 @@ impl Control {
 
     fn configure(&mut self, cfg: &Config) {
         self.domains = DomainInfo::from_config(cfg);
-        let geo = geo_resolver(cfg);
-        self.region_ids = region_ids(cfg);
-        self.geo_table = geo.as_ref().map(|r| {
-            let ids = &self.region_ids;
-            Arc::new(GeoTable::build(r, |name| ids.get(name).copied()))
-        });
-        self.policies = cfg
+        self.placement = geo_resolver(cfg).map(|r| Arc::new(Placement::new(r, region_ids(cfg))));
+        let default_region = self.placement.as_ref().map_or(0, |p| p.default_region());
+        self.routings = cfg
             .domain_records()
             .iter()
-            .filter(|d| d.algorithm != RoutingAlgorithm::RoundRobin)
             .map(|d| {
                 let domain = cfg.domains.iter().find(|x| x.name == d.name);
-                let max_latency = domain.map_or(routing::DEFAULT_MAX_LATENCY, |x| {
+                let max_latency = domain.map_or(super::policy::DEFAULT_MAX_LATENCY, |x| {
                     Duration::from_millis(u64::from(cfg.latency_config_of(x).max_latency_ms))
                 });
-                let settings = PolicySettings {
-                    geo: geo.clone(),
-                    max_latency,
+                let algorithm = if d.algorithm == RoutingAlgorithm::Geolocation
+                    && self.placement.is_none()
+                {
+                    warn!(domain = %d.name, "geolocation routing needs a geolocation resolver: answering with round-robin instead");
+                    RoutingAlgorithm::RoundRobin
+                } else {
+                    d.algorithm
                 };
-                let policy = routing::Policy::from_algorithm(d.algorithm, &settings)
-                    .unwrap_or_else(|e| {
-                        warn!(domain = %d.name, error = %e, "answering with round-robin instead");
-                        routing::Policy::RoundRobin
-                    });
-                (d.name.clone(), Arc::new(policy))
+                Routing {
+                    algorithm,
+                    max_latency,
+                    default_region,
+                }
             })
             .collect();
         let (checks, probes) = probe_plan(cfg);
@@ -115,76 +110,20 @@ impl Control {
         self.registry.apply_validation(key, outcome, policy)
     }
 
-    /// The answer table and routes at `now`.
-    ///
-    /// Names routed `failover`, `latency` or `weighted` are answered from the table itself, by both DNS
-    /// paths alike: their records in routing order under [`TablePolicy::FixedOrder`] (failover: config
-    /// order; latency: fastest first, the slow ones dropped, as [`routing::pick`] orders them), or with
-    /// their weights under [`TablePolicy::Weighted`]. Geolocation names are [`TablePolicy::Geo`] entries
-    /// (each record with its region id), answered by the source address through the geolocation trie
-    /// ([`Published::geo`]), and also get a route, by which userspace answers queries with EDNS Client
-    /// Subnet. Only what the table cannot express (latency measured for one family and not the other)
-    /// gets a route alone, which userspace answers per query.
+    /// The answer table at `now`: each domain's answer set (computed once), routed by its algorithm
+    /// into the table's records and policy per family ([`Routing::family`]). A domain whose set is
+    /// empty (all-down policy `empty`, or no backend at all) has no entry, but the table keeps it among
+    /// its empty names: it answers NODATA, not NXDOMAIN.
     pub fn publish(&mut self, now: Instant) -> Published {
         let sets = self.registry.answer_sets(&self.domains, now);
-        let mut specs: Vec<_> = self
+        self.registry.remember_healthy(&self.domains, &sets);
+        let specs: Vec<NameSpec> = self
             .domains
             .iter()
+            .zip(&self.routings)
             .zip(&sets)
-            .map(|(d, set)| registry::name_spec(d, set))
+            .map(|((d, routing), set)| self.name_spec(d, routing, set))
             .collect();
-        let mut routes = HashMap::new();
-        for ((d, spec), set) in self.domains.iter().zip(specs.iter_mut()).zip(&sets) {
-            // Names are normalized when the config is read.
-            let name = &d.name;
-            let Some(policy) = self.policies.get(name) else {
-                continue;
-            };
-            let candidates: Vec<Candidate> = set
-                .keys
-                .iter()
-                .enumerate()
-                .filter_map(|(order, key)| {
-                    let b = self.registry.get(key)?;
-                    Some(Candidate {
-                        addr: key.address,
-                        weight: b.weight,
-                        region: b.region.clone(),
-                        order,
-                        latency: b.validation.ewma_latency,
-                    })
-                })
-                .collect();
-            match table_form(policy, &candidates, &self.region_ids) {
-                Some((table_policy, v4, v6)) => {
-                    spec.policy = table_policy;
-                    spec.v4 = v4;
-                    spec.v6 = v6;
-                    if policy.depends_on_client() {
-                        // Queries with EDNS Client Subnet are routed by the ECS address (and echo the
-                        // scope): userspace, by the route.
-                        routes.insert(
-                            name.clone(),
-                            Route {
-                                policy: policy.clone(),
-                                candidates,
-                            },
-                        );
-                    }
-                }
-                None => {
-                    spec.policy = TablePolicy::Userspace;
-                    routes.insert(
-                        name.clone(),
-                        Route {
-                            policy: policy.clone(),
-                            candidates,
-                        },
-                    );
-                }
-            }
-        }
-        let table = AnswerTable::from_specs(&specs);
         let names = self
             .domains
             .iter()
@@ -196,109 +135,38 @@ impl Control {
             })
             .collect();
         Published {
-            table,
-            routes,
-            geo: self.geo_table.clone(),
+            table: AnswerTable::from_specs(&specs),
+            placement: self.placement.clone(),
             names,
         }
     }
-}
 
-/// How the answer table expresses a routing policy over these candidates (the policy, then the v4 and v6
-/// records in answer order, each address once), or `None` if it cannot.
-fn table_form(
-    policy: &routing::Policy,
-    cands: &[Candidate],
-    region_ids: &HashMap<String, u8>,
-) -> Option<(TablePolicy, Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
-    let family = |v4: bool| -> Vec<Candidate> {
-        cands
+    fn name_spec(&self, d: &DomainInfo, routing: &Routing, set: &AnswerSet) -> NameSpec {
+        let candidates: Vec<Candidate> = set
+            .keys
             .iter()
-            .filter(|c| c.addr.is_ipv4() == v4)
-            .cloned()
-            .collect()
-    };
-    let (c4, c6) = (family(true), family(false));
-    // Every candidate of a family in routing order, by asking for all of them.
-    let order = |p: &routing::Policy, f: &[Candidate]| -> Vec<IpAddr> {
-        let ctx = PickCtx {
-            client: None,
-            counter: 0,
-            max_answers: f.len(),
-        };
-        routing::pick(p, f, &ctx).addrs
-    };
-    let (table_policy, a4, a6) = match policy {
-        routing::Policy::RoundRobin => (
-            TablePolicy::RoundRobin,
-            c4.iter().map(|c| c.addr).collect(),
-            c6.iter().map(|c| c.addr).collect(),
-        ),
-        routing::Policy::Failover => (
-            TablePolicy::FixedOrder,
-            order(policy, &c4),
-            order(policy, &c6),
-        ),
-        routing::Policy::Latency { .. } => {
-            let measured = |f: &[Candidate]| f.iter().any(|c| c.latency.is_some());
-            match (
-                measured(&c4) || c4.is_empty(),
-                measured(&c6) || c6.is_empty(),
-            ) {
-                // No data at all: routing rotates.
-                _ if !measured(cands) => (
-                    TablePolicy::RoundRobin,
-                    c4.iter().map(|c| c.addr).collect(),
-                    c6.iter().map(|c| c.addr).collect(),
-                ),
-                (true, true) => (
-                    TablePolicy::FixedOrder,
-                    order(policy, &c4),
-                    order(policy, &c6),
-                ),
-                // One family measured, the other rotating: one table policy cannot say both.
-                _ => return None,
-            }
-        }
-        routing::Policy::Weighted => {
-            let mut weights = Weights::new();
-            for c in cands {
-                let w = weights.entry(c.addr).or_insert(0);
-                *w = w.saturating_add(c.weight);
-            }
-            (
-                TablePolicy::Weighted(weights),
-                c4.iter().map(|c| c.addr).collect(),
-                c6.iter().map(|c| c.addr).collect(),
-            )
-        }
-        // By the client's source address, from the geolocation trie: each record with its region's id.
-        routing::Policy::Geolocation(resolver) => {
-            let id = |r: &str| region_ids.get(r).copied().unwrap_or(0);
-            let mut regions = std::collections::BTreeMap::new();
-            for c in cands {
-                regions.entry(c.addr).or_insert_with(|| id(&c.region));
-            }
-            (
-                TablePolicy::Geo {
-                    regions,
-                    default_region: resolver.default_region().map_or(0, id),
-                },
-                c4.iter().map(|c| c.addr).collect(),
-                c6.iter().map(|c| c.addr).collect(),
-            )
-        }
-    };
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
-    for ip in a4.into_iter().chain(a6) {
-        match ip {
-            IpAddr::V4(a) if !v4.contains(&a) => v4.push(a),
-            IpAddr::V6(a) if !v6.contains(&a) => v6.push(a),
-            _ => {}
+            .filter_map(|key| {
+                let b = self.registry.get(key)?;
+                Some(Candidate {
+                    addr: key.address,
+                    weight: b.weight,
+                    region: self.placement.as_ref().map_or(0, |p| p.id(&b.region)),
+                    latency: b.validation.ewma_latency,
+                })
+            })
+            .collect();
+        let (v4, v6): (Vec<Candidate>, Vec<Candidate>) = candidates
+            .iter()
+            .partition(|c| matches!(c.addr, IpAddr::V4(_)));
+        NameSpec {
+            name: d.name.clone(),
+            ttl: d.ttl,
+            max_answers: d.max_answers,
+            all_down: d.all_down,
+            v4: routing.family(&v4),
+            v6: routing.family(&v6),
         }
     }
-    Some((table_policy, v4, v6))
 }
 
 /// Region ids: 1..=255 in config order (0 means none); regions past the 255th get none, so XDP sends

@@ -14,6 +14,7 @@ use tracing::{debug, error, info, warn};
 pub mod agents;
 pub mod control;
 mod gossip;
+pub mod policy;
 
 use control::{Control, Published};
 
@@ -30,7 +31,6 @@ use crate::{
     },
     health::{CheckOutcome, Prober},
     metrics::{self, Metrics},
-    routing::Candidate,
     table::{AnswerTable, Rendered, Renderer},
     xdp::{self, Dataplane},
 };
@@ -122,8 +122,8 @@ struct Publisher {
     dp: Option<Dataplane>,
     /// Renders each table once, for the XDP map and the userspace snapshot alike.
     renderer: Renderer,
-    /// The geolocation table last written to the XDP trie.
-    geo: Option<Arc<crate::routing::GeoTable>>,
+    /// The placement whose geolocation table was last written to the XDP trie.
+    geo: Option<Arc<crate::routing::Placement>>,
     tx: watch::Sender<Arc<Snapshot>>,
     zones: Vec<Zone>,
     serial: u32,
@@ -135,19 +135,19 @@ impl Publisher {
     fn publish(&mut self, published: Published) {
         let started = Instant::now();
         let Published {
-            table, routes, geo, ..
+            table, placement, ..
         } = published;
         // The trie changes only with the config (each config builds a new one). A failed write is tried
         // again at the next publish: `self.geo` keeps the table last written in full.
         let mut geo_written = true;
         if let Some(dp) = self.dp.as_mut() {
-            let same = match (&self.geo, &geo) {
+            let same = match (&self.geo, &placement) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
                 _ => false,
             };
             if !same {
-                let entries = geo.as_ref().map_or(&[][..], |g| g.entries());
+                let entries = placement.as_ref().map_or(&[][..], |p| p.table().entries());
                 match dp.set_geo(entries) {
                     Ok(written) => debug!(written, "XDP geolocation trie updated"),
                     Err(e) => {
@@ -161,7 +161,7 @@ impl Publisher {
             }
         }
         if geo_written {
-            self.geo.clone_from(&geo);
+            self.geo.clone_from(&placement);
         }
         let rendered = self.renderer.render(&table);
         if let Some(dp) = self.dp.as_mut() {
@@ -188,8 +188,7 @@ impl Publisher {
             self.serial,
             self.udp_size,
         )
-        .with_routes(routes)
-        .with_geo(geo);
+        .with_placement(placement);
         self.tx.send_replace(Arc::new(snap));
         self.metrics.observe_table_sync(started.elapsed());
     }
@@ -470,17 +469,11 @@ fn reload(opts: &Options, running: &Config) -> Option<Config> {
     Some(new)
 }
 
-/// What a publish changes, to compare over time: the table, and the routes' candidates.
-type PublishedState = (AnswerTable, Vec<(String, Vec<Candidate>)>);
+/// What a publish changes, to compare over time.
+type PublishedState = AnswerTable;
 
 fn state_of(p: &Published) -> PublishedState {
-    let mut routes: Vec<(String, Vec<Candidate>)> = p
-        .routes
-        .iter()
-        .map(|(k, r)| (k.clone(), r.candidates.clone()))
-        .collect();
-    routes.sort_by(|a, b| a.0.cmp(&b.0));
-    (p.table.clone(), routes)
+    p.table.clone()
 }
 
 #[cfg(test)]

@@ -35,9 +35,9 @@ pub use backend::{
 };
 
 use crate::{
-    config::{AllDownPolicy, Config, DomainRecords, RoutingAlgorithm, StaleConfig},
+    config::{AllDownPolicy, Config, DomainRecords, StaleConfig},
     health::{CheckOutcome, CheckPolicy, ValidationState},
-    table::{AllDown, AnswerTable, NameSpec, Policy, normalize},
+    table::{AllDown, normalize},
 };
 
 /// Why an operator's request on the registry was refused.
@@ -93,8 +93,6 @@ pub struct DomainInfo {
     pub ttl: u32,
     /// How many records one answer carries.
     pub max_answers: u8,
-    /// How the records of one answer are chosen.
-    pub policy: Policy,
     /// What to answer when every backend is out.
     pub all_down: AllDown,
 }
@@ -106,10 +104,6 @@ impl DomainInfo {
             name: d.name.clone(),
             ttl: d.ttl,
             max_answers: d.max_answers,
-            policy: match d.algorithm {
-                RoutingAlgorithm::RoundRobin => Policy::RoundRobin,
-                _ => Policy::Userspace,
-            },
             all_down: match d.all_down {
                 AllDownPolicy::All => AllDown::All,
                 AllDownPolicy::LastHealthy => AllDown::LastHealthy,
@@ -530,14 +524,11 @@ impl Registry {
     /// healthy, what its all-down policy says:
     ///
     /// - `All`: every backend of the service, in answer order;
-    /// - `LastHealthy`: the last non-empty healthy set computed for this name, less the backends removed
-    ///   since; if nothing of it is left (or the name was never healthy since start), every backend, as
-    ///   `All`: an old answer is better than none only while it exists;
+    /// - `LastHealthy`: the last non-empty healthy set [remembered](Self::remember_healthy) for this
+    ///   name, less the backends removed since; if nothing of it is left (or the name was never healthy
+    ///   since start), every backend, as `All`: an old answer is better than none only while it exists;
     /// - `Empty`: nothing.
-    ///
-    /// A non-empty healthy set is remembered for `LastHealthy` whatever the policy, so a reload that
-    /// switches to it has a set at hand; this is why it takes `&mut self`.
-    pub fn answer_set(&mut self, domain: &DomainInfo, now: Instant) -> AnswerSet {
+    pub fn answer_set(&self, domain: &DomainInfo, now: Instant) -> AnswerSet {
         let name = normalize(&domain.name);
         let all = ordered(&self.backends, &name);
         let healthy: Vec<BackendKey> = all
@@ -546,7 +537,6 @@ impl Registry {
             .map(|b| b.key.clone())
             .collect();
         if !healthy.is_empty() {
-            self.last_healthy.insert(name, healthy.clone());
             return AnswerSet {
                 keys: healthy,
                 all_down: false,
@@ -578,34 +568,22 @@ impl Registry {
         }
     }
 
-    /// The answer table's input at `now`: the [`name_spec`] of each domain's
-    /// [`answer_set`](Self::answer_set), in the order given. A domain whose set is empty gets a spec with
-    /// no addresses. Names no longer among `domains` lose their remembered healthy set.
-    pub fn name_specs(&mut self, domains: &[DomainInfo], now: Instant) -> Vec<NameSpec> {
-        let sets = self.answer_sets(domains, now);
-        domains
-            .iter()
-            .zip(&sets)
-            .map(|(d, set)| name_spec(d, set))
-            .collect()
-    }
-
-    /// The [`answer_set`](Self::answer_set) of each domain at `now`, in the order given. Names no
-    /// longer among `domains` lose their remembered healthy set.
-    pub fn answer_sets(&mut self, domains: &[DomainInfo], now: Instant) -> Vec<AnswerSet> {
-        let names: HashSet<String> = domains.iter().map(|d| normalize(&d.name)).collect();
-        self.last_healthy.retain(|name, _| names.contains(name));
+    /// The [`answer_set`](Self::answer_set) of each domain at `now`, in the order given.
+    pub fn answer_sets(&self, domains: &[DomainInfo], now: Instant) -> Vec<AnswerSet> {
         domains.iter().map(|d| self.answer_set(d, now)).collect()
     }
 
-    /// The answer table at `now` ([`name_specs`](Self::name_specs) through
-    /// [`AnswerTable::from_specs`]). A name whose answer set is empty (all-down policy `empty`, or no
-    /// backend at all) has no entry in it, like a family with no address, but the table keeps it among
-    /// its [empty names](AnswerTable::empty_names), from which the DNS snapshot knows it exists: it
-    /// answers NODATA (NOERROR, no records, the SOA), not NXDOMAIN, since the name exists and only has
-    /// no address now.
-    pub fn answer_table(&mut self, domains: &[DomainInfo], now: Instant) -> AnswerTable {
-        AnswerTable::from_specs(&self.name_specs(domains, now))
+    /// Remembers each domain's set if it is healthy, for `LastHealthy`: whatever the domain's policy, so
+    /// a reload that switches to it has a set at hand. Names no longer among `domains` are forgotten.
+    pub fn remember_healthy(&mut self, domains: &[DomainInfo], sets: &[AnswerSet]) {
+        let names: HashSet<String> = domains.iter().map(|d| normalize(&d.name)).collect();
+        self.last_healthy.retain(|name, _| names.contains(name));
+        for (d, set) in domains.iter().zip(sets) {
+            if !set.all_down && !set.keys.is_empty() {
+                self.last_healthy
+                    .insert(normalize(&d.name), set.keys.clone());
+            }
+        }
     }
 
     /// Every backend with its status and what it was decided from, by key.
@@ -642,28 +620,6 @@ impl Registry {
             None => Err(RegistryError::UnknownBackend(key)),
         }
     }
-}
-
-/// One domain's input to the answer table: its settings, and the addresses of `set` split by family (an
-/// address two backends share, on two ports, once).
-pub fn name_spec(domain: &DomainInfo, set: &AnswerSet) -> NameSpec {
-    let mut spec = NameSpec {
-        name: normalize(&domain.name),
-        ttl: domain.ttl,
-        policy: domain.policy.clone(),
-        max_answers: domain.max_answers,
-        all_down: domain.all_down,
-        v4: Vec::new(),
-        v6: Vec::new(),
-    };
-    for key in &set.keys {
-        match key.address {
-            IpAddr::V4(a) if !spec.v4.contains(&a) => spec.v4.push(a),
-            IpAddr::V6(a) if !spec.v6.contains(&a) => spec.v6.push(a),
-            _ => {}
-        }
-    }
-    spec
 }
 
 /// The key in canonical form, whatever the caller built it from.

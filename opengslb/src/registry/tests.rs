@@ -2,9 +2,7 @@
 //! validation with hysteresis, overrides, API backends, expiry), SIGHUP reloads keeping runtime state,
 //! and the answer table with its three all-down policies.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use opengslb_common::maps::{QTYPE_A, QTYPE_AAAA};
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
 
@@ -309,19 +307,23 @@ fn from_config_registers_the_served_static_servers_in_config_order() {
 #[test]
 fn a_fresh_registry_answers_what_the_config_serves() {
     let cfg = config(CONFIG);
-    let mut r = Registry::from_config(&cfg);
+    let r = Registry::from_config(&cfg);
     let domains = DomainInfo::from_config(&cfg);
-    let specs = r.name_specs(&domains, Instant::now());
-    for (spec, records) in specs.iter().zip(cfg.domain_records()) {
-        assert_eq!(spec.name, records.name);
-        assert_eq!(spec.v4, records.v4);
-        assert_eq!(spec.v6, records.v6);
-        assert_eq!(spec.ttl, records.ttl);
-        assert_eq!(spec.max_answers, records.max_answers);
+    for (d, records) in domains.iter().zip(cfg.domain_records()) {
+        let set = r.answer_set(d, Instant::now());
+        let addrs: Vec<IpAddr> = set.keys.iter().map(|k| k.address).collect();
+        let mut want: Vec<IpAddr> = records.v4.iter().map(|&a| IpAddr::V4(a)).collect();
+        want.extend(records.v6.iter().map(|&a| IpAddr::V6(a)));
+        addrs
+            .iter()
+            .for_each(|a| assert!(want.contains(a), "{a} not configured"));
+        want.iter()
+            .for_each(|a| assert!(addrs.contains(a), "{a} not answered"));
+        assert_eq!(d.name, records.name);
+        assert_eq!(d.ttl, records.ttl);
+        assert_eq!(d.max_answers, records.max_answers);
     }
-    assert_eq!(domains[0].policy, Policy::RoundRobin);
     assert_eq!(domains[0].all_down, AllDown::All);
-    assert_eq!(domains[1].policy, Policy::Userspace);
     assert_eq!(domains[1].all_down, AllDown::Empty);
 }
 
@@ -806,7 +808,6 @@ fn domain(name: &str, all_down: AllDown) -> DomainInfo {
         name: name.into(),
         ttl: 30,
         max_answers: 2,
-        policy: Policy::RoundRobin,
         all_down,
     }
 }
@@ -842,25 +843,16 @@ fn answers_carry_the_healthy_backends_in_order_without_duplicate_addresses() {
     let d = domain("app.example.com", AllDown::All);
     let set = r.answer_set(&d, now);
     assert!(!set.all_down);
-    let specs = r.name_specs(std::slice::from_ref(&d), now);
+    // Static backends in config order (both ports of 192.0.2.1), then the others by key.
     assert_eq!(
-        specs[0].v4,
-        [v4([192, 0, 2, 1]), v4([192, 0, 2, 2]), v4([10, 0, 0, 5])]
-    );
-    assert_eq!(
-        specs[0].v6,
-        [Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)]
-    );
-    let table = r.answer_table(&[d], now);
-    let a = table.get("app.example.com", QTYPE_A).expect("A entry");
-    assert_eq!((a.ttl, a.max_answers, a.records.len()), (30, 2, 3));
-    assert_eq!(
-        table
-            .get("app.example.com", QTYPE_AAAA)
-            .map(|e| e.records.clone()),
-        Some(vec![IpAddr::V6(Ipv6Addr::new(
-            0x2001, 0xdb8, 0, 0, 0, 0, 0, 1
-        ))])
+        set.keys,
+        [
+            app("192.0.2.1"),
+            key("app.example.com", "192.0.2.2", 8080),
+            app("2001:db8::1"),
+            app("10.0.0.5"),
+            key("app.example.com", "192.0.2.1", 9000),
+        ]
     );
 }
 
@@ -872,17 +864,16 @@ fn all_down_all_answers_with_every_backend() {
     let d = domain("app.example.com", AllDown::All);
     let set = r.answer_set(&d, now);
     assert!(set.all_down);
-    assert_eq!(set.keys.len(), 4);
-    let specs = r.name_specs(&[d], now);
+    let addrs: Vec<IpAddr> = set.keys.iter().map(|k| k.address).collect();
     assert_eq!(
-        specs[0].v4,
+        addrs,
         [
-            v4([198, 51, 100, 1]),
-            v4([192, 0, 2, 1]),
-            v4([192, 0, 2, 2])
+            IpAddr::V4(v4([198, 51, 100, 1])),
+            IpAddr::V4(v4([192, 0, 2, 1])),
+            IpAddr::V4(v4([192, 0, 2, 2])),
+            "2001:db8::1".parse::<IpAddr>().unwrap(),
         ]
     );
-    assert_eq!(specs[0].v6.len(), 1);
 }
 
 #[test]
@@ -898,13 +889,6 @@ fn all_down_empty_answers_nothing() {
             all_down: true
         }
     );
-    let specs = r.name_specs(std::slice::from_ref(&d), now);
-    assert_eq!(specs.len(), 1, "the name is still there");
-    assert!(specs[0].v4.is_empty() && specs[0].v6.is_empty());
-    // No entry, but the name is kept: it answers NODATA.
-    let table = r.answer_table(&[d], now);
-    assert!(table.is_empty());
-    assert_eq!(table.empty_names().collect::<Vec<_>>(), ["app.example.com"]);
 }
 
 #[test]
@@ -931,21 +915,21 @@ fn all_down_last_healthy_remembers_the_last_healthy_set() {
         healthy.keys,
         [app("192.0.2.1"), key("app.example.com", "192.0.2.2", 8080)]
     );
-    // The set is remembered when it is computed, so the caller builds the table on every change.
+    // The caller remembers each set it publishes.
+    r.remember_healthy(std::slice::from_ref(&d), std::slice::from_ref(&healthy));
     r.apply_agent_report(report("a1", &app("192.0.2.1"), AgentSays::Draining), t0);
     r.apply_validation(&key("app.example.com", "192.0.2.2", 8080), refused, pol);
     let down = r.answer_set(&d, t0);
     assert!(down.all_down);
     assert_eq!(down.keys, healthy.keys);
-    let specs = r.name_specs(std::slice::from_ref(&d), t0);
-    assert_eq!(specs[0].v4, [v4([192, 0, 2, 1]), v4([192, 0, 2, 2])]);
-    assert!(specs[0].v6.is_empty());
 
     // Recovery replaces the memory.
     r.clear_override(&app("198.51.100.1")).expect("known");
     r.apply_validation(&app("198.51.100.1"), pass(), pol);
     r.apply_validation(&app("198.51.100.1"), pass(), pol);
-    assert_eq!(r.answer_set(&d, t0).keys, [app("198.51.100.1")]);
+    let recovered = r.answer_set(&d, t0);
+    assert_eq!(recovered.keys, [app("198.51.100.1")]);
+    r.remember_healthy(std::slice::from_ref(&d), std::slice::from_ref(&recovered));
     r.set_override(&app("198.51.100.1"), false, "", "ops")
         .expect("known");
     assert_eq!(r.answer_set(&d, t0).keys, [app("198.51.100.1")]);
@@ -955,25 +939,23 @@ fn all_down_last_healthy_remembers_the_last_healthy_set() {
     let mut r2 = Registry::from_config(&config(CONFIG));
     fail_all(&mut r2);
     r2.apply_agent_report(report("a9", &own, AgentSays::Healthy), t0);
-    assert_eq!(r2.answer_set(&d, t0).keys, std::slice::from_ref(&own));
+    let own_set = r2.answer_set(&d, t0);
+    assert_eq!(own_set.keys, std::slice::from_ref(&own));
+    r2.remember_healthy(std::slice::from_ref(&d), std::slice::from_ref(&own_set));
     assert!(r2.expire(t0 + 60 * S));
     let after = r2.answer_set(&d, t0 + 60 * S);
     assert!(after.all_down);
     assert_eq!(after.keys.len(), 4, "falls back to every backend");
 
     // A domain no longer configured forgets its set.
-    r.name_specs(&[], t0);
+    assert!(!r.last_healthy.is_empty());
+    r.remember_healthy(&[], &[]);
     assert!(r.last_healthy.is_empty());
 }
 
 #[test]
-fn a_name_with_no_backend_gets_an_empty_spec() {
-    let mut r = Registry::new(stale());
-    let specs = r.name_specs(&[domain("new.example.com", AllDown::All)], Instant::now());
-    assert_eq!(specs.len(), 1);
-    assert!(specs[0].v4.is_empty() && specs[0].v6.is_empty());
-    assert!(
-        r.answer_set(&domain("new.example.com", AllDown::All), Instant::now())
-            .all_down
-    );
+fn a_name_with_no_backend_gets_an_empty_set() {
+    let r = Registry::new(stale());
+    let set = r.answer_set(&domain("new.example.com", AllDown::All), Instant::now());
+    assert!(set.all_down && set.keys.is_empty());
 }

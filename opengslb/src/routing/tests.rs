@@ -1,12 +1,6 @@
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
-use opengslb_common::dns::{answer_count, rotated_index};
 
 use super::*;
 
@@ -18,364 +12,12 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-fn cand(last: u8, weight: u32, region: &str, order: usize) -> Candidate {
-    Candidate {
-        addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
-        weight,
-        region: region.to_owned(),
-        order,
-        latency: None,
-    }
-}
-
-fn with_latency(mut c: Candidate, ms: u64) -> Candidate {
-    c.latency = Some(Duration::from_millis(ms));
-    c
-}
-
-fn ctx(counter: u64, max_answers: usize) -> PickCtx {
-    PickCtx {
-        client: None,
-        counter,
-        max_answers,
-    }
-}
-
-fn client_ctx(client: &str, counter: u64) -> PickCtx {
-    PickCtx {
-        client: Some(ip(client)),
-        counter,
-        max_answers: 1,
-    }
-}
-
-/// How often each address comes first over `picks` consecutive counters.
-fn first_counts(policy: &Policy, cands: &[Candidate], picks: u64) -> HashMap<IpAddr, u64> {
-    let mut counts = HashMap::new();
-    for counter in 0..picks {
-        let p = pick(policy, cands, &ctx(counter, 1));
-        *counts.entry(p.addrs[0]).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Asserts every candidate's share of first picks is within 1 % (relative) of its weight share.
-fn assert_shares(cands: &[Candidate]) {
-    const PICKS: u64 = 100_000;
-    let counts = first_counts(&Policy::Weighted, cands, PICKS);
-    let total: f64 = cands.iter().map(|c| f64::from(c.weight)).sum();
-    for c in cands {
-        let want = f64::from(c.weight) / total;
-        let got = *counts.get(&c.addr).unwrap_or(&0) as f64 / PICKS as f64;
-        if c.weight == 0 {
-            assert_eq!(got, 0.0, "{} has weight 0", c.addr);
-        } else {
-            assert!(
-                (got - want).abs() <= 0.01 * want,
-                "{}: share {got}, weight share {want}",
-                c.addr
-            );
-        }
-    }
-}
-
-// ---- round-robin ----
-
-#[test]
-fn round_robin_agrees_with_rotated_index() {
-    for n in 1..=5u8 {
-        let cands: Vec<Candidate> = (0..n).map(|i| cand(i + 1, 100, "r", i.into())).collect();
-        for max in 1..=4u8 {
-            let counters = (0..40u64).chain(u64::from(u32::MAX) - 5..=u64::from(u32::MAX));
-            for counter in counters {
-                let got = pick(&Policy::RoundRobin, &cands, &ctx(counter, max.into()));
-                // The XDP path: answer_count records, record k at rotated_index(counter, k, n).
-                let want: Vec<IpAddr> = (0..answer_count(max, n))
-                    .map(|k| cands[rotated_index(counter as u32, k, n.into())].addr)
-                    .collect();
-                assert_eq!(got.addrs, want, "n={n} max={max} counter={counter}");
-                assert_eq!(got.scope_prefix, Some(0));
-            }
-        }
-    }
-}
-
-#[test]
-fn round_robin_zero_max_answers_means_one_and_empty_gives_nothing() {
-    let cands = [cand(1, 1, "r", 0), cand(2, 1, "r", 1)];
-    assert_eq!(
-        pick(&Policy::RoundRobin, &cands, &ctx(1, 0)).addrs,
-        [cands[1].addr]
-    );
-    for policy in [Policy::RoundRobin, Policy::Weighted, Policy::Failover] {
-        assert!(pick(&policy, &[], &ctx(3, 2)).addrs.is_empty());
-    }
-}
-
-// ---- weighted ----
-
-#[test]
-fn weighted_shares_follow_weights_100_50_25() {
-    assert_shares(&[
-        cand(1, 100, "r", 0),
-        cand(2, 50, "r", 1),
-        cand(3, 25, "r", 2),
-    ]);
-}
-
-#[test]
-fn weighted_shares_follow_weights_3_to_1() {
-    assert_shares(&[cand(1, 3, "r", 0), cand(2, 1, "r", 1)]);
-}
-
-#[test]
-fn weighted_shares_follow_weights_that_need_scaling() {
-    // 700/200/101 has no common divisor and sums past 64: the table is scaled (7/2/1 in 10 slots here,
-    // the length with the smallest error), still within 1 % of each weight.
-    let cands = [
-        cand(1, 700, "r", 0),
-        cand(2, 200, "r", 1),
-        cand(3, 101, "r", 2),
-    ];
-    assert_eq!(weight_slots(&cands).len(), 10);
-    assert_shares(&cands);
-}
-
-#[test]
-fn weight_zero_is_excluded() {
-    let cands = [
-        cand(1, 0, "r", 0),
-        cand(2, 10, "r", 1),
-        cand(3, 0, "r", 2),
-        cand(4, 30, "r", 3),
-    ];
-    assert_shares(&cands);
-    for counter in 0..100 {
-        let p = pick(&Policy::Weighted, &cands, &ctx(counter, 4));
-        // Only the two positive ones, even when more records are asked for.
-        assert_eq!(p.addrs.len(), 2);
-        assert!(!p.addrs.contains(&cands[0].addr) && !p.addrs.contains(&cands[2].addr));
-    }
-}
-
-#[test]
-fn weighted_all_zero_rotates_over_everyone() {
-    let cands = [cand(1, 0, "r", 0), cand(2, 0, "r", 1), cand(3, 0, "r", 2)];
-    assert_eq!(weight_slots(&cands), [0, 1, 2]);
-    let firsts: Vec<IpAddr> = (0..3)
-        .map(|i| pick(&Policy::Weighted, &cands, &ctx(i, 1)).addrs[0])
-        .collect();
-    assert_eq!(firsts, cands.iter().map(|c| c.addr).collect::<Vec<_>>());
-}
-
-#[test]
-fn weighted_further_records_are_the_next_distinct_ones() {
-    let cands = [
-        cand(1, 3, "r", 0),
-        cand(2, 0, "r", 1),
-        cand(3, 1, "r", 2),
-        cand(4, 2, "r", 3),
-    ];
-    for counter in 0..50 {
-        let p = pick(&Policy::Weighted, &cands, &ctx(counter, 3));
-        let first = cands.iter().position(|c| c.addr == p.addrs[0]).unwrap();
-        let positive = [0usize, 2, 3];
-        let at = positive.iter().position(|&i| i == first).unwrap();
-        let want: Vec<IpAddr> = (0..3).map(|k| cands[positive[(at + k) % 3]].addr).collect();
-        assert_eq!(p.addrs, want, "counter {counter}");
-    }
-}
-
-#[test]
-fn weight_slots_are_exact_for_small_reduced_weights() {
-    let slots = weight_slots(&[
-        cand(1, 100, "r", 0),
-        cand(2, 50, "r", 1),
-        cand(3, 25, "r", 2),
-    ]);
-    assert_eq!(slots.len(), 7);
-    let count = |i| slots.iter().filter(|&&s| s == i).count();
-    assert_eq!((count(0), count(1), count(2)), (4, 2, 1));
-    // 3:1 in four slots, interleaved (not 0,0,0,1).
-    assert_eq!(
-        weight_slots(&[cand(1, 3, "r", 0), cand(2, 1, "r", 1)]),
-        [0, 0, 1, 0]
-    );
-    assert_eq!(weight_slots(&[cand(1, 7, "r", 0)]), [0]);
-    assert!(weight_slots(&[]).is_empty());
-}
-
-/// A small deterministic generator (xorshift), so the tests need no crate and never flake.
-fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
-    move |bound| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % bound
-    }
-}
-
-fn slot_counts(slots: &[u8], n: usize) -> Vec<usize> {
-    (0..n)
-        .map(|i| slots.iter().filter(|&&s| usize::from(s) == i).count())
-        .collect()
-}
-
-#[test]
-fn weight_slots_scaled_stay_within_one_slot_of_the_weights() {
-    // Weights of at least 1/64 of the total (so no one-slot minimum lifts anyone): every share within
-    // one slot in 64 of its weight share.
-    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
-    for _ in 0..2000 {
-        let n = 1 + next(16) as usize;
-        let weights: Vec<u32> = (0..n)
-            .map(|_| {
-                if next(5) == 0 {
-                    0
-                } else {
-                    50_000 + next(50_000) as u32
-                }
-            })
-            .collect();
-        let cands: Vec<Candidate> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| cand(i as u8, w, "r", i))
-            .collect();
-        let slots = weight_slots(&cands);
-        assert!(!slots.is_empty() && slots.len() <= MAX_WEIGHT_SLOTS);
-        let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
-        for (i, (&w, got)) in weights.iter().zip(slot_counts(&slots, n)).enumerate() {
-            let share = got as f64 / slots.len() as f64;
-            let want = if total > 0.0 {
-                f64::from(w) / total
-            } else {
-                1.0 / n as f64
-            };
-            assert!(
-                (share - want).abs() <= 1.0 / MAX_WEIGHT_SLOTS as f64 + 1e-12,
-                "{weights:?}: index {i} share {share} weight share {want} ({slots:?})"
-            );
-        }
-    }
-}
-
-#[test]
-fn weight_slots_give_every_positive_weight_a_slot() {
-    // Wild weights (1 next to 4 000 000 000, up to 70 backends): weight 0 never has a slot, every other
-    // weight of the 64 heaviest has at least one, and the table never exceeds 64 slots.
-    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..2000 {
-        let n = 1 + next(70) as usize;
-        let weights: Vec<u32> = (0..n)
-            .map(|_| match next(4) {
-                0 => 0,
-                1 => 1 + next(10) as u32,
-                2 => 1 + next(1000) as u32,
-                _ => 1 + next(4_000_000_000) as u32,
-            })
-            .collect();
-        let cands: Vec<Candidate> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| cand(i as u8, w, "r", i))
-            .collect();
-        let slots = weight_slots(&cands);
-        assert!(
-            !slots.is_empty() && slots.len() <= MAX_WEIGHT_SLOTS,
-            "{weights:?}"
-        );
-        let counts = slot_counts(&slots, n);
-        let positive = weights.iter().filter(|&&w| w > 0).count();
-        for (i, &w) in weights.iter().enumerate() {
-            if w == 0 && positive > 0 {
-                assert_eq!(counts[i], 0, "{weights:?}");
-            } else if positive <= MAX_WEIGHT_SLOTS {
-                assert!(counts[i] >= 1, "{weights:?}: index {i} has no slot");
-            }
-        }
-    }
-}
-
-#[test]
-fn weight_slots_ignore_zero_weight_candidates() {
-    // The XDP renderer may leave weight-0 backends out of the map: its table must be this one renumbered.
-    let full = [
-        cand(1, 0, "r", 0),
-        cand(2, 700, "r", 1),
-        cand(3, 0, "r", 2),
-        cand(4, 200, "r", 3),
-        cand(5, 101, "r", 4),
-    ];
-    let kept: Vec<Candidate> = full.iter().filter(|c| c.weight > 0).cloned().collect();
-    let renumber = [None, Some(0u8), None, Some(1), Some(2)];
-    let mapped: Vec<u8> = weight_slots(&full)
-        .iter()
-        .map(|&s| renumber[usize::from(s)].unwrap())
-        .collect();
-    assert_eq!(mapped, weight_slots(&kept));
-}
-
-#[test]
-fn weighted_pick_agrees_with_the_xdp_model() {
-    // The XDP path: the positive-weight records in the map, slot = slots[rotation % len], then record k
-    // at rotated_index(slot, k, n).
-    let full = [
-        cand(1, 5, "r", 0),
-        cand(2, 0, "r", 1),
-        cand(3, 2, "r", 2),
-        cand(4, 9, "r", 3),
-    ];
-    let map: Vec<Candidate> = full.iter().filter(|c| c.weight > 0).cloned().collect();
-    let slots = weight_slots(&map);
-    for rotation in 0..200u32 {
-        for max in 1..=3u8 {
-            let first = slots[rotation as usize % slots.len()];
-            let want: Vec<IpAddr> = (0..answer_count(max, map.len() as u8))
-                .map(|k| map[rotated_index(first.into(), k, map.len())].addr)
-                .collect();
-            let got = pick(&Policy::Weighted, &full, &ctx(rotation.into(), max.into()));
-            assert_eq!(got.addrs, want, "rotation {rotation} max {max}");
-        }
-    }
-}
-
-// ---- failover ----
-
-#[test]
-fn failover_takes_config_order() {
-    // Table order differs from config order (an agent-reported backend arrived before a static one).
-    let cands = [cand(3, 1, "r", 2), cand(1, 1, "r", 0), cand(2, 1, "r", 1)];
-    for counter in 0..5 {
-        let p = pick(&Policy::Failover, &cands, &ctx(counter, 1));
-        assert_eq!(p.addrs, [cands[1].addr]);
-        let p = pick(&Policy::Failover, &cands, &ctx(counter, 2));
-        assert_eq!(p.addrs, [cands[1].addr, cands[2].addr]);
-    }
-    // The primary is unhealthy (the registry left it out): the next in order answers.
-    let without_primary = [cands[0].clone(), cands[2].clone()];
-    let p = pick(&Policy::Failover, &without_primary, &ctx(0, 1));
-    assert_eq!(p.addrs, [cands[2].addr]);
-    assert_eq!(p.scope_prefix, Some(0));
-}
-
-// ---- geolocation ----
-
 fn geo_db() -> GeoDb {
     GeoDb::open(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/geo-test.mmdb"
     ))
     .unwrap()
-}
-
-fn geo_cands() -> Vec<Candidate> {
-    vec![
-        cand(1, 1, "eu", 0),
-        cand(2, 1, "eu", 1),
-        cand(3, 1, "us", 2),
-        cand(4, 1, "ap", 3),
-    ]
 }
 
 #[test]
@@ -410,16 +52,6 @@ fn geolocation_custom_cidr_longest_prefix_wins() {
     // An IPv6 client is clear of IPv4 mappings at any scope.
     let m = r.resolve(ip("2001:db8::1"));
     assert_eq!((m.region, m.scope_prefix), (Some("us"), 0));
-
-    let policy = Policy::Geolocation(Arc::new(r));
-    let p = pick(&policy, &geo_cands(), &client_ctx("10.1.2.3", 0));
-    assert_eq!(
-        p,
-        Picked {
-            addrs: vec![ip("192.0.2.3")],
-            scope_prefix: Some(24)
-        }
-    );
 }
 
 #[test]
@@ -508,57 +140,22 @@ fn geolocation_regions_from_config() {
 }
 
 #[test]
-fn geolocation_uses_the_client_subnet_address_and_falls_back() {
+fn placement_gives_region_ids_by_subnet_with_the_scope_and_by_source() {
     let r = GeoResolver::new(Some("eu".into()))
         .with_database(geo_db())
         .with_country("US", "us")
         .with_country("DE", "eu")
         .with_continent("OC", "ap");
-    let policy = Policy::Geolocation(Arc::new(r));
-    let cands = geo_cands();
-
-    // The caller passes the ECS address (as sent: 203.0.113.0 for a /24 source prefix) as the client.
-    let p = pick(&policy, &cands, &client_ctx("203.0.113.0", 7));
-    assert_eq!(
-        p,
-        Picked {
-            addrs: vec![ip("192.0.2.3")],
-            scope_prefix: Some(24)
-        }
-    );
-
-    // Round-robin within the region.
-    let eu: Vec<IpAddr> = (0..4)
-        .map(|i| pick(&policy, &cands, &client_ctx("198.51.100.1", i)).addrs[0])
-        .collect();
-    assert_eq!(
-        eu,
-        [
-            ip("192.0.2.1"),
-            ip("192.0.2.2"),
-            ip("192.0.2.1"),
-            ip("192.0.2.2")
-        ]
-    );
-
-    // The client's region has nothing healthy: the default region answers.
-    let no_us: Vec<Candidate> = cands.iter().filter(|c| c.region != "us").cloned().collect();
-    let p = pick(&policy, &no_us, &client_ctx("203.0.113.5", 0));
-    assert_eq!(p.addrs, [ip("192.0.2.1")]);
-    // Neither the client's nor the default region has anything: everyone does.
-    let only_ap = [cand(4, 1, "ap", 3), cand(5, 1, "ap", 4)];
-    let p = pick(&policy, &only_ap, &client_ctx("203.0.113.5", 1));
-    assert_eq!(p.addrs, [ip("192.0.2.5")]);
-
-    // No client address: the default region, nothing to scope.
-    let p = pick(&policy, &cands, &ctx(0, 2));
-    assert_eq!(
-        p,
-        Picked {
-            addrs: vec![ip("192.0.2.1"), ip("192.0.2.2")],
-            scope_prefix: None
-        }
-    );
+    let ids: HashMap<String, u8> = [("eu".to_owned(), 1), ("us".to_owned(), 2)].into();
+    let p = Placement::new(Arc::new(r), ids);
+    assert_eq!(p.default_region(), 1);
+    // The ECS address as sent (203.0.113.0 for a /24 source prefix): US, scoped to the /24.
+    assert_eq!(p.by_subnet(ip("203.0.113.0")), (2, 24));
+    assert_eq!(p.by_source(ip("203.0.113.9")), 2);
+    assert_eq!(p.by_subnet(ip("198.51.100.1")).0, 1);
+    // A region without an id (ap): none, so the answer draws from the default region.
+    assert_eq!(p.by_subnet(ip("198.19.1.1")).0, 0);
+    assert_eq!(p.by_source(ip("198.19.1.1")), 0);
 }
 
 #[test]
@@ -567,98 +164,6 @@ fn geo_db_errors_are_reported() {
     assert!(e.to_string().contains("/nonexistent/geo.mmdb"), "{e}");
     assert!(GeoDb::from_bytes(b"not a database".to_vec()).is_err());
 }
-
-// ---- latency ----
-
-#[test]
-fn latency_picks_the_fastest() {
-    let cands = [
-        with_latency(cand(1, 1, "r", 0), 40),
-        with_latency(cand(2, 1, "r", 1), 12),
-        cand(3, 1, "r", 2),
-        with_latency(cand(4, 1, "r", 3), 12),
-    ];
-    let policy = Policy::Latency {
-        max_latency: DEFAULT_MAX_LATENCY,
-    };
-    for counter in 0..4 {
-        let p = pick(&policy, &cands, &ctx(counter, 1));
-        assert_eq!(
-            p,
-            Picked {
-                addrs: vec![cands[1].addr],
-                scope_prefix: Some(0)
-            }
-        );
-    }
-    // Ties by config order; the unmeasured one is not answered while others have data.
-    let p = pick(&policy, &cands, &ctx(0, 4));
-    assert_eq!(p.addrs, [cands[1].addr, cands[3].addr, cands[0].addr]);
-}
-
-#[test]
-fn latency_drops_backends_above_max_latency_unless_all_are() {
-    let policy = Policy::Latency {
-        max_latency: Duration::from_millis(100),
-    };
-    let cands = [
-        with_latency(cand(1, 1, "r", 0), 150),
-        with_latency(cand(2, 1, "r", 1), 90),
-    ];
-    assert_eq!(pick(&policy, &cands, &ctx(0, 2)).addrs, [cands[1].addr]);
-    let slow = [
-        with_latency(cand(1, 1, "r", 0), 300),
-        with_latency(cand(2, 1, "r", 1), 200),
-    ];
-    assert_eq!(
-        pick(&policy, &slow, &ctx(0, 2)).addrs,
-        [slow[1].addr, slow[0].addr]
-    );
-}
-
-#[test]
-fn latency_without_data_is_round_robin() {
-    let policy = Policy::Latency {
-        max_latency: DEFAULT_MAX_LATENCY,
-    };
-    let cands = [cand(1, 1, "r", 0), cand(2, 1, "r", 1), cand(3, 1, "r", 2)];
-    for counter in 0..6 {
-        assert_eq!(
-            pick(&policy, &cands, &ctx(counter, 2)),
-            pick(&Policy::RoundRobin, &cands, &ctx(counter, 2))
-        );
-    }
-}
-
-// ---- policies ----
-
-#[test]
-fn policy_from_algorithm() {
-    let settings = PolicySettings {
-        geo: Some(Arc::new(GeoResolver::new(None))),
-        max_latency: Duration::from_millis(250),
-    };
-    for alg in RoutingAlgorithm::ALL {
-        let p = Policy::from_algorithm(alg, &settings).unwrap();
-        let want = if alg == RoutingAlgorithm::LearnedLatency {
-            RoutingAlgorithm::Latency
-        } else {
-            alg
-        };
-        assert_eq!(p.algorithm(), want);
-        assert_eq!(p.depends_on_client(), alg == RoutingAlgorithm::Geolocation);
-    }
-    assert!(matches!(
-        Policy::from_algorithm(RoutingAlgorithm::Latency, &settings),
-        Ok(Policy::Latency { max_latency }) if max_latency == Duration::from_millis(250)
-    ));
-    assert!(matches!(
-        Policy::from_algorithm(RoutingAlgorithm::Geolocation, &PolicySettings::default()),
-        Err(PolicyError::NoGeoResolver)
-    ));
-}
-
-// ---- the geolocation trie's table (XDP and the userspace fast path) ----
 
 #[test]
 fn geo_table_places_clients_as_the_resolver_does() {

@@ -5,51 +5,64 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
 };
 
 use opengslb_common::{
-    dns::{answer_count, rotated_index},
-    maps::{QTYPE_A, QTYPE_AAAA},
+    dns::{Draw, answer_indices},
+    maps::{MAX_RECORDS, MAX_SLOTS, QTYPE_A, QTYPE_AAAA, policy},
 };
 
-use crate::routing;
-
 pub(crate) mod render;
+mod weights;
 
 pub use render::{Rendered, Renderer};
+pub use weights::{MAX_WEIGHT_SLOTS, weight_slots};
 
-/// How the records of one answer are chosen. Both DNS paths implement each of these alike: the XDP
-/// program from the map entry a [`Renderer`] makes, userspace through the same reply builder (or,
-/// off the fast path, [`Entry::answer`], which gives the same records).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+// The map's slot array holds any slot table.
+const _: () = assert!(MAX_SLOTS == MAX_WEIGHT_SLOTS);
+
+/// How one answer draws from an entry's records. The control plane decides it from the name's routing
+/// algorithm when it builds the table (`overwatch::control`); both DNS paths then draw alike, through
+/// `opengslb_common::dns` (the XDP program from the rendered map entry, userspace by [`Entry::answer`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Policy {
-    /// Rotate through the set, `max_answers` at a time.
+    /// Rotate through the records, `max_answers` at a time.
+    #[default]
     RoundRobin,
-    /// The first `max_answers` records in table order, no rotation: `failover` and `latency`, whose order
-    /// the control plane computes (and republishes when it changes).
+    /// The first `max_answers` records in table order, no rotation: `failover` and measured `latency`,
+    /// whose order the control plane decides (and republishes when it changes).
     FixedOrder,
-    /// `weighted`: the first record by the weight slot table ([`crate::routing::weight_slots`]) at the
-    /// rotation position, the next ones the following records in table order. Records of weight 0 are
-    /// left out, unless every record has weight 0 (then each counts as 1).
-    Weighted(Weights),
-    /// `geolocation` by the client's source address: each record's region id, and the default region's
-    /// (ids 1..=255 in config order; 0: none). The XDP program and the userspace fast path place the
-    /// client by the geolocation trie ([`crate::routing::GeoTable`]), then answer round-robin among the
-    /// records of its region, else of the default region, else all (`opengslb_common::dns::select`).
-    /// Queries with EDNS Client Subnet go to the name's route.
+    /// `weighted`: the first record by the entry's weight slot table at the rotation position, the next
+    /// ones the following records in table order.
+    Weighted,
+    /// `geolocation`: the client's region id (from its source address through the geolocation trie, or
+    /// from EDNS Client Subnet), then round-robin among the records of that region, else of
+    /// `default_region`, else all.
     Geo {
-        /// Region id per record address (absent: 0).
-        regions: BTreeMap<IpAddr, u8>,
-        /// The default region's id.
+        /// The region id (1..=255; 0: none) of clients placed nowhere.
         default_region: u8,
     },
-    /// A policy only userspace implements.
-    Userspace,
 }
 
-/// The weights of a `weighted` name's addresses (both families). An address without one has weight 1.
-pub type Weights = BTreeMap<IpAddr, u32>;
+impl Policy {
+    /// The records map's code for it.
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::RoundRobin => policy::ROUND_ROBIN,
+            Self::FixedOrder => policy::FIXED_ORDER,
+            Self::Weighted => policy::WEIGHTED,
+            Self::Geo { .. } => policy::GEO,
+        }
+    }
+
+    const fn default_region(self) -> u8 {
+        match self {
+            Self::Geo { default_region } => default_region,
+            _ => 0,
+        }
+    }
+}
 
 /// What a name answers when every one of its backends is out (docs/control-plane.md, "All down"). The
 /// registry applies it when it builds the name's answer set
@@ -91,115 +104,152 @@ pub struct EntryKey {
 pub struct Entry {
     /// TTL of the answer records, seconds.
     pub ttl: u32,
-    /// How the records are chosen.
+    /// How one answer draws from the records.
     pub policy: Policy,
     /// How many records one answer carries.
     pub max_answers: u8,
     /// What to answer when every backend is out.
     pub all_down: AllDown,
-    /// The records, all of the entry's type, in configured order.
+    /// The records an answer draws from, all of the entry's type, in answer order (under
+    /// [`Policy::Weighted`] those of positive weight, or all if none has one).
     pub records: Vec<IpAddr>,
+    /// [`Policy::Weighted`]: the weight slot table ([`weight_slots`]), indices into `records`.
+    pub slots: Vec<u8>,
+    /// [`Policy::Geo`]: each record's region id (0: none).
+    pub regions: Vec<u8>,
 }
 
 impl Entry {
-    /// The records an answer draws from, in order, with their weights: under [`Policy::Weighted`] the
-    /// records of positive weight (all of them, at weight 1, if none has one); otherwise every record, at
-    /// weight 1. The XDP map holds exactly these.
-    pub fn answer_set(&self) -> Vec<(IpAddr, u32)> {
-        let Policy::Weighted(weights) = &self.policy else {
-            return self.records.iter().map(|&ip| (ip, 1)).collect();
-        };
-        let weighted: Vec<(IpAddr, u32)> = self
-            .records
-            .iter()
-            .map(|&ip| (ip, weights.get(&ip).copied().unwrap_or(1)))
-            .filter(|&(_, w)| w > 0)
-            .collect();
-        if weighted.is_empty() {
-            self.records.iter().map(|&ip| (ip, 1)).collect()
-        } else {
-            weighted
+    fn new(ttl: u32, max_answers: u8, all_down: AllDown, family: &Family) -> Self {
+        let weighted = family.policy == Policy::Weighted;
+        let mut records: Vec<&SpecRecord> = family.records.iter().collect();
+        if weighted && records.iter().any(|r| r.weight > 0) {
+            records.retain(|r| r.weight > 0);
+        }
+        let weights: Vec<u32> = records.iter().map(|r| r.weight.max(1)).collect();
+        Self {
+            ttl,
+            policy: family.policy,
+            max_answers: max_answers.max(1),
+            all_down,
+            slots: if weighted {
+                weight_slots(&weights)
+            } else {
+                Vec::new()
+            },
+            regions: match family.policy {
+                Policy::Geo { .. } => records.iter().map(|r| r.region).collect(),
+                _ => Vec::new(),
+            },
+            records: records.iter().map(|r| r.addr).collect(),
         }
     }
 
-    /// [`answer_set`](Self::answer_set) as routing candidates (`order`: the position in it).
-    pub fn candidates(&self) -> Vec<routing::Candidate> {
-        self.answer_set()
-            .into_iter()
-            .enumerate()
-            .map(|(order, (addr, weight))| routing::Candidate {
-                addr,
-                weight,
-                region: String::new(),
-                order,
-                latency: None,
-            })
+    /// The records one answer carries at rotation position `rotation`, for a client in region `region`
+    /// (0: none; only [`Policy::Geo`] reads it): what the XDP reply builder answers from the rendered map
+    /// entry, for any number of records.
+    pub fn answer(&self, rotation: u32, region: u8) -> Vec<IpAddr> {
+        let mut slots = [0; MAX_SLOTS];
+        for (dst, s) in slots.iter_mut().zip(&self.slots) {
+            *dst = *s;
+        }
+        let draw = Draw {
+            policy: self.policy.code(),
+            max_answers: self.max_answers,
+            count: self.records.len(),
+            slots: &slots,
+            slot_count: u8::try_from(self.slots.len()).unwrap_or(0),
+            regions: &self.regions,
+            default_region: self.policy.default_region(),
+        };
+        let mut out = [0; MAX_RECORDS];
+        let n = answer_indices(&draw, rotation, region, &mut out).unwrap_or(0);
+        out.iter()
+            .take(n)
+            .filter_map(|&i| self.records.get(i).copied())
             .collect()
     }
+}
 
-    /// The records one answer carries at rotation position `rotation`, by the entry's policy: what the
-    /// XDP reply builder answers from the rendered map entry (up to
-    /// [`MAX_RECORDS`](opengslb_common::maps::MAX_RECORDS) of them), for any
-    /// number of records.
-    pub fn answer(&self, rotation: u32) -> Vec<IpAddr> {
-        let cands = self.candidates();
-        let count = cands.len();
-        let n = answer_count(self.max_answers, count.min(255) as u8).min(count);
-        let ctx = routing::PickCtx {
-            client: None,
-            counter: u64::from(rotation),
-            max_answers: n,
-        };
-        match self.policy {
-            Policy::Weighted(_) => routing::pick(&routing::Policy::Weighted, &cands, &ctx).addrs,
-            Policy::FixedOrder => cands.iter().take(n).map(|c| c.addr).collect(),
-            // Without a client: the default region's records, else all.
-            Policy::Geo {
-                ref regions,
-                default_region,
-            } => {
-                let in_default: Vec<&routing::Candidate> = cands
-                    .iter()
-                    .filter(|c| {
-                        default_region != 0 && regions.get(&c.addr) == Some(&default_region)
-                    })
-                    .collect();
-                let set: Vec<&routing::Candidate> = if in_default.is_empty() {
-                    cands.iter().collect()
-                } else {
-                    in_default
-                };
-                let m = set.len();
-                (0..n.min(m))
-                    .filter_map(|k| set.get(rotated_index(rotation, k, m)))
-                    .map(|c| c.addr)
-                    .collect()
-            }
-            Policy::RoundRobin | Policy::Userspace => (0..n)
-                .filter_map(|k| cands.get(rotated_index(rotation, k, count)))
-                .map(|c| c.addr)
+/// One record as the control plane hands it to the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpecRecord {
+    /// The address.
+    pub addr: IpAddr,
+    /// Its share under [`Policy::Weighted`] (0: left out, unless every record has 0).
+    pub weight: u32,
+    /// Its region id under [`Policy::Geo`] (0: none).
+    pub region: u8,
+}
+
+impl From<IpAddr> for SpecRecord {
+    fn from(addr: IpAddr) -> Self {
+        Self {
+            addr,
+            weight: 1,
+            region: 0,
+        }
+    }
+}
+
+/// One family's records of a name, in answer order, and how an answer draws from them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Family {
+    /// How an answer draws from the records.
+    pub policy: Policy,
+    /// The records, each address once.
+    pub records: Vec<SpecRecord>,
+}
+
+impl Family {
+    /// Records of weight 1 and no region, drawn by `policy`.
+    pub fn of(policy: Policy, addrs: impl IntoIterator<Item = impl Into<IpAddr>>) -> Self {
+        Self {
+            policy,
+            records: addrs
+                .into_iter()
+                .map(|a| SpecRecord::from(a.into()))
                 .collect(),
         }
     }
 }
 
-/// One name's input to the table: its settings and its addresses of both families.
+/// One name's input to the table: its settings and its records of both families.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameSpec {
     /// The name (any case, trailing dot optional).
     pub name: String,
     /// TTL, seconds.
     pub ttl: u32,
-    /// How the records are chosen.
-    pub policy: Policy,
     /// How many records one answer carries.
     pub max_answers: u8,
     /// What to answer when every backend is out.
     pub all_down: AllDown,
-    /// IPv4 addresses.
-    pub v4: Vec<Ipv4Addr>,
-    /// IPv6 addresses.
-    pub v6: Vec<Ipv6Addr>,
+    /// The IPv4 records.
+    pub v4: Family,
+    /// The IPv6 records.
+    pub v6: Family,
+}
+
+impl NameSpec {
+    /// A name whose records of both families (`addrs`, split by family) are drawn by `policy`.
+    pub fn new(
+        name: &str,
+        ttl: u32,
+        policy: Policy,
+        max_answers: u8,
+        addrs: impl IntoIterator<Item = IpAddr>,
+    ) -> Self {
+        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addrs.into_iter().partition(IpAddr::is_ipv4);
+        Self {
+            name: name.to_owned(),
+            ttl,
+            max_answers,
+            all_down: AllDown::All,
+            v4: Family::of(policy, v4),
+            v6: Family::of(policy, v6),
+        }
+    }
 }
 
 /// The answer table.
@@ -219,15 +269,11 @@ impl AnswerTable {
         let mut empty = BTreeSet::new();
         for s in specs {
             let name = normalize(&s.name);
-            if s.v4.is_empty() && s.v6.is_empty() {
+            if s.v4.records.is_empty() && s.v6.records.is_empty() {
                 empty.insert(name.clone());
             }
-            let families: [(u16, Vec<IpAddr>); 2] = [
-                (QTYPE_A, s.v4.iter().copied().map(IpAddr::V4).collect()),
-                (QTYPE_AAAA, s.v6.iter().copied().map(IpAddr::V6).collect()),
-            ];
-            for (qtype, records) in families {
-                if records.is_empty() {
+            for (qtype, family) in [(QTYPE_A, &s.v4), (QTYPE_AAAA, &s.v6)] {
+                if family.records.is_empty() {
                     continue;
                 }
                 entries.insert(
@@ -235,13 +281,7 @@ impl AnswerTable {
                         name: name.clone(),
                         qtype,
                     },
-                    Entry {
-                        ttl: s.ttl,
-                        policy: s.policy.clone(),
-                        max_answers: s.max_answers.max(1),
-                        all_down: s.all_down,
-                        records,
-                    },
+                    Entry::new(s.ttl, s.max_answers, s.all_down, family),
                 );
             }
         }
@@ -287,15 +327,8 @@ mod tests {
     use super::*;
 
     fn spec() -> NameSpec {
-        NameSpec {
-            name: "App.Demo.Local.".into(),
-            ttl: 5,
-            policy: Policy::RoundRobin,
-            max_answers: 0,
-            all_down: AllDown::All,
-            v4: vec![Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)],
-            v6: vec![],
-        }
+        let ip = |l| IpAddr::from([192, 0, 2, l]);
+        NameSpec::new("App.Demo.Local.", 5, Policy::RoundRobin, 0, [ip(1), ip(2)])
     }
 
     #[test]

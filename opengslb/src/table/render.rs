@@ -4,14 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use opengslb_common::maps::{MAX_ENTRIES, MAX_RECORDS, MAX_SLOTS, RecordKey, RecordValue, policy};
+use opengslb_common::maps::{MAX_ENTRIES, MAX_RECORDS, RecordKey, RecordValue, policy};
 use tracing::warn;
 
 use super::{AnswerTable, Entry, EntryKey, Policy};
-use crate::routing::{MAX_WEIGHT_SLOTS, weight_slots};
-
-// The map's slot array holds any table routing makes.
-const _: () = assert!(MAX_SLOTS == MAX_WEIGHT_SLOTS);
 
 /// A table's map entries.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -103,38 +99,25 @@ fn render(key: &EntryKey, e: &Entry, slot: u32) -> Result<(RecordKey, RecordValu
     let max_answers = e.max_answers.clamp(1, MAX_RECORDS as u8);
     let (mut v, hash) =
         RecordValue::new(&key.name, e.ttl, max_answers, slot).map_err(|_| "name not encodable")?;
-    // The records XDP answers from: for `weighted`, those routing may answer with.
-    let set = e.answer_set();
-    v.policy = match e.policy {
-        _ if set.len() > MAX_RECORDS => policy::USERSPACE,
-        Policy::RoundRobin => policy::ROUND_ROBIN,
-        Policy::FixedOrder => policy::FIXED_ORDER,
-        Policy::Weighted(_) => policy::WEIGHTED,
-        Policy::Geo { .. } => policy::GEO,
-        Policy::Userspace => policy::USERSPACE,
+    // A set too large for the map entry: the program passes its queries to userspace.
+    v.policy = if e.records.len() > MAX_RECORDS {
+        policy::USERSPACE
+    } else {
+        e.policy.code()
     };
-    if let Policy::Geo {
-        regions,
-        default_region,
-    } = &e.policy
-        && v.policy == policy::GEO
-    {
-        v.default_region = *default_region;
-        for (dst, (ip, _)) in v.regions.iter_mut().zip(set.iter()) {
-            *dst = regions.get(ip).copied().unwrap_or(0);
+    if let Policy::Geo { default_region } = e.policy {
+        v.default_region = default_region;
+        for (dst, r) in v.regions.iter_mut().zip(&e.regions) {
+            *dst = *r;
         }
     }
-    if v.policy == policy::WEIGHTED {
-        // The slot table userspace routing indexes too, over the same records.
-        let slots = weight_slots(&e.candidates());
-        let dst = v
-            .slots
-            .get_mut(..slots.len())
-            .ok_or("slot table too long")?;
-        dst.copy_from_slice(&slots);
-        v.slot_count = u8::try_from(slots.len()).map_err(|_| "slot table too long")?;
-    }
-    for (ip, _) in set.iter().take(MAX_RECORDS) {
+    let slots = v
+        .slots
+        .get_mut(..e.slots.len())
+        .ok_or("slot table too long")?;
+    slots.copy_from_slice(&e.slots);
+    v.slot_count = u8::try_from(e.slots.len()).map_err(|_| "slot table too long")?;
+    for ip in e.records.iter().take(MAX_RECORDS) {
         let ok = match ip {
             std::net::IpAddr::V4(a) => v.push(&a.octets()),
             std::net::IpAddr::V6(a) => v.push(&a.octets()),
@@ -148,23 +131,21 @@ fn render(key: &EntryKey, e: &Entry, slot: u32) -> Result<(RecordKey, RecordValu
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::table::{AllDown, NameSpec};
+    use crate::table::{Family, NameSpec, SpecRecord, weight_slots};
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
 
     /// A table of round-robin names, each with addresses 192.0.2.<last>.
     pub(crate) fn table(names: &[(&str, &[u8])]) -> AnswerTable {
         let specs: Vec<NameSpec> = names
             .iter()
-            .map(|(n, last)| NameSpec {
-                name: (*n).into(),
-                ttl: 5,
-                policy: Policy::RoundRobin,
-                max_answers: 1,
-                all_down: AllDown::All,
-                v4: last.iter().map(|l| Ipv4Addr::new(192, 0, 2, *l)).collect(),
-                v6: vec![],
+            .map(|(n, last)| {
+                NameSpec::new(n, 5, Policy::RoundRobin, 1, last.iter().map(|&l| ip(l)))
             })
             .collect();
         AnswerTable::from_specs(&specs)
@@ -191,15 +172,19 @@ pub(crate) mod tests {
         assert!(slot_c < 2, "freed slot reused, got {slot_c}");
     }
 
-    fn one(policy: Policy, last: &[u8]) -> (AnswerTable, RecordValue) {
-        let spec = NameSpec {
-            name: "r.test".into(),
-            ttl: 5,
+    /// A one-name table whose A records are `(last octet, weight, region)`.
+    fn one(policy: Policy, records: &[(u8, u32, u8)]) -> (AnswerTable, RecordValue) {
+        let mut spec = NameSpec::new("r.test", 5, policy, 2, []);
+        spec.v4 = Family {
             policy,
-            max_answers: 2,
-            all_down: AllDown::All,
-            v4: last.iter().map(|l| Ipv4Addr::new(192, 0, 2, *l)).collect(),
-            v6: vec![],
+            records: records
+                .iter()
+                .map(|&(l, weight, region)| SpecRecord {
+                    addr: ip(l),
+                    weight,
+                    region,
+                })
+                .collect(),
         };
         let t = AnswerTable::from_specs([&spec]);
         let v = t.render().entries.values().next().unwrap().1;
@@ -208,66 +193,93 @@ pub(crate) mod tests {
 
     #[test]
     fn fixed_order_and_weighted_entries_are_rendered_for_xdp() {
-        let (_, v) = one(Policy::FixedOrder, &[3, 1, 2]);
+        let (_, v) = one(Policy::FixedOrder, &[(3, 1, 0), (1, 1, 0), (2, 1, 0)]);
         assert_eq!(v.policy, policy::FIXED_ORDER);
         assert_eq!(v.rdata[0][..4], [192, 0, 2, 3], "table order kept");
         assert_eq!(v.slot_count, 0);
 
-        let ip = |l| std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, l));
-        let weights = [(ip(1), 3), (ip(2), 0), (ip(3), 1)].into_iter().collect();
-        let (t, v) = one(Policy::Weighted(weights), &[1, 2, 3]);
+        let (t, v) = one(Policy::Weighted, &[(1, 3, 0), (2, 0, 0), (3, 1, 0)]);
         assert_eq!(v.policy, policy::WEIGHTED);
         assert_eq!(v.count, 2, "weight 0 left out");
         assert_eq!(v.rdata[1][..4], [192, 0, 2, 3]);
         let e = t.get("r.test", opengslb_common::maps::QTYPE_A).unwrap();
-        let slots = weight_slots(&e.candidates());
-        assert_eq!(slots.len(), 4);
+        assert_eq!(e.records, [ip(1), ip(3)]);
+        let slots = weight_slots(&[3, 1]);
+        assert_eq!(e.slots, slots);
         assert_eq!(usize::from(v.slot_count), slots.len());
         assert_eq!(v.slots[..4], slots[..]);
         assert_eq!(slots.iter().filter(|&&i| i == 0).count(), 3);
 
         // All zero: every record, weight 1 each.
-        let zero = [(ip(1), 0), (ip(2), 0)].into_iter().collect();
-        let (_, v) = one(Policy::Weighted(zero), &[1, 2]);
+        let (_, v) = one(Policy::Weighted, &[(1, 0, 0), (2, 0, 0)]);
         assert_eq!((v.count, v.slot_count), (2, 2));
     }
 
     #[test]
+    fn geo_entries_carry_each_records_region() {
+        let (_, v) = one(
+            Policy::Geo { default_region: 2 },
+            &[(1, 1, 1), (2, 1, 2), (3, 1, 0)],
+        );
+        assert_eq!(v.policy, policy::GEO);
+        assert_eq!(v.default_region, 2);
+        assert_eq!(v.regions[..4], [1, 2, 0, 0]);
+    }
+
+    #[test]
     fn entry_answers_agree_with_the_reply_builder() {
-        use opengslb_common::dns::{answer_count, first_index};
-        let ip = |l| std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, l));
-        let weights = [(ip(1), 5), (ip(2), 0), (ip(3), 2), (ip(4), 1)]
-            .into_iter()
-            .collect();
+        use opengslb_common::dns::{Scratch, build_reply_for, parse_query};
+        let q = hickory_proto::op::Message::query()
+            .add_query(hickory_proto::op::Query::query(
+                hickory_proto::rr::Name::from_ascii("r.test.").unwrap(),
+                hickory_proto::rr::RecordType::A,
+            ))
+            .to_owned()
+            .to_vec()
+            .unwrap();
+        let records = [(1, 5, 1), (2, 0, 2), (3, 2, 1), (4, 1, 3)];
         for policy in [
             Policy::RoundRobin,
             Policy::FixedOrder,
-            Policy::Weighted(weights),
+            Policy::Weighted,
+            Policy::Geo { default_region: 3 },
         ] {
-            let (t, v) = one(policy.clone(), &[1, 2, 3, 4]);
+            let (t, v) = one(policy, &records);
             let e = t.get("r.test", opengslb_common::maps::QTYPE_A).unwrap();
             for rotation in (0..40).chain(u32::MAX - 5..=u32::MAX) {
-                let count = usize::from(v.count);
-                let first = first_index(&v, rotation, count).unwrap();
-                let n = answer_count(v.max_answers, v.count);
-                let xdp: Vec<std::net::IpAddr> = (0..n)
-                    .map(|k| {
-                        let [a, b, c, d, ..] = v.rdata[(first + k) % count];
-                        std::net::IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-                    })
-                    .collect();
-                assert_eq!(e.answer(rotation), xdp, "{policy:?} at {rotation}");
+                for region in 0..4 {
+                    let mut s = Box::new(Scratch::new());
+                    s.query[..q.len()].copy_from_slice(&q);
+                    let parsed = parse_query(&mut s, q.len()).unwrap();
+                    let len = build_reply_for(&mut s, &parsed, &v, rotation, 1232, region).unwrap();
+                    let reply = hickory_proto::op::Message::from_vec(&s.reply[..len]).unwrap();
+                    let xdp: Vec<IpAddr> = reply
+                        .answers
+                        .iter()
+                        .filter_map(|a| a.data.ip_addr())
+                        .collect();
+                    assert_eq!(
+                        e.answer(rotation, region),
+                        xdp,
+                        "{policy:?} at {rotation} in {region}"
+                    );
+                }
             }
         }
     }
 
     #[test]
-    fn oversized_sets_are_left_to_userspace_policy() {
+    fn oversized_sets_are_left_to_userspace_and_answered_there() {
         let many: Vec<u8> = (1..=20).collect();
-        let p = table(&[("big.test", &many)]).render();
+        let t = table(&[("big.test", &many)]);
+        let p = t.render();
         assert_eq!(
             p.entries.values().next().unwrap().1.policy,
             policy::USERSPACE
         );
+        let e = t.get("big.test", opengslb_common::maps::QTYPE_A).unwrap();
+        let firsts: Vec<IpAddr> = (0..21).map(|r| e.answer(r, 0)[0]).collect();
+        assert_eq!(firsts[..20], e.records[..], "rotates over all twenty");
+        assert_eq!(firsts[20], ip(1));
     }
 }

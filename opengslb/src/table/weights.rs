@@ -11,32 +11,29 @@
 //! one slot, so a weight under 1/64 of the total gets 1/64 of the first picks rather than none, and those
 //! lifted slots come out of the others' shares.
 
-use super::Candidate;
-
 /// The most slots a table has (the XDP map's slot array has this many).
 pub const MAX_WEIGHT_SLOTS: usize = 64;
 
-/// The slot table of a set of candidates: indices into `cands`, each appearing in proportion to its weight
+/// The slot table of a set of records with `weights`: indices into `weights`, each appearing in proportion to its weight
 /// (see the module docs for the precision), interleaved by smooth weighted round-robin so that
 /// consecutive slots spread over the backends instead of running in blocks. Rotation position `r`
-/// picks `cands[slots[r % slots.len()]]`.
+/// picks record `slots[r % slots.len()]`.
 ///
-/// Weight 0 gets no slot. If no candidate has a positive weight, every candidate counts as weight 1
+/// Weight 0 gets no slot. If no record has a positive weight, every record counts as weight 1
 /// (weights give no proportion to honour, and an empty answer would take the name off the air). Only the
-/// first 256 candidates can be indexed by a `u8`, and at most 64 candidates can have a slot (the 64
+/// first 256 records can be indexed by a `u8`, and at most 64 records can have a slot (the 64
 /// heaviest, the earlier on ties); both are far beyond what one answer or the XDP map holds. Empty input,
 /// empty table.
 ///
-/// Candidates with weight 0 do not influence the table: the table of `cands` with the zero-weight
-/// entries removed is this one with the indices renumbered, so a renderer that leaves those out of the XDP
-/// map agrees with [`super::pick`] on the full list.
-pub fn weight_slots(cands: &[Candidate]) -> Vec<u8> {
-    // (index into cands, weight) of the candidates that get slots.
-    let indexable = cands.iter().take(usize::from(u8::MAX) + 1).enumerate();
+/// Records with weight 0 do not influence the table: the table of `weights` with the zero weights removed
+/// is this one with the indices renumbered.
+pub fn weight_slots(weights: &[u32]) -> Vec<u8> {
+    // (index, weight) of the records that get slots.
+    let indexable = weights.iter().take(usize::from(u8::MAX) + 1).enumerate();
     let mut elig: Vec<(u8, u64)> = indexable
         .clone()
-        .filter(|(_, c)| c.weight > 0)
-        .filter_map(|(i, c)| Some((u8::try_from(i).ok()?, u64::from(c.weight))))
+        .filter(|&(_, &w)| w > 0)
+        .filter_map(|(i, &w)| Some((u8::try_from(i).ok()?, u64::from(w))))
         .collect();
     if elig.is_empty() {
         elig = indexable
@@ -132,4 +129,116 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
         (a, b) = (b, a % b);
     }
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_slots_are_exact_for_small_reduced_weights() {
+        let slots = weight_slots(&[100, 50, 25]);
+        assert_eq!(slots.len(), 7);
+        let count = |i| slots.iter().filter(|&&s| s == i).count();
+        assert_eq!((count(0), count(1), count(2)), (4, 2, 1));
+        // 3:1 in four slots, interleaved (not 0,0,0,1).
+        assert_eq!(weight_slots(&[3, 1]), [0, 0, 1, 0]);
+        assert_eq!(weight_slots(&[7]), [0]);
+        assert!(weight_slots(&[]).is_empty());
+    }
+
+    /// A small deterministic generator (xorshift), so the tests need no crate and never flake.
+    fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |bound| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        }
+    }
+
+    fn slot_counts(slots: &[u8], n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|i| slots.iter().filter(|&&s| usize::from(s) == i).count())
+            .collect()
+    }
+
+    #[test]
+    fn weight_slots_scaled_stay_within_one_slot_of_the_weights() {
+        // Weights of at least 1/64 of the total (so no one-slot minimum lifts anyone): every share within
+        // one slot in 64 of its weight share.
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        for _ in 0..2000 {
+            let n = 1 + next(16) as usize;
+            let weights: Vec<u32> = (0..n)
+                .map(|_| {
+                    if next(5) == 0 {
+                        0
+                    } else {
+                        50_000 + next(50_000) as u32
+                    }
+                })
+                .collect();
+            let slots = weight_slots(&weights);
+            assert!(!slots.is_empty() && slots.len() <= MAX_WEIGHT_SLOTS);
+            let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+            for (i, (&w, got)) in weights.iter().zip(slot_counts(&slots, n)).enumerate() {
+                let share = got as f64 / slots.len() as f64;
+                let want = if total > 0.0 {
+                    f64::from(w) / total
+                } else {
+                    1.0 / n as f64
+                };
+                assert!(
+                    (share - want).abs() <= 1.0 / MAX_WEIGHT_SLOTS as f64 + 1e-12,
+                    "{weights:?}: index {i} share {share} weight share {want} ({slots:?})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn weight_slots_give_every_positive_weight_a_slot() {
+        // Wild weights (1 next to 4 000 000 000, up to 70 backends): weight 0 never has a slot, every other
+        // weight of the 64 heaviest has at least one, and the table never exceeds 64 slots.
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2000 {
+            let n = 1 + next(70) as usize;
+            let weights: Vec<u32> = (0..n)
+                .map(|_| match next(4) {
+                    0 => 0,
+                    1 => 1 + next(10) as u32,
+                    2 => 1 + next(1000) as u32,
+                    _ => 1 + next(4_000_000_000) as u32,
+                })
+                .collect();
+            let slots = weight_slots(&weights);
+            assert!(
+                !slots.is_empty() && slots.len() <= MAX_WEIGHT_SLOTS,
+                "{weights:?}"
+            );
+            let counts = slot_counts(&slots, n);
+            let positive = weights.iter().filter(|&&w| w > 0).count();
+            for (i, &w) in weights.iter().enumerate() {
+                if w == 0 && positive > 0 {
+                    assert_eq!(counts[i], 0, "{weights:?}");
+                } else if positive <= MAX_WEIGHT_SLOTS {
+                    assert!(counts[i] >= 1, "{weights:?}: index {i} has no slot");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_slots_ignore_zero_weights() {
+        // The table leaves weight-0 records out of an entry: its slot table must be this one renumbered.
+        let full = [0, 700, 0, 200, 101];
+        let kept: Vec<u32> = full.iter().copied().filter(|&w| w > 0).collect();
+        let renumber = [None, Some(0u8), None, Some(1), Some(2)];
+        let mapped: Vec<u8> = weight_slots(&full)
+            .iter()
+            .map(|&s| renumber[usize::from(s)].unwrap())
+            .collect();
+        assert_eq!(mapped, weight_slots(&kept));
+    }
 }

@@ -1,0 +1,120 @@
+//! The one place a name's routing algorithm becomes what the answer table holds: per address family, the
+//! records in answer order and the table [`Policy`] that draws from them (docs/control-plane.md,
+//! "Routing"; the original's semantics with its bugs fixed):
+//!
+//! - **round-robin**: every record, rotating.
+//! - **weighted**: every record with its weight, drawn by the weight slot table; weight 0 excludes a
+//!   backend (the original treated weight ≤ 0 as 1), and the draw is deterministic (the original drew at
+//!   random).
+//! - **failover**: the records in config order, the first ones answering (the original's swap-delete could
+//!   scramble the order).
+//! - **latency** (and `learned-latency`, until agents report client latency): the records with probe
+//!   latency data, fastest first (ties in config order), those above `max_latency` dropped unless all
+//!   are; a family with no data at all rotates.
+//! - **geolocation**: every record with its region id; the client's region is found per query.
+
+#[cfg(test)]
+mod tests;
+
+use std::{net::IpAddr, time::Duration};
+
+use crate::{
+    config::RoutingAlgorithm,
+    table::{Family, Policy, SpecRecord},
+};
+
+/// The `latency` policy's default threshold: slower backends are dropped (the original's hard-coded
+/// 500 ms).
+pub const DEFAULT_MAX_LATENCY: Duration = Duration::from_millis(500);
+
+/// One healthy backend of a name (or the all-down policy's pick), in answer-set order: config order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The address the answer carries.
+    pub addr: IpAddr,
+    /// Relative share under `weighted`; 0 excludes it there.
+    pub weight: u32,
+    /// Its region's id (1..=255; 0: none), for `geolocation`.
+    pub region: u8,
+    /// Smoothed validation-probe latency; `None` until there is enough data.
+    pub latency: Option<Duration>,
+}
+
+/// How a name routes, as the table needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routing {
+    /// The configured algorithm.
+    pub algorithm: RoutingAlgorithm,
+    /// The `latency` threshold (`latency_config.max_latency_ms`).
+    pub max_latency: Duration,
+    /// The `geolocation` default region's id (0: none).
+    pub default_region: u8,
+}
+
+impl Routing {
+    /// Round-robin.
+    pub const ROUND_ROBIN: Self = Self {
+        algorithm: RoutingAlgorithm::RoundRobin,
+        max_latency: DEFAULT_MAX_LATENCY,
+        default_region: 0,
+    };
+
+    /// The table form of one family's candidates (all of one family), each address once.
+    pub fn family(&self, cands: &[Candidate]) -> Family {
+        let (policy, ordered) = match self.algorithm {
+            RoutingAlgorithm::RoundRobin => (Policy::RoundRobin, cands.to_vec()),
+            RoutingAlgorithm::Weighted => (Policy::Weighted, cands.to_vec()),
+            RoutingAlgorithm::Failover => (Policy::FixedOrder, cands.to_vec()),
+            RoutingAlgorithm::Geolocation => (
+                Policy::Geo {
+                    default_region: self.default_region,
+                },
+                cands.to_vec(),
+            ),
+            RoutingAlgorithm::Latency | RoutingAlgorithm::LearnedLatency => {
+                match fastest_first(cands, self.max_latency) {
+                    Some(ordered) => (Policy::FixedOrder, ordered),
+                    None => (Policy::RoundRobin, cands.to_vec()),
+                }
+            }
+        };
+        Family {
+            policy,
+            records: once_each(&ordered),
+        }
+    }
+}
+
+/// The candidates with latency data, fastest first (a stable sort: ties keep config order), those
+/// slower than `max_latency` dropped unless every one is (a slow answer beats none); `None` without data.
+fn fastest_first(cands: &[Candidate], max_latency: Duration) -> Option<Vec<Candidate>> {
+    let mut measured: Vec<Candidate> = cands
+        .iter()
+        .filter(|c| c.latency.is_some())
+        .copied()
+        .collect();
+    if measured.is_empty() {
+        return None;
+    }
+    if measured.iter().any(|c| c.latency <= Some(max_latency)) {
+        measured.retain(|c| c.latency <= Some(max_latency));
+    }
+    measured.sort_by_key(|c| c.latency);
+    Some(measured)
+}
+
+/// Each address once, where it first comes; two backends on one address (two ports) add their weights.
+fn once_each(cands: &[Candidate]) -> Vec<SpecRecord> {
+    let mut out: Vec<SpecRecord> = Vec::with_capacity(cands.len());
+    for c in cands {
+        match out.iter_mut().find(|r| r.addr == c.addr) {
+            Some(r) => r.weight = r.weight.saturating_add(c.weight),
+            None => out.push(SpecRecord {
+                addr: c.addr,
+                weight: c.weight,
+                region: c.region,
+            }),
+        }
+    }
+    out
+}

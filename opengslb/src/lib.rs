@@ -12,6 +12,7 @@ pub mod gossip;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod name;
 pub mod net;
 pub mod overwatch;
 pub mod registry;

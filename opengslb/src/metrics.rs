@@ -311,7 +311,7 @@ fn encode_backends(
 ) -> Result<(), std::fmt::Error> {
     let rows = backends.iter().map(|b| {
         let labels = [
-            ("service", b.key.service.clone()),
+            ("service", b.key.service.to_string()),
             ("address", b.key.address.to_string()),
             ("port", b.key.port.to_string()),
             ("source", b.source.as_str().to_owned()),

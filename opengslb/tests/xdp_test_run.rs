@@ -50,7 +50,7 @@ fn spec(
         .into_iter()
         .map(|n| IpAddr::V4(v4(n)))
         .chain(v6s.into_iter().map(|n| IpAddr::V6(v6(n))));
-    NameSpec::new(name, ttl, policy, max_answers, addrs)
+    NameSpec::new(name.parse().expect("name"), ttl, policy, max_answers, addrs)
 }
 
 struct Harness {
@@ -283,8 +283,10 @@ fn answers_weighted_names_by_the_slot_table() {
         .unwrap();
     assert_eq!(rec.policy, policy::WEIGHTED);
     assert_eq!(rec.count, 2, "the zero-weight record is left out");
-    // The slot table is routing's, over the records XDP holds.
-    let entry = table.get("weighted.demo.local", QTYPE_A).unwrap();
+    // The slot table is the table entry's, over the records XDP holds.
+    let entry = table
+        .get(&"weighted.demo.local".parse().unwrap(), QTYPE_A)
+        .unwrap();
     let slots = weight_slots(&[3, 1]);
     assert_eq!(entry.slots, slots);
     assert_eq!(usize::from(rec.slot_count), slots.len());

@@ -132,7 +132,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let reported: Vec<(String, IpAddr, u16)> = agent
         .backends
         .iter()
-        .map(|b| (b.service.clone(), advertised_address(b, source), b.port))
+        .map(|b| (b.service.to_string(), advertised_address(b, source), b.port))
         .collect();
     let id = agent_id(&reported);
     let tracker = TaskTracker::new();
@@ -167,7 +167,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 info!(service = %b.service, checked = %b.address, reported = %addr, "backend reported at its advertised address");
             }
             Tracked {
-                report_as: (b.service.clone(), addr, b.port),
+                report_as: (b.service.to_string(), addr, b.port),
                 weight: b.weight,
                 policy: CheckPolicy::from_health_check(&b.health_check, 0.3),
                 validation: Validation::default(),

@@ -5,7 +5,7 @@ use crate::config::HealthCheck;
 
 fn backend(address: &str, advertise: Option<&str>) -> AgentBackend {
     AgentBackend {
-        service: "app.demo.local".into(),
+        service: "app.demo.local".parse().unwrap(),
         address: address.parse().unwrap(),
         port: 80,
         weight: 100,

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::name::DnsName;
 use serde::Deserialize;
 
 use super::de;
@@ -128,8 +129,8 @@ fn default_key_path() -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentBackend {
-    /// The domain this backend serves; lowercased, without a trailing dot. Required.
-    pub service: String,
+    /// The domain this backend serves. Required.
+    pub service: DnsName,
     /// The address the agent checks, an IP literal (the original also took host names). Required.
     #[serde(deserialize_with = "de::ip")]
     pub address: IpAddr,

@@ -2,6 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use crate::name::DnsName;
 use serde::Deserialize;
 
 use super::de;
@@ -20,7 +21,7 @@ pub struct DnsConfig {
     /// The zones this server is authoritative for; every domain must lie inside one. Required in overwatch
     /// mode (the original parsed but ignored it). Lowercased, without a trailing dot. Default: none.
     #[serde(default, deserialize_with = "de::nullable")]
-    pub zones: Vec<String>,
+    pub zones: Vec<DnsName>,
     /// TTL in seconds of answers for domains that set no `ttl`, at most 2^31-1 (RFC 2181 §8). Default 60.
     #[serde(default = "default_ttl")]
     pub default_ttl: u32,
@@ -36,7 +37,7 @@ pub struct DnsConfig {
     pub soa: SoaConfig,
     /// The zones' name servers (NS records at the apex), as host names. Default: `ns1.<zone>`.
     #[serde(default, deserialize_with = "de::nullable")]
-    pub nameservers: Vec<String>,
+    pub nameservers: Vec<DnsName>,
 }
 
 /// The `dns.soa` block: the SOA record served at each zone's apex and in negative answers.
@@ -45,11 +46,11 @@ pub struct DnsConfig {
 pub struct SoaConfig {
     /// MNAME, the primary name server. Default: the first of `dns.nameservers`, else `ns1.<zone>`.
     #[serde(default)]
-    pub primary_ns: Option<String>,
+    pub primary_ns: Option<DnsName>,
     /// RNAME, the contact mailbox as a name (`hostmaster.example.com` for hostmaster@example.com).
     /// Default `hostmaster.<zone>`.
     #[serde(default)]
-    pub contact: Option<String>,
+    pub contact: Option<DnsName>,
     /// TTL of the SOA record, seconds. Default 60.
     #[serde(default = "default_soa_ttl")]
     pub ttl: u32,

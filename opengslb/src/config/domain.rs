@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::name::DnsName;
 use serde::Deserialize;
 
 use super::de;
@@ -11,9 +12,8 @@ use super::de;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Domain {
-    /// The name answered for, inside one of `dns.zones`; lowercased on load, without a trailing dot.
-    /// Required.
-    pub name: String,
+    /// The name answered for, inside one of `dns.zones`. Required.
+    pub name: DnsName,
     /// How answers pick among healthy backends (see [`RoutingAlgorithm`]). Default `round-robin`.
     #[serde(default)]
     pub routing_algorithm: RoutingAlgorithm,

@@ -28,6 +28,7 @@ mod validate;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+use crate::name::DnsName;
 use serde::Deserialize;
 use serde_norway::Value;
 
@@ -283,8 +284,8 @@ fn location_suffix(message: &str, line: Option<usize>, column: Option<usize>) ->
 /// The static records of one domain, ready to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainRecords {
-    /// The name, lowercase, without a trailing dot.
-    pub name: String,
+    /// The name.
+    pub name: DnsName,
     /// TTL of the answers, in seconds.
     pub ttl: u32,
     /// How many records one answer carries at most.
@@ -295,7 +296,8 @@ pub struct DomainRecords {
     pub v4: Vec<Ipv4Addr>,
     /// IPv6 addresses of the domain's servers, in config order, without duplicates.
     pub v6: Vec<Ipv6Addr>,
-    /// The configured zone the name lies in (the longest one that contains it).
+    /// The configured zone the name lies in (the longest one that contains it); empty if none does
+    /// (an agent's config needs no zones).
     pub zone: String,
     /// What to answer when every backend is out ([`Config::all_down_of`]).
     pub all_down: AllDownPolicy,
@@ -363,18 +365,12 @@ impl Config {
     }
 
     /// The zone of `dns.zones` that contains `name` (lowercase, no trailing dot); the longest if several do.
-    pub fn zone_of(&self, name: &str) -> Option<&str> {
+    pub fn zone_of(&self, name: &DnsName) -> Option<&DnsName> {
         self.dns
             .zones
             .iter()
-            .filter(|zone| {
-                name == zone.as_str()
-                    || name
-                        .strip_suffix(zone.as_str())
-                        .is_some_and(|head| head.ends_with('.'))
-            })
-            .max_by_key(|zone| zone.len())
-            .map(String::as_str)
+            .filter(|zone| name.is_within(zone))
+            .max_by_key(|zone| zone.as_str().len())
     }
 
     /// For each domain, in config order: the addresses of the servers of its regions whose `service` is the
@@ -390,7 +386,10 @@ impl Config {
                     algorithm: domain.routing_algorithm,
                     v4: Vec::new(),
                     v6: Vec::new(),
-                    zone: self.zone_of(&domain.name).unwrap_or_default().to_owned(),
+                    zone: self
+                        .zone_of(&domain.name)
+                        .map(DnsName::to_string)
+                        .unwrap_or_default(),
                     all_down: self.all_down_of(domain),
                 };
                 let servers = domain
@@ -411,35 +410,12 @@ impl Config {
             .collect()
     }
 
-    /// Lowercases DNS names and drops trailing dots, so that later comparisons are plain string equality
-    /// (DNS names compare case-insensitively, RFC 4343); uppercases country and continent codes; and
-    /// gives an empty `api.allowed_networks` its meaning, loopback only.
+    /// Uppercases country and continent codes, and gives an empty `api.allowed_networks` its meaning,
+    /// loopback only. (DNS names are in their one form already: [`DnsName`].)
     fn normalize(&mut self) {
-        fn dns_name(name: &mut String) {
-            *name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-        }
-        self.dns.zones.iter_mut().for_each(dns_name);
-        self.domains.iter_mut().for_each(|d| dns_name(&mut d.name));
         for region in &mut self.regions {
-            region
-                .servers
-                .iter_mut()
-                .for_each(|s| dns_name(&mut s.service));
             let codes = region.countries.iter_mut().chain(&mut region.continents);
             codes.for_each(|c| c.make_ascii_uppercase());
-        }
-        self.agent
-            .backends
-            .iter_mut()
-            .for_each(|b| dns_name(&mut b.service));
-        let tokens = std::mem::take(&mut self.overwatch.agent_tokens);
-        for (mut service, list) in tokens {
-            dns_name(&mut service);
-            self.overwatch
-                .agent_tokens
-                .entry(service)
-                .or_default()
-                .extend(list);
         }
         if self.api.allowed_networks.is_empty() {
             self.api.allowed_networks = api::default_allowed_networks();

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::name::DnsName;
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -27,7 +28,7 @@ pub struct OverwatchConfig {
     /// it, the first token seen for a service is pinned in `data_dir` (trust on first use). Service names
     /// are lowercased, without a trailing dot. Default: none.
     #[serde(default, deserialize_with = "agent_tokens")]
-    pub agent_tokens: BTreeMap<String, Vec<Secret>>,
+    pub agent_tokens: BTreeMap<DnsName, Vec<Secret>>,
     /// The gossip receiver. Default: see [`OverwatchGossip`].
     #[serde(default, deserialize_with = "de::nullable")]
     pub gossip: OverwatchGossip,
@@ -70,18 +71,41 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/opengslb")
 }
 
-/// Reads `agent_tokens`: a mapping of service to one token or a list of tokens.
+/// Reads `agent_tokens`: a mapping of service to one token or a list of tokens. Two spellings of one
+/// name (`App.example.com`, `app.example.com.`) are one service with both lists.
 fn agent_tokens<'de, D: serde::Deserializer<'de>>(
     d: D,
-) -> Result<BTreeMap<String, Vec<Secret>>, D::Error> {
+) -> Result<BTreeMap<DnsName, Vec<Secret>>, D::Error> {
     #[derive(Deserialize)]
     struct Tokens(#[serde(deserialize_with = "de::one_or_many")] Vec<Secret>);
-    let map: Option<BTreeMap<String, Tokens>> = Option::deserialize(d)?;
-    Ok(map
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect())
+    struct Services;
+    impl<'de> serde::de::Visitor<'de> for Services {
+        type Value = BTreeMap<DnsName, Vec<Secret>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a mapping of service names to tokens")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out: BTreeMap<DnsName, Vec<Secret>> = BTreeMap::new();
+            while let Some((service, tokens)) = map.next_entry::<DnsName, Tokens>()? {
+                out.entry(service).or_default().extend(tokens.0);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Services)
 }
 
 /// The `overwatch.identity` block.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::name::DnsName;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
 
@@ -46,8 +47,8 @@ pub struct Server {
     /// code counted 0 as 1). Default 100.
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// The domain this server serves (a name under `domains`); lowercased, without a trailing dot. Required.
-    pub service: String,
+    /// The domain this server serves (a name under `domains`). Required.
+    pub service: DnsName,
     /// Host header (and TLS server name for `https`) of this server's health checks, overriding
     /// `health_check.host`. Default: none.
     #[serde(default)]

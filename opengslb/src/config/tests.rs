@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::*;
+use crate::name::DnsName;
 
 const DEMO2_OVERWATCH: &str = include_str!("testdata/demo2-overwatch.yaml");
 const DEMO2_AGENT: &str = include_str!("testdata/demo2-agent.yaml");
@@ -207,7 +208,7 @@ fn defaults_apply_to_missing_keys() {
     assert_eq!(
         config.dns,
         DnsConfig {
-            zones: vec!["example.com".into()],
+            zones: vec!["example.com".parse().unwrap()],
             ..DnsConfig::default()
         }
     );
@@ -565,7 +566,7 @@ $ | overwatch: { agent_tokens: { www.example.com: short } } | overwatch.agent_to
 $ | overwatch: { agent_tokens: { www.example.com: [0123456789abcdef, short] } } | overwatch.agent_tokens.www.example.com[1] | at least 16 characters
 $ | overwatch: { agent_tokens: { api.example.com: 0123456789abcdef } } | overwatch.agent_tokens.api.example.com | no domain "api.example.com"
 $ | overwatch: { agent_tokens: { www.example.com: [] } } | overwatch.agent_tokens.www.example.com | at least one token
-$ | overwatch: { agent_tokens: { "bad name.example.com": 0123456789abcdef } } | overwatch.agent_tokens.bad name.example.com | only letters, digits
+$ | overwatch: { agent_tokens: { "bad name.example.com": 0123456789abcdef } } | overwatch.agent_tokens | "bad name.example.com": label "bad name" may hold only letters, digits
 $ | api: { address: "nope" } | api.address | invalid listen address "nope"
 $ | api: { allowed_networks: [10.0.0.0/8, 10.0.0.1] } | api.allowed_networks[1] | invalid CIDR "10.0.0.1"
 $ | api: { allowed_networks: [10.0.0.0/33] } | api.allowed_networks[0] | invalid CIDR
@@ -1293,12 +1294,16 @@ fn agent_tokens_take_one_or_many_and_merge_by_normalized_name() {
         "{BASE}overwatch:\n  agent_tokens:\n    www.example.com: aaaaaaaaaaaaaaaa\n    WWW.Example.com.: [bbbbbbbbbbbbbbbb, cccccccccccccccc]\n"
     );
     let c = Config::from_yaml_str(&yaml).expect("config");
-    let tokens: Vec<&str> = c.overwatch.agent_tokens["www.example.com"]
+    let tokens: Vec<&str> = c.overwatch.agent_tokens
+        [&"www.example.com".parse::<DnsName>().unwrap()]
         .iter()
         .map(Secret::expose)
         .collect();
     assert_eq!(tokens.len(), 3);
     assert!(tokens.contains(&"aaaaaaaaaaaaaaaa") && tokens.contains(&"cccccccccccccccc"));
+    // An empty key, as Go accepts it: no tokens.
+    let c = Config::from_yaml_str(&format!("{BASE}overwatch:\n  agent_tokens:\n")).expect("config");
+    assert!(c.overwatch.agent_tokens.is_empty());
 }
 
 #[test]

@@ -76,7 +76,6 @@ fn validate_dns(config: &Config) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for (i, zone) in dns.zones.iter().enumerate() {
         let path = format!("dns.zones[{i}]");
-        check_dns_name(zone).map_err(|m| ConfigError::invalid(&path, m))?;
         ensure!(seen.insert(zone), path, "duplicate zone {zone:?}");
     }
     ensure!(
@@ -100,17 +99,6 @@ fn validate_dns(config: &Config) -> Result<(), ConfigError> {
         "dns.xdp.udp_size",
         "must be between 512 and 4096"
     );
-    for (i, ns) in dns.nameservers.iter().enumerate() {
-        check_dns_name(ns).map_err(|m| ConfigError::invalid(format!("dns.nameservers[{i}]"), m))?;
-    }
-    for (key, value) in [
-        ("primary_ns", &dns.soa.primary_ns),
-        ("contact", &dns.soa.contact),
-    ] {
-        if let Some(name) = value {
-            check_dns_name(name).map_err(|m| ConfigError::invalid(format!("dns.soa.{key}"), m))?;
-        }
-    }
     for (key, value) in [
         ("ttl", dns.soa.ttl),
         ("refresh", dns.soa.refresh),
@@ -146,7 +134,6 @@ fn validate_domains(config: &Config) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for (i, domain) in config.domains.iter().enumerate() {
         let (key, name) = (|k: &str| format!("domains[{i}].{k}"), &domain.name);
-        check_dns_name(name).map_err(|m| ConfigError::invalid(key("name"), m))?;
         ensure!(seen.insert(name), key("name"), "duplicate domain {name:?}");
         let zones = &config.dns.zones;
         ensure!(
@@ -202,7 +189,6 @@ fn validate_servers(config: &Config) -> Result<(), ConfigError> {
             let key = |k: &str| format!("regions[{i}].servers[{j}].{k}");
             ensure!(server.port != 0, key("port"), "must be between 1 and 65535");
             let service = &server.service;
-            check_dns_name(service).map_err(|m| ConfigError::invalid(key("service"), m))?;
             // A service no domain claims would never be answered: almost always a typo.
             ensure!(
                 config.domains.iter().any(|d| &d.name == service),
@@ -334,7 +320,6 @@ fn validate_overwatch(config: &Config) -> Result<(), ConfigError> {
     }
     for (service, tokens) in &ow.agent_tokens {
         let path = format!("overwatch.agent_tokens.{service}");
-        check_dns_name(service).map_err(|m| ConfigError::invalid(&path, m))?;
         ensure!(!tokens.is_empty(), &path, "give at least one token");
         for (i, token) in tokens.iter().enumerate() {
             ensure!(
@@ -497,7 +482,6 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for (i, backend) in agent.backends.iter().enumerate() {
         let key = |k: &str| format!("agent.backends[{i}].{k}");
-        check_dns_name(&backend.service).map_err(|m| ConfigError::invalid(key("service"), m))?;
         ensure!(
             backend.port != 0,
             key("port"),
@@ -680,34 +664,5 @@ fn validate_latency_learning(ll: &super::LatencyLearningConfig) -> Result<(), Co
         key("min_samples"),
         "must be at least 1"
     );
-    Ok(())
-}
-
-/// Checks a DNS name in presentation form, already lowercased and without its trailing dot (RFC 1035
-/// §2.3.4 lengths; letters, digits, '-' and '_' only, so an IDN must be written in its A-label form).
-fn check_dns_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".to_owned());
-    }
-    if name.len() > 253 {
-        return Err(format!("{name:?} is longer than 253 characters"));
-    }
-    for label in name.split('.') {
-        let why = if label.is_empty() {
-            "is empty"
-        } else if label.len() > 63 {
-            "is longer than 63 characters"
-        } else if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            "may hold only letters, digits, '-' and '_'"
-        } else if label.starts_with('-') || label.ends_with('-') {
-            "must not start or end with '-'"
-        } else {
-            continue;
-        };
-        return Err(format!("{name:?}: label {label:?} {why}"));
-    }
     Ok(())
 }

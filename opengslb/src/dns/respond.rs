@@ -24,7 +24,10 @@ use opengslb_common::{
 };
 
 use super::zone::{Snapshot, Zone};
-use crate::table::Policy;
+use crate::{
+    name::DnsName,
+    table::{EntryKey, Policy},
+};
 
 /// How the query arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,9 +319,13 @@ fn records_for(
 ) -> Vec<Record> {
     let owner = q.name().clone();
     let at_apex = *name == zone.apex;
+    let table_name = DnsName::from_hickory(name);
     let addresses = |qtype: u16| -> Vec<Record> {
-        let text = name.to_ascii();
-        let Some(entry) = snap.table.get(&text, qtype) else {
+        let Some(name) = table_name.clone() else {
+            return Vec::new();
+        };
+        let key = EntryKey { name, qtype };
+        let Some(entry) = snap.table.entry(&key) else {
             return Vec::new();
         };
         // Geolocation by the Client Subnet address if the query has one (echoing the scope the answer
@@ -334,9 +341,7 @@ fn records_for(
             },
             _ => 0,
         };
-        let rotation = ctx
-            .rotation
-            .unwrap_or_else(|| snap.next_rotation(&text, qtype));
+        let rotation = ctx.rotation.unwrap_or_else(|| snap.next_rotation_of(&key));
         entry
             .answer(rotation, region)
             .into_iter()
@@ -386,9 +391,11 @@ fn additional_for(snap: &Snapshot, zone: &Zone, answers: &[Record]) -> Vec<Recor
         if seen.contains(&target) || snap.zone_of(&target).is_none_or(|z| z.apex != zone.apex) {
             continue;
         }
-        let text = target.to_ascii();
+        let Some(table_name) = DnsName::from_hickory(&target) else {
+            continue;
+        };
         for qtype in [QTYPE_A, QTYPE_AAAA] {
-            let Some(entry) = snap.table.get(&text, qtype) else {
+            let Some(entry) = snap.table.get(&table_name, qtype) else {
                 continue;
             };
             out.extend(

@@ -637,7 +637,7 @@ fn a_name_without_records_is_nodata() {
     // What the registry gives a name whose answer set is empty (all-down policy `empty`, or no backend).
     let cfg = Config::from_yaml_str(&yaml(60, 5)).expect("test config is valid");
     let spec = crate::table::NameSpec::new(
-        "gone.demo.local",
+        "gone.demo.local".parse().unwrap(),
         5,
         crate::table::Policy::RoundRobin,
         1,

@@ -19,8 +19,9 @@ use thiserror::Error;
 
 use crate::{
     config::Config,
+    name::DnsName,
     routing::Placement,
-    table::{AnswerTable, EntryKey, Rendered, normalize},
+    table::{AnswerTable, EntryKey, Rendered},
 };
 
 /// A name in the config that is not a valid DNS name (validation should have caught it).
@@ -54,16 +55,6 @@ pub struct Zone {
     pub ns_ttl: u32,
 }
 
-fn fqdn(name: &str, what: &'static str) -> Result<Name, ZoneError> {
-    let err = || ZoneError {
-        name: name.to_owned(),
-        what,
-    };
-    let mut n = Name::from_ascii(name).map_err(|_| err())?;
-    n.set_fqdn(true);
-    Ok(n.to_lowercase())
-}
-
 impl Zone {
     /// The zones of a config.
     pub fn from_config(cfg: &Config) -> Result<Vec<Self>, ZoneError> {
@@ -71,24 +62,28 @@ impl Zone {
             .zones
             .iter()
             .map(|z| {
-                let apex = fqdn(z, "dns.zones")?;
+                // A default name under the zone, which a zone name of 249 characters or more leaves no
+                // room for.
+                let derived = |label: &str, what| {
+                    z.child(label).map(|n| n.fqdn()).map_err(|_| ZoneError {
+                        name: format!("{label}.{z}"),
+                        what,
+                    })
+                };
+                let apex = z.fqdn();
                 let nameservers = if cfg.dns.nameservers.is_empty() {
-                    vec![fqdn(&format!("ns1.{z}"), "dns.nameservers")?]
+                    vec![derived("ns1", "dns.nameservers")?]
                 } else {
-                    cfg.dns
-                        .nameservers
-                        .iter()
-                        .map(|n| fqdn(n, "dns.nameservers"))
-                        .collect::<Result<_, _>>()?
+                    cfg.dns.nameservers.iter().map(DnsName::fqdn).collect()
                 };
                 let soa = &cfg.dns.soa;
                 let mname = match &soa.primary_ns {
-                    Some(n) => fqdn(n, "dns.soa.primary_ns")?,
+                    Some(n) => n.fqdn(),
                     None => nameservers.first().cloned().unwrap_or_else(|| apex.clone()),
                 };
                 let rname = match &soa.contact {
-                    Some(n) => fqdn(n, "dns.soa.contact")?,
-                    None => fqdn(&format!("hostmaster.{z}"), "dns.soa.contact")?,
+                    Some(n) => n.fqdn(),
+                    None => derived("hostmaster", "dns.soa.contact")?,
                 };
                 Ok(Self {
                     apex,
@@ -174,14 +169,10 @@ impl Snapshot {
         }
         let owners = table
             .iter()
-            .map(|(k, _)| k.name.as_str())
+            .map(|(k, _)| &k.name)
             .chain(table.empty_names());
         for owner in owners {
-            let Ok(mut n) = Name::from_ascii(owner) else {
-                continue;
-            };
-            n.set_fqdn(true);
-            let n = n.to_lowercase();
+            let n = owner.fqdn();
             // The name and every ancestor inside its zone exist (RFC 8020: an empty non-terminal is
             // NODATA, not NXDOMAIN).
             if let Some(zone) = zones.iter().find(|z| z.apex.zone_of(&n)) {
@@ -254,13 +245,5 @@ impl Snapshot {
         self.rotation
             .get(key)
             .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// The next round-robin position for an entry.
-    pub fn next_rotation(&self, name: &str, qtype: u16) -> u32 {
-        self.next_rotation_of(&EntryKey {
-            name: normalize(name),
-            qtype,
-        })
     }
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 use super::{ProbeResult, StatusMatch, Target};
-use crate::config::HealthCheckType;
+use crate::{config::HealthCheckType, name::DnsName};
 
 /// The User-Agent of HTTP(S) probes, so backends can tell them from client traffic in their logs.
 pub const USER_AGENT: &str = concat!("OpenGSLB-HealthCheck/", env!("CARGO_PKG_VERSION"));
@@ -142,12 +142,12 @@ fn http_probe(target: &Target) -> Result<HttpProbe, String> {
     // happens, and the probe reaches this backend, not whatever the name resolves to. Otherwise the URL
     // carries the address (`SocketAddr`'s display brackets IPv6 literals).
     let mut url = None;
-    if let Some(name) = check.host.as_deref().filter(|h| https && is_dns_name(h)) {
-        let name = name.to_ascii_lowercase();
+    if let Some(name) = check.host.as_deref().filter(|_| https).and_then(tls_name) {
+        let name = name.as_str();
         let candidate = Url::parse(&format!("{scheme}://{name}:{}{path}", target.port)).ok();
         // The URL parser may rewrite a host (e.g. numeric labels read as IPv4); only use it when it did not.
-        if let Some(candidate) = candidate.filter(|u| u.host_str() == Some(name.as_str())) {
-            builder = builder.resolve(&name, socket);
+        if let Some(candidate) = candidate.filter(|u| u.host_str() == Some(name)) {
+            builder = builder.resolve(name, socket);
             url = Some(candidate);
         }
     }
@@ -184,18 +184,11 @@ fn http_probe(target: &Target) -> Result<HttpProbe, String> {
     })
 }
 
-/// Whether `host` can be a TLS server name: an ASCII DNS name, not an IP literal and without a port.
-fn is_dns_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.parse::<IpAddr>().is_err()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+/// `host` as a TLS server name, if it can be one: a DNS name, not an IP literal and without a port.
+fn tls_name(host: &str) -> Option<DnsName> {
+    host.parse::<IpAddr>()
+        .is_err()
+        .then(|| DnsName::new(host).ok())?
 }
 
 /// A short reason for an I/O failure, and whether it is definitive.

@@ -23,6 +23,7 @@ use std::{
 use sha2::{Digest as _, Sha256};
 use tracing::{error, info, warn};
 
+use crate::name::DnsName;
 use crate::{
     config::Secret,
     gossip::wire::{Report, Status, WireError},
@@ -153,8 +154,8 @@ pub struct Arrival<'a> {
 /// The book. Pure logic: time comes in with each call.
 #[derive(Debug)]
 pub struct AgentBook {
-    tokens: BTreeMap<String, Vec<[u8; 32]>>,
-    services: BTreeSet<String>,
+    tokens: BTreeMap<DnsName, Vec<[u8; 32]>>,
+    services: BTreeSet<DnsName>,
     pins: Pins,
     agents: HashMap<String, AgentEntry>,
     /// Reports by result (`applied`, `left`, or a refusal).
@@ -165,9 +166,9 @@ impl AgentBook {
     /// A book for the configured `services` (domain names), accepting the configured tokens, or pinning
     /// on first use in `data_dir` when none are.
     pub fn new(
-        agent_tokens: &BTreeMap<String, Vec<Secret>>,
+        agent_tokens: &BTreeMap<DnsName, Vec<Secret>>,
         data_dir: &Path,
-        services: impl IntoIterator<Item = String>,
+        services: impl IntoIterator<Item = DnsName>,
     ) -> Self {
         let mut book = Self {
             tokens: BTreeMap::new(),
@@ -184,21 +185,18 @@ impl AgentBook {
     /// already made (even those the file could not keep).
     pub fn reload(
         &mut self,
-        agent_tokens: &BTreeMap<String, Vec<Secret>>,
+        agent_tokens: &BTreeMap<DnsName, Vec<Secret>>,
         data_dir: &Path,
-        services: impl IntoIterator<Item = String>,
+        services: impl IntoIterator<Item = DnsName>,
     ) {
         self.tokens = agent_tokens
             .iter()
             .map(|(service, list)| {
                 let digests = list.iter().map(|t| digest(t.expose())).collect();
-                (crate::table::normalize(service), digests)
+                (service.clone(), digests)
             })
             .collect();
-        self.services = services
-            .into_iter()
-            .map(|s| crate::table::normalize(&s))
-            .collect();
+        self.services = services.into_iter().collect();
         let path = data_dir.join(PIN_FILE);
         if !agent_tokens.is_empty() {
             self.pins = Pins::disabled();
@@ -291,9 +289,11 @@ impl AgentBook {
         let reports = report
             .backends
             .iter()
-            .map(|b| AgentReport {
+            // `known_services` kept only backends whose service is a configured name.
+            .filter_map(|b| Some((DnsName::new(&b.service).ok()?, b)))
+            .map(|(service, b)| AgentReport {
                 agent_id: id.clone(),
-                key: BackendKey::new(&b.service, b.address, b.port),
+                key: BackendKey::new(service, b.address, b.port),
                 weight: b.weight,
                 region: report.region.clone(),
                 says: match b.status {
@@ -309,13 +309,12 @@ impl AgentBook {
 
     /// Drops the report's backends of services that are not configured domains (a reload may have
     /// removed one the agent still reports: its other backends must not suffer), and returns the rest's
-    /// services, normalized and deduplicated. A report left with none of the backends it named is
-    /// refused.
-    fn known_services(&self, report: &mut Report) -> Result<Vec<String>, Refusal> {
+    /// services, deduplicated. A report left with none of the backends it named is refused.
+    fn known_services(&self, report: &mut Report) -> Result<Vec<DnsName>, Refusal> {
         let named = report.backends.len();
         let mut unknown = None;
         report.backends.retain(|b| {
-            let known = self.services.contains(&crate::table::normalize(&b.service));
+            let known = DnsName::new(&b.service).is_ok_and(|s| self.services.contains(&s));
             if !known {
                 unknown.get_or_insert_with(|| b.service.clone());
             }
@@ -329,10 +328,10 @@ impl AgentBook {
         if report.backends.len() < named {
             tracing::debug!(agent = %report.agent_id, dropped = named - report.backends.len(), "backends of services that are not configured domains dropped");
         }
-        let mut services: Vec<String> = report
+        let mut services: Vec<DnsName> = report
             .backends
             .iter()
-            .map(|b| crate::table::normalize(&b.service))
+            .filter_map(|b| DnsName::new(&b.service).ok())
             .collect();
         services.sort();
         services.dedup();
@@ -354,7 +353,7 @@ impl AgentBook {
         }
     }
 
-    fn authenticate(&mut self, services: &[String], presented: [u8; 32]) -> Result<(), Refusal> {
+    fn authenticate(&mut self, services: &[DnsName], presented: [u8; 32]) -> Result<(), Refusal> {
         if self.tokens.is_empty() {
             return self.pins.check_or_pin(services, presented);
         }
@@ -369,12 +368,12 @@ impl AgentBook {
             match self.tokens.get(service) {
                 None => {
                     return Err(Refusal::UnknownService {
-                        service: service.clone(),
+                        service: service.to_string(),
                     });
                 }
                 Some(accepted) if !accepted.contains(&presented) => {
                     return Err(Refusal::BadToken {
-                        service: service.clone(),
+                        service: service.to_string(),
                     });
                 }
                 Some(_) => {}
@@ -500,7 +499,8 @@ impl Pins {
 
     /// Checks every service first, then pins the new ones, so a report refused for one service pins
     /// nothing.
-    fn check_or_pin(&mut self, services: &[String], presented: [u8; 32]) -> Result<(), Refusal> {
+    fn check_or_pin(&mut self, services: &[DnsName], presented: [u8; 32]) -> Result<(), Refusal> {
+        let services: Vec<String> = services.iter().map(DnsName::to_string).collect();
         if self.broken {
             return Err(Refusal::BadToken {
                 service: services.first().cloned().unwrap_or_default(),

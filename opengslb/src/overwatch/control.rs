@@ -212,7 +212,7 @@ fn probe_plan(cfg: &Config) -> (HashMap<BackendKey, CheckPolicy>, Vec<Scheduled<
     for region in &cfg.regions {
         let hc: &HealthCheck = &region.health_check;
         for s in &region.servers {
-            let key = BackendKey::new(&s.service, s.address, s.port);
+            let key = BackendKey::new(s.service.clone(), s.address, s.port);
             if checks.contains_key(&key) {
                 continue;
             }

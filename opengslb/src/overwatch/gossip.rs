@@ -41,7 +41,7 @@ pub(super) struct Gossip {
     warned: HashMap<SocketAddr, Instant>,
 }
 
-fn services(cfg: &Config) -> impl Iterator<Item = String> + '_ {
+fn services(cfg: &Config) -> impl Iterator<Item = crate::name::DnsName> + '_ {
     cfg.domains.iter().map(|d| d.name.clone())
 }
 

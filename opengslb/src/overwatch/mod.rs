@@ -539,7 +539,13 @@ domains:
             "{text}"
         );
 
-        let key = |a: &str| BackendKey::new("app.example.com", a.parse().expect("address"), 80);
+        let key = |a: &str| {
+            BackendKey::new(
+                "app.example.com".parse().unwrap(),
+                a.parse().expect("address"),
+                80,
+            )
+        };
         for a in ["192.0.2.1", "192.0.2.2"] {
             control
                 .registry

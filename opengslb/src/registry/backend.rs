@@ -2,6 +2,7 @@
 
 use std::{fmt, net::IpAddr, time::Instant};
 
+use crate::name::DnsName;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -13,8 +14,8 @@ use crate::{
 /// address and port may back two services; they are then two backends.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BackendKey {
-    /// The domain this backend serves: lowercase, no trailing dot.
-    pub service: String,
+    /// The domain this backend serves.
+    pub service: DnsName,
     /// The address DNS answers carry; IPv4-mapped IPv6 addresses are stored as IPv4.
     pub address: IpAddr,
     /// The port health checks probe.
@@ -22,12 +23,12 @@ pub struct BackendKey {
 }
 
 impl BackendKey {
-    /// A key in canonical form: the service lowercased without a trailing dot, and an IPv4-mapped IPv6
-    /// address turned into IPv4, so that an agent reporting `::ffff:10.0.0.1` claims the static
-    /// `10.0.0.1` (and both land in the A records, as `Config::domain_records` puts them).
-    pub fn new(service: &str, address: IpAddr, port: u16) -> Self {
+    /// A key in canonical form: an IPv4-mapped IPv6 address turned into IPv4, so that an agent
+    /// reporting `::ffff:10.0.0.1` claims the static `10.0.0.1` (and both land in the A records, as
+    /// `Config::domain_records` puts them).
+    pub fn new(service: DnsName, address: IpAddr, port: u16) -> Self {
         Self {
-            service: crate::table::normalize(service),
+            service,
             address: address.to_canonical(),
             port,
         }

@@ -37,7 +37,8 @@ pub use backend::{
 use crate::{
     config::{AllDownPolicy, Config, DomainRecords, StaleConfig},
     health::{CheckOutcome, CheckPolicy, ValidationState},
-    table::{AllDown, normalize},
+    name::DnsName,
+    table::AllDown,
 };
 
 /// Why an operator's request on the registry was refused.
@@ -88,7 +89,7 @@ pub struct AgentReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainInfo {
     /// The name, which is also the service its backends serve.
-    pub name: String,
+    pub name: DnsName,
     /// TTL of its answers, seconds.
     pub ttl: u32,
     /// How many records one answer carries.
@@ -133,8 +134,8 @@ pub struct AnswerSet {
 /// Whether a name answers by its all-down policy, as the metrics show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameStatus {
-    /// The name, normalized.
-    pub name: String,
+    /// The name.
+    pub name: DnsName,
     /// Its all-down policy.
     pub policy: AllDown,
     /// Every backend of the name is out (or it has none), so DNS answers what `policy` chose.
@@ -204,7 +205,7 @@ pub struct Registry {
     backends: BTreeMap<BackendKey, Backend>,
     stale: StaleConfig,
     /// Per name, the last non-empty healthy set an answer was built from, for `last_healthy`.
-    last_healthy: HashMap<String, Vec<BackendKey>>,
+    last_healthy: HashMap<DnsName, Vec<BackendKey>>,
 }
 
 impl Registry {
@@ -306,8 +307,8 @@ impl Registry {
     }
 
     /// The backends of a service in answer order: static ones in config order, then the others by key.
-    pub fn backends_of(&self, service: &str) -> Vec<&Backend> {
-        ordered(&self.backends, &normalize(service))
+    pub fn backends_of(&self, service: &DnsName) -> Vec<&Backend> {
+        ordered(&self.backends, service)
     }
 
     /// A validation probe's result. Hysteresis: `success_threshold` passes in a row make the backend
@@ -529,8 +530,8 @@ impl Registry {
     ///   since start), every backend, as `All`: an old answer is better than none only while it exists;
     /// - `Empty`: nothing.
     pub fn answer_set(&self, domain: &DomainInfo, now: Instant) -> AnswerSet {
-        let name = normalize(&domain.name);
-        let all = ordered(&self.backends, &name);
+        let name = &domain.name;
+        let all = ordered(&self.backends, name);
         let healthy: Vec<BackendKey> = all
             .iter()
             .filter(|b| effective_status(b, now, &self.stale).0 == Status::Healthy)
@@ -549,7 +550,7 @@ impl Registry {
             AllDown::LastHealthy => {
                 let remembered: Vec<BackendKey> = self
                     .last_healthy
-                    .get(&name)
+                    .get(name)
                     .into_iter()
                     .flatten()
                     .filter(|k| self.backends.contains_key(k))
@@ -576,12 +577,11 @@ impl Registry {
     /// Remembers each domain's set if it is healthy, for `LastHealthy`: whatever the domain's policy, so
     /// a reload that switches to it has a set at hand. Names no longer among `domains` are forgotten.
     pub fn remember_healthy(&mut self, domains: &[DomainInfo], sets: &[AnswerSet]) {
-        let names: HashSet<String> = domains.iter().map(|d| normalize(&d.name)).collect();
+        let names: HashSet<&DnsName> = domains.iter().map(|d| &d.name).collect();
         self.last_healthy.retain(|name, _| names.contains(name));
         for (d, set) in domains.iter().zip(sets) {
             if !set.all_down && !set.keys.is_empty() {
-                self.last_healthy
-                    .insert(normalize(&d.name), set.keys.clone());
+                self.last_healthy.insert(d.name.clone(), set.keys.clone());
             }
         }
     }
@@ -624,21 +624,21 @@ impl Registry {
 
 /// The key in canonical form, whatever the caller built it from.
 fn canonical(key: &BackendKey) -> BackendKey {
-    BackendKey::new(&key.service, key.address, key.port)
+    BackendKey::new(key.service.clone(), key.address, key.port)
 }
 
-/// The backends of `service` (normalized) in answer order: static ones by config order, then the others by
+/// The backends of `service` in answer order: static ones by config order, then the others by
 /// key (the map's order), so answers and failover order do not depend on arrival order.
-fn ordered<'a>(backends: &'a BTreeMap<BackendKey, Backend>, service: &str) -> Vec<&'a Backend> {
+fn ordered<'a>(backends: &'a BTreeMap<BackendKey, Backend>, service: &DnsName) -> Vec<&'a Backend> {
     // Keys sort by service first, so a service's backends are one range, starting at its lowest address.
     let start = BackendKey {
-        service: service.to_owned(),
+        service: service.clone(),
         address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         port: 0,
     };
     let mut out: Vec<&Backend> = backends
         .range(start..)
-        .take_while(|(k, _)| k.service == service)
+        .take_while(|(k, _)| k.service == *service)
         .map(|(_, b)| b)
         .collect();
     // A stable sort keeps the key order among the non-static ones.
@@ -660,7 +660,7 @@ fn static_servers(cfg: &Config) -> Vec<(BackendKey, u32, String)> {
             .filter_map(|name| cfg.regions.iter().find(|r| &r.name == name));
         for region in regions {
             for server in region.servers.iter().filter(|s| s.service == domain.name) {
-                let key = BackendKey::new(&server.service, server.address, server.port);
+                let key = BackendKey::new(server.service.clone(), server.address, server.port);
                 if seen.insert(key.clone()) {
                     out.push((key, server.weight, region.name.clone()));
                 }

@@ -47,7 +47,11 @@ fn stale() -> StaleConfig {
 }
 
 fn key(service: &str, addr: &str, port: u16) -> BackendKey {
-    BackendKey::new(service, addr.parse().expect("address"), port)
+    BackendKey::new(
+        service.parse().expect("service"),
+        addr.parse().expect("address"),
+        port,
+    )
 }
 
 fn app(addr: &str) -> BackendKey {
@@ -273,7 +277,7 @@ fn from_config_registers_the_served_static_servers_in_config_order() {
     let r = Registry::from_config(&cfg);
     assert_eq!(r.stale(), &stale());
     let order: Vec<(String, u16, &str, u32)> = r
-        .backends_of("APP.example.com.")
+        .backends_of(&"APP.example.com.".parse().unwrap())
         .iter()
         .map(|b| {
             (
@@ -689,7 +693,7 @@ fn reload_replaces_static_servers_and_keeps_everything_else() {
     );
     // Answer order: static in the new config order, then the others by key.
     let order: Vec<String> = r
-        .backends_of("app.example.com")
+        .backends_of(&"app.example.com".parse().unwrap())
         .iter()
         .map(|b| b.key.to_string())
         .collect();
@@ -805,7 +809,7 @@ fn v4(a: [u8; 4]) -> Ipv4Addr {
 
 fn domain(name: &str, all_down: AllDown) -> DomainInfo {
     DomainInfo {
-        name: name.into(),
+        name: name.parse().expect("name"),
         ttl: 30,
         max_answers: 2,
         all_down,
@@ -815,7 +819,7 @@ fn domain(name: &str, all_down: AllDown) -> DomainInfo {
 /// Takes every static backend of `app.example.com` out by validation.
 fn fail_all(r: &mut Registry) {
     let keys: Vec<BackendKey> = r
-        .backends_of("app.example.com")
+        .backends_of(&"app.example.com".parse().unwrap())
         .iter()
         .map(|b| b.key.clone())
         .collect();

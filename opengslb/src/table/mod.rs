@@ -8,6 +8,7 @@ use std::{
     net::IpAddr,
 };
 
+use crate::name::DnsName;
 use opengslb_common::{
     dns::{Draw, answer_indices},
     maps::{MAX_RECORDS, MAX_SLOTS, QTYPE_A, QTYPE_AAAA, policy},
@@ -90,11 +91,11 @@ impl AllDown {
     }
 }
 
-/// The key of one entry: a lowercased name without a trailing dot, and A or AAAA.
+/// The key of one entry: a name, and A or AAAA.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryKey {
-    /// Lowercase, no trailing dot.
-    pub name: String,
+    /// The name.
+    pub name: DnsName,
     /// [`QTYPE_A`] or [`QTYPE_AAAA`].
     pub qtype: u16,
 }
@@ -217,8 +218,8 @@ impl Family {
 /// One name's input to the table: its settings and its records of both families.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameSpec {
-    /// The name (any case, trailing dot optional).
-    pub name: String,
+    /// The name.
+    pub name: DnsName,
     /// TTL, seconds.
     pub ttl: u32,
     /// How many records one answer carries.
@@ -234,7 +235,7 @@ pub struct NameSpec {
 impl NameSpec {
     /// A name whose records of both families (`addrs`, split by family) are drawn by `policy`.
     pub fn new(
-        name: &str,
+        name: DnsName,
         ttl: u32,
         policy: Policy,
         max_answers: u8,
@@ -242,7 +243,7 @@ impl NameSpec {
     ) -> Self {
         let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addrs.into_iter().partition(IpAddr::is_ipv4);
         Self {
-            name: name.to_owned(),
+            name,
             ttl,
             max_answers,
             all_down: AllDown::All,
@@ -258,7 +259,7 @@ pub struct AnswerTable {
     entries: BTreeMap<EntryKey, Entry>,
     /// Names that exist with no address at all (all-down policy `empty`, or no backend yet): they answer
     /// NODATA, not NXDOMAIN.
-    empty: BTreeSet<String>,
+    empty: BTreeSet<DnsName>,
 }
 
 impl AnswerTable {
@@ -268,7 +269,7 @@ impl AnswerTable {
         let mut entries = BTreeMap::new();
         let mut empty = BTreeSet::new();
         for s in specs {
-            let name = normalize(&s.name);
+            let name = &s.name;
             if s.v4.records.is_empty() && s.v6.records.is_empty() {
                 empty.insert(name.clone());
             }
@@ -289,16 +290,21 @@ impl AnswerTable {
     }
 
     /// Names that exist without any address.
-    pub fn empty_names(&self) -> impl Iterator<Item = &str> {
-        self.empty.iter().map(String::as_str)
+    pub fn empty_names(&self) -> impl Iterator<Item = &DnsName> {
+        self.empty.iter()
     }
 
     /// The entry for a name and type.
-    pub fn get(&self, name: &str, qtype: u16) -> Option<&Entry> {
-        self.entries.get(&EntryKey {
-            name: normalize(name),
+    pub fn get(&self, name: &DnsName, qtype: u16) -> Option<&Entry> {
+        self.entry(&EntryKey {
+            name: name.clone(),
             qtype,
         })
+    }
+
+    /// The entry for a key.
+    pub fn entry(&self, key: &EntryKey) -> Option<&Entry> {
+        self.entries.get(key)
     }
 
     /// Every entry, in key order.
@@ -317,27 +323,25 @@ impl AnswerTable {
     }
 }
 
-/// Lowercase, without a trailing dot: the form every table key uses.
-pub fn normalize(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn spec() -> NameSpec {
         let ip = |l| IpAddr::from([192, 0, 2, l]);
-        NameSpec::new("App.Demo.Local.", 5, Policy::RoundRobin, 0, [ip(1), ip(2)])
+        let name = "App.Demo.Local.".parse().unwrap();
+        NameSpec::new(name, 5, Policy::RoundRobin, 0, [ip(1), ip(2)])
     }
 
     #[test]
-    fn names_are_normalized_and_empty_families_have_no_entry() {
+    fn empty_families_have_no_entry() {
         let t = AnswerTable::from_specs([&spec()]);
         assert_eq!(t.len(), 1);
-        let e = t.get("APP.demo.local", QTYPE_A).unwrap();
+        let name = "app.demo.local".parse().unwrap();
+        let e = t.get(&name, QTYPE_A).unwrap();
         assert_eq!(e.records.len(), 2);
         assert_eq!(e.max_answers, 1, "0 is raised to 1");
-        assert!(t.get("app.demo.local.", QTYPE_AAAA).is_none());
+        assert!(t.get(&name, QTYPE_AAAA).is_none());
+        assert_eq!(t.empty_names().count(), 0);
     }
 }

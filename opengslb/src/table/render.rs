@@ -97,8 +97,8 @@ impl AnswerTable {
 /// The map entry for one table entry, using rotation slot `slot`.
 fn render(key: &EntryKey, e: &Entry, slot: u32) -> Result<(RecordKey, RecordValue), &'static str> {
     let max_answers = e.max_answers.clamp(1, MAX_RECORDS as u8);
-    let (mut v, hash) =
-        RecordValue::new(&key.name, e.ttl, max_answers, slot).map_err(|_| "name not encodable")?;
+    let (mut v, hash) = RecordValue::new(key.name.as_str(), e.ttl, max_answers, slot)
+        .map_err(|_| "name not encodable")?;
     // A set too large for the map entry: the program passes its queries to userspace.
     v.policy = if e.records.len() > MAX_RECORDS {
         policy::USERSPACE
@@ -145,7 +145,13 @@ pub(crate) mod tests {
         let specs: Vec<NameSpec> = names
             .iter()
             .map(|(n, last)| {
-                NameSpec::new(n, 5, Policy::RoundRobin, 1, last.iter().map(|&l| ip(l)))
+                NameSpec::new(
+                    n.parse().unwrap(),
+                    5,
+                    Policy::RoundRobin,
+                    1,
+                    last.iter().map(|&l| ip(l)),
+                )
             })
             .collect();
         AnswerTable::from_specs(&specs)
@@ -174,7 +180,7 @@ pub(crate) mod tests {
 
     /// A one-name table whose A records are `(last octet, weight, region)`.
     fn one(policy: Policy, records: &[(u8, u32, u8)]) -> (AnswerTable, RecordValue) {
-        let mut spec = NameSpec::new("r.test", 5, policy, 2, []);
+        let mut spec = NameSpec::new("r.test".parse().unwrap(), 5, policy, 2, []);
         spec.v4 = Family {
             policy,
             records: records
@@ -202,7 +208,9 @@ pub(crate) mod tests {
         assert_eq!(v.policy, policy::WEIGHTED);
         assert_eq!(v.count, 2, "weight 0 left out");
         assert_eq!(v.rdata[1][..4], [192, 0, 2, 3]);
-        let e = t.get("r.test", opengslb_common::maps::QTYPE_A).unwrap();
+        let e = t
+            .get(&"r.test".parse().unwrap(), opengslb_common::maps::QTYPE_A)
+            .unwrap();
         assert_eq!(e.records, [ip(1), ip(3)]);
         let slots = weight_slots(&[3, 1]);
         assert_eq!(e.slots, slots);
@@ -245,7 +253,9 @@ pub(crate) mod tests {
             Policy::Geo { default_region: 3 },
         ] {
             let (t, v) = one(policy, &records);
-            let e = t.get("r.test", opengslb_common::maps::QTYPE_A).unwrap();
+            let e = t
+                .get(&"r.test".parse().unwrap(), opengslb_common::maps::QTYPE_A)
+                .unwrap();
             for rotation in (0..40).chain(u32::MAX - 5..=u32::MAX) {
                 for region in 0..4 {
                     let mut s = Box::new(Scratch::new());
@@ -277,7 +287,9 @@ pub(crate) mod tests {
             p.entries.values().next().unwrap().1.policy,
             policy::USERSPACE
         );
-        let e = t.get("big.test", opengslb_common::maps::QTYPE_A).unwrap();
+        let e = t
+            .get(&"big.test".parse().unwrap(), opengslb_common::maps::QTYPE_A)
+            .unwrap();
         let firsts: Vec<IpAddr> = (0..21).map(|r| e.answer(r, 0)[0]).collect();
         assert_eq!(firsts[..20], e.records[..], "rotates over all twenty");
         assert_eq!(firsts[20], ip(1));

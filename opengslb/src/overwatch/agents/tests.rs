@@ -1,5 +1,6 @@
 use super::*;
 use crate::gossip::wire::{BackendReport, REPORT_VERSION, Signals};
+use crate::name::DnsName;
 
 const FROM: &str = "127.0.0.1:40000";
 const WALL: u64 = 1_790_000_000_000;
@@ -47,16 +48,21 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn tokens(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<Secret>> {
+fn tokens(pairs: &[(&str, &[&str])]) -> BTreeMap<DnsName, Vec<Secret>> {
     pairs
         .iter()
-        .map(|(s, t)| (s.to_string(), t.iter().map(|t| Secret::new(*t)).collect()))
+        .map(|(s, t)| {
+            (
+                s.parse().unwrap(),
+                t.iter().map(|t| Secret::new(*t)).collect(),
+            )
+        })
         .collect()
 }
 
-fn services() -> Vec<String> {
+fn services() -> Vec<DnsName> {
     ["app.demo.local", "other.demo.local", "s.example"]
-        .map(String::from)
+        .map(|s| s.parse().unwrap())
         .to_vec()
 }
 
@@ -87,7 +93,7 @@ fn configured_tokens_decide() {
     let ok = report("a", 1, "token-two-0123456", "App.Demo.Local.");
     assert!(matches!(
         arrive(&mut book, &ok, EPOCH, now),
-        Ok(Accepted::Reports(r)) if r.len() == 1 && r[0].key == BackendKey::new("app.demo.local", "10.0.0.1".parse().unwrap(), 80)
+        Ok(Accepted::Reports(r)) if r.len() == 1 && r[0].key == BackendKey::new("app.demo.local".parse().unwrap(), "10.0.0.1".parse().unwrap(), 80)
     ));
     let bad = report("b", 1, "token-three-012345", "app.demo.local");
     assert_eq!(

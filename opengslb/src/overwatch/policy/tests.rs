@@ -32,10 +32,10 @@ fn answers(
     max: u8,
     rotations: std::ops::Range<u32>,
 ) -> Vec<Vec<IpAddr>> {
-    let mut spec = NameSpec::new("r.test", 5, Policy::RoundRobin, max, []);
+    let mut spec = NameSpec::new("r.test".parse().unwrap(), 5, Policy::RoundRobin, max, []);
     spec.v4 = r.family(cands);
     let table = AnswerTable::from_specs([&spec]);
-    let Some(e) = table.get("r.test", opengslb_common::maps::QTYPE_A) else {
+    let Some(e) = table.get(&"r.test".parse().unwrap(), opengslb_common::maps::QTYPE_A) else {
         return rotations.map(|_| Vec::new()).collect();
     };
     rotations.map(|rot| e.answer(rot, 0)).collect()
@@ -211,10 +211,12 @@ fn geolocation_draws_from_the_clients_region_then_the_default_then_all() {
     };
     let f = r.family(&cands);
     assert_eq!(f.policy, Policy::Geo { default_region: 1 });
-    let mut spec = NameSpec::new("g.test", 5, Policy::RoundRobin, 1, []);
+    let mut spec = NameSpec::new("g.test".parse().unwrap(), 5, Policy::RoundRobin, 1, []);
     spec.v4 = f;
     let table = AnswerTable::from_specs([&spec]);
-    let e = table.get("g.test", opengslb_common::maps::QTYPE_A).unwrap();
+    let e = table
+        .get(&"g.test".parse().unwrap(), opengslb_common::maps::QTYPE_A)
+        .unwrap();
     let firsts =
         |region: u8| -> Vec<IpAddr> { (0..4).map(|rot| e.answer(rot, region)[0]).collect() };
     assert_eq!(firsts(2), addrs(&cands, &[2, 2, 2, 2]));

@@ -4,13 +4,16 @@
 //! exists, while an operator says so (`opengslb agent drain on`), during a maintenance window, or while a
 //! predictive signal fires. On SIGTERM or SIGINT it says it is leaving, so its backends are out at once.
 
+mod actor;
 pub mod drain;
+mod metrics;
 mod predict;
 pub mod signals;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    time::{Duration, Instant, SystemTime},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -22,25 +25,23 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
+use actor::{Agent, Effect, Input, Tracked, reason_room};
+use metrics::AgentMetrics;
+
 use crate::{
     config::{AgentBackend, Config},
     gossip::{
         member::Role,
         node::{Node, NodeConfig},
-        wire::{BackendReport, REPORT_VERSION, Report, Signals, Status},
+        wire::{REPORT_VERSION, Report, Signals},
     },
-    health::{
-        CheckOutcome, CheckPolicy, CheckSpec, ProbeResult, Prober, Scheduled, Target, Validation,
-        ValidationState,
-    },
+    health::{CheckPolicy, CheckSpec, ProbeResult, Prober, Scheduled, Target, Validation},
+    metrics::Metrics,
 };
 
 /// How often a report goes out when nothing changes. With the default `missed_threshold` of 3, an
 /// overwatch declares a silent agent dead after about 0.9 s.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(300);
-
-/// How many times the leaving report is sent (UDP may lose one).
-const LEAVE_REPEATS: u32 = 3;
 
 /// Health checks in flight at once.
 const PROBE_CONCURRENCY: usize = 8;
@@ -67,38 +68,6 @@ pub fn advertised_address(backend: &AgentBackend, gossip_source: IpAddr) -> IpAd
         Some(a) => a,
         None if backend.address.is_loopback() && !gossip_source.is_loopback() => gossip_source,
         None => backend.address,
-    }
-}
-
-/// One backend as the agent tracks it.
-struct Tracked {
-    report_as: (String, IpAddr, u16),
-    weight: u32,
-    policy: CheckPolicy,
-    validation: Validation,
-    last_error: Option<String>,
-}
-
-/// Why the backends drain, if they do: the first of these that holds.
-#[derive(Default)]
-struct DrainInputs {
-    file: bool,
-    manual: bool,
-    maintenance: bool,
-    predictive: Option<String>,
-}
-
-impl DrainInputs {
-    fn reason(&self) -> Option<String> {
-        if self.file {
-            Some("drain file present".into())
-        } else if self.manual {
-            Some("drained by operator".into())
-        } else if self.maintenance {
-            Some("maintenance window".into())
-        } else {
-            self.predictive.clone()
-        }
     }
 }
 
@@ -150,14 +119,14 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         gossip_interval: defaults.gossip_interval,
     };
     let (node, mut events) = Node::start(node_cfg, &tracker, token.clone()).await?;
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let shown = Arc::new(AgentMetrics::default());
     if cfg.metrics.enabled {
-        serve_metrics(&cfg, &node, metrics.clone(), &tracker, token.clone()).await?;
+        serve_metrics(&cfg, &node, shown.clone(), &tracker, token.clone()).await?;
     }
     // Membership events matter to the overwatch; the agent only needs the node's view of overwatches.
     tracker.spawn(async move { while events.recv().await.is_some() {} });
 
-    let mut tracked: Vec<Tracked> = agent
+    let tracked: Vec<Tracked> = agent
         .backends
         .iter()
         .zip(&reported)
@@ -202,34 +171,28 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         predict::Predictor::new(&agent.predictive)?.spawn(&tracker, token.clone());
 
     let started_ms = crate::gossip::unix_ms();
-    let mut sender = Sender {
-        node: node.clone(),
-        base: Report {
-            version: REPORT_VERSION,
-            agent_id: id.clone(),
-            started_ms,
-            sent_ms: started_ms,
-            seq: 0,
-            interval_ms: REPORT_INTERVAL.as_millis() as u32,
-            missed_threshold: agent
-                .heartbeat
-                .missed_threshold
-                .clamp(1, crate::config::MAX_MISSED),
-            token: service_token,
-            region: agent.identity.region.clone(),
-            leaving: false,
-            backends: Vec::new(),
-            signals: Signals::default(),
-        },
-        last: None,
+    let base = Report {
+        version: REPORT_VERSION,
+        agent_id: id.clone(),
+        started_ms,
+        sent_ms: started_ms,
+        seq: 0,
+        interval_ms: REPORT_INTERVAL.as_millis() as u32,
+        missed_threshold: agent
+            .heartbeat
+            .missed_threshold
+            .clamp(1, crate::config::MAX_MISSED),
+        token: service_token,
+        region: agent.identity.region.clone(),
+        leaving: false,
+        backends: Vec::new(),
+        signals: Signals::default(),
     };
-    let reason_room = reason_room(&sender.base, &reported)?;
+    let reason_room = reason_room(&base, &reported)?;
     info!(agent = %id, backends = tracked.len(), overwatches = agent.gossip.overwatch_nodes.len(), drain_file = %agent.drain_file.display(), "agent running");
+    let file = *drain_file.borrow_and_update();
+    let mut state = Agent::new(agent, base, tracked, reason_room, file);
 
-    let mut inputs = DrainInputs {
-        file: *drain_file.borrow_and_update(),
-        ..DrainInputs::default()
-    };
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     // SIGHUP would end the process by default; an operator who sends it expects a reload, not a leave.
@@ -237,69 +200,35 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut schedule_tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        let mut force = false;
-        tokio::select! {
-            _ = int.recv() => break,
-            _ = term.recv() => break,
-            _ = hup.recv() => {
-                warn!("SIGHUP: the agent does not reload its config; restart it to apply changes (it leaves and rejoins)");
-            }
-            Some((i, result)) = probe_rx.recv() => {
-                if let Some(t) = tracked.get_mut(i) {
-                    // Best effort: a full queue drops a sample of the error rate, never a report.
-                    let _ = checks_tx.try_send((Instant::now(), result.ok));
-                    t.last_error.clone_from(&result.error);
-                    let outcome = CheckOutcome {
-                        ok: result.ok,
-                        definitive: result.definitive,
-                        latency: result.ok.then_some(result.latency),
-                    };
-                    if t.validation.record(outcome, t.policy) {
-                        info!(service = %t.report_as.0, address = %t.report_as.1, state = t.validation.state.as_str(), error = ?result.error, "backend check changed");
+    'run: loop {
+        let input = tokio::select! {
+            _ = int.recv() => Input::Shutdown,
+            _ = term.recv() => Input::Shutdown,
+            _ = hup.recv() => Input::Reload,
+            Some((i, result)) = probe_rx.recv() => Input::Probe(i, result),
+            Ok(()) = drain_file.changed() => Input::DrainFile(*drain_file.borrow_and_update()),
+            Ok(()) = manual.changed() => Input::Manual(*manual.borrow_and_update()),
+            _ = schedule_tick.tick() => Input::Schedule,
+            Ok(()) = predicted.changed() => Input::Predicted(predicted.borrow_and_update().clone()),
+            _ = report_tick.tick() => Input::ReportDue,
+        };
+        for effect in state.handle(input, Instant::now(), crate::gossip::unix_ms()) {
+            match effect {
+                Effect::Send(payload) => node.send_report(payload),
+                // Best effort: a full queue drops a sample of the error rate, never a report.
+                Effect::Sample { at, ok } => _ = checks_tx.try_send((at, ok)),
+                Effect::Show(view) => shown.set(view),
+                Effect::Leave(reports) => {
+                    for payload in reports {
+                        node.send_report(payload);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
+                    break 'run;
                 }
             }
-            Ok(()) = drain_file.changed() => {
-                inputs.file = *drain_file.borrow_and_update();
-                info!(draining = inputs.file, file = %agent.drain_file.display(), "drain file changed");
-            }
-            Ok(()) = manual.changed() => {
-                inputs.manual = *manual.borrow_and_update();
-            }
-            _ = schedule_tick.tick() => {
-                let on = agent.maintenance.active_at(SystemTime::now());
-                if on != inputs.maintenance {
-                    info!(in_window = on, "maintenance window");
-                    inputs.maintenance = on;
-                }
-            }
-            Ok(()) = predicted.changed() => {
-                let (verdict, signals) = predicted.borrow_and_update().clone();
-                sender.base.signals = signals;
-                if verdict != inputs.predictive {
-                    info!(reason = ?verdict, "predictive drain");
-                    inputs.predictive = verdict;
-                }
-            }
-            _ = report_tick.tick() => force = true,
         }
-        let drain = inputs.reason();
-        let backends = statuses(&tracked, drain.as_deref(), reason_room);
-        metrics.set_agent(crate::metrics::AgentView {
-            draining: drain,
-            predictive: inputs.predictive.is_some(),
-            signals: sender.base.signals,
-        });
-        sender.send(backends, force);
     }
 
-    info!(agent = %id, "leaving: telling the overwatches");
-    sender.base.leaving = true;
-    for _ in 0..LEAVE_REPEATS {
-        sender.send(sender.base.backends.clone(), true);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     node.leave().await;
     token.cancel();
     tracker.close();
@@ -312,23 +241,22 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `/metrics` (the gossip node's counters) and `/health` on `metrics.address`.
+/// Serves `/metrics` (the gossip node's counters and the agent's own state) and `/health` on
+/// `metrics.address`.
 async fn serve_metrics(
     cfg: &Config,
     node: &Node,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    shown: Arc<AgentMetrics>,
     tracker: &TaskTracker,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    if let Ok(mut slot) = metrics.sources.gossip.lock() {
-        *slot = Some(crate::metrics::GossipSource {
-            node: node.stats.clone(),
-            book: None,
-        });
-    }
+    let mut metrics = Metrics::new();
+    metrics.collect(node.stats.clone());
+    metrics.collect(shown);
     let listener = tokio::net::TcpListener::bind(cfg.metrics.address)
         .await
         .with_context(|| format!("metrics.address {}", cfg.metrics.address))?;
+    let metrics = Arc::new(metrics);
     tracker.spawn(async move {
         if let Err(e) = crate::metrics::serve(listener, metrics, token).await {
             warn!(error = %e, "metrics server stopped");
@@ -345,125 +273,6 @@ fn gossip_bind() -> SocketAddr {
         v6
     } else {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    }
-}
-
-/// What the agent says about each backend now. A drain covers every backend. Otherwise a backend with no
-/// check verdict yet is left out, so a restarting agent does not pull a working backend out before its
-/// first check.
-fn statuses(tracked: &[Tracked], drain: Option<&str>, reason_room: usize) -> Vec<BackendReport> {
-    tracked
-        .iter()
-        .filter_map(|t| {
-            let (status, reason) = match (drain, t.validation.state) {
-                (Some(why), _) => (Status::Draining, why.to_owned()),
-                (None, ValidationState::Passing) => (Status::Healthy, String::new()),
-                (None, ValidationState::Failing) => (
-                    Status::Unhealthy,
-                    t.last_error
-                        .clone()
-                        .unwrap_or_else(|| "check failing".into()),
-                ),
-                (None, ValidationState::Unknown) => return None,
-            };
-            let (service, address, port) = t.report_as.clone();
-            let reason = bounded_reason(&reason, reason_room);
-            Some(BackendReport {
-                service,
-                address,
-                port,
-                weight: t.weight,
-                status,
-                reason,
-            })
-        })
-        .collect()
-}
-
-/// A reason as a report carries it: no control characters, at most `room` bytes (cut at a character
-/// boundary), so a long error text can never make a report too big to be accepted.
-fn bounded_reason(reason: &str, room: usize) -> String {
-    let mut out: String = reason.chars().filter(|c| !c.is_control()).collect();
-    if out.len() > room {
-        let mut cut = room;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
-    out
-}
-
-/// The longest reason a report carries; the wire allows 256 bytes.
-const MAX_REASON: usize = 200;
-
-/// How many bytes each backend's reason may take so that a report with every field at its largest still
-/// fits one datagram; an error if even empty reasons do not fit.
-fn reason_room(base: &Report, reported: &[(String, IpAddr, u16)]) -> anyhow::Result<usize> {
-    let mut widest = base.clone();
-    widest.seq = u64::MAX;
-    widest.sent_ms = u64::MAX;
-    widest.leaving = true;
-    widest.signals = Signals {
-        cpu: Some(100.0),
-        memory: Some(100.0),
-        error_rate: Some(100.0),
-    };
-    widest.backends = reported
-        .iter()
-        .map(|(service, address, port)| BackendReport {
-            service: service.clone(),
-            address: *address,
-            port: *port,
-            weight: 1000,
-            status: Status::Unhealthy,
-            reason: String::new(),
-        })
-        .collect();
-    let fixed = widest.encode().len();
-    let room = crate::gossip::seal::MAX_PAYLOAD
-        .checked_sub(fixed)
-        .with_context(|| {
-            format!("agent.backends: a report of these {} backends takes {fixed} bytes, more than one datagram holds; run another agent for some of them", reported.len())
-        })?;
-    // Each reason's length prefix takes up to 2 bytes.
-    Ok((room / reported.len().max(1))
-        .saturating_sub(2)
-        .min(MAX_REASON))
-}
-
-/// Seals and sends reports, numbering them.
-struct Sender {
-    node: Node,
-    base: Report,
-    last: Option<Vec<BackendReport>>,
-}
-
-impl Sender {
-    /// Sends when the backends changed since the last report, or when `force`.
-    fn send(&mut self, backends: Vec<BackendReport>, force: bool) {
-        let changed = self.last.as_ref() != Some(&backends);
-        if !changed && !force {
-            return;
-        }
-        if changed {
-            for b in &backends {
-                info!(service = %b.service, address = %b.address, port = b.port, status = b.status.as_str(), reason = %b.reason, "reporting");
-            }
-        }
-        self.base.seq += 1;
-        self.base.sent_ms = crate::gossip::unix_ms();
-        self.base.backends.clone_from(&backends);
-        let payload = self.base.encode();
-        if payload.len() > crate::gossip::seal::MAX_PAYLOAD {
-            // Config validation bounds the backends, and reasons are bounded: this is a bug, said loudly.
-            tracing::error!(
-                bytes = payload.len(),
-                "a report is too large to send; the overwatches will declare this agent dead"
-            );
-        }
-        self.node.send_report(payload);
-        self.last = Some(backends);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The userspace authoritative DNS server: the zones and their apex records, the bytes-in/bytes-out
 //! responder, and the UDP and TCP listeners.
 
+mod metrics;
 pub mod respond;
 pub mod server;
 pub mod zone;

@@ -10,6 +10,7 @@ pub fn unix_ms() -> u64 {
 }
 
 pub mod member;
+mod metrics;
 pub mod node;
 pub mod seal;
 pub mod wire;

@@ -30,6 +30,8 @@ use crate::{
     registry::{AgentReport, AgentSays, BackendKey},
 };
 
+pub use metrics::{AgentRow, BookMetrics, BookView};
+
 /// Name of the trust-on-first-use file in `data_dir`.
 pub const PIN_FILE: &str = "agent-tokens.pinned";
 
@@ -591,5 +593,6 @@ fn from_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+mod metrics;
 #[cfg(test)]
 mod tests;

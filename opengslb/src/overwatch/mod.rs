@@ -4,24 +4,30 @@
 use std::{
     net::IpAddr,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use tokio::signal::unix::{SignalKind, signal};
-use tracing::{debug, error, info, warn};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{error, info, warn};
 
+mod actor;
 pub mod agents;
 pub mod control;
 mod gossip;
 pub mod policy;
+mod publisher;
+mod reports;
 
-use control::{Control, Published};
-
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, watch};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use actor::{Effect, Input, Overwatch};
+use agents::BookMetrics;
+use control::Control;
+use publisher::Publisher;
 
 use crate::{
     config::Config,
@@ -29,9 +35,11 @@ use crate::{
         Snapshot, Zone,
         server::{self, ServerConfig},
     },
-    health::{CheckOutcome, Prober},
+    gossip::unix_ms,
+    health::Prober,
     metrics::{self, Metrics},
-    table::{AnswerTable, Rendered, Renderer},
+    registry::{BackendKey, StatusMetrics},
+    table::{AnswerTable, Rendered},
     xdp::{self, Dataplane},
 };
 
@@ -108,96 +116,13 @@ fn attach_xdp(
     Ok(())
 }
 
-/// The SOA serial for a new table: seconds since the epoch, kept increasing past `previous`.
-fn next_serial(previous: u32) -> u32 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32);
-    now.max(previous.wrapping_add(1))
-}
-
-/// Publishes answer tables: writes the XDP map incrementally, then switches the userspace server to a
-/// new snapshot (with a new SOA serial), and times the two.
-struct Publisher {
-    dp: Option<Dataplane>,
-    /// Renders each table once, for the XDP map and the userspace snapshot alike.
-    renderer: Renderer,
-    /// The placement whose geolocation table was last written to the XDP trie.
-    geo: Option<Arc<crate::routing::Placement>>,
-    tx: watch::Sender<Arc<Snapshot>>,
-    zones: Vec<Zone>,
-    serial: u32,
-    udp_size: u16,
-    metrics: Arc<Metrics>,
-}
-
-impl Publisher {
-    fn publish(&mut self, published: Published) {
-        let started = Instant::now();
-        let Published {
-            table, placement, ..
-        } = published;
-        // The trie changes only with the config (each config builds a new one). A failed write is tried
-        // again at the next publish: `self.geo` keeps the table last written in full.
-        let mut geo_written = true;
-        if let Some(dp) = self.dp.as_mut() {
-            let same = match (&self.geo, &placement) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                let entries = placement.as_ref().map_or(&[][..], |p| p.table().entries());
-                match dp.set_geo(entries) {
-                    Ok(written) => debug!(written, "XDP geolocation trie updated"),
-                    Err(e) => {
-                        geo_written = false;
-                        error!(
-                            error = format!("{e:#}"),
-                            "updating the XDP geolocation trie failed"
-                        );
-                    }
-                }
-            }
-        }
-        if geo_written {
-            self.geo.clone_from(&placement);
-        }
-        let rendered = self.renderer.render(&table);
-        if let Some(dp) = self.dp.as_mut() {
-            match dp.apply(&rendered) {
-                Ok(plan) => {
-                    for (name, why) in &plan.skipped {
-                        debug!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
-                    }
-                    debug!(
-                        written = plan.upserts.len(),
-                        removed = plan.removals.len(),
-                        "XDP map updated"
-                    );
-                }
-                // The XDP map keeps its previous entries; userspace still gets the new table.
-                Err(e) => error!(error = format!("{e:#}"), "updating the XDP map failed"),
-            }
-        }
-        self.serial = next_serial(self.serial);
-        let snap = Snapshot::new(
-            table,
-            &rendered,
-            self.zones.clone(),
-            self.serial,
-            self.udp_size,
-        )
-        .with_placement(placement);
-        self.tx.send_replace(Arc::new(snap));
-        self.metrics.observe_table_sync(started.elapsed());
-    }
-}
-
 /// Runs the overwatch until a shutdown signal. SIGHUP re-reads `opts.config` and publishes its table; a
 /// config that fails to load or validate is refused and the running one kept.
+///
+/// This is the loop's I/O shell: it turns gossip, timers, probe results and signals into
+/// [`actor::Input`]s for the [`Overwatch`] state machine, and carries out the effects it returns.
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
-    let mut control = Control::new(&cfg);
+    let mut overwatch = Overwatch::new(&cfg);
     let zones = Zone::from_config(&cfg).context("dns.zones")?;
     // XDP unavailable: the userspace server answers alone, unless `--xdp-only`.
     let unavailable = |e: anyhow::Error| {
@@ -222,7 +147,6 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             Err(e) => (unavailable(e)?, Vec::new()),
         }
     };
-    let metrics = Arc::new(Metrics::new());
     // Replaced by the first publish below, before the server starts: nothing answers from it.
     let (tx, snap_rx) = watch::channel(Arc::new(Snapshot::new(
         AnswerTable::default(),
@@ -231,23 +155,19 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         0,
         cfg.dns.xdp.udp_size,
     )));
-    let mut publisher = Publisher {
-        dp,
-        renderer: Renderer::default(),
-        geo: None,
-        tx,
-        zones,
-        serial: 0,
-        udp_size: cfg.dns.xdp.udp_size,
-        metrics: metrics.clone(),
+    let mut shell = Shell {
+        publisher: Publisher::new(dp, tx, zones, cfg.dns.xdp.udp_size),
+        status: Arc::default(),
+        book: Arc::default(),
+        prober: None,
     };
     // The first publish fills the XDP maps before the program is attached, through the same path as
     // every later one, so that it is timed and shown at `/metrics` like them.
-    let mut last = publish(&mut control, &mut publisher, Instant::now(), None);
-    if let Some(dp) = publisher.dp.as_mut()
+    shell.apply(overwatch.handle(Input::Start, Instant::now(), unix_ms()));
+    if let Some(dp) = shell.publisher.dp.as_mut()
         && let Err(e) = attach_xdp(dp, &cfg, &addrs, &opts)
     {
-        publisher.dp = unavailable(e)?;
+        shell.publisher.dp = unavailable(e)?;
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -257,6 +177,8 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let mut metrics = Metrics::new();
+        shell.publisher.register(&mut metrics);
         let server = if opts.xdp_only {
             info!("--xdp-only: no userspace DNS listener; queries XDP passes go unanswered");
             None
@@ -265,18 +187,20 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             let s = server::start(sc, snap_rx, &tracker, token.clone())
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.dns.listen_address))?;
-            *metrics
-                .sources
-                .dns
-                .lock()
-                .map_err(|_| anyhow::anyhow!("metrics lock"))? = Some(s.stats.clone());
+            metrics.collect(s.stats.clone());
             Some(s)
         };
+        let mut gossip = gossip::Gossip::start(&cfg, &tracker, token.clone()).await?;
+        if let Some(g) = &gossip {
+            metrics.collect(g.stats.clone());
+            metrics.collect(shell.book.clone());
+        }
+        metrics.collect(shell.status.clone());
         if cfg.metrics.enabled {
             let listener = tokio::net::TcpListener::bind(cfg.metrics.address)
                 .await
                 .with_context(|| format!("metrics.address {}", cfg.metrics.address))?;
-            let (m, t) = (metrics.clone(), token.clone());
+            let (m, t) = (Arc::new(metrics), token.clone());
             tracker.spawn(async move {
                 if let Err(e) = metrics::serve(listener, m, t).await {
                     error!(error = %e, "metrics server stopped");
@@ -284,19 +208,17 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             });
         }
         let (probe_tx, mut probe_rx) = mpsc::channel(1024);
-        let probes = control.probes();
+        let probes = overwatch.probes();
         if !probes.is_empty() {
             info!(backends = probes.len(), "external validation running");
         }
-        let prober = Prober::spawn(
+        shell.prober = Some(Prober::spawn(
             probes,
             control::PROBE_CONCURRENCY,
             probe_tx,
             &tracker,
             token.clone(),
-        );
-        let mut gossip = gossip::Gossip::start(&cfg, &tracker, token.clone(), metrics.clone()).await?;
-        let mut running = cfg.clone();
+        ));
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         // Created once: a signal that arrives while the loop body runs is still delivered.
@@ -304,67 +226,30 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             // Far enough to never fire, near enough not to overflow `Instant`.
-            let agent_deadline = gossip
-                .as_ref()
-                .and_then(gossip::Gossip::deadline)
+            let agent_deadline = overwatch
+                .deadline()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                _ = int.recv() => break,
-                events = next_gossip(&mut gossip) => {
-                    let now = Instant::now();
-                    if let Some(g) = gossip.as_mut()
-                        && g.handle(events, &mut control.registry, now)
-                    {
-                        last = publish(&mut control, &mut publisher, now, None);
-                    }
-                }
-                () = tokio::time::sleep_until(agent_deadline.into()) => {
-                    let now = Instant::now();
-                    if let Some(g) = gossip.as_mut()
-                        && g.expire(&mut control.registry, now)
-                    {
-                        last = publish(&mut control, &mut publisher, now, None);
-                    }
-                }
-                _ = term.recv() => break,
-                _ = hup.recv() => {
-                    if let Some(new) = reload(&opts, &running) {
-                        control.reload(&new);
-                        if let Some(g) = gossip.as_mut() {
-                            g.reload(&new);
-                        }
-                        prober.update(control.probes());
-                        running = new;
-                        last = publish(&mut control, &mut publisher, Instant::now(), None);
-                    }
-                }
-                Some((key, result)) = probe_rx.recv() => {
-                    let outcome = CheckOutcome {
-                        ok: result.ok,
-                        definitive: result.definitive,
-                        latency: result.ok.then_some(result.latency),
-                    };
-                    if control.apply_probe(&key, outcome) {
-                        info!(backend = %key, ok = result.ok, error = ?result.error, "validation changed a backend's status");
-                        last = publish(&mut control, &mut publisher, Instant::now(), None);
-                    }
-                }
+            let input = tokio::select! {
+                _ = int.recv() => Input::Shutdown,
+                events = next_gossip(&mut gossip) => Input::Gossip(events),
+                () = tokio::time::sleep_until(agent_deadline.into()) => Input::Deadline {
+                    queued: gossip.as_mut().map(gossip::Gossip::queued).unwrap_or_default(),
+                },
+                _ = term.recv() => Input::Shutdown,
+                _ = hup.recv() => match load_config(&opts) {
+                    Some(new) => Input::Reload(Box::new(new)),
+                    None => continue,
+                },
+                Some((key, result)) = probe_rx.recv() => Input::Probe(key, result),
                 _ = tick.tick() => {
-                    // Staleness and expiry move with time, and latency routing with probe averages.
-                    let now = Instant::now();
-                    control.registry.expire(now);
-                    // Also forgets long-gone agents, which no alive agent's deadline would prompt.
-                    if let Some(g) = gossip.as_mut() {
-                        g.expire(&mut control.registry, now);
-                        g.update_metrics();
-                    }
-                    last = publish(&mut control, &mut publisher, now, Some(&last));
-                    if let Some(c) = publisher.dp.as_ref().and_then(|d| d.counters().ok())
-                        && let Ok(mut slot) = metrics.sources.xdp.lock()
-                    {
-                        *slot = Some(c);
+                    shell.publisher.read_counters();
+                    Input::Tick {
+                        queued: gossip.as_mut().map(gossip::Gossip::queued).unwrap_or_default(),
                     }
                 }
+            };
+            if !shell.apply(overwatch.handle(input, Instant::now(), unix_ms())) {
+                break;
             }
         }
         token.cancel();
@@ -385,7 +270,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
 
-    if let Some(mut dp) = publisher.dp.take() {
+    if let Some(mut dp) = shell.publisher.dp.take() {
         if let Ok(c) = dp.counters() {
             info!(answered = c.answered(), "shutting down");
             for counter in opengslb_common::counters::Counter::ALL {
@@ -405,30 +290,36 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     result
 }
 
-/// Publishes the control plane's state at `now` to both DNS paths, unless it is `unchanged_from`; returns
-/// it, to compare later states with. The names' all-down state and the backends' status go to the
-/// metrics either way: report ages move with time alone, and a name goes all-down under policy `all`
-/// with its table unchanged.
-fn publish(
-    control: &mut Control,
-    publisher: &mut Publisher,
-    now: Instant,
-    unchanged_from: Option<&PublishedState>,
-) -> PublishedState {
-    let mut p = control.publish(now);
-    let names = std::mem::take(&mut p.names);
-    let state = state_of(&p);
-    if unchanged_from != Some(&state) {
-        publisher.publish(p);
-    }
-    publisher.metrics.set_names(names);
-    publisher
-        .metrics
-        .set_backends(control.registry.status_view(now));
-    state
+/// What carries out the state machine's effects.
+struct Shell {
+    publisher: Publisher,
+    status: Arc<StatusMetrics>,
+    book: Arc<BookMetrics>,
+    /// Started with the runtime, after the first publish.
+    prober: Option<Prober<BackendKey>>,
 }
 
-/// The next gossip event, or never when gossip is off.
+impl Shell {
+    /// Carries out `effects` in order; false once one says stop.
+    fn apply(&mut self, effects: Vec<Effect>) -> bool {
+        for effect in effects {
+            match effect {
+                Effect::Publish(p) => self.publisher.publish(p),
+                Effect::Probes(p) => {
+                    if let Some(prober) = &self.prober {
+                        prober.update(p);
+                    }
+                }
+                Effect::Status { backends, names } => self.status.set(backends, names),
+                Effect::Book(view) => self.book.set(view),
+                Effect::Stop => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The next gossip events, or never when gossip is off.
 async fn next_gossip(gossip: &mut Option<gossip::Gossip>) -> Vec<crate::gossip::node::Event> {
     match gossip {
         Some(g) => g.next().await,
@@ -436,133 +327,20 @@ async fn next_gossip(gossip: &mut Option<gossip::Gossip>) -> Vec<crate::gossip::
     }
 }
 
-/// SIGHUP: re-read the config file and publish its table. Settings that need a restart (listen address,
-/// XDP interfaces, zones) are reported and not applied.
-fn reload(opts: &Options, running: &Config) -> Option<Config> {
+/// SIGHUP: re-reads the config file; `None` (and logged) when there is none or it is refused.
+fn load_config(opts: &Options) -> Option<Config> {
     let Some(path) = &opts.config else {
         warn!("SIGHUP: running the embedded default config, nothing to reload");
         return None;
     };
-    let new = match Config::load(path) {
-        Ok(c) => c,
+    match Config::load(path) {
+        Ok(c) => Some(c),
         Err(e) => {
             error!(
                 error = format!("{e:#}"),
                 "SIGHUP: the new config is refused; keeping the running one"
             );
-            return None;
+            None
         }
-    };
-    if new.dns.listen_address != running.dns.listen_address
-        || new.dns.xdp != running.dns.xdp
-        || new.dns.zones != running.dns.zones
-        || new.dns.soa != running.dns.soa
-        || new.dns.nameservers != running.dns.nameservers
-        || new.metrics != running.metrics
-        || new.overwatch.gossip != running.overwatch.gossip
-    {
-        warn!(
-            "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers, metrics or overwatch.gossip need a restart; applying the domains, servers and agent tokens only"
-        );
-    }
-    info!("SIGHUP: config reloaded");
-    Some(new)
-}
-
-/// What a publish changes, to compare over time.
-type PublishedState = AnswerTable;
-
-fn state_of(p: &Published) -> PublishedState {
-    p.table.clone()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::BackendKey;
-
-    const CONFIG: &str = "\
-dns: { zones: [example.com] }
-regions:
-  - name: eu
-    servers:
-      - { address: 192.0.2.1, service: app.example.com }
-      - { address: 192.0.2.2, service: app.example.com }
-      - { address: 192.0.2.9, service: other.example.com }
-domains:
-  - { name: app.example.com, regions: [eu] }
-  - { name: other.example.com, regions: [eu], all_down: empty }
-";
-
-    /// A publisher without XDP, whose snapshots nobody reads.
-    fn publisher(metrics: Arc<Metrics>) -> Publisher {
-        let empty = Snapshot::new(
-            AnswerTable::default(),
-            &Rendered::default(),
-            Vec::new(),
-            0,
-            1232,
-        );
-        let (tx, _) = watch::channel(Arc::new(empty));
-        Publisher {
-            dp: None,
-            renderer: Renderer::default(),
-            geo: None,
-            tx,
-            zones: Vec::new(),
-            serial: 0,
-            udp_size: 1232,
-            metrics,
-        }
-    }
-
-    /// Under policy `all` the table is the same with every backend in or out, so the gauge cannot wait
-    /// for a changed table.
-    #[test]
-    fn name_all_down_shows_while_the_policy_answers() {
-        let cfg = Config::from_yaml_str(CONFIG).expect("test config");
-        let mut control = Control::new(&cfg);
-        let metrics = Arc::new(Metrics::new());
-        let mut publisher = publisher(metrics.clone());
-        let now = Instant::now();
-        let app = |v: u8| {
-            format!("opengslb_name_all_down{{name=\"app.example.com\",policy=\"all\"}} {v}\n")
-        };
-        let other = "opengslb_name_all_down{name=\"other.example.com\",policy=\"empty\"} 0\n";
-
-        let first = publish(&mut control, &mut publisher, now, None);
-        let text = metrics.render();
-        assert!(text.contains(&app(0)) && text.contains(other), "{text}");
-        assert!(
-            text.contains("# HELP opengslb_backend_up 1 while the backend's own status is healthy")
-                && text.contains("see opengslb_name_all_down"),
-            "{text}"
-        );
-
-        let key = |a: &str| {
-            BackendKey::new(
-                "app.example.com".parse().unwrap(),
-                a.parse().expect("address"),
-                80,
-            )
-        };
-        for a in ["192.0.2.1", "192.0.2.2"] {
-            control
-                .registry
-                .set_override(&key(a), false, "test", "test")
-                .expect("a backend");
-        }
-        let down = publish(&mut control, &mut publisher, now, Some(&first));
-        assert!(down == first, "policy `all`: the same table");
-        let text = metrics.render();
-        assert!(text.contains(&app(1)) && text.contains(other), "{text}");
-
-        control
-            .registry
-            .clear_override(&key("192.0.2.1"))
-            .expect("a backend");
-        publish(&mut control, &mut publisher, now, Some(&down));
-        let text = metrics.render();
-        assert!(text.contains(&app(0)) && text.contains(other), "{text}");
     }
 }

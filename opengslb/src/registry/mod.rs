@@ -19,6 +19,7 @@
 //! validation has thresholds; `last_healthy` is implemented.
 
 mod backend;
+mod metrics;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ use tracing::debug;
 pub use backend::{
     AgentSays, Backend, BackendKey, Claim, Override, Reason, Source, Status, effective_status,
 };
+pub use metrics::StatusMetrics;
 
 use crate::{
     config::{AllDownPolicy, Config, DomainRecords, StaleConfig},

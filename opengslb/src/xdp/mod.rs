@@ -1,6 +1,7 @@
 //! The XDP data plane: loads the embedded program, fills its maps from the answer table, attaches it to
 //! interfaces through BPF links pinned under bpffs, and reads its counters.
 
+mod metrics;
 pub mod object;
 pub mod sync;
 
@@ -36,6 +37,7 @@ use tracing::{info, warn};
 /// their native mode needs a program on the peer and has almost no tailroom) and native mode elsewhere.
 pub use crate::config::XdpMode as AttachMode;
 use crate::table::Rendered;
+pub use metrics::CounterMetrics;
 
 /// Where pins live by default. Below it, one directory per map layout, so an upgrade never adopts maps
 /// of another layout.

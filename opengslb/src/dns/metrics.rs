@@ -1,0 +1,70 @@
+//! The userspace DNS server's counters at `/metrics`, read from its atomics at scrape time.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{DropReason, server::Stats};
+use crate::metrics::{Collector, DescriptorEncoder, counter, counters};
+
+impl Collector for Stats {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let replies: Vec<([(&str, String); 1], u64)> = self
+            .summary()
+            .into_iter()
+            .map(|(kind, n)| ([("kind", format!("{kind:?}").to_lowercase())], n))
+            .collect();
+        counters(
+            &mut encoder,
+            "opengslb_dns_replies",
+            "Replies the userspace DNS server sent, by kind",
+            replies,
+        )?;
+        counters(
+            &mut encoder,
+            "opengslb_dns_dropped",
+            "Messages the userspace DNS server did not answer, by reason",
+            [
+                (DropReason::TooShort, "too_short"),
+                (DropReason::Response, "response"),
+            ]
+            .map(|(reason, label)| ([("reason", label)], self.drops(reason))),
+        )?;
+        counter(
+            &mut encoder,
+            "opengslb_dns_tcp_refused",
+            "TCP connections closed at once because the connection cap was reached",
+            self.tcp_refused.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "opengslb_dns_tcp_timeouts",
+            "TCP connections closed for idling or sending too slowly",
+            self.tcp_timeouts.load(Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn the_server_counters_show_under_their_names() {
+        let stats = Arc::new(Stats::default());
+        stats.tcp_refused.fetch_add(3, Relaxed);
+        let mut m = Metrics::new();
+        m.collect(stats);
+        let text = m.render();
+        for line in [
+            "opengslb_dns_replies_total{kind=\"fast\"} 0\n",
+            "opengslb_dns_replies_total{kind=\"nxdomain\"} 0\n",
+            "opengslb_dns_dropped_total{reason=\"response\"} 0\n",
+            "opengslb_dns_tcp_refused_total 3\n",
+            "# HELP opengslb_dns_tcp_timeouts TCP connections closed for idling or sending too slowly\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+}

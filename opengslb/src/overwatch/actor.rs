@@ -1,0 +1,217 @@
+//! The overwatch's control loop as a state machine. It owns the control plane and the book of agents;
+//! [`Overwatch::handle`] takes one [`Input`] and the time, and returns the [`Effect`]s to carry out. It
+//! never waits, reads a socket or a clock: the shell in [`super::run`] turns gossip, timers, probe
+//! results and signals into inputs, and publishes, reschedules probes and updates the metrics as the
+//! effects say.
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::{
+    agents::BookView,
+    control::{Control, Published},
+    reports::Reports,
+};
+use crate::{
+    config::Config,
+    gossip::node::Event,
+    health::{CheckOutcome, ProbeResult, Scheduled},
+    registry::{BackendKey, BackendStatus, NameStatus},
+    table::AnswerTable,
+};
+
+/// What the loop reacts to.
+pub(super) enum Input {
+    /// The first publish, before anything else.
+    Start,
+    /// Gossip events, in the order they arrived.
+    Gossip(Vec<Event>),
+    /// The next agent deadline ([`Overwatch::deadline`]) passed. `queued` is what gossip had queued by
+    /// then: it is applied first, so a loop that fell behind never takes its own backlog for silence.
+    Deadline {
+        /// Events that arrived before the deadline was judged.
+        queued: Vec<Event>,
+    },
+    /// An external validation result.
+    Probe(BackendKey, ProbeResult),
+    /// SIGHUP, with the new config, already loaded and validated.
+    Reload(Box<Config>),
+    /// The one-second tick: staleness, expiry and latency order move with time alone. `queued` as for
+    /// [`Input::Deadline`].
+    Tick {
+        /// Events that arrived before the tick.
+        queued: Vec<Event>,
+    },
+    /// SIGINT or SIGTERM.
+    Shutdown,
+}
+
+/// What the shell does for an input, in order.
+pub(super) enum Effect {
+    /// Write this table to both DNS paths.
+    Publish(Published),
+    /// Probe these backends from now on.
+    Probes(Vec<Scheduled<BackendKey>>),
+    /// Show the backends' status and the names' all-down state at `/metrics`.
+    Status {
+        /// Every backend.
+        backends: Vec<BackendStatus>,
+        /// Every configured name.
+        names: Vec<NameStatus>,
+    },
+    /// Show this view of the book of agents at `/metrics`.
+    Book(BookView),
+    /// Stop the loop.
+    Stop,
+}
+
+/// What a publish changes, to compare over time.
+type PublishedState = AnswerTable;
+
+fn state_of(p: &Published) -> PublishedState {
+    p.table.clone()
+}
+
+/// The overwatch's state: the control plane, the book of agents (when gossip is on), the running
+/// config, and what was last published.
+pub(super) struct Overwatch {
+    control: Control,
+    reports: Option<Reports>,
+    running: Config,
+    last: Option<PublishedState>,
+}
+
+impl Overwatch {
+    /// The state a config describes; nothing is published until [`Input::Start`].
+    pub fn new(cfg: &Config) -> Self {
+        Self {
+            control: Control::new(cfg),
+            reports: Reports::new(cfg),
+            running: cfg.clone(),
+            last: None,
+        }
+    }
+
+    /// What external validation probes, for the prober's first schedule.
+    pub fn probes(&self) -> Vec<Scheduled<BackendKey>> {
+        self.control.probes()
+    }
+
+    /// When the next agent goes dead if it stays silent; the shell feeds [`Input::Deadline`] then.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.reports.as_ref().and_then(Reports::deadline)
+    }
+
+    /// Handles one input at `now` (`wall_ms` on the wall clock, which reports are judged by).
+    pub fn handle(&mut self, input: Input, now: Instant, wall_ms: u64) -> Vec<Effect> {
+        match input {
+            Input::Start => {
+                let mut out = self.publish(now, true);
+                if let Some(r) = &self.reports {
+                    out.push(Effect::Book(r.view(now, wall_ms)));
+                }
+                out
+            }
+            Input::Gossip(events) => {
+                let changed = self
+                    .reports
+                    .as_mut()
+                    .is_some_and(|r| r.handle(events, &mut self.control.registry, now, wall_ms));
+                self.publish_if(changed, now)
+            }
+            Input::Deadline { queued } => {
+                let changed = self.reports.as_mut().is_some_and(|r| {
+                    let applied = r.handle(queued, &mut self.control.registry, now, wall_ms);
+                    r.expire(&mut self.control.registry, now) | applied
+                });
+                self.publish_if(changed, now)
+            }
+            Input::Probe(key, result) => {
+                let outcome = CheckOutcome {
+                    ok: result.ok,
+                    definitive: result.definitive,
+                    latency: result.ok.then_some(result.latency),
+                };
+                let changed = self.control.apply_probe(&key, outcome);
+                if changed {
+                    info!(backend = %key, ok = result.ok, error = ?result.error, "validation changed a backend's status");
+                }
+                self.publish_if(changed, now)
+            }
+            Input::Reload(new) => {
+                self.reload(*new);
+                let mut out = vec![Effect::Probes(self.control.probes())];
+                out.extend(self.publish(now, true));
+                out
+            }
+            Input::Tick { queued } => {
+                let mut out = Vec::new();
+                self.control.registry.expire(now);
+                // Expiry also forgets long-gone agents, which no alive agent's deadline would prompt.
+                if let Some(r) = self.reports.as_mut() {
+                    r.handle(queued, &mut self.control.registry, now, wall_ms);
+                    r.expire(&mut self.control.registry, now);
+                    // Once a second, not per report: a view walks every agent.
+                    out.push(Effect::Book(r.view(now, wall_ms)));
+                }
+                out.extend(self.publish(now, false));
+                out
+            }
+            Input::Shutdown => vec![Effect::Stop],
+        }
+    }
+
+    /// Takes a new config: domains, servers and agent tokens; the rest needs a restart, and says so.
+    fn reload(&mut self, new: Config) {
+        let running = &self.running;
+        if new.dns.listen_address != running.dns.listen_address
+            || new.dns.xdp != running.dns.xdp
+            || new.dns.zones != running.dns.zones
+            || new.dns.soa != running.dns.soa
+            || new.dns.nameservers != running.dns.nameservers
+            || new.metrics != running.metrics
+            || new.overwatch.gossip != running.overwatch.gossip
+        {
+            warn!(
+                "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers, metrics or overwatch.gossip need a restart; applying the domains, servers and agent tokens only"
+            );
+        }
+        info!("SIGHUP: config reloaded");
+        self.control.reload(&new);
+        if let Some(r) = self.reports.as_mut() {
+            r.reload(&new);
+        }
+        self.running = new;
+    }
+
+    fn publish_if(&mut self, changed: bool, now: Instant) -> Vec<Effect> {
+        if changed {
+            self.publish(now, true)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The control plane's state at `now`, to publish when `force` or when it differs from the last.
+    /// The status goes to the metrics either way: report ages move with time alone, and a name goes
+    /// all-down under policy `all` with its table unchanged.
+    fn publish(&mut self, now: Instant, force: bool) -> Vec<Effect> {
+        let mut p = self.control.publish(now);
+        let names = std::mem::take(&mut p.names);
+        let state = state_of(&p);
+        let mut out = Vec::with_capacity(2);
+        if force || self.last.as_ref() != Some(&state) {
+            out.push(Effect::Publish(p));
+        }
+        self.last = Some(state);
+        out.push(Effect::Status {
+            backends: self.control.registry.status_view(now),
+            names,
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! The overwatch's control loop driven by inputs alone: no sockets, no timers; time is an argument.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use super::*;
+use crate::{
+    config::Secret,
+    gossip::wire::{BackendReport, REPORT_VERSION, Report, Signals, Status as Says},
+    metrics::Metrics,
+    overwatch::agents::Life,
+    registry::{Reason, Status, StatusMetrics},
+};
+
+const TOKEN: &str = "app-token-0123456789";
+/// The wall clock the tests run at, in ms since the epoch.
+const WALL: u64 = 1_700_000_000_000;
+
+fn config(extra_server: &str) -> Config {
+    Config::from_yaml_str(&format!(
+        "dns: {{ zones: [example.com] }}
+overwatch:
+  gossip: {{ encryption_key: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" }}
+  agent_tokens: {{ app.example.com: \"{TOKEN}\" }}
+regions:
+  - name: eu
+    servers:
+      - {{ address: 192.0.2.1, service: app.example.com }}
+{extra_server}
+domains:
+  - {{ name: app.example.com, regions: [eu] }}
+"
+    ))
+    .expect("test config")
+}
+
+/// Agent `a1`'s report number `seq`, sent at [`WALL`], about 192.0.2.7.
+fn report(seq: u64, status: Says) -> Event {
+    let r = Report {
+        version: REPORT_VERSION,
+        agent_id: "a1".into(),
+        started_ms: WALL - 1000,
+        sent_ms: WALL,
+        seq,
+        interval_ms: 300,
+        missed_threshold: 3,
+        token: Secret::new(TOKEN),
+        region: None,
+        leaving: false,
+        backends: vec![BackendReport {
+            service: "app.example.com".into(),
+            address: agent_backend(),
+            port: 80,
+            weight: 100,
+            status,
+            reason: String::new(),
+        }],
+        signals: Signals::default(),
+    };
+    Event::Report {
+        payload: r.encode(),
+        sender_epoch: 7,
+        from: "127.0.0.1:40000".parse().expect("address"),
+    }
+}
+
+fn agent_backend() -> IpAddr {
+    "192.0.2.7".parse().expect("address")
+}
+
+/// The A records a publish answers `app.example.com` with, if the effects publish.
+fn published(effects: &[Effect]) -> Option<Vec<IpAddr>> {
+    effects.iter().find_map(|e| match e {
+        Effect::Publish(p) => Some(
+            p.table
+                .get(&"app.example.com".parse().expect("name"), 1)
+                .map(|e| e.records.clone())
+                .unwrap_or_default(),
+        ),
+        _ => None,
+    })
+}
+
+/// The agent's backend as the effects show it at `/metrics`.
+fn shown(effects: &[Effect]) -> Option<(Status, Reason)> {
+    effects.iter().find_map(|e| match e {
+        Effect::Status { backends, .. } => backends
+            .iter()
+            .find(|b| b.key.address == agent_backend())
+            .map(|b| (b.status, b.reason)),
+        _ => None,
+    })
+}
+
+fn life(ow: &Overwatch) -> Option<Life> {
+    let reports = ow.reports.as_ref()?;
+    reports.book().agents().next().map(|(_, a)| a.life)
+}
+
+fn started(cfg: &Config, t0: Instant) -> Overwatch {
+    let mut ow = Overwatch::new(cfg);
+    let first = ow.handle(Input::Start, t0, WALL);
+    let answers = published(&first).expect("the first publish");
+    assert!(
+        answers.contains(&"192.0.2.1".parse().expect("a")),
+        "{answers:?}"
+    );
+    assert!(first.iter().any(|e| matches!(e, Effect::Book(_))));
+    ow
+}
+
+#[test]
+fn a_report_brings_its_backend_in_and_asks_for_a_publish() {
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    let out = ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    let answers = published(&out).expect("a publish");
+    assert!(answers.contains(&agent_backend()), "{answers:?}");
+    assert_eq!(shown(&out), Some((Status::Healthy, Reason::Healthy)));
+
+    // The same report again is stale: nothing to publish.
+    let out = ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    assert!(out.is_empty());
+
+    let out = ow.handle(Input::Gossip(vec![report(2, Says::Draining)]), t0, WALL);
+    let answers = published(&out).expect("a publish");
+    assert!(!answers.contains(&agent_backend()), "{answers:?}");
+    assert_eq!(shown(&out), Some((Status::Out, Reason::AgentDraining)));
+}
+
+#[test]
+fn a_passed_deadline_makes_a_silent_agent_dead() {
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    let deadline = ow.deadline().expect("an agent deadline");
+    assert_eq!(deadline, t0 + Duration::from_millis(900), "3 × 300 ms");
+
+    let early = ow.handle(
+        Input::Deadline { queued: Vec::new() },
+        deadline - Duration::from_millis(1),
+        WALL,
+    );
+    assert!(early.is_empty());
+    let out = ow.handle(Input::Deadline { queued: Vec::new() }, deadline, WALL);
+    assert!(
+        !published(&out)
+            .expect("a publish")
+            .contains(&agent_backend())
+    );
+    assert_eq!(shown(&out), Some((Status::Out, Reason::AgentDead)));
+    assert_eq!(life(&ow), Some(Life::Dead));
+}
+
+/// The loop can fall behind (a slow publish, a loaded machine): a report that arrived before the
+/// agent's deadline, but still waited in the queue when the deadline is judged, keeps the agent alive.
+#[test]
+fn reports_queued_when_a_deadline_passes_are_applied_before_it_is_judged() {
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    let behind = t0 + Duration::from_secs(2);
+    let queued = vec![report(2, Says::Healthy)];
+    let out = ow.handle(Input::Deadline { queued }, behind, WALL + 2000);
+    assert!(published(&out).is_none(), "nothing changes");
+    assert_eq!(life(&ow), Some(Life::Alive), "the queued report counts");
+
+    // Silent after that: dead at its deadline (3 × 300 ms).
+    let out = ow.handle(
+        Input::Deadline { queued: Vec::new() },
+        behind + Duration::from_secs(1),
+        WALL + 3000,
+    );
+    assert!(published(&out).is_some());
+    assert_eq!(life(&ow), Some(Life::Dead));
+}
+
+#[test]
+fn a_reload_keeps_agent_backends_and_reschedules_probes() {
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    let new = config("      - { address: 192.0.2.2, service: app.example.com }");
+    let out = ow.handle(Input::Reload(Box::new(new)), t0, WALL);
+    let Some(Effect::Probes(probes)) = out.first() else {
+        panic!("probes are rescheduled before the publish");
+    };
+    assert_eq!(probes.len(), 2, "both static backends");
+    let answers = published(&out).expect("a reload publishes");
+    for a in ["192.0.2.1", "192.0.2.2", "192.0.2.7"] {
+        assert!(
+            answers.contains(&a.parse().expect("a")),
+            "{a} in {answers:?}"
+        );
+    }
+    assert_eq!(shown(&out), Some((Status::Healthy, Reason::Healthy)));
+    assert_eq!(life(&ow), Some(Life::Alive), "the book keeps the agent");
+}
+
+#[test]
+fn a_probe_publishes_only_when_it_changes_a_status() {
+    let t0 = Instant::now();
+    let mut ow = started(
+        &config("      - { address: 192.0.2.2, service: app.example.com }"),
+        t0,
+    );
+    let key = BackendKey::new(
+        "app.example.com".parse().expect("name"),
+        "192.0.2.1".parse().expect("a"),
+        80,
+    );
+    let refused = ProbeResult {
+        ok: false,
+        latency: Duration::ZERO,
+        error: Some("connection refused".into()),
+        definitive: true,
+    };
+    let out = ow.handle(Input::Probe(key.clone(), refused.clone()), t0, WALL);
+    assert_eq!(published(&out), Some(vec!["192.0.2.2".parse().expect("a")]));
+    let out = ow.handle(Input::Probe(key, refused), t0, WALL);
+    assert!(out.is_empty(), "already out");
+}
+
+#[test]
+fn a_tick_republishes_only_a_changed_table_but_always_shows_the_status() {
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    let out = ow.handle(
+        Input::Tick { queued: Vec::new() },
+        t0 + Duration::from_secs(1),
+        WALL,
+    );
+    assert!(published(&out).is_none());
+    assert!(out.iter().any(|e| matches!(e, Effect::Status { .. })));
+    assert!(out.iter().any(|e| matches!(e, Effect::Book(_))));
+
+    // A report queued at the tick is applied by it.
+    let queued = vec![report(1, Says::Healthy)];
+    let out = ow.handle(Input::Tick { queued }, t0 + Duration::from_secs(1), WALL);
+    assert!(
+        published(&out)
+            .expect("a changed table")
+            .contains(&agent_backend())
+    );
+}
+
+#[test]
+fn shutdown_stops() {
+    let mut ow = Overwatch::new(&config(""));
+    let out = ow.handle(Input::Shutdown, Instant::now(), WALL);
+    assert!(matches!(out.as_slice(), [Effect::Stop]));
+}
+
+const ALL_DOWN: &str = "\
+dns: { zones: [example.com] }
+regions:
+  - name: eu
+    servers:
+      - { address: 192.0.2.1, service: app.example.com }
+      - { address: 192.0.2.2, service: app.example.com }
+      - { address: 192.0.2.9, service: other.example.com }
+domains:
+  - { name: app.example.com, regions: [eu] }
+  - { name: other.example.com, regions: [eu], all_down: empty }
+";
+
+/// Under policy `all` the table is the same with every backend in or out, so the gauge cannot wait
+/// for a changed table.
+#[test]
+fn name_all_down_shows_while_the_policy_answers() {
+    let cfg = Config::from_yaml_str(ALL_DOWN).expect("test config");
+    let mut ow = Overwatch::new(&cfg);
+    assert!(ow.reports.is_none(), "no gossip key: gossip is off");
+    let status = Arc::new(StatusMetrics::default());
+    let mut metrics = Metrics::new();
+    metrics.collect(status.clone());
+    let run = |ow: &mut Overwatch, input| {
+        let out = ow.handle(input, Instant::now(), WALL);
+        for e in &out {
+            if let Effect::Status { backends, names } = e {
+                status.set(backends.clone(), names.clone());
+            }
+        }
+        (published(&out).is_some(), metrics.render())
+    };
+    let app =
+        |v: u8| format!("opengslb_name_all_down{{name=\"app.example.com\",policy=\"all\"}} {v}\n");
+    let other = "opengslb_name_all_down{name=\"other.example.com\",policy=\"empty\"} 0\n";
+
+    let (_, text) = run(&mut ow, Input::Start);
+    assert!(text.contains(&app(0)) && text.contains(other), "{text}");
+    assert!(
+        text.contains("# HELP opengslb_backend_up 1 while the backend's own status is healthy")
+            && text.contains("see opengslb_name_all_down"),
+        "{text}"
+    );
+
+    let key = |a: &str| {
+        BackendKey::new(
+            "app.example.com".parse().expect("name"),
+            a.parse().expect("address"),
+            80,
+        )
+    };
+    for a in ["192.0.2.1", "192.0.2.2"] {
+        ow.control
+            .registry
+            .set_override(&key(a), false, "test", "test")
+            .expect("a backend");
+    }
+    let (publish, text) = run(&mut ow, Input::Tick { queued: Vec::new() });
+    assert!(!publish, "policy `all`: the same table");
+    assert!(text.contains(&app(1)) && text.contains(other), "{text}");
+
+    ow.control
+        .registry
+        .clear_override(&key("192.0.2.1"))
+        .expect("a backend");
+    let (_, text) = run(&mut ow, Input::Tick { queued: Vec::new() });
+    assert!(text.contains(&app(0)) && text.contains(other), "{text}");
+}

@@ -1,0 +1,168 @@
+//! Gossip events to registry changes: the book of agents judges each report, leave and SWIM death, and
+//! what it accepts is applied to the registry. No I/O: events and clocks come in as arguments.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use tracing::{info, warn};
+
+use super::agents::{Accepted, AgentBook, Arrival, BookView, Refusal};
+use crate::{
+    config::Config,
+    gossip::{member::Role, node::Event},
+    registry::Registry,
+};
+
+/// A refused report is logged at most this often per sender, so a misbehaving agent cannot flood the log.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The book of agents, and when each refused sender was last logged.
+pub(super) struct Reports {
+    book: AgentBook,
+    warned: HashMap<SocketAddr, Instant>,
+}
+
+fn services(cfg: &Config) -> impl Iterator<Item = crate::name::DnsName> + '_ {
+    cfg.domains.iter().map(|d| d.name.clone())
+}
+
+impl Reports {
+    /// The book a config describes, when it has a gossip key; without one gossip is off, as in the
+    /// original, and no agent can report.
+    pub fn new(cfg: &Config) -> Option<Self> {
+        if cfg.overwatch.gossip.key_ring().is_empty() {
+            return None;
+        }
+        if cfg.overwatch.agent_tokens.is_empty() {
+            warn!(
+                data_dir = %cfg.overwatch.data_dir.display(),
+                "overwatch.agent_tokens is empty: the first token seen for each service is pinned (trust on first use)"
+            );
+        }
+        let book = AgentBook::new(
+            &cfg.overwatch.agent_tokens,
+            &cfg.overwatch.data_dir,
+            services(cfg),
+        );
+        Some(Self {
+            book,
+            warned: HashMap::new(),
+        })
+    }
+
+    /// When the next agent goes dead if it stays silent.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.book.next_deadline()
+    }
+
+    /// Takes a reloaded config's tokens and services.
+    pub fn reload(&mut self, cfg: &Config) {
+        self.book.reload(
+            &cfg.overwatch.agent_tokens,
+            &cfg.overwatch.data_dir,
+            services(cfg),
+        );
+    }
+
+    /// The book as the metrics show it.
+    pub fn view(&self, now: Instant, wall_ms: u64) -> BookView {
+        self.book.view(now, wall_ms)
+    }
+
+    /// The book itself, for tests that look at agents' lives.
+    #[cfg(test)]
+    pub fn book(&self) -> &AgentBook {
+        &self.book
+    }
+
+    /// Applies events to the registry; returns whether the answers may have changed.
+    pub fn handle(
+        &mut self,
+        events: Vec<Event>,
+        registry: &mut Registry,
+        now: Instant,
+        wall_ms: u64,
+    ) -> bool {
+        let mut changed = false;
+        for event in events {
+            changed |= self.apply(event, registry, now, wall_ms);
+        }
+        changed
+    }
+
+    fn apply(&mut self, event: Event, registry: &mut Registry, now: Instant, wall_ms: u64) -> bool {
+        match event {
+            Event::Report {
+                payload,
+                sender_epoch,
+                from,
+            } => {
+                let arrival = Arrival {
+                    payload: &payload,
+                    sender_epoch,
+                    from,
+                    now,
+                    wall_ms,
+                };
+                match self.book.on_report(arrival) {
+                    Ok(Accepted::Reports(reports)) => reports
+                        .into_iter()
+                        .fold(false, |c, r| registry.apply_agent_report(r, now) | c),
+                    Ok(Accepted::Left(agent)) => {
+                        let changed = registry.agent_left(&agent);
+                        if changed {
+                            info!(%agent, "agent left: its backends are out");
+                        }
+                        changed
+                    }
+                    Err(Refusal::Stale) => {
+                        tracing::debug!(%from, "agent report not newer than the last applied: ignored");
+                        false
+                    }
+                    Err(refusal) => {
+                        // The datagram opened under the shared key: a misconfigured or hostile agent.
+                        if self.should_warn(from, now) {
+                            warn!(%from, why = ?refusal, "agent report refused (further refusals from this sender are counted, and logged at most every 10 s)");
+                        }
+                        false
+                    }
+                }
+            }
+            Event::MemberDown(m) if m.role == Role::Agent => {
+                let mut changed = false;
+                for agent in self.book.member_down(&m.name, m.addr) {
+                    info!(%agent, "SWIM declared the agent down: its backends are out");
+                    changed |= registry.agent_dead(&agent);
+                }
+                changed
+            }
+            Event::MemberUp(_) | Event::MemberDown(_) => false,
+        }
+    }
+
+    fn should_warn(&mut self, from: SocketAddr, now: Instant) -> bool {
+        if self.warned.len() > 1024 {
+            self.warned.clear();
+        }
+        match self.warned.get(&from) {
+            Some(t) if now.saturating_duration_since(*t) < WARN_EVERY => false,
+            _ => {
+                self.warned.insert(from, now);
+                true
+            }
+        }
+    }
+
+    /// Marks agents silent past their deadline dead; returns whether the answers may have changed.
+    pub fn expire(&mut self, registry: &mut Registry, now: Instant) -> bool {
+        let mut changed = false;
+        for agent in self.book.expire(now) {
+            info!(%agent, "agent missed its reports: its backends are out");
+            changed |= registry.agent_dead(&agent);
+        }
+        changed
+    }
+}

@@ -147,8 +147,8 @@ impl Publisher {
                 _ => false,
             };
             if !same {
-                let entries = geo.as_ref().map_or(&[][..], |g| g.entries());
-                match dp.set_geo(entries) {
+                let empty = crate::routing::PrefixTable::new();
+                match dp.set_geo(geo.as_ref().map_or(&empty, |g| g.prefixes())) {
                     Ok(written) => debug!(written, "XDP geolocation trie updated"),
                     Err(e) => {
                         geo_written = false;

@@ -21,6 +21,7 @@
 //! holds them (config order); the registry does the filtering.
 
 mod geo;
+mod prefix;
 mod weights;
 
 #[cfg(test)]
@@ -28,7 +29,8 @@ mod tests;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-pub use geo::{DbHit, GeoDb, GeoDbError, GeoMatch, GeoResolver, GeoSource, GeoTable, geo_key};
+pub use geo::{DbHit, GeoDb, GeoDbError, GeoMatch, GeoResolver, GeoSource, GeoTable};
+pub use prefix::{Placement, PrefixTable, lpm_key};
 pub use weights::{MAX_WEIGHT_SLOTS, weight_slots};
 
 use crate::config::RoutingAlgorithm;

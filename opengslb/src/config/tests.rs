@@ -652,7 +652,10 @@ $ |   predictive: { error_rate: { window: 10ms } } | agent.predictive.error_rate
 $ |   predictive: { cpu: { bleed_duration: 0 } } | agent.predictive.cpu.bleed_duration | longer than 0
 $ |   predictive: { check_interval: 100ms } | agent.predictive.check_interval | below the 1s minimum
 $ |   predictive: { error_rate: { source: { url: "ftp://a/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "ftp://a/metrics"
-$ |   predictive: { error_rate: { source: { url: "http:///metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL
+$ |   predictive: { error_rate: { source: { url: "http:///metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "http:///metrics": no host
+$ |   predictive: { error_rate: { source: { url: "http://a:99999/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "http://a:99999/metrics": invalid port number
+$ |   predictive: { error_rate: { source: { url: "http://[::1/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "http://[::1/metrics": invalid IPv6 address
+$ |   predictive: { error_rate: { source: { url: "http://a b/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | contains whitespace
 $ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: 1abc, failed_metric: b } } } | agent.predictive.error_rate.source.total_metric | invalid metric selector "1abc": invalid metric name "1abc"
 $ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code="5"' } } } | agent.predictive.error_rate.source.failed_metric | invalid metric selector
 $ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code=~"[45"}' } } } | agent.predictive.error_rate.source.failed_metric | invalid regex "[45" for label "code"
@@ -968,7 +971,7 @@ fn every_agent_key_arrives() {
     assert_eq!(
         e.source,
         Some(ErrorRateSource {
-            url: "http://127.0.0.1:8080/metrics".into(),
+            url: "http://127.0.0.1:8080/metrics".parse().expect("URL"),
             total_metric: "http_requests_total".parse().expect("selector"),
             failed_metric: "http_requests_total{code=~\"5..\"}"
                 .parse()

@@ -337,6 +337,8 @@ fn io_and_syntax_errors_are_reported() {
         "{err:?}"
     );
     assert!(err.to_string().ends_with("at line 1 column 7"), "{err}");
+    // The key whose value the parser was reading when the text broke off.
+    assert_eq!(err.key_path(), Some("mode"), "{err}");
     let err = Config::from_yaml_str("mode: agent\nmode: agent").expect_err("duplicate key");
     assert_eq!(err.key_path(), Some("mode"), "{err}");
 }

@@ -18,6 +18,7 @@ use hickory_proto::{
     },
 };
 use opengslb::{
+    routing::PrefixTable,
     table::{AnswerTable, Family, NameSpec, Policy, SpecRecord, weight_slots},
     xdp::{Counters, Dataplane},
 };
@@ -602,10 +603,10 @@ fn answers_geolocation_names_by_the_source_address() {
             .iter()
             .all(|(_, (_, v))| v.policy == policy::GEO)
     );
-    h.dp.set_geo(&[
-        ("198.51.100.0/24".parse().unwrap(), us),
-        ("2001:db8:c::/48".parse().unwrap(), eu),
-    ])
+    h.dp.set_geo(&geo_table(&[
+        ("198.51.100.0/24", us),
+        ("2001:db8:c::/48", eu),
+    ]))
     .unwrap();
     let nowhere: IpAddr = "203.0.113.9".parse().unwrap();
     let cases = [
@@ -637,11 +638,36 @@ fn answers_geolocation_names_by_the_source_address() {
         Counter::Ecs,
     );
     // The trie follows set_geo: the IPv6 mapping gone, that client gets the default region's.
-    h.dp.set_geo(&[("198.51.100.0/24".parse().unwrap(), us)])
+    h.dp.set_geo(&geo_table(&[("198.51.100.0/24", us)]))
         .unwrap();
     let r = h.expect_answer(
         &Wrap::new(client6(), server6()),
         &query("geo.demo.local.", RecordType::A),
     );
     assert_eq!(addrs(&r), [IpAddr::V4(v4(33))]);
+    // An IPv6 prefix over all of `::ffff:0:0/96` places IPv6 clients only, as userspace does: IPv4
+    // clients are looked up as `::ffff:a.b.c.d` and must miss it.
+    let table = geo_table(&[("198.51.100.0/24", us), ("::/0", eu)]);
+    assert_eq!(table.longest_match(nowhere), None);
+    h.dp.set_geo(&table).unwrap();
+    for (src, dst, want) in [
+        (nowhere, server4(), IpAddr::V4(v4(33))),
+        (client4(), server4(), IpAddr::V4(v4(32))),
+        (client6(), server6(), IpAddr::V4(v4(31))),
+    ] {
+        let r = h.expect_answer(
+            &Wrap::new(src, dst),
+            &query("geo.demo.local.", RecordType::A),
+        );
+        assert_eq!(addrs(&r), [want], "A from {src}");
+    }
+}
+
+/// A geolocation table of these prefixes and region ids.
+fn geo_table(entries: &[(&str, u8)]) -> PrefixTable<u8> {
+    let mut t = PrefixTable::new();
+    for (net, region) in entries {
+        t.insert_first(net.parse().unwrap(), *region);
+    }
+    t
 }

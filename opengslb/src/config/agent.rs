@@ -425,7 +425,8 @@ fn default_error_window() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct ErrorRateSource {
     /// The endpoint, an `http://` or `https://` URL, e.g. `http://127.0.0.1:80/metrics`. Required.
-    pub url: String,
+    #[serde(deserialize_with = "de::http_url")]
+    pub url: url::Url,
     /// The counter of all requests: a metric name, optionally with label matchers
     /// (`http_requests_total{job="app"}`); matching series are summed. Required.
     pub total_metric: MetricSelector,

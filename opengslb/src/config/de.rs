@@ -221,6 +221,40 @@ pub(super) fn cidr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D
     Ok(items.unwrap_or_default().into_iter().map(|c| c.0).collect())
 }
 
+/// Parses an `http://` or `https://` URL with a host, e.g. `http://127.0.0.1:9100/metrics`.
+pub(super) fn parse_http_url(text: &str) -> Result<url::Url, String> {
+    let err = |why: &dyn fmt::Display| {
+        format!(
+            "invalid URL {text:?}: {why} (expected http:// or https:// and a host, e.g. \"http://127.0.0.1/metrics\")"
+        )
+    };
+    // The URL standard reads `http:///metrics` as host `metrics` and drops whitespace here and there;
+    // either is more likely a slip than what was meant.
+    if text.contains(char::is_whitespace) {
+        return Err(err(&"contains whitespace"));
+    }
+    let url = url::Url::parse(text).map_err(|e| err(&e))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(&format!("scheme {:?}", url.scheme())));
+    }
+    match text
+        .get(url.scheme().len()..)
+        .and_then(|rest| rest.strip_prefix("://"))
+    {
+        Some(authority) if !authority.is_empty() && !authority.starts_with('/') => Ok(url),
+        _ => Err(err(&"no host after \"://\"")),
+    }
+}
+
+/// Reads an HTTP URL (see [`parse_http_url`]).
+pub(super) fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
+    parse_with(
+        d,
+        "a URL such as \"http://127.0.0.1/metrics\"",
+        parse_http_url,
+    )
+}
+
 /// Reads one value or a list of them (`token` or `[token1, token2]`) as a list.
 pub(super) fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,

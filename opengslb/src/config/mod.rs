@@ -212,10 +212,16 @@ impl ConfigError {
         }
     }
 
-    /// Splits serde_norway's `path: message at line L column C` into its parts, moves the name of an
-    /// unknown, duplicate or missing key into the path (so that the path ends at that key), and words
-    /// type errors for config authors rather than Rust programmers.
-    fn from_yaml(err: &serde_norway::Error) -> Self {
+    /// The key path from `serde_path_to_error` (which names an unknown key itself), the message from
+    /// serde_norway's `path: message at line L column C`, with the name of a duplicate or missing key
+    /// moved into the path (so that the path ends at that key), and type errors worded for config
+    /// authors rather than Rust programmers.
+    fn from_yaml(err: &serde_path_to_error::Error<serde_norway::Error>) -> Self {
+        let mut path = err.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let err = err.inner();
         let mut text = err.to_string();
         // serde_norway prints no position for errors at the document root (where it would say line 1),
         // and libyaml's syntax errors hold theirs inside the text: keep a position only where one is printed.
@@ -227,13 +233,13 @@ impl ConfigError {
             }
             at_end || text.contains(" at line ")
         });
-        let (mut path, mut message) = match text.split_once(": ") {
-            Some((p, m)) if !p.is_empty() && !p.contains(char::is_whitespace) => {
-                (p.to_owned(), m.to_owned())
-            }
-            _ => (String::new(), text),
+        // serde_norway starts the message with its own record of the path: the same, or for an unknown
+        // key the mapping that holds it.
+        let mut message = match text.split_once(": ") {
+            Some((p, m)) if !p.is_empty() && path.starts_with(p) => m.to_owned(),
+            _ => text,
         };
-        let named_key = ["unknown field `", "duplicate field `", "missing field `"]
+        let named_key = ["duplicate field `", "missing field `"]
             .iter()
             .find_map(|prefix| message.strip_prefix(prefix))
             .and_then(|m| m.split('`').next());
@@ -317,7 +323,8 @@ impl Config {
     /// Parses and validates a config from YAML text.
     pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
         let mut config: Self =
-            serde_norway::from_str(yaml).map_err(|e| ConfigError::from_yaml(&e))?;
+            serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(yaml))
+                .map_err(|e| ConfigError::from_yaml(&e))?;
         config.normalize();
         validate::validate(&config)?;
         // The typed parse succeeded, so the text is valid YAML.

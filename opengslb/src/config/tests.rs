@@ -338,6 +338,8 @@ fn io_and_syntax_errors_are_reported() {
         "{err:?}"
     );
     assert!(err.to_string().ends_with("at line 1 column 7"), "{err}");
+    // The key whose value the parser was reading when the text broke off.
+    assert_eq!(err.key_path(), Some("mode"), "{err}");
     let err = Config::from_yaml_str("mode: agent\nmode: agent").expect_err("duplicate key");
     assert_eq!(err.key_path(), Some("mode"), "{err}");
 }
@@ -566,7 +568,7 @@ $ | overwatch: { agent_tokens: { www.example.com: short } } | overwatch.agent_to
 $ | overwatch: { agent_tokens: { www.example.com: [0123456789abcdef, short] } } | overwatch.agent_tokens.www.example.com[1] | at least 16 characters
 $ | overwatch: { agent_tokens: { api.example.com: 0123456789abcdef } } | overwatch.agent_tokens.api.example.com | no domain "api.example.com"
 $ | overwatch: { agent_tokens: { www.example.com: [] } } | overwatch.agent_tokens.www.example.com | at least one token
-$ | overwatch: { agent_tokens: { "bad name.example.com": 0123456789abcdef } } | overwatch.agent_tokens | "bad name.example.com": label "bad name" may hold only letters, digits
+$ | overwatch: { agent_tokens: { "bad name.example.com": 0123456789abcdef } } | overwatch.agent_tokens.bad name.example.com | label "bad name" may hold only letters, digits
 $ | api: { address: "nope" } | api.address | invalid listen address "nope"
 $ | api: { allowed_networks: [10.0.0.0/8, 10.0.0.1] } | api.allowed_networks[1] | invalid CIDR "10.0.0.1"
 $ | api: { allowed_networks: [10.0.0.0/33] } | api.allowed_networks[0] | invalid CIDR
@@ -653,7 +655,10 @@ $ |   predictive: { error_rate: { window: 10ms } } | agent.predictive.error_rate
 $ |   predictive: { cpu: { bleed_duration: 0 } } | agent.predictive.cpu.bleed_duration | longer than 0
 $ |   predictive: { check_interval: 100ms } | agent.predictive.check_interval | below the 1s minimum
 $ |   predictive: { error_rate: { source: { url: "ftp://a/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "ftp://a/metrics"
-$ |   predictive: { error_rate: { source: { url: "http:///metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL
+$ |   predictive: { error_rate: { source: { url: "http:///metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "http:///metrics": no host
+$ |   predictive: { error_rate: { source: { url: "http://a:99999/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "http://a:99999/metrics": invalid port number
+$ |   predictive: { error_rate: { source: { url: "http://[::1/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | invalid URL "http://[::1/metrics": invalid IPv6 address
+$ |   predictive: { error_rate: { source: { url: "http://a b/metrics", total_metric: a, failed_metric: b } } } | agent.predictive.error_rate.source.url | contains whitespace
 $ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: 1abc, failed_metric: b } } } | agent.predictive.error_rate.source.total_metric | invalid metric selector "1abc": invalid metric name "1abc"
 $ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code="5"' } } } | agent.predictive.error_rate.source.failed_metric | invalid metric selector
 $ |   predictive: { error_rate: { source: { url: "http://a/metrics", total_metric: a, failed_metric: 'b{code=~"[45"}' } } } | agent.predictive.error_rate.source.failed_metric | invalid regex "[45" for label "code"
@@ -969,7 +974,7 @@ fn every_agent_key_arrives() {
     assert_eq!(
         e.source,
         Some(ErrorRateSource {
-            url: "http://127.0.0.1:8080/metrics".into(),
+            url: "http://127.0.0.1:8080/metrics".parse().expect("URL"),
             total_metric: "http_requests_total".parse().expect("selector"),
             failed_metric: "http_requests_total{code=~\"5..\"}"
                 .parse()

@@ -614,22 +614,6 @@ fn validate_predictive(p: &super::PredictiveConfig) -> Result<(), ConfigError> {
     }
     check_min(&key("error_rate.window"), p.error_rate.window, MIN_INTERVAL)?;
     check_min(&key("check_interval"), p.check_interval, MIN_INTERVAL)?;
-    if let Some(source) = &p.error_rate.source {
-        let url_ok = ["http://", "https://"].iter().any(|scheme| {
-            source
-                .url
-                .get(..scheme.len())
-                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-                && source.url.len() > scheme.len()
-                && !source.url[scheme.len()..].starts_with('/')
-        }) && !source.url.contains(char::is_whitespace);
-        ensure!(
-            url_ok,
-            key("error_rate.source.url"),
-            "invalid URL {:?} (expected http:// or https:// and a host, e.g. \"http://127.0.0.1/metrics\")",
-            source.url
-        );
-    }
     Ok(())
 }
 

@@ -9,6 +9,8 @@ use hickory_proto::{
     rr::{RData, RecordType},
 };
 
+use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
+
 use super::{DropReason, Outcome, QueryContext, ReplyKind, Snapshot, Transport, Zone, respond};
 use crate::{config::Config, overwatch::table_from_config};
 
@@ -1189,21 +1191,21 @@ fn question_counts_other_than_one_get_formerr() {
 #[test]
 fn random_bytes_never_panic_and_always_get_a_verdict() {
     let snap = snapshot();
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let base = query_edns(44, "app.demo.local", A, Opt::new(1232));
     for i in 0..20_000 {
         let msg: Vec<u8> = if i % 2 == 0 {
             // Pure noise.
-            let len = (rng.next() % 600) as usize;
-            (0..len).map(|_| rng.next() as u8).collect()
+            let len = rng.random_range(0..600);
+            (0..len).map(|_| rng.random::<u8>()).collect()
         } else {
             // A real query with a few bytes flipped, cut somewhere.
             let mut m = base.clone();
-            for _ in 0..1 + rng.next() % 4 {
-                let at = (rng.next() as usize) % m.len();
-                m[at] = rng.next() as u8;
+            for _ in 0..rng.random_range(1..=4) {
+                let at = rng.random_range(0..m.len());
+                m[at] = rng.random();
             }
-            let len = (rng.next() as usize) % (m.len() + 1);
+            let len = rng.random_range(0..=m.len());
             m.truncate(len);
             m
         };
@@ -1222,19 +1224,5 @@ fn random_bytes_never_panic_and_always_get_a_verdict() {
                 Outcome::Drop(DropReason::Response) => assert_ne!(msg[2] & 0x80, 0),
             }
         }
-    }
-}
-
-/// A tiny deterministic PRNG (xorshift64).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
     }
 }

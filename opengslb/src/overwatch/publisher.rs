@@ -96,8 +96,9 @@ impl Publisher {
                 _ => false,
             };
             if !same {
-                let entries = placement.as_ref().map_or(&[][..], |p| p.table().entries());
-                match dp.set_geo(entries) {
+                let empty = crate::routing::PrefixTable::new();
+                let table = placement.as_ref().map_or(&empty, |p| p.table().prefixes());
+                match dp.set_geo(table) {
                     Ok(written) => debug!(written, "XDP geolocation trie updated"),
                     Err(e) => {
                         geo_written = false;

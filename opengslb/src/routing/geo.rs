@@ -14,6 +14,7 @@ use std::{
 use ipnet::IpNet;
 use maxminddb::{PathElement, Reader};
 
+use super::PrefixTable;
 use crate::config::Region;
 
 /// Why a geolocation database could not be used.
@@ -146,8 +147,8 @@ pub struct GeoMatch<'a> {
 /// Maps client addresses to regions. Built once per config (it is immutable, shared through an `Arc`).
 #[derive(Debug, Default)]
 pub struct GeoResolver {
-    /// Custom CIDR → region, normalised (IPv4-mapped IPv6 networks as IPv4), in config order.
-    custom: Vec<(IpNet, String)>,
+    /// Custom CIDR → region.
+    custom: PrefixTable<String>,
     db: Option<GeoDb>,
     /// Uppercase country code → region.
     countries: HashMap<String, String>,
@@ -169,11 +170,9 @@ impl GeoResolver {
     /// Adds custom CIDR → region mappings (`geolocation.custom_mappings`). The longest prefix that
     /// contains a client wins; of two equal networks the first added wins.
     pub fn with_mappings(mut self, mappings: impl IntoIterator<Item = (IpNet, String)>) -> Self {
-        self.custom.extend(
-            mappings
-                .into_iter()
-                .map(|(net, region)| (normalize_net(net), region)),
-        );
+        for (net, region) in mappings {
+            self.custom.insert_first(net, region);
+        }
         self
     }
 
@@ -215,8 +214,8 @@ impl GeoResolver {
         self.default_region.as_deref()
     }
 
-    /// The custom mappings, normalised, in the order added.
-    pub fn mappings(&self) -> &[(IpNet, String)] {
+    /// The custom mappings.
+    pub fn mappings(&self) -> &PrefixTable<String> {
         &self.custom
     }
 
@@ -225,27 +224,14 @@ impl GeoResolver {
         // Dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d; geolocate them as IPv4.
         let client = client.to_canonical();
 
-        // One pass over the custom mappings: the longest that contains the client, and how many leading
-        // bits it takes to stay clear of every mapping that does not (so the scope covers no address that
-        // one of them would claim).
-        let mut best: Option<&(IpNet, String)> = None;
-        let mut clear_of_others = 0u8;
-        for m in &self.custom {
-            let net = m.0;
-            if net.contains(&client) {
-                if best.is_none_or(|b| net.prefix_len() > b.0.prefix_len()) {
-                    best = Some(m);
-                }
-            } else if let Some(common) = common_prefix(client, net.network()) {
-                // The client leaves `net` at bit `common`; one more bit keeps the scope out of it.
-                clear_of_others = clear_of_others.max(common.saturating_add(1));
-            }
-        }
-        if let Some((net, region)) = best {
+        // The scope also stays clear of every mapping that does not hold the client, so it covers no
+        // address one of them would claim.
+        let custom = self.custom.place(client);
+        if let Some((net, region)) = custom.entry {
             return GeoMatch {
                 region: Some(region),
-                source: GeoSource::Custom(*net),
-                scope_prefix: net.prefix_len().max(clear_of_others),
+                source: GeoSource::Custom(net),
+                scope_prefix: custom.scope_prefix,
             };
         }
 
@@ -253,7 +239,7 @@ impl GeoResolver {
         // Without a database (or when it cannot answer) the default holds for every address no mapping
         // claims; with one, only within the database network that holds the client.
         let db_prefix = hit.as_ref().map_or(0, |h| h.prefix);
-        let scope_prefix = db_prefix.max(clear_of_others);
+        let scope_prefix = db_prefix.max(custom.scope_prefix);
         if let Some(hit) = hit {
             if let Some((code, region)) = hit
                 .country
@@ -302,92 +288,36 @@ fn insert_code(table: &mut HashMap<String, String>, what: &str, code: &str, regi
     }
 }
 
-/// An IPv4-mapped IPv6 network (`::ffff:198.51.100.0/120`) as the IPv4 network it means, since clients
-/// are unmapped before the lookup; host bits are cleared.
-fn normalize_net(net: IpNet) -> IpNet {
-    if let IpNet::V6(v6) = net
-        && let Some(v4) = v6.network().to_ipv4_mapped()
-        && v6.prefix_len() >= 96
-        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
-    {
-        return IpNet::V4(n.trunc());
-    }
-    net.trunc()
-}
-
-/// How many leading bits two addresses of one family share; `None` across families.
-fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
-    // `leading_zeros` of a u32/u128 is at most 32/128, so the casts cannot truncate.
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8)
-        }
-        _ => None,
-    }
-}
-
-/// What the geolocation trie of the XDP program holds, and the same longest-prefix lookup for the
-/// userspace fast path, so both place a client alike: client prefix → region id (1..=255; 0: no
-/// region). Built once per config from a [`GeoResolver`] and the regions' ids.
+/// The geolocation table of the fast paths: client prefix → region id (1..=255; 0: no region), what
+/// the XDP program's trie holds ([`PrefixTable::lpm_entries`]) and what the userspace fast path looks
+/// clients up in, so both place a client alike. Built once per config from a [`GeoResolver`] and the
+/// regions' ids.
 ///
-/// The entries: every custom mapping (of two equal networks the first), then every database network
-/// whose country or continent maps to a region, except those that lie inside a custom mapping, then, if
-/// some IPv6 entry covers `::ffff:0:0/96`, that prefix → 0 (IPv4 clients are looked up there, and the
-/// resolver never places an IPv4 client by an IPv6 network). That last rule keeps the resolver's
-/// precedence (custom mappings first) under longest-prefix matching: a database network longer than a
-/// custom mapping that contains it would otherwise win inside it. A database network containing a custom
-/// mapping is fine as it is: the mapping is the longer prefix. Networks in `::ffff:0:0/96` are read from
-/// the IPv4 side only, and aliased networks (6to4, Teredo) are not read, so at most
+/// The entries: every custom mapping, then every database network whose country or continent maps to a
+/// region, except those that lie inside a custom mapping. That keeps the resolver's precedence (custom
+/// mappings first) under longest-prefix matching: a database network longer than a custom mapping that
+/// contains it would otherwise win inside it. A database network containing a custom mapping is fine as
+/// it is: the mapping is the longer prefix. Networks in `::ffff:0:0/96` are read from the IPv4 side
+/// only, and aliased networks (6to4, Teredo) are not read, so at most
 /// [`MAX_GEO_ENTRIES`](opengslb_common::maps::MAX_GEO_ENTRIES) prefixes stay enough for a GeoLite2
 /// database; past that the rest is left out with a warning (those clients get the default region).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GeoTable {
-    /// The prefixes (IPv4 ones as IPv4 networks), custom mappings first.
-    entries: Vec<(IpNet, u8)>,
-    /// (prefix length on the 128-bit key, masked key) → region id.
-    index: HashMap<(u8, u128), u8>,
-    /// The prefix lengths present, longest first.
-    lens: Vec<u8>,
-}
-
-/// An address as the trie's 128-bit key: IPv6 as is, IPv4 as `::ffff:a.b.c.d`.
-fn key_of(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
-/// A network as the trie's key and prefix length.
-pub fn geo_key(net: &IpNet) -> (u128, u8) {
-    let len = match net {
-        IpNet::V4(n) => n.prefix_len() + 96,
-        IpNet::V6(n) => n.prefix_len(),
-    };
-    (mask(key_of(net.network()), len), len)
-}
-
-fn mask(key: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        key & (u128::MAX << (128 - u32::from(len.min(128))))
-    }
+    prefixes: PrefixTable<u8>,
 }
 
 impl GeoTable {
     /// The table for `resolver`, `region_id` naming each region's id (regions it does not know get 0).
     pub fn build(resolver: &GeoResolver, region_id: impl Fn(&str) -> Option<u8>) -> Self {
-        let mut t = Self::default();
+        let mut t = PrefixTable::new();
         let id = |r: &str| region_id(r).unwrap_or(0);
-        for (net, region) in &resolver.custom {
-            t.push(*net, id(region));
+        for (net, region) in resolver.custom.iter() {
+            t.insert_first(net, id(region));
         }
-        let mapped: IpNet = IpNet::V6(
-            ipnet::Ipv6Net::new(std::net::Ipv4Addr::UNSPECIFIED.to_ipv6_mapped(), 96)
-                .unwrap_or_default(),
-        );
+        let mapped: IpNet = IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv4Addr::UNSPECIFIED.to_ipv6_mapped(),
+            96,
+        ));
         if let Some(db) = &resolver.db {
             let mut left_out = 0usize;
             let mut nets: Vec<(IpNet, u8)> = Vec::new();
@@ -433,10 +363,11 @@ impl GeoTable {
                             code("continent", "code").and_then(|c| resolver.continents.get(&c))
                         });
                     let Some(region) = region else { continue };
-                    if resolver.custom.iter().any(|(c, _)| c.contains(&net)) {
+                    if resolver.custom.covers(net) {
                         continue;
                     }
-                    if t.entries.len() + nets.len() + 1 >= opengslb_common::maps::MAX_GEO_ENTRIES {
+                    // One key stays free for the trie's `::ffff:0:0/96` guard (see `lpm_entries`).
+                    if t.len() + nets.len() + 1 >= opengslb_common::maps::MAX_GEO_ENTRIES {
                         left_out += 1;
                         continue;
                     }
@@ -451,61 +382,19 @@ impl GeoTable {
                 );
             }
             for (net, region) in nets {
-                t.push(net, region);
+                t.insert_first(net, region);
             }
         }
-        t.block_mapped(mapped);
-        t
+        Self { prefixes: t }
     }
 
-    /// If an IPv6 entry covers `::ffff:0:0/96`, that prefix → 0, so IPv4 clients no IPv4 entry
-    /// places are not placed by it (the resolver matches IPv4 clients against IPv4 mappings only).
-    fn block_mapped(&mut self, mapped: IpNet) {
-        if self
-            .entries
-            .iter()
-            .any(|(n, _)| matches!(n, IpNet::V6(_)) && n.contains(&mapped))
-        {
-            self.push(mapped, 0);
-        }
+    /// The prefixes and their region ids.
+    pub fn prefixes(&self) -> &PrefixTable<u8> {
+        &self.prefixes
     }
 
-    /// Adds a prefix unless one with the same key is there (the first wins).
-    fn push(&mut self, net: IpNet, region: u8) {
-        let (key, len) = geo_key(&net);
-        if self.index.contains_key(&(len, key)) {
-            return;
-        }
-        self.index.insert((len, key), region);
-        if let Err(at) = self.lens.binary_search_by(|l| len.cmp(l)) {
-            self.lens.insert(at, len);
-        }
-        self.entries.push((net, region));
-    }
-
-    /// A table of these prefixes (the first of equal ones wins), e.g. for tests.
-    pub fn from_entries(entries: impl IntoIterator<Item = (IpNet, u8)>) -> Self {
-        let mut t = Self::default();
-        for (net, region) in entries {
-            t.push(normalize_net(net), region);
-        }
-        t
-    }
-
-    /// The prefixes and their region ids: what the XDP trie holds.
-    pub fn entries(&self) -> &[(IpNet, u8)] {
-        &self.entries
-    }
-
-    /// The region id of the longest prefix holding `client` (as the trie looks it up: IPv4 as
-    /// `::ffff:a.b.c.d`), or 0.
+    /// The region id of the longest prefix holding `client`, or 0.
     pub fn region_of(&self, client: IpAddr) -> u8 {
-        let key = key_of(client);
-        for &len in &self.lens {
-            if let Some(&r) = self.index.get(&(len, mask(key, len))) {
-                return r;
-            }
-        }
-        0
+        self.prefixes.longest_match(client).map_or(0, |(_, r)| *r)
     }
 }

@@ -4,11 +4,13 @@
 //! DNS paths (docs/control-plane.md, "Routing").
 
 mod geo;
+mod prefix;
 
 #[cfg(test)]
 mod tests;
 
-pub use geo::{DbHit, GeoDb, GeoDbError, GeoMatch, GeoResolver, GeoSource, GeoTable, geo_key};
+pub use geo::{DbHit, GeoDb, GeoDbError, GeoMatch, GeoResolver, GeoSource, GeoTable};
+pub use prefix::{PrefixMatch, PrefixTable, lpm_key};
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 

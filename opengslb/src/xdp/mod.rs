@@ -23,7 +23,6 @@ use aya::{
         xdp::XdpMode,
     },
 };
-use ipnet::IpNet;
 use opengslb_common::{
     counters::{COUNTER_COUNT, Counter},
     maps::{
@@ -36,7 +35,7 @@ use tracing::{info, warn};
 /// How to attach (`dns.xdp.mode`); `auto` uses generic (skb) mode on virtual interfaces (lo, veth:
 /// their native mode needs a program on the peer and has almost no tailroom) and native mode elsewhere.
 pub use crate::config::XdpMode as AttachMode;
-use crate::table::Rendered;
+use crate::{routing::PrefixTable, table::Rendered};
 pub use metrics::CounterMetrics;
 
 /// Where pins live by default. Below it, one directory per map layout, so an upgrade never adopts maps
@@ -310,17 +309,15 @@ impl Dataplane {
         Ok(plan)
     }
 
-    /// Makes the geolocation trie hold exactly `entries` (client prefix → region id; IPv4 prefixes are
-    /// keyed `::ffff:a.b.c.d` with their length + 96), writing only what changed: new and changed prefixes
-    /// first, then removals. Returns how many prefixes were written or removed.
-    pub fn set_geo(&mut self, entries: &[(IpNet, u8)]) -> Result<usize, XdpError> {
-        let mut wanted = std::collections::HashMap::with_capacity(entries.len());
-        for net in entries {
-            let (key, len) = crate::routing::geo_key(&net.0);
-            wanted
-                .entry((key.to_be_bytes(), u32::from(len)))
-                .or_insert(net.1);
-        }
+    /// Makes the geolocation trie hold exactly `table` (client prefix → region id, in the trie's key form:
+    /// [`PrefixTable::lpm_entries`]), writing only what changed: new and changed prefixes first, then
+    /// removals. Returns how many prefixes were written or removed.
+    pub fn set_geo(&mut self, table: &PrefixTable<u8>) -> Result<usize, XdpError> {
+        // A key without a value is one the trie must miss on: 0, no region.
+        let wanted: std::collections::HashMap<([u8; 16], u32), u8> = table
+            .lpm_entries()
+            .map(|(k, region)| ((k.data, k.prefix_len), region.copied().unwrap_or(0)))
+            .collect();
         let mut written = 0;
         for (&(data, len), &region) in &wanted {
             if self.geo_current.get(&(data, len)) != Some(&region) {

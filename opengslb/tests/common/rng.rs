@@ -1,36 +1,36 @@
-//! A small seeded PRNG (xorshift64*), so every run of a test sees the same "random" inputs.
+//! Seeded random inputs for tests: `rand`'s `StdRng` from a seed the test names, so every run sees the
+//! same inputs, and the seed is printed so a failure's inputs can be had again (with the same
+//! `Cargo.lock`: `StdRng`'s algorithm may change between `rand` versions).
 
-/// xorshift64* (shifts 13/7/17, then a multiply); not for anything but tests.
-pub struct Rng(u64);
+use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
+
+/// A seeded generator with the draws the tests use.
+pub struct Rng(StdRng);
 
 impl Rng {
-    /// A generator from `seed` (0, which xorshift cannot leave, becomes 1).
+    /// A generator from `seed`. The seed goes to the test's output (shown when it fails).
     pub fn new(seed: u64) -> Self {
-        Self(seed.max(1))
+        println!("random inputs from seed {seed:#x}");
+        Self(StdRng::seed_from_u64(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.random()
     }
 
-    /// Uniform in `0..n` (`0` when `n` is 0; the modulo bias is irrelevant here).
+    /// Uniform in `0..n` (`0` when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+        if n == 0 { 0 } else { self.0.random_range(0..n) }
     }
 
     /// [`below`](Self::below) for `usize`.
     pub fn below_usize(&mut self, n: usize) -> usize {
-        self.below(n as u64) as usize
+        if n == 0 { 0 } else { self.0.random_range(0..n) }
     }
 
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
+        self.0.random_range(lo..=hi)
     }
 
     /// True `percent` times in 100.
@@ -40,7 +40,7 @@ impl Rng {
 
     /// A fair coin.
     pub fn coin(&mut self) -> bool {
-        self.next_u64() >> 63 == 1
+        self.0.random()
     }
 
     /// One of `items` (not empty).
@@ -49,7 +49,7 @@ impl Rng {
     }
 
     pub fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
+        self.0.random()
     }
 
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {

@@ -15,6 +15,7 @@ pub mod bounds;
 pub mod counters;
 pub mod csum;
 pub mod dns;
+pub mod frame;
 pub mod maps;
 
 #[cfg(test)]

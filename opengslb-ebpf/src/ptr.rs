@@ -1,49 +1,12 @@
-//! Bounds-checked access to the frame: the only place in the program that turns packet offsets into
-//! pointers. The verifier accepts a packet access only after a comparison against `data_end` on the same
-//! pointer, so every accessor checks the full extent of what it returns.
-
-use core::mem::size_of;
+//! Copying bytes between the frame and scratch memory: the program reads and writes the frame only
+//! through these two helper calls (`bpf_xdp_load_bytes`, `bpf_xdp_store_bytes`), which check the frame's
+//! bounds themselves, so no packet pointer is ever formed and nothing needs re-deriving after the frame
+//! is grown or shrunk.
 
 use aya_ebpf::{
     helpers::{bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
-
-/// A pointer to a `T` at `offset` in the frame, if the frame holds all of it.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
-        return None;
-    }
-    Some((start + offset) as *mut T)
-}
-
-/// Copies `N` bytes at `offset` out of the frame.
-#[inline(always)]
-pub fn read<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let p = ptr_at::<[u8; N]>(ctx, offset)?;
-    // SAFETY: `ptr_at` checked that all N bytes lie inside the frame; [u8; N] has alignment 1.
-    Some(unsafe { p.read() })
-}
-
-/// Copies `N` bytes into the frame at `offset`; false if the frame is too short.
-#[inline(always)]
-pub fn write<const N: usize>(ctx: &XdpContext, offset: usize, bytes: [u8; N]) -> bool {
-    let Some(p) = ptr_at::<[u8; N]>(ctx, offset) else {
-        return false;
-    };
-    // SAFETY: as in `read`; XDP frames are writable.
-    unsafe { p.write(bytes) };
-    true
-}
-
-/// A big-endian u16 at `offset`.
-#[inline(always)]
-pub fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    read::<2>(ctx, offset).map(u16::from_be_bytes)
-}
 
 pub use opengslb_common::bounds::clamp as verifier_clamp;
 

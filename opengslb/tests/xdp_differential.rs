@@ -3,7 +3,9 @@
 //! from one answer table. Where XDP answers, the two replies must be identical byte for byte; where it
 //! passes, the userspace reply must be correct. Every userspace reply (so every XDP reply too) is checked
 //! against an independent model of the zone: rcode, AA, the records and their rotation, the negative
-//! SOA, EDNS, truncation, the echoed ID and question.
+//! SOA, EDNS, truncation, the echoed ID and question. The zone has round-robin, failover, weighted (equal
+//! and 5/3/1 weights) and geolocation names; queries come from clients in every region (by their source
+//! address, or by Client Subnet, which userspace answers with its scope).
 //!
 //! Rotation is made reproducible: the thread runs on CPU 0 only (the program's `ROTATION` counters are
 //! per CPU), each entry's counter starts at a known value (some just below `u32::MAX`, so they wrap), and
@@ -46,7 +48,7 @@ use hickory_proto::{
 use opengslb::{
     config::Config,
     dns::{DropReason, Outcome, QueryContext, ReplyKind, Snapshot, Transport, Zone, respond},
-    overwatch::table_from_config,
+    overwatch::control::Control,
     xdp::{Counters, Dataplane},
 };
 use opengslb_common::{
@@ -90,7 +92,45 @@ struct Spec {
     max_answers: u8,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
+    /// The weight of the i-th address of each family (none: the config's default).
+    weights: Vec<u32>,
+    /// The region of the i-th address of each family (none: `pool`).
+    regions: Vec<&'static str>,
 }
+
+impl Spec {
+    fn weights(self, weights: &[u32]) -> Self {
+        Self {
+            weights: weights.to_vec(),
+            ..self
+        }
+    }
+
+    fn regions(self, regions: &[&'static str]) -> Self {
+        Self {
+            regions: regions.to_vec(),
+            ..self
+        }
+    }
+
+    fn region(&self, i: usize) -> &'static str {
+        self.regions.get(i).copied().unwrap_or(POOL)
+    }
+}
+
+/// The region of every name that is not routed by geolocation.
+const POOL: &str = "pool";
+/// The geolocation regions, in config order after `pool` (so their ids are 2, 3, 4), and the default.
+const GEO_REGIONS: [&str; 3] = ["eu", "us", "ap"];
+const DEFAULT_REGION: &str = "ap";
+/// Client ranges → region (`overwatch.geolocation.custom_mappings`); the /25 inside the /24 wins for its
+/// clients, being the longer prefix.
+const MAPPINGS: [(&str, &str); 4] = [
+    ("198.51.100.0/24", "us"),
+    ("198.51.100.128/25", "eu"),
+    ("203.0.113.0/24", "eu"),
+    ("2001:db8:c::/48", "eu"),
+];
 
 fn spec(
     net: u8,
@@ -110,6 +150,8 @@ fn spec(
         v6: (1..=n6)
             .map(|k| Ipv6Addr::new(0x2001, 0xdb8, u16::from(net), 0, 0, 0, 0, k))
             .collect(),
+        weights: Vec::new(),
+        regions: Vec::new(),
     }
 }
 
@@ -140,6 +182,12 @@ fn specs() -> Vec<Spec> {
         spec(9, "deep.sub.gslb.test", "round-robin", 25, 1, 1, 0),
         spec(10, "app.other.test", "round-robin", 50, 2, 0, 2),
         spec(11, "MiXeD.Other.Test", "failover", 7, 1, 2, 2),
+        // Unequal weights: slot table [0, 1, 0, 2, 0, 1, 0, 1, 0] (see `WEIGHTED_531_SLOTS`).
+        spec(12, "w531.gslb.test", "weighted", 35, 2, 3, 3).weights(&[500, 300, 100]),
+        // Two A and two AAAA in eu, one A (and no AAAA: its clients get the default's) in us, one of
+        // each in ap, the default region.
+        spec(13, "geo.gslb.test", "geolocation", 40, 1, 4, 3).regions(&["eu", "eu", "ap", "us"]),
+        spec(14, "geo2.gslb.test", "geolocation", 12, 2, 3, 2).regions(&["us", "us", "eu"]),
     ]
 }
 
@@ -148,33 +196,56 @@ fn yaml(specs: &[Spec]) -> String {
     let _ = writeln!(
         y,
         "mode: overwatch
-dns:
+overwatch:
+  geolocation:
+    default_region: {DEFAULT_REGION}
+    custom_mappings:"
+    );
+    for (cidr, region) in MAPPINGS {
+        let _ = writeln!(y, "      - {{ cidr: \"{cidr}\", region: {region} }}");
+    }
+    let _ = writeln!(
+        y,
+        "dns:
   listen_address: \"192.0.2.53:53\"
   zones: [{}]
   default_ttl: 60
   nameservers: [{}]
   soa: {{ ttl: {SOA_TTL}, refresh: {REFRESH}, retry: {RETRY}, expire: {EXPIRE}, negative_ttl: {NEGATIVE_TTL} }}
   xdp: {{ interfaces: [lo], udp_size: {OUR_UDP} }}
-regions:
-  - name: pool
-    servers:",
+regions:",
         ZONES.join(", "),
         NAMESERVERS.join(", ")
     );
-    for s in specs {
-        let addrs =
-            s.v4.iter()
-                .map(|a| IpAddr::V4(*a))
-                .chain(s.v6.iter().map(|a| IpAddr::V6(*a)));
-        for a in addrs {
-            let _ = writeln!(y, "      - {{ address: \"{a}\", service: \"{}\" }}", s.name);
+    for region in std::iter::once(POOL).chain(GEO_REGIONS) {
+        let _ = writeln!(y, "  - name: {region}\n    servers:");
+        for s in specs {
+            let v4 = s.v4.iter().map(|a| IpAddr::V4(*a)).enumerate();
+            let v6 = s.v6.iter().map(|a| IpAddr::V6(*a)).enumerate();
+            for (i, a) in v4.chain(v6).filter(|(i, _)| s.region(*i) == region) {
+                let weight = s
+                    .weights
+                    .get(i)
+                    .map(|w| format!(", weight: {w}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    y,
+                    "      - {{ address: \"{a}\", service: \"{}\"{weight} }}",
+                    s.name
+                );
+            }
         }
     }
     y.push_str("domains:\n");
     for s in specs {
+        let regions = if s.regions.is_empty() {
+            POOL.to_owned()
+        } else {
+            GEO_REGIONS.join(", ")
+        };
         let _ = writeln!(
             y,
-            "  - {{ name: \"{}\", routing_algorithm: {}, regions: [pool], ttl: {}, max_answers: {} }}",
+            "  - {{ name: \"{}\", routing_algorithm: {}, regions: [{regions}], ttl: {}, max_answers: {} }}",
             s.name, s.algorithm, s.ttl, s.max_answers
         );
     }
@@ -227,12 +298,103 @@ fn wire_labels(mut w: &[u8]) -> Labels {
     out
 }
 
+/// The slot table smooth weighted round-robin makes for weights 5:3:1 (nginx's rule, worked by hand:
+/// each step every backend gains its weight, the one furthest ahead, the earlier on ties, takes the
+/// slot and pays the total of 9).
+const WEIGHTED_531_SLOTS: [usize; 9] = [0, 1, 0, 2, 0, 1, 0, 1, 0];
+
+/// How an entry's answers are chosen, as the config documents it.
+enum Choice {
+    /// `records[(rotation + k) % n]`.
+    Rotate,
+    /// `failover`: the first records in config order, whatever the rotation.
+    Fixed,
+    /// Weighted: `records[(slots[rotation % len] + k) % n]`.
+    Slots(Vec<usize>),
+    /// Geolocation: the region of each record; rotation among those of the client's region, else of
+    /// the default region, else among all.
+    Geo(Vec<&'static str>),
+}
+
 struct ModelEntry {
     ttl: u32,
     max_answers: usize,
     records: Vec<IpAddr>,
-    /// `failover`: the first records in config order, whatever the rotation.
-    fixed: bool,
+    choice: Choice,
+}
+
+impl ModelEntry {
+    fn answer(&self, rotation: u32, client: IpAddr) -> Vec<IpAddr> {
+        let r = rotation as usize;
+        let pick = |set: &[IpAddr], first: usize| -> Vec<IpAddr> {
+            let n = set.len().max(1);
+            (0..self.max_answers.min(set.len()))
+                .map(|k| set[(first + k) % n])
+                .collect()
+        };
+        match &self.choice {
+            Choice::Rotate => pick(&self.records, r % self.records.len()),
+            Choice::Fixed => pick(&self.records, 0),
+            Choice::Slots(slots) => pick(&self.records, slots[r % slots.len()]),
+            Choice::Geo(regions) => {
+                let of = |region: &str| -> Vec<IpAddr> {
+                    self.records
+                        .iter()
+                        .zip(regions)
+                        .filter(|(_, r)| **r == region)
+                        .map(|(a, _)| *a)
+                        .collect()
+                };
+                let (region, _) = geo_resolve(client);
+                let mut set = of(region.unwrap_or(DEFAULT_REGION));
+                if set.is_empty() {
+                    set = of(DEFAULT_REGION);
+                }
+                if set.is_empty() {
+                    set = self.records.clone();
+                }
+                pick(&set, r % set.len())
+            }
+        }
+    }
+}
+
+/// An address as left-aligned bits and its family's width (IPv4-mapped IPv6 counts as IPv4).
+fn addr_bits(ip: IpAddr) -> (u128, u32) {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    }
+}
+
+/// The custom mapping that places `client` (the longest that contains it; without a database nothing
+/// else places anyone), and the Client Subnet scope of that answer: the mapping's prefix length, but at
+/// least one bit more than the client shares with any mapping that does not contain it, so that the
+/// scope claims no address another mapping places elsewhere.
+fn geo_resolve(client: IpAddr) -> (Option<&'static str>, u8) {
+    let (bits, width) = addr_bits(client);
+    let mut best: Option<(u32, &'static str)> = None;
+    let mut clear = 0u32;
+    for (cidr, region) in MAPPINGS {
+        let (net, len) = cidr.split_once('/').unwrap();
+        let (net_bits, net_width) = addr_bits(net.parse().unwrap());
+        if net_width != width {
+            continue;
+        }
+        let len: u32 = len.parse().unwrap();
+        let common = ((bits ^ net_bits).leading_zeros()).min(width);
+        if common >= len {
+            if best.is_none_or(|(l, _)| len > l) {
+                best = Some((len, region));
+            }
+        } else {
+            clear = clear.max(common + 1);
+        }
+    }
+    match best {
+        Some((len, region)) => (Some(region), len.max(clear) as u8),
+        None => (None, clear as u8),
+    }
 }
 
 /// What the zone holds, built from the specs alone (not from the config code under test).
@@ -263,17 +425,45 @@ impl Model {
             ];
             for (qtype, records) in families {
                 let records: Vec<IpAddr> = records;
-                if !records.is_empty() {
-                    entries.insert(
-                        (name.clone(), qtype),
-                        ModelEntry {
-                            ttl: s.ttl,
-                            max_answers: usize::from(s.max_answers.clamp(1, 16)),
-                            records,
-                            fixed: s.algorithm == "failover",
-                        },
-                    );
+                if records.is_empty() {
+                    continue;
                 }
+                let choice = match s.algorithm {
+                    "failover" => Choice::Fixed,
+                    "weighted" if !s.weights.is_empty() => {
+                        assert_eq!(s.weights, [500, 300, 100], "the one table worked by hand");
+                        Choice::Slots(WEIGHTED_531_SLOTS.to_vec())
+                    }
+                    "geolocation" => Choice::Geo((0..records.len()).map(|i| s.region(i)).collect()),
+                    _ => Choice::Rotate,
+                };
+                // Config order is region by region (see `yaml`): the geolocation records too.
+                let mut records: Vec<(IpAddr, usize)> = records
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| (a, i))
+                    .collect();
+                let rank = |i: usize| {
+                    std::iter::once(POOL)
+                        .chain(GEO_REGIONS)
+                        .position(|r| r == s.region(i))
+                };
+                records.sort_by_key(|&(_, i)| (rank(i), i));
+                let choice = match choice {
+                    Choice::Geo(_) => {
+                        Choice::Geo(records.iter().map(|&(_, i)| s.region(i)).collect())
+                    }
+                    c => c,
+                };
+                entries.insert(
+                    (name.clone(), qtype),
+                    ModelEntry {
+                        ttl: s.ttl,
+                        max_answers: usize::from(s.max_answers.clamp(1, 16)),
+                        records: records.into_iter().map(|(a, _)| a).collect(),
+                        choice,
+                    },
+                );
             }
         }
         Self {
@@ -447,6 +637,19 @@ fn ecs_option(rng: &mut Rng) -> Vec<u8> {
     let prefix = rng.below(bits + 1) as u8;
     let n = usize::from(prefix).div_ceil(8);
     let mut addr = rng.bytes(n);
+    // Often an address in or beside a geolocation mapping, where the scope depends on the mappings.
+    if rng.chance(40) {
+        let near: &[u8] = match family {
+            1 => rng.pick(&[&[198, 51, 100][..], &[203, 0, 113], &[198, 51, 101]]),
+            _ => rng.pick(&[
+                &[0x20, 0x01, 0x0d, 0xb8, 0, 0x0c][..],
+                &[0x20, 0x01, 0x0d, 0xb8, 0, 0x0d],
+            ]),
+        };
+        for (a, b) in addr.iter_mut().zip(near) {
+            *a = *b;
+        }
+    }
     if !prefix.is_multiple_of(8)
         && let Some(last) = addr.last_mut()
     {
@@ -738,6 +941,42 @@ fn directed() -> Vec<Generated> {
             what: "directed: two questions for two 255-byte names with no common suffix".into(),
         });
     }
+    // Geolocation by Client Subnet, where the scope is more than the mapping's prefix (198.51.100.7 is in
+    // the /24 but one bit from the /25) or comes from the mappings around an unmapped client.
+    let subnets: [(IpAddr, u8); 7] = [
+        (Ipv4Addr::new(198, 51, 100, 7).into(), 32),
+        (Ipv4Addr::new(198, 51, 100, 200).into(), 32),
+        (Ipv4Addr::new(203, 0, 113, 0).into(), 24),
+        (Ipv4Addr::new(192, 0, 2, 0).into(), 24),
+        ("2001:db8:c::".parse().unwrap(), 48),
+        ("2001:db8:d::".parse().unwrap(), 64),
+        (Ipv4Addr::UNSPECIFIED.into(), 0),
+    ];
+    for (addr, prefix) in subnets {
+        for (name, qtype) in [("geo.gslb.test", QTYPE_A), ("geo2.gslb.test", QTYPE_AAAA)] {
+            let mut w = header(1, 1);
+            w.extend(question(&labels_of(name), qtype));
+            let (family, octets) = match addr {
+                IpAddr::V4(a) => (1u16, a.octets().to_vec()),
+                IpAddr::V6(a) => (2, a.octets().to_vec()),
+            };
+            let mut ecs = family.to_be_bytes().to_vec();
+            ecs.extend([prefix, 0]);
+            ecs.extend(&octets[..usize::from(prefix).div_ceil(8)]);
+            Opt {
+                udp: 1232,
+                ext_rcode: 0,
+                version: 0,
+                flags: 0,
+                options: vec![(OPT_ECS, ecs)],
+            }
+            .encode(&mut w);
+            out.push(Generated {
+                wire: w,
+                what: format!("directed: {name} type {qtype} with Client Subnet {addr}/{prefix}"),
+            });
+        }
+    }
     // 16 AAAA records for the long name: without EDNS too big (TC), with a small EDNS size too big,
     // with 1232 answered.
     for udp in [None, Some(600), Some(1232)] {
@@ -775,7 +1014,37 @@ enum Body {
     Negative { zone: Labels },
 }
 
-fn expected(m: &Model, qm: &Message, rotation: u32) -> (ResponseCode, bool, Body) {
+/// The rcode, AA, the body, and the Client Subnet scope of a correct reply to `qm` from `client` (the
+/// Client Subnet address when the query has one).
+fn expected(
+    m: &Model,
+    qm: &Message,
+    rotation: u32,
+    client: IpAddr,
+) -> (ResponseCode, bool, Body, u8) {
+    let (rcode, aa, body) = expected_body(m, qm, rotation, client);
+    // Only a geolocation answer depends on the client, and so has a scope.
+    let geo = qm.queries.first().is_some_and(|q| {
+        let name = lower(&name_labels(q.name()));
+        [QTYPE_A, QTYPE_AAAA].iter().any(|t| {
+            m.entries
+                .get(&(name.clone(), *t))
+                .is_some_and(|e| matches!(e.choice, Choice::Geo(_)))
+        })
+    });
+    let scope = match &body {
+        Body::Addresses { .. } if geo => geo_resolve(client).1,
+        _ => 0,
+    };
+    (rcode, aa, body, scope)
+}
+
+fn expected_body(
+    m: &Model,
+    qm: &Message,
+    rotation: u32,
+    client: IpAddr,
+) -> (ResponseCode, bool, Body) {
     if qm.metadata.op_code != OpCode::Query {
         return (ResponseCode::NotImp, false, Body::Nothing);
     }
@@ -795,19 +1064,12 @@ fn expected(m: &Model, qm: &Message, rotation: u32) -> (ResponseCode, bool, Body
     };
     let at_apex = name == zone;
     let addresses = |qtype: u16| {
-        m.entries.get(&(name.clone(), qtype)).map(|e| {
-            let count = e.records.len();
-            let n = e.max_answers.min(count);
-            Body::Addresses {
+        m.entries
+            .get(&(name.clone(), qtype))
+            .map(|e| Body::Addresses {
                 ttl: e.ttl,
-                ips: (0..n)
-                    .map(|k| {
-                        let first = if e.fixed { 0 } else { rotation as usize };
-                        e.records[(first + k) % count]
-                    })
-                    .collect(),
-            }
-        })
+                ips: e.answer(rotation, client),
+            })
     };
     let soa = || Body::Apex {
         ttl: SOA_TTL,
@@ -843,7 +1105,13 @@ fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 
 /// Checks the userspace outcome for query `q` answered at rotation position `rotation`; returns a label
 /// for the summary.
-fn check(m: &Model, q: &[u8], rotation: u32, out: &Outcome) -> Result<String, String> {
+fn check(
+    m: &Model,
+    q: &[u8],
+    rotation: u32,
+    source: IpAddr,
+    out: &Outcome,
+) -> Result<String, String> {
     if q.len() < HEADER {
         return match out {
             Outcome::Drop(DropReason::TooShort) => Ok("no reply (shorter than a header)".into()),
@@ -939,10 +1207,18 @@ fn check(m: &Model, q: &[u8], rotation: u32, out: &Outcome) -> Result<String, St
         )
     })?;
 
-    let (rcode, aa, body) = if trailing {
-        (ResponseCode::FormErr, false, Body::Nothing)
+    let ecs = qm
+        .edns
+        .as_ref()
+        .and_then(|e| match e.option(EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(s)) => Some(*s),
+            _ => None,
+        });
+    let client = ecs.map_or(source, |s| s.addr());
+    let (rcode, aa, body, scope) = if trailing {
+        (ResponseCode::FormErr, false, Body::Nothing, 0)
     } else {
-        expected(m, &qm, rotation)
+        expected(m, &qm, rotation, client)
     };
     // By value: hickory reads 16 back as BADSIG, which shares the code with BADVERS.
     ensure(u16::from(md.response_code) == u16::from(rcode), || {
@@ -952,14 +1228,9 @@ fn check(m: &Model, q: &[u8], rotation: u32, out: &Outcome) -> Result<String, St
         format!("AA {}, want {aa}", md.authoritative)
     })?;
 
-    // EDNS: our OPT (version 0, our size, DO copied) when the query had one; ECS echoed with scope 0.
-    let ecs = qm
-        .edns
-        .as_ref()
-        .and_then(|e| match e.option(EdnsCode::Subnet) {
-            Some(EdnsOption::Subnet(s)) if rcode != ResponseCode::BADVERS => Some(*s),
-            _ => None,
-        });
+    // EDNS: our OPT (version 0, our size, DO copied) when the query had one; ECS echoed with the scope
+    // of the answer (0 unless it depends on the client).
+    let ecs = ecs.filter(|_| rcode != ResponseCode::BADVERS);
     match (&qm.edns, &r.edns) {
         (None, None) => {}
         (Some(qe), Some(re)) => {
@@ -972,7 +1243,7 @@ fn check(m: &Model, q: &[u8], rotation: u32, out: &Outcome) -> Result<String, St
             })?;
             let want: Vec<EdnsOption> = ecs
                 .iter()
-                .map(|s| EdnsOption::Subnet(ClientSubnet::new(s.addr(), s.source_prefix(), 0)))
+                .map(|s| EdnsOption::Subnet(ClientSubnet::new(s.addr(), s.source_prefix(), scope)))
                 .collect();
             let got: Vec<EdnsOption> = re
                 .options()
@@ -1236,7 +1507,10 @@ fn xdp_and_userspace_agree() {
     // One table, from one config, for both paths.
     let specs = specs();
     let cfg = Config::from_yaml_str(&yaml(&specs)).expect("the test config is valid");
-    let table = table_from_config(&cfg);
+    // As the overwatch publishes: the table and where clients are (the geolocation trie's contents).
+    let published = Control::new(&cfg).publish(std::time::Instant::now());
+    let table = published.table;
+    let placement = published.placement.expect("the config has geolocation");
     let model = Model::new(&specs);
     assert_eq!(
         table.len(),
@@ -1246,12 +1520,17 @@ fn xdp_and_userspace_agree() {
     let zones = Zone::from_config(&cfg).unwrap();
     // Rendered once, for both paths, as the overwatch's publisher does.
     let rendered = table.render();
-    let snap = Snapshot::new(table.clone(), &rendered, zones, SERIAL, OUR_UDP);
+    let snap = Snapshot::new(table.clone(), &rendered, zones, SERIAL, OUR_UDP)
+        .with_placement(Some(placement.clone()));
 
     let mut dp = Dataplane::load(None).expect("the program loads and passes the verifier");
     dp.configure(53, OUR_UDP).unwrap();
     dp.add_listen(&[server4(), server6()]).unwrap();
     let plan = dp.apply(&rendered).unwrap();
+    assert_eq!(
+        dp.set_geo(placement.table().prefixes()).unwrap(),
+        MAPPINGS.len()
+    );
     assert!(plan.skipped.is_empty(), "skipped: {:?}", plan.skipped);
     assert_eq!(plan.upserts.len(), model.entries.len());
 
@@ -1289,7 +1568,24 @@ fn xdp_and_userspace_agree() {
             vlan: Some(4094),
             ..Wrap::new(client6(), server6())
         },
+        // Clients of each geolocation region (client4 is in us, client6 in eu), and of none.
+        Wrap::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 200)), server4()),
+        Wrap::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)), server4()),
+        Wrap::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99)), server4()),
+        Wrap::new("2001:db8:ff::1".parse().unwrap(), server6()),
     ];
+    // Each client's region by the model, to count answers per region.
+    let regions_of: Vec<&str> = wraps
+        .iter()
+        .map(|w| geo_resolve(w.src).0.unwrap_or(DEFAULT_REGION))
+        .collect();
+    assert_eq!(
+        regions_of.iter().collect::<HashSet<_>>().len(),
+        GEO_REGIONS.len(),
+        "clients in every region"
+    );
+    // XDP answers of the weighted and geolocation names, by first label and client region.
+    let mut routed: BTreeMap<(String, &str), usize> = BTreeMap::new();
 
     let mut counters = dp.counters().unwrap();
     let mut failures = Failures::default();
@@ -1306,7 +1602,8 @@ fn xdp_and_userspace_agree() {
     let started = std::time::Instant::now();
     for (i, g) in cases.iter().enumerate() {
         let q = &g.wire;
-        let w = &wraps[rng.below_usize(wraps.len())];
+        let wi = rng.below_usize(wraps.len());
+        let w = &wraps[wi];
         let input = frame(w, q);
         let (action, out, why) = run(&mut dp, &mut counters, &input);
 
@@ -1337,7 +1634,7 @@ fn xdp_and_userspace_agree() {
         let ctx = QueryContext {
             transport: Transport::Udp,
             rotation: Some(r),
-            client: None,
+            client: Some(w.src),
         };
         let user = respond(&snap, q, &ctx);
         let xdp_dns = (action == XDP_TX).then(|| take_apart(w, &out).dns);
@@ -1408,7 +1705,15 @@ fn xdp_and_userspace_agree() {
             }
             other => panic!("#{i}: XDP action {other}"),
         }
-        match check(&model, q, r, &user) {
+        if action == XDP_TX
+            && let Some((name, _)) = gate_key(q)
+            && let Some(e) = model.entries.get(&(name.clone(), QTYPE_A))
+            && !matches!(e.choice, Choice::Rotate | Choice::Fixed)
+        {
+            let first = String::from_utf8_lossy(&name[0]).into_owned();
+            *routed.entry((first, regions_of[wi])).or_default() += 1;
+        }
+        match check(&model, q, r, w.src, &user) {
             Ok(label) => *replies.entry(label).or_default() += 1,
             Err(e) => failures.add("incorrect userspace reply", detail(&e)),
         }
@@ -1449,6 +1754,13 @@ fn xdp_and_userspace_agree() {
     for (why, n) in &passes {
         let _ = writeln!(summary, "    {why:<16} {n}");
     }
+    let _ = writeln!(
+        summary,
+        "  XDP answers of weighted and geolocation names, by client region:"
+    );
+    for ((name, region), n) in &routed {
+        let _ = writeln!(summary, "    {name:<34} {region:<4} {n}");
+    }
     let _ = writeln!(summary, "  userspace outcomes (checked):");
     for (label, n) in &replies {
         let _ = writeln!(summary, "    {label:<34} {n}");
@@ -1474,6 +1786,19 @@ fn xdp_and_userspace_agree() {
         xdp_answered > cases.len() / 10,
         "too few XDP answers ({xdp_answered}) for a differential test"
     );
+    // The routed names were answered by XDP too, for clients of every region (so the comparison above
+    // covered them), unless the run is too short to expect it.
+    if queries >= DEFAULT_QUERIES {
+        for name in ["w531", "geo", "geo2"] {
+            for region in GEO_REGIONS {
+                let n = routed.get(&(name.to_owned(), region)).copied().unwrap_or(0);
+                assert!(
+                    n > 10,
+                    "{name} answered by XDP {n} times for {region} clients"
+                );
+            }
+        }
+    }
 }
 
 fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {

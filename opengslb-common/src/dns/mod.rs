@@ -21,7 +21,10 @@ pub use select::{
     rotated_index, select,
 };
 
-use crate::maps::{GeoKey, MAX_NAME, MAX_RECORDS};
+use crate::{
+    frame::MAX_HEADERS,
+    maps::{GeoKey, MAX_NAME, MAX_RECORDS},
+};
 
 /// The longest DNS message the XDP path reads; longer ones go to userspace.
 pub const QBUF: usize = 512;
@@ -63,7 +66,8 @@ pub struct Scratch {
     pub opaque: [u64; 4],
     /// The parsed query, passed through memory for the same reason (see [`launder_query`]).
     pub parsed: Query,
-    /// The frame's headers (Ethernet to UDP), saved while the frame is grown at its head.
+    /// The frame's headers (Ethernet to UDP), copied out to be parsed and turned around
+    /// ([`crate::frame`]), then written back.
     pub headers: [u8; MAX_HEADERS],
     /// The indices of the records an answer draws from (see [`select`]).
     pub sel: [u8; MAX_RECORDS],
@@ -73,9 +77,6 @@ pub struct Scratch {
     /// the 16 address bytes).
     pub geo_key: GeoKey,
 }
-
-/// The longest header stack before the DNS message: Ethernet, one VLAN tag, IPv6, UDP.
-pub const MAX_HEADERS: usize = 14 + 4 + 40 + 8;
 
 /// Passes `q` through `s.parsed` with volatile accesses, so the verifier forgets how earlier loops
 /// narrowed its fields (see [`crate::bounds::opaque`]); the fields are re-bounded here.

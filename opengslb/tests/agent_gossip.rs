@@ -936,8 +936,8 @@ fn an_error_rate_from_the_apps_metrics_drains_and_recovers_with_hysteresis() {
     let extra = r#"  predictive:
     enabled: true
     check_interval: 1s
-    cpu: { threshold: 100 }
-    memory: { threshold: 100 }
+    cpu: { enabled: false }
+    memory: { enabled: false }
     error_rate:
       threshold: 10
       bleed_duration: 3s

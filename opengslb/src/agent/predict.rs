@@ -50,6 +50,9 @@ pub(super) struct Predictor {
     enabled: bool,
     interval: Duration,
     cpu: CpuSampler,
+    /// Whether CPU and memory are sampled (`agent.predictive.{cpu,memory}.enabled`).
+    cpu_enabled: bool,
+    memory_enabled: bool,
     cpu_trigger: Trigger,
     memory_trigger: Trigger,
     errors: ErrorSource,
@@ -77,6 +80,8 @@ impl Predictor {
             enabled: cfg.enabled,
             interval: cfg.check_interval,
             cpu: CpuSampler::new("/", host_cpus),
+            cpu_enabled: cfg.cpu.enabled,
+            memory_enabled: cfg.memory.enabled,
             cpu_trigger: Trigger::new(cfg.cpu.threshold, HYSTERESIS_LOAD, cfg.cpu.bleed_duration),
             memory_trigger: Trigger::new(
                 cfg.memory.threshold,
@@ -134,8 +139,8 @@ impl Predictor {
         if !self.enabled {
             return (None, Signals::default());
         }
-        let cpu = self.cpu.sample(now);
-        let memory = memory_percent("/");
+        let cpu = self.cpu_enabled.then(|| self.cpu.sample(now)).flatten();
+        let memory = self.memory_enabled.then(|| memory_percent("/")).flatten();
         let error_rate = match &mut self.errors {
             ErrorSource::Checks(w) => w.rate(now),
             ErrorSource::Scrape {
@@ -246,5 +251,42 @@ agent:
             percent.is_some_and(|p| (p - 30.0).abs() < 1e-9),
             "{percent:?}"
         );
+    }
+
+    /// A busy host must not drain a service whose CPU and memory signals are turned off.
+    #[tokio::test]
+    async fn disabled_signals_are_not_sampled_and_never_fire() {
+        let predictive = |cpu: &str| {
+            let yaml = format!(
+                r#"
+mode: agent
+agent:
+  identity: {{ region: r1, service_token: "0123456789abcdef" }}
+  backends:
+    - {{ service: app.example.com, address: 127.0.0.1, port: 80, health_check: {{ interval: 2s, timeout: 1s }} }}
+  gossip: {{ encryption_key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", overwatch_nodes: ["10.0.0.1:7946"] }}
+  predictive: {{ enabled: true, cpu: {cpu}, memory: {cpu} }}
+"#
+            );
+            crate::config::Config::from_yaml_str(&yaml)
+                .expect("config")
+                .agent
+                .predictive
+        };
+        // Thresholds every host exceeds: with the signals on they fire, off they cannot.
+        let on = predictive("{ threshold: 0.001, bleed_duration: 1ms }");
+        assert!(on.cpu.enabled && on.memory.enabled, "enabled by default");
+        let mut p = Predictor::new(&on).expect("predictor");
+        let t0 = Instant::now();
+        p.sample(t0).await;
+        let (draining, signals) = p.sample(t0 + Duration::from_millis(200)).await;
+        assert!(signals.memory.is_some(), "{signals:?}");
+        assert!(draining.is_some(), "{signals:?}");
+
+        let off = predictive("{ enabled: false, threshold: 0.001, bleed_duration: 1ms }");
+        let mut p = Predictor::new(&off).expect("predictor");
+        p.sample(t0).await;
+        let (draining, signals) = p.sample(t0 + Duration::from_millis(200)).await;
+        assert_eq!((draining, signals.cpu, signals.memory), (None, None, None));
     }
 }

@@ -329,6 +329,10 @@ fn default_predictive_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpuThreshold {
+    /// Whether this signal is sampled at all (ours: the original always sampled it, so a service could not
+    /// drain on its error rate alone). Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Use at or above which the backends drain, in (0, 100]. Default 90 (the original's code; its docs say
     /// 80).
     #[serde(default = "default_cpu_threshold")]
@@ -343,10 +347,15 @@ pub struct CpuThreshold {
 impl Default for CpuThreshold {
     fn default() -> Self {
         Self {
+            enabled: true,
             threshold: default_cpu_threshold(),
             bleed_duration: default_bleed_duration(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_cpu_threshold() -> f64 {
@@ -357,6 +366,9 @@ fn default_cpu_threshold() -> f64 {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryThreshold {
+    /// As [`CpuThreshold::enabled`]. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Use at or above which the backends drain, in (0, 100]. Default 85.
     #[serde(default = "default_memory_threshold")]
     pub threshold: f64,
@@ -369,6 +381,7 @@ pub struct MemoryThreshold {
 impl Default for MemoryThreshold {
     fn default() -> Self {
         Self {
+            enabled: true,
             threshold: default_memory_threshold(),
             bleed_duration: default_bleed_duration(),
         }

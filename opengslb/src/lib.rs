@@ -10,6 +10,7 @@ pub mod config;
 pub mod dns;
 pub mod gossip;
 pub mod health;
+pub mod http_client;
 pub mod logging;
 pub mod metrics;
 pub mod name;

@@ -65,7 +65,7 @@ impl Predictor {
         let host_cpus = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
         let errors = match &cfg.error_rate.source {
             Some(src) => ErrorSource::Scrape {
-                client: reqwest::Client::builder()
+                client: crate::http_client::builder()
                     .timeout(SCRAPE_TIMEOUT)
                     .build()
                     .context("HTTP client for agent.predictive.error_rate.source")?,

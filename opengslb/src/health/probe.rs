@@ -126,7 +126,7 @@ fn http_probe(target: &Target) -> Result<HttpProbe, String> {
         format!("/{}", check.path)
     };
 
-    let mut builder = Client::builder()
+    let mut builder = crate::http_client::builder()
         // A health check must reach the backend itself, never a proxy named in the environment.
         .no_proxy()
         // A redirect is the backend's answer, judged by `expected_status`, not a place to go.

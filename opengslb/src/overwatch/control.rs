@@ -1,5 +1,5 @@
 //! The control plane's state: the registry of backends, the routing policy of each domain, and what the
-//! external validation probes. From it come the answer table and the routes both DNS paths answer from.
+//! external validation probes. From it comes the answer table both DNS paths answer from.
 
 use std::{
     collections::HashMap,

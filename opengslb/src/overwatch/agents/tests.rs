@@ -170,7 +170,7 @@ fn only_configured_services_and_a_bounded_book() {
 }
 
 #[test]
-fn trust_on_first_use_pins_to_an_owner_only_file_without_the_token() {
+fn trust_on_first_use_pins_to_an_owner_only_store_without_the_token() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = temp_dir("tofu");
     let now = Instant::now();
@@ -196,11 +196,17 @@ fn trust_on_first_use_pins_to_an_owner_only_file_without_the_token() {
             "s.example was not pinned by c"
         );
     }
-    let file = dir.join(PIN_FILE);
-    let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.starts_with("app.demo.local "), "{text}");
+    {
+        let store = Store::shared(&dir).unwrap();
+        let pins = store.list::<crate::store::Pins>().unwrap();
+        let services: Vec<String> = pins.iter().map(|p| p.service.to_string()).collect();
+        assert_eq!(services, ["app.demo.local", "s.example"]);
+        assert_eq!(pins[0].digest, digest("first-token-0123456"));
+    }
+    let file = dir.join(crate::store::FILE_NAME);
+    let bytes = std::fs::read(&file).unwrap();
     assert!(
-        !text.contains("first-token"),
+        !bytes.windows(11).any(|w| w == b"first-token"),
         "the token itself is never stored"
     );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
@@ -211,11 +217,63 @@ fn trust_on_first_use_pins_to_an_owner_only_file_without_the_token() {
     assert!(arrive(&mut book, &other, EPOCH, now).is_err());
     let first = report("a", 1, "first-token-0123456", "app.demo.local");
     assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
-    // An unreadable pin file fails closed.
+    drop(book);
+    // An unreadable store fails closed: nothing is pinned anew.
     std::fs::remove_file(&file).unwrap();
     std::fs::create_dir(&file).unwrap();
     let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
     assert!(arrive(&mut book, &first, EPOCH, now).is_err());
+    // And a corrupt one too.
+    std::fs::remove_dir(&file).unwrap();
+    std::fs::write(&file, vec![0x5a; 8192]).unwrap();
+    let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+    let fresh = report("e", 1, "fresh-token-0123456", "other.demo.local");
+    assert!(arrive(&mut book, &fresh, EPOCH, now).is_err());
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        vec![0x5a; 8192],
+        "left untouched"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pins_of_the_earlier_pin_file_are_imported_once() {
+    let dir = temp_dir("legacy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let line = |service: &str, token: &str| format!("{service} {}\n", to_hex(&digest(token)));
+    std::fs::write(
+        dir.join(PIN_FILE),
+        line("app.demo.local", "first-token-0123456") + "malformed\n",
+    )
+    .unwrap();
+    let now = Instant::now();
+    {
+        let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+        let other = report("b", 1, "other-token-0123456", "app.demo.local");
+        assert!(arrive(&mut book, &other, EPOCH, now).is_err());
+        let first = report("a", 1, "first-token-0123456", "app.demo.local");
+        assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
+    }
+    assert!(!dir.join(PIN_FILE).exists());
+    assert!(dir.join(legacy::IMPORTED_PIN_FILE).exists());
+    // A pin file that appears again does not override the store's pins.
+    std::fs::write(
+        dir.join(PIN_FILE),
+        line("app.demo.local", "other-token-0123456"),
+    )
+    .unwrap();
+    {
+        let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+        let first = report("a", 2, "first-token-0123456", "app.demo.local");
+        assert!(arrive(&mut book, &first, EPOCH + 1, now).is_ok());
+    }
+    assert!(!dir.join(PIN_FILE).exists());
+    // A pin file that cannot be read fails closed.
+    std::fs::create_dir(dir.join(PIN_FILE)).unwrap();
+    let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+    let fresh = report("e", 1, "fresh-token-0123456", "other.demo.local");
+    assert!(arrive(&mut book, &fresh, EPOCH, now).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -59,7 +59,10 @@ impl Embedded {
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         create_owner_only(&path).map_err(io)?;
+        // The file is small: checking every page's checksum on open turns a damaged page into an
+        // error naming the file here, rather than a failure at some later read.
         let db = Database::builder()
+            .set_check_integrity_on_open(true)
             .create(&path)
             .map_err(|e| from_redb(&location, e.into()))?;
         let store = Self {

@@ -452,10 +452,10 @@ fn a_damaged_store_file_is_an_error_naming_it() {
         let store = Store::open(dir.path()).unwrap();
         store.put::<Domains>(&a_domain("a.example.com")).unwrap();
     }
-    // Overwrite the header: the file is no longer a redb file.
+    // Overwrite everything past the header: the pages no longer match their checksums.
     let file = dir.path().join(FILE_NAME);
     let mut bytes = std::fs::read(&file).unwrap();
-    bytes[..64].fill(0xff);
+    bytes[4096..].fill(0xff);
     std::fs::write(&file, &bytes).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");

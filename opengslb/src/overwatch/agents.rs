@@ -27,7 +27,7 @@ use crate::{
     config::Secret,
     gossip::wire::{Report, Status, WireError},
     registry::{AgentReport, AgentSays, BackendKey},
-    store::{PinRecord, Store, legacy},
+    store::{PinRecord, Store, StoreError, legacy},
 };
 
 pub use metrics::{AgentRow, BookMetrics, BookView};
@@ -462,12 +462,14 @@ impl Pins {
     }
 
     /// Opens the store in `dir`, imports the pin file of earlier versions once, and reads the pins; a
-    /// store or pin file that cannot be read fails closed.
+    /// store or pin file that exists but cannot be read fails closed. A store that cannot be created
+    /// (an unwritable `data_dir`) leaves the pins in memory until restart, as an unwritable pin file did.
     fn load(dir: PathBuf) -> Self {
         let mut pins = Self {
             dir: Some(dir.clone()),
             ..Self::disabled()
         };
+        let existed = std::fs::symlink_metadata(dir.join(crate::store::FILE_NAME)).is_ok();
         let loaded = Store::shared(&dir).and_then(|store| {
             legacy::import_pins(&store, &dir)?;
             let list = store.list::<crate::store::Pins>()?;
@@ -485,6 +487,22 @@ impl Pins {
                     "agent token pins loaded"
                 );
                 pins.store = Some(store);
+            }
+            Err(e) if !existed && !matches!(e, StoreError::Legacy { .. }) => {
+                warn!(data_dir = %dir.display(), error = %e, "cannot create the store: token pins hold until restart only");
+                pins.warned_unwritable = true;
+                match legacy::read_pins(&dir) {
+                    Ok(list) => {
+                        pins.pinned = list
+                            .into_iter()
+                            .map(|p| (p.service.to_string(), p.digest))
+                            .collect();
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until they are readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");
+                        pins.broken = true;
+                    }
+                }
             }
             Err(e) => {
                 error!(data_dir = %dir.display(), error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until they are readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");

@@ -42,10 +42,27 @@ fn arrive(book: &mut AgentBook, r: &Report, epoch: u64, now: Instant) -> Result<
     })
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// A directory removed when the test ends, passed or failed.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("opengslb-book-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    TempDir(d)
 }
 
 fn tokens(pairs: &[(&str, &[&str])]) -> BTreeMap<DnsName, Vec<Secret>> {
@@ -66,8 +83,10 @@ fn services() -> Vec<DnsName> {
         .to_vec()
 }
 
-fn tofu(tag: &str) -> AgentBook {
-    AgentBook::new(&BTreeMap::new(), &temp_dir(tag), services())
+/// A trust-on-first-use book, and its data directory.
+fn tofu(tag: &str) -> (AgentBook, TempDir) {
+    let dir = temp_dir(tag);
+    (AgentBook::new(&BTreeMap::new(), &dir, services()), dir)
 }
 
 /// The registry id of agent `a` with `token`.
@@ -130,7 +149,7 @@ fn configured_tokens_decide() {
 
 #[test]
 fn only_configured_services_and_a_bounded_book() {
-    let mut book = tofu("svc");
+    let (mut book, _dir) = tofu("svc");
     let now = Instant::now();
     // Not a configured domain (and not pinnable: a newline would forge a pin line).
     for service in ["nope.example", "zzz 00\napp.demo.local"] {
@@ -234,13 +253,12 @@ fn trust_on_first_use_pins_to_an_owner_only_store_without_the_token() {
         vec![0x5a; 8192],
         "left untouched"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn pins_of_the_earlier_pin_file_are_imported_once() {
     let dir = temp_dir("legacy");
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&*dir).unwrap();
     let line = |service: &str, token: &str| format!("{service} {}\n", to_hex(&digest(token)));
     std::fs::write(
         dir.join(PIN_FILE),
@@ -274,7 +292,6 @@ fn pins_of_the_earlier_pin_file_are_imported_once() {
     let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
     let fresh = report("e", 1, "fresh-token-0123456", "other.demo.local");
     assert!(arrive(&mut book, &fresh, EPOCH, now).is_err());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -309,7 +326,7 @@ fn an_agent_is_its_id_and_its_token() {
 
 #[test]
 fn reports_must_be_fresh_and_rise_within_a_process() {
-    let mut book = tofu("order");
+    let (mut book, _dir) = tofu("order");
     let now = Instant::now();
     let t = "token-0123456789ab";
     assert!(arrive(&mut book, &report("a", 5, t, "s.example"), EPOCH, now).is_ok());
@@ -339,7 +356,7 @@ fn reports_must_be_fresh_and_rise_within_a_process() {
 
 #[test]
 fn a_restart_with_the_clock_stepped_back_is_accepted_once_the_old_life_is_over() {
-    let mut book = tofu("clock");
+    let (mut book, _dir) = tofu("clock");
     let t0 = Instant::now();
     let t = "token-0123456789ab";
     assert!(arrive(&mut book, &report("a", 5, t, "s.example"), EPOCH, t0).is_ok());
@@ -357,7 +374,7 @@ fn a_restart_with_the_clock_stepped_back_is_accepted_once_the_old_life_is_over()
 
 #[test]
 fn silence_kills_leave_is_at_once_and_a_report_revives() {
-    let mut book = tofu("life");
+    let (mut book, _dir) = tofu("life");
     let t0 = Instant::now();
     let t = "token-0123456789ab";
     arrive(&mut book, &report("a", 1, t, "s.example"), EPOCH, t0).unwrap();
@@ -422,7 +439,7 @@ fn silence_kills_leave_is_at_once_and_a_report_revives() {
 
 #[test]
 fn a_known_process_survives_a_clock_step_and_a_start_after_the_send_is_refused() {
-    let mut book = tofu("step");
+    let (mut book, _dir) = tofu("step");
     let now = Instant::now();
     let t = "token-0123456789ab";
     assert!(arrive(&mut book, &report("a", 1, t, "s.example"), EPOCH, now).is_ok());
@@ -448,7 +465,7 @@ fn a_known_process_survives_a_clock_step_and_a_start_after_the_send_is_refused()
 
 #[test]
 fn backends_of_services_no_longer_configured_are_dropped_not_the_report() {
-    let mut book = tofu("partial");
+    let (mut book, _dir) = tofu("partial");
     let mut r = report("a", 1, "token-0123456789ab", "s.example");
     r.backends.push(BackendReport {
         service: "gone.example".into(),
@@ -465,7 +482,7 @@ fn backends_of_services_no_longer_configured_are_dropped_not_the_report() {
 
 #[test]
 fn swim_addresses_match_their_ipv6_mapped_form() {
-    let mut book = tofu("mapped");
+    let (mut book, _dir) = tofu("mapped");
     let t0 = Instant::now();
     arrive(
         &mut book,
@@ -483,7 +500,7 @@ fn swim_addresses_match_their_ipv6_mapped_form() {
 
 #[test]
 fn malformed_payloads_are_refused_and_counted() {
-    let mut book = tofu("junk");
+    let (mut book, _dir) = tofu("junk");
     assert!(matches!(
         book.on_report(Arrival {
             payload: b"\x01\x00junk",
@@ -496,4 +513,19 @@ fn malformed_payloads_are_refused_and_counted() {
     ));
     assert_eq!(book.counts.get("malformed"), Some(&1));
     assert_eq!(book.agents().count(), 0);
+}
+
+#[test]
+fn a_store_that_cannot_be_created_keeps_pins_in_memory() {
+    // Nothing can be created under /proc, even by root (an unwritable /var/lib for anyone else).
+    let data_dir = Path::new("/proc/opengslb-test-absent/data");
+    let mut book = AgentBook::new(&BTreeMap::new(), data_dir, services());
+    let now = Instant::now();
+    let first = report("a", 1, "first-token-0123456", "app.demo.local");
+    assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
+    let other = report("b", 1, "other-token-0123456", "app.demo.local");
+    assert!(matches!(
+        arrive(&mut book, &other, EPOCH, now),
+        Err(Refusal::BadToken { .. })
+    ));
 }

@@ -18,5 +18,6 @@ pub mod net;
 pub mod overwatch;
 pub mod registry;
 pub mod routing;
+pub mod store;
 pub mod table;
 pub mod xdp;

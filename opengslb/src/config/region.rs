@@ -167,6 +167,23 @@ impl std::str::FromStr for HealthCheckType {
     }
 }
 
+impl HealthCheckType {
+    /// The name, as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for HealthCheckType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 de::deserialize_from_str!(HealthCheckType, "a health check type: http, https or tcp");
 
 /// The HTTP statuses an `http`/`https` health check accepts: a union of inclusive ranges of codes.

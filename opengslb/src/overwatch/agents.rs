@@ -3,9 +3,9 @@
 //! only the result: reports to apply, agents that left, agents that are dead.
 //!
 //! Tokens: `overwatch.agent_tokens` maps a service to the tokens accepted for it. Without it, the first
-//! token seen for a service is pinned (trust on first use) in `<data_dir>/agent-tokens.pinned`, as a
-//! SHA-256 digest, never the token itself, and every later report for that service must carry the same
-//! token. Either way a report may name only configured services.
+//! token seen for a service is pinned (trust on first use) in the store in `data_dir`
+//! ([`crate::store`]), as a SHA-256 digest, never the token itself, and every later report for that
+//! service must carry the same token. Either way a report may name only configured services.
 //!
 //! An agent is known by its id *and* its token: the registry sees `<agent id>@<token digest prefix>`. A
 //! key holder without an agent's token is therefore a different agent: it cannot make that agent leave,
@@ -13,10 +13,9 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    io::Write as _,
     net::SocketAddr,
-    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -28,12 +27,13 @@ use crate::{
     config::Secret,
     gossip::wire::{Report, Status, WireError},
     registry::{AgentReport, AgentSays, BackendKey},
+    store::{PinRecord, Store, StoreError, legacy},
 };
 
 pub use metrics::{AgentRow, BookMetrics, BookView};
 
-/// Name of the trust-on-first-use file in `data_dir`.
-pub const PIN_FILE: &str = "agent-tokens.pinned";
+/// The trust-on-first-use file of earlier versions in `data_dir`, imported into the store once.
+pub use legacy::PIN_FILE;
 
 /// An agent silent this long (and not alive) is forgotten, so the book stays bounded under churn.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
@@ -199,11 +199,10 @@ impl AgentBook {
             })
             .collect();
         self.services = services.into_iter().collect();
-        let path = data_dir.join(PIN_FILE);
         if !agent_tokens.is_empty() {
             self.pins = Pins::disabled();
-        } else if self.pins.broken || self.pins.path.as_deref() != Some(path.as_path()) {
-            self.pins = Pins::load(path);
+        } else if self.pins.broken || self.pins.dir.as_deref() != Some(data_dir) {
+            self.pins = Pins::load(data_dir.to_owned());
         }
     }
 
@@ -438,13 +437,15 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Trust-on-first-use pins: service → token digest, kept in a file (mode 0600) when one can be written.
+/// Trust-on-first-use pins: service → token digest, kept in the store in `data_dir`.
 #[derive(Debug)]
 struct Pins {
-    path: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    store: Option<Arc<Store>>,
     pinned: BTreeMap<String, [u8; 32]>,
-    /// The pin file exists but could not be read: pinning anew could hand a service to whoever reports
-    /// first, so every trust-on-first-use report is refused until it is fixed.
+    /// The store (or the pin file of earlier versions) exists but could not be read: pinning anew could
+    /// hand a service to whoever reports first, so every trust-on-first-use report is refused until it
+    /// is fixed.
     broken: bool,
     warned_unwritable: bool,
 }
@@ -452,64 +453,76 @@ struct Pins {
 impl Pins {
     fn disabled() -> Self {
         Self {
-            path: None,
+            dir: None,
+            store: None,
             pinned: BTreeMap::new(),
             broken: false,
             warned_unwritable: false,
         }
     }
 
-    /// Reads the pin file; a missing one is empty, an unreadable one fails closed, a malformed line is
-    /// skipped with a warning.
-    fn load(path: PathBuf) -> Self {
+    /// Opens the store in `dir`, imports the pin file of earlier versions once, and reads the pins; a
+    /// store or pin file that exists but cannot be read fails closed. A store that cannot be created
+    /// (an unwritable `data_dir`) leaves the pins in memory until restart, as an unwritable pin file did.
+    fn load(dir: PathBuf) -> Self {
         let mut pins = Self {
-            path: Some(path.clone()),
+            dir: Some(dir.clone()),
             ..Self::disabled()
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return pins,
-            Err(e) => {
-                error!(file = %path.display(), error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until it is readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");
-                pins.broken = true;
-                return pins;
+        let existed = std::fs::symlink_metadata(dir.join(crate::store::FILE_NAME)).is_ok();
+        let loaded = Store::shared(&dir).and_then(|store| {
+            legacy::import_pins(&store, &dir)?;
+            let list = store.list::<crate::store::Pins>()?;
+            Ok((store, list))
+        });
+        match loaded {
+            Ok((store, list)) => {
+                pins.pinned = list
+                    .into_iter()
+                    .map(|p| (p.service.to_string(), p.digest))
+                    .collect();
+                info!(
+                    store = store.location(),
+                    services = pins.pinned.len(),
+                    "agent token pins loaded"
+                );
+                pins.store = Some(store);
             }
-        };
-        for (n, line) in text.lines().enumerate() {
-            let parsed = line
-                .split_once(' ')
-                .and_then(|(s, hex)| Some((s.to_owned(), from_hex(hex)?)));
-            match parsed {
-                Some((service, d)) => {
-                    pins.pinned.insert(service, d);
+            Err(e) if !existed && !matches!(e, StoreError::Legacy { .. }) => {
+                warn!(data_dir = %dir.display(), error = %e, "cannot create the store: token pins hold until restart only");
+                pins.warned_unwritable = true;
+                match legacy::read_pins(&dir) {
+                    Ok(list) => {
+                        pins.pinned = list
+                            .into_iter()
+                            .map(|p| (p.service.to_string(), p.digest))
+                            .collect();
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until they are readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");
+                        pins.broken = true;
+                    }
                 }
-                None if line.trim().is_empty() => {}
-                None => warn!(file = %path.display(), line = n + 1, "malformed pin line skipped"),
+            }
+            Err(e) => {
+                error!(data_dir = %dir.display(), error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until they are readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");
+                pins.broken = true;
             }
         }
-        // A file from an older version, or copied by hand, may be readable by others.
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            {
-                warn!(file = %path.display(), error = %e, "cannot make the token pins owner-only");
-            }
-        }
-        info!(file = %path.display(), services = pins.pinned.len(), "agent token pins loaded");
         pins
     }
 
     /// Checks every service first, then pins the new ones, so a report refused for one service pins
     /// nothing.
     fn check_or_pin(&mut self, services: &[DnsName], presented: [u8; 32]) -> Result<(), Refusal> {
-        let services: Vec<String> = services.iter().map(DnsName::to_string).collect();
+        let names: Vec<String> = services.iter().map(DnsName::to_string).collect();
         if self.broken {
             return Err(Refusal::BadToken {
-                service: services.first().cloned().unwrap_or_default(),
+                service: names.first().cloned().unwrap_or_default(),
             });
         }
         // A report naming no backend yet: its token must be one already pinned, if any is.
-        if services.is_empty()
+        if names.is_empty()
             && !self.pinned.is_empty()
             && !self.pinned.values().any(|d| *d == presented)
         {
@@ -517,80 +530,45 @@ impl Pins {
                 service: String::new(),
             });
         }
-        if let Some(s) = services
+        if let Some(s) = names
             .iter()
             .find(|s| self.pinned.get(*s).is_some_and(|d| *d != presented))
         {
             return Err(Refusal::BadToken { service: s.clone() });
         }
-        let new: Vec<&String> = services
+        let new: Vec<&DnsName> = services
             .iter()
-            .filter(|s| !self.pinned.contains_key(*s))
+            .filter(|s| !self.pinned.contains_key(&s.to_string()))
             .collect();
         for service in &new {
-            self.pinned.insert((*service).clone(), presented);
+            self.pinned.insert(service.to_string(), presented);
             warn!(
                 service = %service,
                 "trust on first use: pinned the first service token seen for this service; set overwatch.agent_tokens to choose the accepted tokens"
             );
-        }
-        if !new.is_empty() {
-            self.save();
+            self.save(service, presented);
         }
         Ok(())
     }
 
-    /// Writes the pins: a new owner-only file, synced, then renamed over the old one.
-    fn save(&mut self) {
-        let Some(path) = &self.path else { return };
-        let text: String = self
-            .pinned
-            .iter()
-            .map(|(s, d)| format!("{s} {}\n", to_hex(d)))
-            .collect();
-        let tmp = path.with_extension("tmp");
-        let written = (|| -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            // A leftover from a crash (or a planted link) is removed, never followed.
-            match std::fs::remove_file(&tmp) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = written
+    /// Writes one pin durably.
+    fn save(&mut self, service: &DnsName, digest: [u8; 32]) {
+        let Some(store) = &self.store else { return };
+        let record = PinRecord {
+            service: service.clone(),
+            digest,
+        };
+        if let Err(e) = store.put::<crate::store::Pins>(&record)
             && !self.warned_unwritable
         {
             self.warned_unwritable = true;
-            warn!(file = %path.display(), error = %e, "cannot write the token pins: they hold until restart only");
+            warn!(error = %e, "cannot write the token pins: they hold until restart only");
         }
     }
 }
 
 fn to_hex(d: &[u8; 32]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 mod metrics;

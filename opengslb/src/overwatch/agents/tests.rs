@@ -42,10 +42,27 @@ fn arrive(book: &mut AgentBook, r: &Report, epoch: u64, now: Instant) -> Result<
     })
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// A directory removed when the test ends, passed or failed.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("opengslb-book-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    TempDir(d)
 }
 
 fn tokens(pairs: &[(&str, &[&str])]) -> BTreeMap<DnsName, Vec<Secret>> {
@@ -66,8 +83,10 @@ fn services() -> Vec<DnsName> {
         .to_vec()
 }
 
-fn tofu(tag: &str) -> AgentBook {
-    AgentBook::new(&BTreeMap::new(), &temp_dir(tag), services())
+/// A trust-on-first-use book, and its data directory.
+fn tofu(tag: &str) -> (AgentBook, TempDir) {
+    let dir = temp_dir(tag);
+    (AgentBook::new(&BTreeMap::new(), &dir, services()), dir)
 }
 
 /// The registry id of agent `a` with `token`.
@@ -130,7 +149,7 @@ fn configured_tokens_decide() {
 
 #[test]
 fn only_configured_services_and_a_bounded_book() {
-    let mut book = tofu("svc");
+    let (mut book, _dir) = tofu("svc");
     let now = Instant::now();
     // Not a configured domain (and not pinnable: a newline would forge a pin line).
     for service in ["nope.example", "zzz 00\napp.demo.local"] {
@@ -170,7 +189,7 @@ fn only_configured_services_and_a_bounded_book() {
 }
 
 #[test]
-fn trust_on_first_use_pins_to_an_owner_only_file_without_the_token() {
+fn trust_on_first_use_pins_to_an_owner_only_store_without_the_token() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = temp_dir("tofu");
     let now = Instant::now();
@@ -196,11 +215,17 @@ fn trust_on_first_use_pins_to_an_owner_only_file_without_the_token() {
             "s.example was not pinned by c"
         );
     }
-    let file = dir.join(PIN_FILE);
-    let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.starts_with("app.demo.local "), "{text}");
+    {
+        let store = Store::shared(&dir).unwrap();
+        let pins = store.list::<crate::store::Pins>().unwrap();
+        let services: Vec<String> = pins.iter().map(|p| p.service.to_string()).collect();
+        assert_eq!(services, ["app.demo.local", "s.example"]);
+        assert_eq!(pins[0].digest, digest("first-token-0123456"));
+    }
+    let file = dir.join(crate::store::FILE_NAME);
+    let bytes = std::fs::read(&file).unwrap();
     assert!(
-        !text.contains("first-token"),
+        !bytes.windows(11).any(|w| w == b"first-token"),
         "the token itself is never stored"
     );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
@@ -211,12 +236,62 @@ fn trust_on_first_use_pins_to_an_owner_only_file_without_the_token() {
     assert!(arrive(&mut book, &other, EPOCH, now).is_err());
     let first = report("a", 1, "first-token-0123456", "app.demo.local");
     assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
-    // An unreadable pin file fails closed.
+    drop(book);
+    // An unreadable store fails closed: nothing is pinned anew.
     std::fs::remove_file(&file).unwrap();
     std::fs::create_dir(&file).unwrap();
     let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
     assert!(arrive(&mut book, &first, EPOCH, now).is_err());
-    let _ = std::fs::remove_dir_all(&dir);
+    // And a corrupt one too.
+    std::fs::remove_dir(&file).unwrap();
+    std::fs::write(&file, vec![0x5a; 8192]).unwrap();
+    let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+    let fresh = report("e", 1, "fresh-token-0123456", "other.demo.local");
+    assert!(arrive(&mut book, &fresh, EPOCH, now).is_err());
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        vec![0x5a; 8192],
+        "left untouched"
+    );
+}
+
+#[test]
+fn pins_of_the_earlier_pin_file_are_imported_once() {
+    let dir = temp_dir("legacy");
+    std::fs::create_dir_all(&*dir).unwrap();
+    let line = |service: &str, token: &str| format!("{service} {}\n", to_hex(&digest(token)));
+    std::fs::write(
+        dir.join(PIN_FILE),
+        line("app.demo.local", "first-token-0123456") + "malformed\n",
+    )
+    .unwrap();
+    let now = Instant::now();
+    {
+        let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+        let other = report("b", 1, "other-token-0123456", "app.demo.local");
+        assert!(arrive(&mut book, &other, EPOCH, now).is_err());
+        let first = report("a", 1, "first-token-0123456", "app.demo.local");
+        assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
+    }
+    assert!(!dir.join(PIN_FILE).exists());
+    assert!(dir.join(legacy::IMPORTED_PIN_FILE).exists());
+    // A pin file that appears again does not override the store's pins.
+    std::fs::write(
+        dir.join(PIN_FILE),
+        line("app.demo.local", "other-token-0123456"),
+    )
+    .unwrap();
+    {
+        let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+        let first = report("a", 2, "first-token-0123456", "app.demo.local");
+        assert!(arrive(&mut book, &first, EPOCH + 1, now).is_ok());
+    }
+    assert!(!dir.join(PIN_FILE).exists());
+    // A pin file that cannot be read fails closed.
+    std::fs::create_dir(dir.join(PIN_FILE)).unwrap();
+    let mut book = AgentBook::new(&BTreeMap::new(), &dir, services());
+    let fresh = report("e", 1, "fresh-token-0123456", "other.demo.local");
+    assert!(arrive(&mut book, &fresh, EPOCH, now).is_err());
 }
 
 #[test]
@@ -251,7 +326,7 @@ fn an_agent_is_its_id_and_its_token() {
 
 #[test]
 fn reports_must_be_fresh_and_rise_within_a_process() {
-    let mut book = tofu("order");
+    let (mut book, _dir) = tofu("order");
     let now = Instant::now();
     let t = "token-0123456789ab";
     assert!(arrive(&mut book, &report("a", 5, t, "s.example"), EPOCH, now).is_ok());
@@ -281,7 +356,7 @@ fn reports_must_be_fresh_and_rise_within_a_process() {
 
 #[test]
 fn a_restart_with_the_clock_stepped_back_is_accepted_once_the_old_life_is_over() {
-    let mut book = tofu("clock");
+    let (mut book, _dir) = tofu("clock");
     let t0 = Instant::now();
     let t = "token-0123456789ab";
     assert!(arrive(&mut book, &report("a", 5, t, "s.example"), EPOCH, t0).is_ok());
@@ -299,7 +374,7 @@ fn a_restart_with_the_clock_stepped_back_is_accepted_once_the_old_life_is_over()
 
 #[test]
 fn silence_kills_leave_is_at_once_and_a_report_revives() {
-    let mut book = tofu("life");
+    let (mut book, _dir) = tofu("life");
     let t0 = Instant::now();
     let t = "token-0123456789ab";
     arrive(&mut book, &report("a", 1, t, "s.example"), EPOCH, t0).unwrap();
@@ -364,7 +439,7 @@ fn silence_kills_leave_is_at_once_and_a_report_revives() {
 
 #[test]
 fn a_known_process_survives_a_clock_step_and_a_start_after_the_send_is_refused() {
-    let mut book = tofu("step");
+    let (mut book, _dir) = tofu("step");
     let now = Instant::now();
     let t = "token-0123456789ab";
     assert!(arrive(&mut book, &report("a", 1, t, "s.example"), EPOCH, now).is_ok());
@@ -390,7 +465,7 @@ fn a_known_process_survives_a_clock_step_and_a_start_after_the_send_is_refused()
 
 #[test]
 fn backends_of_services_no_longer_configured_are_dropped_not_the_report() {
-    let mut book = tofu("partial");
+    let (mut book, _dir) = tofu("partial");
     let mut r = report("a", 1, "token-0123456789ab", "s.example");
     r.backends.push(BackendReport {
         service: "gone.example".into(),
@@ -407,7 +482,7 @@ fn backends_of_services_no_longer_configured_are_dropped_not_the_report() {
 
 #[test]
 fn swim_addresses_match_their_ipv6_mapped_form() {
-    let mut book = tofu("mapped");
+    let (mut book, _dir) = tofu("mapped");
     let t0 = Instant::now();
     arrive(
         &mut book,
@@ -425,7 +500,7 @@ fn swim_addresses_match_their_ipv6_mapped_form() {
 
 #[test]
 fn malformed_payloads_are_refused_and_counted() {
-    let mut book = tofu("junk");
+    let (mut book, _dir) = tofu("junk");
     assert!(matches!(
         book.on_report(Arrival {
             payload: b"\x01\x00junk",
@@ -438,4 +513,19 @@ fn malformed_payloads_are_refused_and_counted() {
     ));
     assert_eq!(book.counts.get("malformed"), Some(&1));
     assert_eq!(book.agents().count(), 0);
+}
+
+#[test]
+fn a_store_that_cannot_be_created_keeps_pins_in_memory() {
+    // Nothing can be created under /proc, even by root (an unwritable /var/lib for anyone else).
+    let data_dir = Path::new("/proc/opengslb-test-absent/data");
+    let mut book = AgentBook::new(&BTreeMap::new(), data_dir, services());
+    let now = Instant::now();
+    let first = report("a", 1, "first-token-0123456", "app.demo.local");
+    assert!(arrive(&mut book, &first, EPOCH, now).is_ok());
+    let other = report("b", 1, "other-token-0123456", "app.demo.local");
+    assert!(matches!(
+        arrive(&mut book, &other, EPOCH, now),
+        Err(Refusal::BadToken { .. })
+    ));
 }

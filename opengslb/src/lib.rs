@@ -5,6 +5,7 @@
 //! table. See `docs/architecture.md` for the architecture; each module holds one concern.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dns;

@@ -29,6 +29,10 @@ pub struct ApiConfig {
     /// proxy that sets it. Default false.
     #[serde(default)]
     pub trust_proxy_headers: bool,
+    /// A bearer token every change (any method but GET and HEAD) must present as
+    /// `Authorization: Bearer <token>` (ours: the original had no authentication). Default: none.
+    #[serde(default)]
+    pub token: Option<super::Secret>,
 }
 
 /// Documented defaults, the same ones serde applies to missing keys.
@@ -39,6 +43,7 @@ impl Default for ApiConfig {
             address: default_address(),
             allowed_networks: default_allowed_networks(),
             trust_proxy_headers: false,
+            token: None,
         }
     }
 }

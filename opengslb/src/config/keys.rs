@@ -19,6 +19,7 @@ pub(super) const ACTED_ON: &[&str] = &[
     "overwatch.gossip",
     "overwatch.agent_tokens",
     "overwatch.data_dir",
+    "api",
     "agent",
     "overwatch.stale",
     "overwatch.geolocation",

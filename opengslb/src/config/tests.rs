@@ -132,10 +132,6 @@ fn demo2_overwatch_config_is_accepted() {
             "overwatch.validation.check_timeout",
             "overwatch.dnssec.enabled",
             "overwatch.dnssec.security_acknowledgment",
-            "api.enabled",
-            "api.address",
-            "api.allowed_networks",
-            "api.trust_proxy_headers",
             "logging.level",
             "logging.format",
         ]
@@ -478,6 +474,7 @@ fn acted_on_keys_follow_the_longest_entry() {
         "regions[].servers[].address",
         "domains[].name",
         "metrics.enabled",
+        "api.enabled",
     ] {
         assert!(acted_on(path), "{path}");
     }
@@ -486,7 +483,6 @@ fn acted_on_keys_follow_the_longest_entry() {
         "domains[].latency_config.min_samples",
         "overwatch.validation.check_interval",
         "agent.heartbeat.interval",
-        "api.enabled",
         "logging.level",
         "geolocation.ecs_enabled",
         "latency_config.min_samples",
@@ -541,6 +537,7 @@ $ | geolocation: { ecs: true } | geolocation.ecs | unknown field
 $ | latency_config: { alpha: 0.3 } | latency_config.alpha | unknown field
 max_answers: 1 | max_answers: 1, latency_config: { samples: 3 } | domains[0].latency_config.samples | unknown field
 $ | api: { port: 8080 } | api.port | unknown field
+$ | api: { token: short } | api.token | at least 16 characters (got 5)
 $ | logging: { output: stderr } | logging.output | unknown field
 $ | agent: { drain: /tmp/drain } | agent.drain | unknown field
 $ | overwatch: { gossip: { encryption_key: "AAAA" } } | overwatch.gossip.encryption_key | exactly 32 bytes, got 3
@@ -879,6 +876,7 @@ fn every_overwatch_key_arrives() {
                 "2001:db8::/32".parse().expect("net")
             ],
             trust_proxy_headers: true,
+            token: None,
         }
     );
     assert_eq!(

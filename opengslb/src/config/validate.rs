@@ -305,6 +305,14 @@ fn check_key_ring(
 }
 
 fn validate_overwatch(config: &Config) -> Result<(), ConfigError> {
+    if let Some(token) = &config.api.token {
+        ensure!(
+            token.len() >= MIN_TOKEN_LEN,
+            "api.token",
+            "must be at least {MIN_TOKEN_LEN} characters (got {})",
+            token.len()
+        );
+    }
     let ow = &config.overwatch;
     for (key, value) in [
         ("node_id", &ow.identity.node_id),

@@ -9,15 +9,15 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::{
-    agents::BookView,
     control::{Control, Published},
     reports::Reports,
 };
 use crate::{
+    api::{ApiError, BookView, Change},
     config::Config,
     gossip::node::Event,
     health::{CheckOutcome, ProbeResult, Scheduled},
-    registry::{BackendKey, BackendStatus, NameStatus},
+    registry::{BackendKey, BackendStatus, NameStatus, Override},
     table::AnswerTable,
 };
 
@@ -43,6 +43,8 @@ pub(super) enum Input {
         /// Events that arrived before the tick.
         queued: Vec<Event>,
     },
+    /// Changes from the API, already stored ([`Overwatch::check`] accepted each).
+    Api(Vec<Change>),
     /// SIGINT or SIGTERM.
     Shutdown,
 }
@@ -158,7 +160,42 @@ impl Overwatch {
                 out.extend(self.publish(now, false));
                 out
             }
+            Input::Api(changes) => {
+                for change in changes {
+                    let applied = match change {
+                        Change::SetOverride(key, o) => self.control.registry.set_override(&key, o),
+                        Change::ClearOverride(key) => self.control.registry.clear_override(&key),
+                    };
+                    if let Err(e) = applied {
+                        warn!(error = %e, "API change not applied");
+                    }
+                }
+                // The status goes out even when the table stays the same (an override that agrees
+                // with the backend's own status), so the API shows the change at once.
+                self.publish(now, false)
+            }
             Input::Shutdown => vec![Effect::Stop],
+        }
+    }
+
+    /// Whether an API change can be applied now; asked before it is stored.
+    pub fn check(&self, change: &Change) -> Result<(), ApiError> {
+        let key = match change {
+            Change::SetOverride(key, _) | Change::ClearOverride(key) => key,
+        };
+        match self.control.registry.get(key) {
+            Some(_) => Ok(()),
+            None => Err(ApiError::not_found(format!("no backend {key}"))),
+        }
+    }
+
+    /// Overrides kept from before a restart; those of backends not known yet wait for them.
+    pub fn restore_overrides(
+        &mut self,
+        overrides: impl IntoIterator<Item = (BackendKey, Override)>,
+    ) {
+        for (key, o) in overrides {
+            self.control.registry.restore_override(&key, o);
         }
     }
 

@@ -30,7 +30,7 @@ use crate::{
     store::{PinRecord, Store, StoreError, legacy},
 };
 
-pub use metrics::{AgentRow, BookMetrics, BookView};
+pub use metrics::BookMetrics;
 
 /// The trust-on-first-use file of earlier versions in `data_dir`, imported into the store once.
 pub use legacy::PIN_FILE;

@@ -30,6 +30,7 @@ use control::Control;
 use publisher::Publisher;
 
 use crate::{
+    api::{self, Api, ApiError, Change, Readiness, View},
     config::Config,
     dns::{
         Snapshot, Zone,
@@ -38,7 +39,8 @@ use crate::{
     gossip::unix_ms,
     health::Prober,
     metrics::{self, Metrics},
-    registry::{BackendKey, StatusMetrics},
+    registry::{BackendKey, Override, StatusMetrics},
+    store::{BackendId, OverrideRecord, Overrides, Store},
     table::{AnswerTable, Rendered},
     xdp::{self, Dataplane},
 };
@@ -123,6 +125,35 @@ fn attach_xdp(
 /// [`actor::Input`]s for the [`Overwatch`] state machine, and carries out the effects it returns.
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let mut overwatch = Overwatch::new(&cfg);
+    // Overrides set through the API come back before the first publish. A store that cannot be read
+    // is logged and leaves the API unable to change anything: never a silent reset.
+    let store = match Store::from_config(&cfg.overwatch) {
+        Ok(store) => {
+            let kept = store.list::<Overrides>().context("stored overrides")?;
+            if !kept.is_empty() {
+                info!(overrides = kept.len(), "overrides restored from the store");
+            }
+            overwatch.restore_overrides(kept.into_iter().map(|r| {
+                let key = BackendKey::new(r.backend.service, r.backend.address, r.backend.port);
+                let o = Override {
+                    healthy: r.healthy,
+                    reason: r.reason,
+                    by: r.by,
+                    at_ms: r.at_ms,
+                };
+                (key, o)
+            }));
+            Some(store)
+        }
+        Err(e) if cfg.api.enabled => {
+            error!(error = %e, "the store cannot be opened: API changes are refused");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "the store cannot be opened: overrides kept there are not restored");
+            None
+        }
+    };
     let zones = Zone::from_config(&cfg).context("dns.zones")?;
     // XDP unavailable: the userspace server answers alone, unless `--xdp-only`.
     let unavailable = |e: anyhow::Error| {
@@ -155,11 +186,30 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         0,
         cfg.dns.xdp.udp_size,
     )));
+    let (view_tx, view_rx) = watch::channel(Arc::new(View::default()));
     let mut shell = Shell {
         publisher: Publisher::new(dp, tx, zones, cfg.dns.xdp.udp_size),
         status: Arc::default(),
         book: Arc::default(),
         prober: None,
+        view: View {
+            regions: cfg.regions.iter().map(|r| r.name.clone()).collect(),
+            readiness: Readiness {
+                published: false,
+                xdp: "pending",
+            },
+            validation_enabled: cfg.overwatch.validation.enabled,
+            node_id: cfg
+                .overwatch
+                .identity
+                .node_id
+                .clone()
+                .unwrap_or_else(crate::gossip::member::hostname),
+            started_ms: unix_ms(),
+            ..View::default()
+        },
+        view_tx,
+        store,
     };
     // The first publish fills the XDP maps before the program is attached, through the same path as
     // every later one, so that it is timed and shown at `/metrics` like them.
@@ -168,7 +218,17 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         && let Err(e) = attach_xdp(dp, &cfg, &addrs, &opts)
     {
         shell.publisher.dp = unavailable(e)?;
+        shell.view.readiness.xdp = "unavailable";
+    } else {
+        shell.view.readiness.xdp = if shell.publisher.dp.is_some() {
+            "attached"
+        } else if cfg.dns.xdp.interfaces.is_empty() {
+            "off"
+        } else {
+            "unavailable"
+        };
     }
+    shell.show();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,6 +267,21 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 }
             });
         }
+        let (api_tx, mut api_rx) = mpsc::channel::<api::Request>(64);
+        if cfg.api.enabled {
+            let listener = tokio::net::TcpListener::bind(cfg.api.address)
+                .await
+                .with_context(|| format!("api.address {}", cfg.api.address))?;
+            let api = Api::new(view_rx, api_tx, api::Access::from_config(&cfg.api));
+            let t = token.clone();
+            tracker.spawn(async move {
+                if let Err(e) = api::serve(listener, api, t).await {
+                    error!(error = %e, "API server stopped");
+                }
+            });
+        } else {
+            drop(api_tx);
+        }
         let (probe_tx, mut probe_rx) = mpsc::channel(1024);
         let probes = overwatch.probes();
         if !probes.is_empty() {
@@ -241,6 +316,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     None => continue,
                 },
                 Some((key, result)) = probe_rx.recv() => Input::Probe(key, result),
+                Some(request) = api_rx.recv() => {
+                    shell.api_request(&mut overwatch, request);
+                    continue;
+                }
                 _ = tick.tick() => {
                     shell.publisher.read_counters();
                     Input::Tick {
@@ -297,6 +376,11 @@ struct Shell {
     book: Arc<BookMetrics>,
     /// Started with the runtime, after the first publish.
     prober: Option<Prober<BackendKey>>,
+    /// What the API shows, kept up to date from the effects.
+    view: View,
+    view_tx: watch::Sender<Arc<View>>,
+    /// Where API changes are kept; `None` when it could not be opened.
+    store: Option<Arc<Store>>,
 }
 
 impl Shell {
@@ -304,19 +388,84 @@ impl Shell {
     fn apply(&mut self, effects: Vec<Effect>) -> bool {
         for effect in effects {
             match effect {
-                Effect::Publish(p) => self.publisher.publish(p),
+                Effect::Publish(p) => {
+                    self.publisher.publish(p);
+                    self.view.readiness.published = true;
+                }
                 Effect::Probes(p) => {
                     if let Some(prober) = &self.prober {
                         prober.update(p);
                     }
                 }
-                Effect::Status { backends, names } => self.status.set(backends, names),
-                Effect::Book(view) => self.book.set(view),
+                Effect::Status { backends, names } => {
+                    self.view.backends.clone_from(&backends);
+                    self.view.names.clone_from(&names);
+                    self.status.set(backends, names);
+                    self.show();
+                }
+                Effect::Book(view) => {
+                    self.view.book = Some(Arc::new(view.clone()));
+                    self.book.set(view);
+                    self.show();
+                }
                 Effect::Stop => return false,
             }
         }
         true
     }
+}
+
+impl Shell {
+    /// Hands the API the current view.
+    fn show(&mut self) {
+        self.view.wall_ms = unix_ms();
+        self.view_tx.send_replace(Arc::new(self.view.clone()));
+    }
+
+    /// An API request: checked against the state, stored, applied and published, then answered. The
+    /// answer comes after the publish, so a query sent after it sees the change.
+    fn api_request(&mut self, overwatch: &mut Overwatch, request: api::Request) {
+        let result = request
+            .changes
+            .iter()
+            .try_for_each(|c| overwatch.check(c))
+            .and_then(|()| self.persist(&request.changes));
+        if result.is_ok() {
+            let effects = overwatch.handle(Input::Api(request.changes), Instant::now(), unix_ms());
+            self.apply(effects);
+        }
+        // The caller may have gone (a closed connection): the change stands either way.
+        let _ = request.reply.send(result);
+    }
+
+    /// Stores changes durably before they are applied.
+    fn persist(&self, changes: &[Change]) -> Result<(), ApiError> {
+        let store = self.store.as_ref().ok_or_else(|| {
+            ApiError::unavailable("the store could not be opened at start-up: see the log")
+        })?;
+        for change in changes {
+            let stored = match change {
+                Change::SetOverride(key, o) => store
+                    .put::<Overrides>(&OverrideRecord {
+                        backend: backend_id(key),
+                        healthy: o.healthy,
+                        reason: o.reason.clone(),
+                        by: o.by.clone(),
+                        at_ms: o.at_ms,
+                    })
+                    .map(drop),
+                Change::ClearOverride(key) => store.delete::<Overrides>(&backend_id(key)).map(drop),
+            };
+            stored.map_err(|e| {
+                ApiError::unavailable(format!("the change could not be stored: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn backend_id(key: &BackendKey) -> BackendId {
+    BackendId::new(key.service.clone(), key.address, key.port)
 }
 
 /// The next gossip events, or never when gossip is off.

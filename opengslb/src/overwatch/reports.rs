@@ -2,19 +2,23 @@
 //! what it accepts is applied to the registry. No I/O: events and clocks come in as arguments.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use tracing::{info, warn};
 
-use super::agents::{Accepted, AgentBook, Arrival, BookView, Refusal};
+use super::agents::{Accepted, AgentBook, Arrival, Refusal};
+use crate::api::{BookView, MemberRow};
 use crate::{
     config::Config,
     gossip::{member::Role, node::Event},
     registry::Registry,
 };
+
+/// Members the view keeps at most; past it, those down are forgotten.
+const MAX_MEMBERS: usize = 4096;
 
 /// A refused report is logged at most this often per sender, so a misbehaving agent cannot flood the log.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -23,6 +27,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub(super) struct Reports {
     book: AgentBook,
     warned: HashMap<SocketAddr, Instant>,
+    /// Every member SWIM told of, by name and address, and whether it is up.
+    members: BTreeMap<(String, SocketAddr), (Role, bool)>,
 }
 
 fn services(cfg: &Config) -> impl Iterator<Item = crate::name::DnsName> + '_ {
@@ -50,6 +56,7 @@ impl Reports {
         Some(Self {
             book,
             warned: HashMap::new(),
+            members: BTreeMap::new(),
         })
     }
 
@@ -69,7 +76,18 @@ impl Reports {
 
     /// The book as the metrics show it.
     pub fn view(&self, now: Instant, wall_ms: u64) -> BookView {
-        self.book.view(now, wall_ms)
+        let mut view = self.book.view(now, wall_ms);
+        view.members = self
+            .members
+            .iter()
+            .map(|((name, addr), (role, up))| MemberRow {
+                name: name.clone(),
+                role: role.as_str(),
+                addr: *addr,
+                up: *up,
+            })
+            .collect();
+        view
     }
 
     /// The book itself, for tests that look at agents' lives.
@@ -94,6 +112,17 @@ impl Reports {
     }
 
     fn apply(&mut self, event: Event, registry: &mut Registry, now: Instant, wall_ms: u64) -> bool {
+        match &event {
+            Event::MemberUp(m) | Event::MemberDown(m) => {
+                // Bounded like SWIM's own list: a member down this long is forgotten there too.
+                if self.members.len() >= MAX_MEMBERS {
+                    self.members.retain(|_, (_, up)| *up);
+                }
+                let up = matches!(event, Event::MemberUp(_));
+                self.members.insert((m.name.clone(), m.addr), (m.role, up));
+            }
+            Event::Report { .. } => {}
+        }
         match event {
             Event::Report {
                 payload,

@@ -127,6 +127,8 @@ pub struct Override {
     pub reason: String,
     /// Who set it (the API's `X-User`, `"api"` by default).
     pub by: String,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// One backend: who declared it, who reports on it, and what is known about it.

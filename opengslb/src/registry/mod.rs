@@ -208,6 +208,9 @@ pub struct Registry {
     stale: StaleConfig,
     /// Per name, the last non-empty healthy set an answer was built from, for `last_healthy`.
     last_healthy: HashMap<DnsName, Vec<BackendKey>>,
+    /// Overrides restored for backends not known yet (an agent's, before its first report after a
+    /// restart): each is attached when its backend appears.
+    parked: HashMap<BackendKey, Override>,
 }
 
 impl Registry {
@@ -217,6 +220,7 @@ impl Registry {
             backends: BTreeMap::new(),
             stale,
             last_healthy: HashMap::new(),
+            parked: HashMap::new(),
         }
     }
 
@@ -373,7 +377,10 @@ impl Registry {
                 let key = e.key().clone();
                 debug!(backend = %key, agent = %claim.agent_id, "new agent backend");
                 let region = claim.region.clone().unwrap_or_default();
-                e.insert(Backend::new(key, claim.weight, region, Source::Agent))
+                e.insert(parked_onto(
+                    &mut self.parked,
+                    Backend::new(key, claim.weight, region, Source::Agent),
+                ))
             }
         };
         if b.source == Source::Agent {
@@ -409,23 +416,27 @@ impl Registry {
         changed
     }
 
-    /// Sets an operator's override on a backend. Returns whether it differs from the one it replaces.
-    pub fn set_override(
-        &mut self,
-        key: &BackendKey,
-        healthy: bool,
-        reason: &str,
-        by: &str,
-    ) -> Result<bool, RegistryError> {
+    /// Sets an operator's override on a backend. Returns whether it differs from the one it replaces
+    /// (the time it was set aside).
+    pub fn set_override(&mut self, key: &BackendKey, o: Override) -> Result<bool, RegistryError> {
         let b = self.get_mut(key)?;
-        let new = Some(Override {
-            healthy,
-            reason: reason.to_owned(),
-            by: by.to_owned(),
+        let same = b.override_.as_ref().is_some_and(|old| {
+            (old.healthy, &old.reason, &old.by) == (o.healthy, &o.reason, &o.by)
         });
-        let changed = b.override_ != new;
-        b.override_ = new;
-        Ok(changed)
+        b.override_ = Some(o);
+        Ok(!same)
+    }
+
+    /// An override kept from before a restart: set on its backend now, or when the backend appears.
+    /// Returns whether a known backend changed.
+    pub fn restore_override(&mut self, key: &BackendKey, o: Override) -> bool {
+        match self.set_override(key, o.clone()) {
+            Ok(changed) => changed,
+            Err(_) => {
+                self.parked.insert(canonical(key), o);
+                false
+            }
+        }
     }
 
     /// Clears a backend's override. Returns whether it had one.
@@ -444,7 +455,10 @@ impl Registry {
         match self.backends.entry(key) {
             Entry::Vacant(e) => {
                 let key = e.key().clone();
-                e.insert(Backend::new(key, weight, region.to_owned(), Source::Api));
+                e.insert(parked_onto(
+                    &mut self.parked,
+                    Backend::new(key, weight, region.to_owned(), Source::Api),
+                ));
                 Ok(true)
             }
             Entry::Occupied(e) => {
@@ -622,6 +636,14 @@ impl Registry {
             None => Err(RegistryError::UnknownBackend(key)),
         }
     }
+}
+
+/// `b` with the override parked for it, if any.
+fn parked_onto(parked: &mut HashMap<BackendKey, Override>, mut b: Backend) -> Backend {
+    if let Some(o) = parked.remove(&b.key) {
+        b.override_ = Some(o);
+    }
+    b
 }
 
 /// The key in canonical form, whatever the caller built it from.

@@ -231,6 +231,7 @@ fn every_status_rule_and_its_precedence() {
             healthy,
             reason: "test".into(),
             by: "tester".into(),
+            at_ms: 0,
         });
         b.claim = c.claim.map(|(said, ago)| Claim {
             agent_id: "a1".into(),
@@ -551,10 +552,16 @@ fn overrides_are_set_replaced_and_cleared() {
     let mut r = Registry::from_config(&config(CONFIG));
     let k = app("192.0.2.1");
     let now = Instant::now();
-    assert_eq!(r.set_override(&k, false, "maintenance", "ops"), Ok(true));
-    assert_eq!(r.set_override(&k, false, "maintenance", "ops"), Ok(false));
+    assert_eq!(
+        r.set_override(&k, ov(false, "maintenance", "ops")),
+        Ok(true)
+    );
+    assert_eq!(
+        r.set_override(&k, ov(false, "maintenance", "ops")),
+        Ok(false)
+    );
     assert_eq!(status(&r, &k, now), (Status::Out, Reason::Override));
-    assert_eq!(r.set_override(&k, true, "force", "ops"), Ok(true));
+    assert_eq!(r.set_override(&k, ov(true, "force", "ops")), Ok(true));
     assert_eq!(status(&r, &k, now), (Status::Healthy, Reason::Override));
     assert_eq!(r.clear_override(&k), Ok(true));
     assert_eq!(r.clear_override(&k), Ok(false));
@@ -562,7 +569,7 @@ fn overrides_are_set_replaced_and_cleared() {
 
     let missing = app("203.0.113.99");
     assert_eq!(
-        r.set_override(&missing, true, "", "api"),
+        r.set_override(&missing, ov(true, "", "api")),
         Err(RegistryError::UnknownBackend(missing.clone()))
     );
     assert_eq!(
@@ -623,7 +630,7 @@ fn reload_replaces_static_servers_and_keeps_everything_else() {
     let t0 = Instant::now();
     // Runtime state on a static backend that stays.
     r.apply_agent_report(report("a1", &app("192.0.2.1"), AgentSays::Draining), t0);
-    r.set_override(&app("198.51.100.1"), false, "broken", "ops")
+    r.set_override(&app("198.51.100.1"), ov(false, "broken", "ops"))
         .expect("override");
     r.apply_validation(
         &app("2001:db8::1"),
@@ -934,7 +941,7 @@ fn all_down_last_healthy_remembers_the_last_healthy_set() {
     let recovered = r.answer_set(&d, t0);
     assert_eq!(recovered.keys, [app("198.51.100.1")]);
     r.remember_healthy(std::slice::from_ref(&d), std::slice::from_ref(&recovered));
-    r.set_override(&app("198.51.100.1"), false, "", "ops")
+    r.set_override(&app("198.51.100.1"), ov(false, "", "ops"))
         .expect("known");
     assert_eq!(r.answer_set(&d, t0).keys, [app("198.51.100.1")]);
 
@@ -962,4 +969,31 @@ fn a_name_with_no_backend_gets_an_empty_set() {
     let r = Registry::new(stale());
     let set = r.answer_set(&domain("new.example.com", AllDown::All), Instant::now());
     assert!(set.all_down && set.keys.is_empty());
+}
+
+fn ov(healthy: bool, reason: &str, by: &str) -> Override {
+    Override {
+        healthy,
+        reason: reason.into(),
+        by: by.into(),
+        at_ms: 0,
+    }
+}
+
+#[test]
+fn an_override_restored_for_an_unknown_backend_waits_for_it() {
+    let mut r = Registry::from_config(&config(CONFIG));
+    let now = Instant::now();
+    let agents = app("10.0.0.5");
+    assert!(!r.restore_override(&agents, ov(false, "kept", "ops")));
+    assert!(r.get(&agents).is_none());
+    r.apply_agent_report(report("a1", &agents, AgentSays::Healthy), now);
+    let b = r.get(&agents).expect("reported");
+    assert_eq!(
+        b.override_.as_ref().map(|o| o.reason.as_str()),
+        Some("kept")
+    );
+    assert_eq!(effective_status(b, now, &stale()).1, Reason::Override);
+    // A known backend takes it at once.
+    assert!(r.restore_override(&app("192.0.2.1"), ov(false, "now", "ops")));
 }

@@ -8,7 +8,7 @@ use crate::{
     gossip::wire::{BackendReport, REPORT_VERSION, Report, Signals, Status as Says},
     metrics::Metrics,
     overwatch::agents::Life,
-    registry::{Reason, Status, StatusMetrics},
+    registry::{Override, Reason, Status, StatusMetrics},
 };
 
 const TOKEN: &str = "app-token-0123456789";
@@ -304,7 +304,15 @@ fn name_all_down_shows_while_the_policy_answers() {
     for a in ["192.0.2.1", "192.0.2.2"] {
         ow.control
             .registry
-            .set_override(&key(a), false, "test", "test")
+            .set_override(
+                &key(a),
+                Override {
+                    healthy: false,
+                    reason: "test".into(),
+                    by: "test".into(),
+                    at_ms: 0,
+                },
+            )
             .expect("a backend");
     }
     let (publish, text) = run(&mut ow, Input::Tick { queued: Vec::new() });

@@ -4,29 +4,8 @@
 use std::{sync::Mutex, time::Instant};
 
 use super::AgentBook;
+use crate::api::{AgentRow, BookView};
 use crate::metrics::{Collector, DescriptorEncoder, counters, gauges};
-
-/// The overwatch's book of agents, as the metrics show it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BookView {
-    /// Reports by result.
-    pub reports: Vec<(&'static str, u64)>,
-    /// Each agent.
-    pub agents: Vec<AgentRow>,
-}
-
-/// One agent as the metrics show it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentRow {
-    /// Its registry id (`<agent id>@<token digest prefix>`).
-    pub id: String,
-    /// `alive`, `left` or `dead`.
-    pub state: &'static str,
-    /// When its last report arrived, in seconds since the Unix epoch.
-    pub last_report: f64,
-    /// Backends in its last report.
-    pub backends: usize,
-}
 
 impl AgentBook {
     /// The book as the metrics show it at `now`, which is `wall_ms` on the wall clock (report times
@@ -42,8 +21,12 @@ impl AgentBook {
                     state: a.life.as_str(),
                     last_report: wall - now.saturating_duration_since(a.last_report).as_secs_f64(),
                     backends: a.backends,
+                    name: a.name.clone(),
+                    from: a.from,
+                    signals: a.signals,
                 })
                 .collect(),
+            members: Vec::new(),
         }
     }
 }

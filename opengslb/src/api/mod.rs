@@ -1,0 +1,132 @@
+//! The overwatch's HTTP API (docs/api.md): health and state to read, overrides to set. Handlers read
+//! the last [`View`] the control loop published and send changes to the loop as [`Request`]s; a change is
+//! answered once it is stored and the table it makes is published to both DNS paths, so a query sent
+//! after the response sees it.
+
+mod access;
+mod error;
+mod handlers;
+mod overrides;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get, routing::post};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use access::Access;
+pub use error::ApiError;
+pub use view::{AgentRow, BookView, MemberRow, Readiness, View};
+
+use crate::registry::{BackendKey, Override};
+
+/// The largest request body read; bigger ones get 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// One change the API asks of the control loop.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Set an operator's override on a backend.
+    SetOverride(BackendKey, Override),
+    /// Clear a backend's override.
+    ClearOverride(BackendKey),
+}
+
+/// Changes to apply together, and where to say how it went.
+#[derive(Debug)]
+pub struct Request {
+    /// The changes.
+    pub changes: Vec<Change>,
+    /// Told once the changes are stored and published, or why they were not.
+    pub reply: oneshot::Sender<Result<(), ApiError>>,
+}
+
+/// What every handler shares: the last view, the way to the control loop, who may call.
+#[derive(Clone)]
+pub struct Api {
+    view: watch::Receiver<Arc<View>>,
+    requests: mpsc::Sender<Request>,
+    access: Arc<Access>,
+}
+
+impl Api {
+    /// The API over `view`, sending changes on `requests`.
+    pub fn new(
+        view: watch::Receiver<Arc<View>>,
+        requests: mpsc::Sender<Request>,
+        access: Access,
+    ) -> Self {
+        Self {
+            view,
+            requests,
+            access: Arc::new(access),
+        }
+    }
+
+    fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    /// Sends `changes` to the control loop and waits until they are applied.
+    async fn change(&self, changes: Vec<Change>) -> Result<(), ApiError> {
+        let (reply, done) = oneshot::channel();
+        self.requests
+            .send(Request { changes, reply })
+            .await
+            .map_err(|_| ApiError::unavailable("the overwatch is shutting down"))?;
+        done.await
+            .map_err(|_| ApiError::unavailable("the overwatch is shutting down"))?
+    }
+}
+
+/// The routes, with access control, body limits and JSON errors.
+pub fn router(api: Api) -> Router {
+    let v1 = Router::new()
+        .route("/ready", get(handlers::ready))
+        .route("/live", get(handlers::live))
+        .route("/version", get(handlers::version))
+        .route("/health/servers", get(handlers::servers))
+        .route("/health/regions", get(handlers::regions))
+        .route("/overwatch/backends", get(handlers::backends))
+        .route(
+            "/overwatch/backends/{service}/{address}/{port}/override",
+            post(overrides::set).delete(overrides::clear),
+        )
+        .route("/overwatch/stats", get(handlers::stats))
+        .route("/overwatch/agents", get(handlers::agents))
+        .route("/overwatch/agents/{id}", get(handlers::agent))
+        .route("/cluster/status", get(handlers::cluster))
+        .route("/overrides", get(overrides::list))
+        .route(
+            "/overrides/{service}/{address}",
+            get(overrides::get_external)
+                .put(overrides::put_external)
+                .delete(overrides::delete_external),
+        );
+    Router::new()
+        .nest("/api/v1", v1)
+        .fallback(handlers::not_found)
+        .layer(middleware::from_fn_with_state(api.clone(), access::guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until `token` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Api,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    info!(address = %listener.local_addr()?, "HTTP API at /api/v1");
+    axum::serve(
+        listener,
+        router(api).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { token.cancelled().await })
+    .await
+}

@@ -1,0 +1,105 @@
+use std::net::SocketAddr;
+
+use axum::{
+    body::Body,
+    extract::ConnectInfo,
+    http::{Method, Request, StatusCode},
+};
+
+use super::access::{Access, check};
+use crate::config::{ApiConfig, Secret};
+
+fn access(allowed: &[&str], trust: bool, token: Option<&str>) -> Access {
+    Access::from_config(&ApiConfig {
+        allowed_networks: allowed.iter().map(|n| n.parse().unwrap()).collect(),
+        trust_proxy_headers: trust,
+        token: token.map(Secret::new),
+        ..ApiConfig::default()
+    })
+}
+
+fn request(method: Method, path: &str, peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut req = b.body(Body::empty()).unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    req.extensions_mut().insert(ConnectInfo(peer));
+    req
+}
+
+fn status(a: &Access, req: &Request<Body>) -> StatusCode {
+    check(a, req).map_or_else(|e| e.status, |()| StatusCode::OK)
+}
+
+#[test]
+fn ipv4_rules_never_match_ipv6_clients_and_mapped_clients_are_ipv4() {
+    let a = access(&["0.0.0.0/0"], false, None);
+    let get = |peer| status(&a, &request(Method::GET, "/api/v1/overrides", peer, &[]));
+    assert_eq!(get("192.0.2.1:1"), StatusCode::OK);
+    assert_eq!(get("[::1]:1"), StatusCode::FORBIDDEN);
+    assert_eq!(get("[::ffff:192.0.2.1]:1"), StatusCode::OK);
+    // Probes are open to all.
+    let ready = request(Method::GET, "/api/v1/ready", "[2001:db8::1]:1", &[]);
+    assert_eq!(status(&a, &ready), StatusCode::OK);
+}
+
+#[test]
+fn proxy_headers_count_only_when_trusted() {
+    let fwd = [("x-forwarded-for", "203.0.113.7, 10.0.0.1")];
+    let req = request(Method::GET, "/api/v1/overrides", "127.0.0.1:1", &fwd);
+    assert_eq!(
+        status(&access(&["127.0.0.0/8"], false, None), &req),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&access(&["127.0.0.0/8"], true, None), &req),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(&access(&["203.0.113.0/24"], true, None), &req),
+        StatusCode::OK
+    );
+    let real = [("x-real-ip", "203.0.113.8")];
+    let req = request(Method::GET, "/api/v1/overrides", "127.0.0.1:1", &real);
+    assert_eq!(
+        status(&access(&["203.0.113.0/24"], true, None), &req),
+        StatusCode::OK
+    );
+    let junk = [("x-forwarded-for", "not-an-address")];
+    let req = request(Method::GET, "/api/v1/overrides", "127.0.0.1:1", &junk);
+    assert_eq!(
+        status(&access(&["127.0.0.0/8"], true, None), &req),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[test]
+fn changes_need_the_token_and_reads_do_not() {
+    let a = access(&["127.0.0.0/8"], false, Some("token-0123456789abcdef"));
+    let path = "/api/v1/overwatch/backends/app.example.com/192.0.2.1/80/override";
+    let with =
+        |auth: &[(&str, &str)]| status(&a, &request(Method::POST, path, "127.0.0.1:1", auth));
+    assert_eq!(with(&[]), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with(&[("authorization", "Bearer wrong")]),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with(&[("authorization", "token-0123456789abcdef")]),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with(&[("authorization", "Bearer token-0123456789abcdef")]),
+        StatusCode::OK
+    );
+    let read = request(Method::GET, "/api/v1/overrides", "127.0.0.1:1", &[]);
+    assert_eq!(status(&a, &read), StatusCode::OK);
+    // Without a token configured, changes pass on the network rule alone.
+    let open = access(&["127.0.0.0/8"], false, None);
+    assert_eq!(
+        status(&open, &request(Method::POST, path, "127.0.0.1:1", &[])),
+        StatusCode::OK
+    );
+}

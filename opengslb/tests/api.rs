@@ -1,0 +1,422 @@
+//! The HTTP API against a running overwatch with an agent: every endpoint, overrides that reach DNS
+//! before the response and survive a kill -9, access control by network and token, and bad input
+//! answered with a JSON error. Userspace DNS only, on loopback: no root needed.
+
+mod common;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use common::{
+    http::call,
+    netns::{Proc, TempDir, wait_for},
+};
+use hickory_proto::{
+    op::{Message, Query},
+    rr::{Name, RData, RecordType},
+};
+use serde_json::Value;
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const TOKEN: &str = "api-token-0123456789";
+const AGENT_TOKEN: &str = "app-token-0123456789";
+
+struct Lab {
+    dir: TempDir,
+    dns: u16,
+    api: SocketAddr,
+    gossip: u16,
+    overwatch: Option<Proc>,
+    agent: Option<Proc>,
+}
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_opengslb"))
+}
+
+impl Lab {
+    fn new() -> Self {
+        let dir = TempDir::new("api");
+        let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
+        let (dns, gossip) = (common::free_port(), common::free_port());
+        let config = format!(
+            r#"mode: overwatch
+overwatch:
+  validation: {{ enabled: false }}
+  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
+  agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}
+  data_dir: {data}
+dns:
+  listen_address: "127.0.0.1:{dns}"
+  zones: [demo.local]
+  default_ttl: 5
+regions:
+  - name: eu
+    servers:
+      - {{ address: 192.0.2.1, service: app.demo.local }}
+      - {{ address: 192.0.2.2, service: app.demo.local }}
+      - {{ address: 192.0.2.2, port: 8080, service: app.demo.local }}
+      - {{ address: "2001:db8::1", service: app.demo.local }}
+domains:
+  - {{ name: app.demo.local, regions: [eu], ttl: 5, max_answers: 16 }}
+api:
+  enabled: true
+  address: "{api}"
+  allowed_networks: [127.0.0.0/8, "::1/128"]
+  trust_proxy_headers: true
+  token: "{TOKEN}"
+"#,
+            data = dir.0.join("data").display(),
+        );
+        std::fs::write(dir.0.join("overwatch.yaml"), config).unwrap();
+        let mut lab = Self {
+            dir,
+            dns,
+            api,
+            gossip,
+            overwatch: None,
+            agent: None,
+        };
+        lab.start_overwatch();
+        lab
+    }
+
+    fn start_overwatch(&mut self) {
+        let mut cmd = Command::new(bin());
+        cmd.args(["overwatch", "--config"])
+            .arg(self.dir.0.join("overwatch.yaml"));
+        self.overwatch = Some(Proc::spawn(cmd, &self.dir.0.join("overwatch.log")));
+        assert!(
+            wait_for(Duration::from_secs(10), || self.get("/api/v1/ready").0
+                == 200),
+            "ready within 10 s\n{}",
+            self.log()
+        );
+    }
+
+    /// An agent reporting the API's own port as its backend (a TCP check that always passes).
+    fn start_agent(&mut self) {
+        let config = format!(
+            r#"mode: agent
+agent:
+  identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
+  backends:
+    - {{ service: app.demo.local, address: 127.0.0.1, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
+  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: ["127.0.0.1:{gossip}"] }}
+  drain_file: {drain}
+  control_socket: {socket}
+"#,
+            port = self.api.port(),
+            gossip = self.gossip,
+            drain = self.dir.0.join("drain").display(),
+            socket = self.dir.0.join("agent.sock").display(),
+        );
+        let path = self.dir.0.join("agent.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["agent", "--config"]).arg(&path);
+        self.agent = Some(Proc::spawn(cmd, &self.dir.0.join("agent.log")));
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("overwatch.log")).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        call(self.api, "GET", path, &[], None)
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// A change with the token and an X-User.
+    fn change(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let auth = format!("Bearer {TOKEN}");
+        let headers = [("Authorization", auth.as_str()), ("X-User", "alice")];
+        let (status, text) = call(self.api, method, path, &headers, body);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The addresses `app.demo.local` answers for `t`, sorted; asked again if a reply is lost.
+    fn answers(&self, t: RecordType) -> Vec<IpAddr> {
+        for _ in 0..20 {
+            if let Some(v) = ask(self.dns, t) {
+                return v;
+            }
+        }
+        panic!("no DNS answer within 20 tries");
+    }
+}
+
+fn ask(port: u16, t: RecordType) -> Option<Vec<IpAddr>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii("app.demo.local.").ok()?, t));
+    sock.send_to(&m.to_vec().ok()?, ("127.0.0.1", port)).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).ok()?;
+    let reply = Message::from_vec(&buf[..n]).ok()?;
+    let mut v: Vec<IpAddr> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn error_of(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(v["message"].is_string(), "{body}");
+    v["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn the_api_reads_state_and_sets_overrides_that_reach_dns_and_persist() {
+    let mut lab = Lab::new();
+
+    // Open endpoints and health.
+    assert_eq!(lab.json("/api/v1/live")["alive"], true);
+    let ready = lab.json("/api/v1/ready");
+    assert_eq!(
+        (ready["ready"].clone(), ready["xdp"].clone()),
+        (true.into(), "off".into())
+    );
+    assert!(lab.json("/api/v1/version")["version"].is_string());
+    let servers = lab.json("/api/v1/health/servers");
+    let rows = servers["servers"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{servers}");
+    assert!(
+        rows.iter().any(|r| r["address"] == "2001:db8::1"),
+        "IPv6 included"
+    );
+    let regions = lab.json("/api/v1/health/regions");
+    assert_eq!(regions["regions"][0]["name"], "eu");
+    assert_eq!(regions["regions"][0]["healthy_count"], 4);
+
+    // Backends with filters.
+    let all = lab.json("/api/v1/overwatch/backends?service=App.Demo.Local.");
+    assert_eq!(all["count"], 4, "{all}");
+    assert_eq!(
+        lab.json("/api/v1/overwatch/backends?status=draining")["count"],
+        0
+    );
+    assert_eq!(
+        lab.json("/api/v1/overwatch/backends?region=eu&status=healthy")["count"],
+        4
+    );
+    let (status, body) = lab.get("/api/v1/overwatch/backends?status=sleeping");
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (400, "bad_request"),
+        "{body}"
+    );
+    let (status, body) = lab.get("/api/v1/overwatch/backends?service=bad%20name");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = lab.get("/api/v1/nope");
+    assert_eq!((status, error_of(&body).as_str()), (404, "not_found"));
+
+    // An override reaches DNS before the response.
+    let v4 = [ip("192.0.2.1"), ip("192.0.2.2")];
+    assert_eq!(lab.answers(RecordType::A), v4);
+    let path = "/api/v1/overwatch/backends/app.demo.local/192.0.2.1/80/override";
+    let body = r#"{"healthy": false, "reason": "maintenance"}"#;
+    let (status, _) = call(lab.api, "POST", path, &[], Some(body));
+    assert_eq!(status, 401, "no token, no change");
+    let (status, _) = call(
+        lab.api,
+        "POST",
+        path,
+        &[("Authorization", "Bearer wrong-token-0000000")],
+        Some(body),
+    );
+    assert_eq!(status, 401, "a wrong token, no change");
+    let (status, reply) = lab.change("POST", path, Some(body));
+    assert_eq!(
+        (status, reply["success"].clone()),
+        (200, true.into()),
+        "{reply}"
+    );
+    assert_eq!(lab.answers(RecordType::A), [ip("192.0.2.2")], "out at once");
+    let row = &lab.json("/api/v1/overwatch/backends?status=unhealthy")["backends"][0];
+    assert_eq!(
+        (
+            row["address"].as_str(),
+            row["override_by"].as_str(),
+            row["reason"].as_str()
+        ),
+        (Some("192.0.2.1"), Some("alice"), Some("override")),
+        "{row}"
+    );
+    // IPv6 in a path, bracketed or not.
+    let (status, reply) = lab.change(
+        "POST",
+        "/api/v1/overwatch/backends/app.demo.local/[2001:db8::1]/80/override",
+        Some(r#"{"healthy": false}"#),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(lab.answers(RecordType::AAAA), Vec::<IpAddr>::new());
+    let (status, _) = lab.change(
+        "DELETE",
+        "/api/v1/overwatch/backends/app.demo.local/2001:db8::1/80/override",
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(lab.answers(RecordType::AAAA), [ip("2001:db8::1")]);
+
+    // Bad changes.
+    let unknown = "/api/v1/overwatch/backends/app.demo.local/192.0.2.9/80/override";
+    let (status, reply) = lab.change("POST", unknown, Some(body));
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (404, Some("not_found")),
+        "{reply}"
+    );
+    let bad_port = "/api/v1/overwatch/backends/app.demo.local/192.0.2.1/99999/override";
+    assert_eq!(lab.change("POST", bad_port, Some(body)).0, 400);
+    assert_eq!(
+        lab.change("POST", path, Some(r#"{"healthy": "no"}"#)).0,
+        422
+    );
+    assert_eq!(lab.change("POST", path, Some("{not json")).0, 400);
+    let huge = format!(
+        r#"{{"healthy": false, "reason": "{}"}}"#,
+        "x".repeat(100_000)
+    );
+    assert_eq!(lab.change("POST", path, Some(&huge)).0, 413);
+
+    // The original's path acts on every port of an address.
+    let external = "/api/v1/overrides/app.demo.local/192.0.2.2";
+    assert_eq!(lab.change("GET", external, None).0, 404, "none yet");
+    let (status, reply) = lab.change(
+        "PUT",
+        external,
+        Some(r#"{"reason": "rack", "source": "tool"}"#),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["overrides"].as_array().map(Vec::len),
+        Some(2),
+        "{reply}"
+    );
+    // Every IPv4 backend is out; the IPv6 one keeps the name up, so A is NODATA, not all-down.
+    assert_eq!(lab.answers(RecordType::A), Vec::<IpAddr>::new());
+    assert_eq!(lab.answers(RecordType::AAAA), [ip("2001:db8::1")]);
+    assert_eq!(lab.json("/api/v1/overrides")["count"], 3);
+    assert_eq!(lab.change("DELETE", external, None).0, 204);
+    assert_eq!(
+        lab.change("DELETE", external, None).0,
+        404,
+        "nothing left to clear"
+    );
+    assert_eq!(lab.answers(RecordType::A), [ip("192.0.2.2")]);
+
+    // Access control: the proxy's word for the client, IPv4-mapped counted as IPv4.
+    for (client, want) in [
+        ("203.0.113.9", 403),
+        ("::1", 200),
+        ("::ffff:127.0.0.1", 200),
+    ] {
+        let (status, body) = call(
+            lab.api,
+            "GET",
+            "/api/v1/overwatch/backends",
+            &[("X-Forwarded-For", client)],
+            None,
+        );
+        assert_eq!(status, want, "from {client}: {body}");
+    }
+    let (status, _) = call(
+        lab.api,
+        "GET",
+        "/api/v1/ready",
+        &[("X-Forwarded-For", "203.0.113.9")],
+        None,
+    );
+    assert_eq!(status, 200, "readiness is open to all");
+
+    // An agent: its state, its backend, the gossip members.
+    lab.start_agent();
+    let agent_backend = format!("127.0.0.1:{}", lab.api.port());
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            let v = lab.json("/api/v1/overwatch/agents");
+            v["agents"][0]["state"] == "alive" && v["agents"][0]["backends"] == 1
+        }),
+        "the agent is alive in the book\n{}",
+        lab.log()
+    );
+    let agents = lab.json("/api/v1/overwatch/agents");
+    let id = agents["agents"][0]["id"].as_str().unwrap().to_owned();
+    let one = lab.json(&format!("/api/v1/overwatch/agents/{id}"));
+    let b = &one["backends"][0];
+    assert_eq!(
+        (
+            b["address"].as_str(),
+            b["source"].as_str(),
+            b["agent_healthy"].as_bool()
+        ),
+        (Some("127.0.0.1"), Some("agent"), Some(true)),
+        "{one} ({agent_backend})"
+    );
+    assert!(b["agent_last_seen"].is_string(), "{b}");
+    assert_eq!(lab.get("/api/v1/overwatch/agents/nobody").0, 404);
+    assert!(
+        wait_for(Duration::from_secs(10), || lab
+            .json("/api/v1/cluster/status")["gossip_members"]
+            .as_u64()
+            >= Some(1)),
+        "SWIM members show\n{}",
+        lab.log()
+    );
+    let cluster = lab.json("/api/v1/cluster/status?expected_agents=1");
+    assert_eq!(cluster["cluster_healthy"], true, "{cluster}");
+    assert_eq!(
+        lab.json("/api/v1/cluster/status?expected_agents=2")["cluster_healthy"],
+        false
+    );
+    let stats = lab.json("/api/v1/overwatch/stats");
+    assert_eq!(
+        (
+            stats["total_backends"].clone(),
+            stats["active_agents"].clone()
+        ),
+        (5.into(), 1.into()),
+        "{stats}"
+    );
+
+    // An override survives kill -9 and a restart.
+    if let Some(mut p) = lab.overwatch.take()
+        && let Some(child) = p.child.as_mut()
+    {
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+    lab.start_overwatch();
+    assert!(
+        !lab.answers(RecordType::A).contains(&ip("192.0.2.1")),
+        "the override is kept\n{}",
+        lab.log()
+    );
+    let kept = lab.json("/api/v1/overrides");
+    assert_eq!(kept["count"], 1, "{kept}");
+    assert_eq!(kept["overrides"][0]["by"], "alice");
+    assert_eq!(kept["overrides"][0]["reason"], "maintenance");
+}

@@ -167,7 +167,7 @@ pub(super) async fn update_domain(
     // The body may spell the name differently (case, trailing dot): compare names, not text.
     if let Some(given) = v.get("name") {
         let given: DnsName = typed(given.clone())
-            .map_err(|e| ApiError::bad_request(format!("name{}", e.message)))?;
+            .map_err(|e| ApiError::bad_request(format!("name: {}", e.message)))?;
         if given != name {
             return Err(ApiError::bad_request(format!(
                 "name: {given} differs from the path's {name}; a domain cannot be renamed"

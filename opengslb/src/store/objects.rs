@@ -367,7 +367,11 @@ pub fn check(
         ObjectChange::Put { object, .. } => object.key(),
         ObjectChange::Delete(key) => key.clone(),
     };
-    if in_file(file, &key) {
+    let exists = objects.contains(&key);
+    // A stored object the file has since defined is shadowed (left out); deleting the stored copy is
+    // the one change it can take.
+    let shadowed_delete = matches!(change, ObjectChange::Delete(_)) && exists;
+    if in_file(file, &key) && !shadowed_delete {
         return Err(Refusal::Conflict(format!(
             "{} {} is defined in the config file {source}, which the API cannot change: edit the \
              file and reload (SIGHUP)",
@@ -375,7 +379,6 @@ pub fn check(
             key.name()
         )));
     }
-    let exists = objects.contains(&key);
     let (_, mut after, _) = objects.merge_lenient(file);
     match change {
         ObjectChange::Put { create: true, .. } if exists => {
@@ -661,6 +664,21 @@ overwatch:
             check(&f, "f", &o, &put(ApiObject::Region(region("asia")), true)),
             Ok(())
         );
+
+        // The file now defines a region the API made: the stored copy is shadowed, and can go.
+        let mut f = file();
+        let mut us = f.regions[0].clone();
+        us.name = "us".into();
+        us.servers.clear();
+        f.regions.push(us);
+        let (_, kept, left_out) = o.merge_lenient(&f);
+        assert!(!kept.regions.contains_key("us"), "{left_out:?}");
+        let us = ObjectKey::Region("us".into());
+        assert_eq!(check(&f, "f", &o, &ObjectChange::Delete(us)), Ok(()));
+        assert!(matches!(
+            check(&f, "f", &o, &put(ApiObject::Region(region("us")), false)),
+            Err(Refusal::Conflict(_))
+        ));
     }
 
     #[test]

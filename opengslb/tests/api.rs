@@ -132,8 +132,10 @@ agent:
         self.dir.0.join("overwatch.yaml")
     }
 
-    /// SIGHUP: the overwatch re-reads its config file.
+    /// SIGHUP: the overwatch re-reads its config file; back once its log says it has.
     fn hup(&self) {
+        const DONE: &str = "SIGHUP: config reloaded";
+        let before = self.log().matches(DONE).count();
         let pid = self
             .overwatch
             .as_ref()
@@ -142,6 +144,12 @@ agent:
         let pid = i32::try_from(pid.expect("a running overwatch")).unwrap();
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        assert!(
+            wait_for(Duration::from_secs(5), || self.log().matches(DONE).count()
+                > before),
+            "reloaded within 5 s\n{}",
+            self.log()
+        );
     }
 
     fn kill9_and_restart(&mut self) {
@@ -744,7 +752,6 @@ fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persi
     // SIGHUP keeps them. A file that no longer allows one (no geolocation: the mapping) leaves that
     // one out, loudly, and the rest answer; the file fixed, it is back.
     lab.hup();
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         lab.answers_for(shop, RecordType::AAAA),
         [v6],

@@ -40,7 +40,13 @@ fn bin() -> &'static Path {
 
 impl Lab {
     fn new() -> Self {
-        let dir = TempDir::new("api");
+        Self::with_overwatch("api", "")
+    }
+
+    /// A lab in its own directory (`tag`: tests run in parallel, in one process) whose overwatch
+    /// section also holds `extra` (YAML lines indented by two spaces).
+    fn with_overwatch(tag: &str, extra: &str) -> Self {
+        let dir = TempDir::new(tag);
         let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
         let (dns, gossip) = (common::free_port(), common::free_port());
         let config = format!(
@@ -50,7 +56,7 @@ overwatch:
   gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
   agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}
   data_dir: {data}
-dns:
+{extra}dns:
   listen_address: "127.0.0.1:{dns}"
   zones: [demo.local]
   default_ttl: 5
@@ -122,6 +128,50 @@ agent:
         self.agent = Some(Proc::spawn(cmd, &self.dir.0.join("agent.log")));
     }
 
+    fn config_path(&self) -> std::path::PathBuf {
+        self.dir.0.join("overwatch.yaml")
+    }
+
+    /// SIGHUP: the overwatch re-reads its config file; back once its log says it has.
+    fn hup(&self) {
+        const DONE: &str = "SIGHUP: config reloaded";
+        let before = self.log().matches(DONE).count();
+        let pid = self
+            .overwatch
+            .as_ref()
+            .and_then(|p| p.child.as_ref())
+            .map(|c| c.id());
+        let pid = i32::try_from(pid.expect("a running overwatch")).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        assert!(
+            wait_for(Duration::from_secs(5), || self.log().matches(DONE).count()
+                > before),
+            "reloaded within 5 s\n{}",
+            self.log()
+        );
+    }
+
+    fn kill9_and_restart(&mut self) {
+        if let Some(mut p) = self.overwatch.take()
+            && let Some(child) = p.child.as_mut()
+        {
+            child.kill().unwrap();
+            let _ = child.wait();
+        }
+        self.start_overwatch();
+    }
+
+    /// The addresses `name` answers for `t`, sorted; asked again if a reply is lost.
+    fn answers_for(&self, name: &str, t: RecordType) -> Vec<IpAddr> {
+        for _ in 0..20 {
+            if let Some(v) = ask_name(self.dns, name, t) {
+                return v;
+            }
+        }
+        panic!("no DNS answer within 20 tries");
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("overwatch.log")).unwrap_or_default()
     }
@@ -156,11 +206,15 @@ agent:
 }
 
 fn ask(port: u16, t: RecordType) -> Option<Vec<IpAddr>> {
+    ask_name(port, "app.demo.local.", t)
+}
+
+fn ask_name(port: u16, name: &str, t: RecordType) -> Option<Vec<IpAddr>> {
     let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .ok()?;
     let mut m = Message::query();
-    m.add_query(Query::query(Name::from_ascii("app.demo.local.").ok()?, t));
+    m.add_query(Query::query(Name::from_ascii(name).ok()?, t));
     sock.send_to(&m.to_vec().ok()?, ("127.0.0.1", port)).ok()?;
     let mut buf = [0u8; 4096];
     let n = sock.recv(&mut buf).ok()?;
@@ -419,4 +473,344 @@ fn the_api_reads_state_and_sets_overrides_that_reach_dns_and_persist() {
     assert_eq!(kept["count"], 1, "{kept}");
     assert_eq!(kept["overrides"][0]["by"], "alice");
     assert_eq!(kept["overrides"][0]["reason"], "maintenance");
+}
+
+/// The status and `message` of a refused change, the message checked to name `needle`.
+fn refused(reply: &(u16, Value), status: u16, code: &str, needle: &str) {
+    let (got, body) = reply;
+    assert_eq!(
+        (*got, body["error"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {message:?}");
+}
+
+#[test]
+fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persist() {
+    let geo = "  geolocation: { default_region: eu }\n";
+    let mut lab = Lab::with_overwatch("crud", geo);
+    let shop = "shop.demo.local.";
+    let v6 = ip("2001:db8::50");
+    let v4 = ip("198.51.100.5");
+
+    // A region, a domain in it, and servers: each in DNS as soon as its response is back.
+    let (status, reply) = lab.change(
+        "POST",
+        "/api/v1/regions",
+        Some(r#"{"name": "us", "countries": ["us"], "health_check": {"type": "tcp", "interval": "10s"}}"#),
+    );
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(
+        (reply["source"].as_str(), reply["countries"][0].as_str()),
+        (Some("api"), Some("US"))
+    );
+    let (status, reply) = lab.change(
+        "POST",
+        "/api/v1/domains",
+        Some(r#"{"name": "Shop.Demo.Local.", "regions": ["us"], "ttl": 30, "max_answers": 4}"#),
+    );
+    assert_eq!(
+        (status, reply["name"].as_str()),
+        (201, Some("shop.demo.local")),
+        "{reply}"
+    );
+    assert_eq!(
+        lab.answers_for(shop, RecordType::AAAA),
+        Vec::<IpAddr>::new()
+    );
+    let (status, reply) = lab.change(
+        "POST",
+        "/api/v1/servers",
+        Some(r#"{"service": "shop.demo.local", "address": "2001:db8::50", "region": "us"}"#),
+    );
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["id"], "shop.demo.local/2001:db8::50/80");
+    assert_eq!(lab.answers_for(shop, RecordType::AAAA), [v6], "at once");
+    let (status, reply) = lab.change(
+        "POST",
+        "/api/v1/servers",
+        Some(r#"{"name": "shop.demo.local", "address": "198.51.100.5", "port": 8080, "weight": 10, "region": "us"}"#),
+    );
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(lab.answers_for(shop, RecordType::A), [v4]);
+
+    // Reads: both kinds listed with their source; an IPv6 server by its id, encoded or in parts.
+    let domains = lab.json("/api/v1/domains");
+    let sources: Vec<(&str, &str)> = domains["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap(), d["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        sources,
+        [("app.demo.local", "config"), ("shop.demo.local", "api")]
+    );
+    let one = lab.json("/api/v1/servers/shop.demo.local%2F2001:db8::50%2F80");
+    assert_eq!(
+        (one["region"].as_str(), one["source"].as_str()),
+        (Some("us"), Some("api"))
+    );
+    assert_eq!(
+        lab.json("/api/v1/servers/shop.demo.local/[2001:db8::50]/80"),
+        one
+    );
+    assert_eq!(lab.json("/api/v1/servers")["count"], 6);
+    let backends = lab.json("/api/v1/overwatch/backends?service=shop.demo.local");
+    assert_eq!(backends["count"], 2, "{backends}");
+    assert_eq!(backends["backends"][0]["source"], "api", "{backends}");
+    assert_eq!(
+        lab.json("/api/v1/regions/us")["servers"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // Update.
+    let (status, reply) = lab.change(
+        "PUT",
+        "/api/v1/domains/shop.demo.local",
+        Some(r#"{"regions": ["us"], "ttl": 60}"#),
+    );
+    assert_eq!((status, reply["ttl"].as_u64()), (200, Some(60)), "{reply}");
+    assert_eq!(lab.json("/api/v1/domains/shop.demo.local")["ttl"], 60);
+    let (status, reply) = lab.change(
+        "PUT",
+        "/api/v1/servers/shop.demo.local/198.51.100.5/8080",
+        Some(r#"{"weight": 20, "region": "us"}"#),
+    );
+    assert_eq!(
+        (status, reply["weight"].as_u64()),
+        (200, Some(20)),
+        "{reply}"
+    );
+
+    // Invalid objects: 400 naming the field.
+    let bad_ttl = r#"{"name": "bad.demo.local", "regions": ["us"], "ttl": 4294967295}"#;
+    refused(
+        &lab.change("POST", "/api/v1/domains", Some(bad_ttl)),
+        400,
+        "bad_request",
+        "domains[bad.demo.local].ttl: must be at most",
+    );
+    refused(
+        &lab.change(
+            "POST",
+            "/api/v1/domains",
+            Some(r#"{"name": "bad.demo.local", "ttl": -1}"#),
+        ),
+        400,
+        "bad_request",
+        "ttl: ",
+    );
+    refused(
+        &lab.change(
+            "POST",
+            "/api/v1/domains",
+            Some(r#"{"name": "bad.demo.local", "regions": ["mars"]}"#),
+        ),
+        400,
+        "bad_request",
+        r#"domains[bad.demo.local].regions[0]: no region named "mars""#,
+    );
+    refused(
+        &lab.change(
+            "POST",
+            "/api/v1/servers",
+            Some(r#"{"service": "shop.demo.local", "address": "192.0.2.77", "region": "mars"}"#),
+        ),
+        400,
+        "bad_request",
+        "servers[shop.demo.local/192.0.2.77/80].region",
+    );
+    refused(
+        &lab.change(
+            "POST",
+            "/api/v1/geo/mappings",
+            Some(r#"{"cidr": "10.0.0.0/33", "region": "us"}"#),
+        ),
+        400,
+        "bad_request",
+        "cidr",
+    );
+    assert_eq!(
+        lab.json("/api/v1/domains")["count"],
+        2,
+        "nothing invalid was kept"
+    );
+
+    // The config file's objects are read-only; unknown ones are 404; a used one cannot go.
+    let file = lab.config_path().display().to_string();
+    refused(
+        &lab.change(
+            "PUT",
+            "/api/v1/domains/app.demo.local",
+            Some(r#"{"ttl": 9}"#),
+        ),
+        409,
+        "conflict",
+        &file,
+    );
+    refused(
+        &lab.change("DELETE", "/api/v1/regions/eu", None),
+        409,
+        "conflict",
+        &file,
+    );
+    refused(
+        &lab.change(
+            "POST",
+            "/api/v1/servers",
+            Some(r#"{"service": "app.demo.local", "address": "192.0.2.1", "region": "eu"}"#),
+        ),
+        409,
+        "conflict",
+        &file,
+    );
+    refused(
+        &lab.change(
+            "POST",
+            "/api/v1/domains",
+            Some(r#"{"name": "shop.demo.local", "regions": ["us"]}"#),
+        ),
+        409,
+        "conflict",
+        "already exists",
+    );
+    refused(
+        &lab.change("DELETE", "/api/v1/regions/us", None),
+        409,
+        "conflict",
+        "still in use",
+    );
+    assert_eq!(lab.get("/api/v1/domains/nope.demo.local").0, 404);
+    refused(
+        &lab.change("DELETE", "/api/v1/regions/nope", None),
+        404,
+        "not_found",
+        "nope",
+    );
+    refused(
+        &lab.change(
+            "PUT",
+            "/api/v1/servers/shop.demo.local%2F2001:db8::99%2F80",
+            Some(r#"{"region": "us"}"#),
+        ),
+        404,
+        "not_found",
+        "2001:db8::99",
+    );
+    assert_eq!(
+        lab.answers_for(shop, RecordType::AAAA),
+        [v6],
+        "refusals change nothing"
+    );
+
+    // Geolocation: a mapping decides which region an address gets, with the ECS scope.
+    let (status, reply) = lab.change(
+        "POST",
+        "/api/v1/geo/mappings",
+        Some(r#"{"cidr": "10.9.8.7/8", "region": "us", "comment": "lab"}"#),
+    );
+    assert_eq!(
+        (status, reply["cidr"].as_str()),
+        (201, Some("10.0.0.0/8")),
+        "{reply}"
+    );
+    let test = lab.json("/api/v1/geo/test?ip=10.1.2.3");
+    assert_eq!(
+        (
+            test["region"].as_str(),
+            test["source"].as_str(),
+            test["ecs_scope"].as_str()
+        ),
+        (Some("us"), Some("custom"), Some("10.0.0.0/8")),
+        "{test}"
+    );
+    let test = lab.json("/api/v1/geo/test?ip=192.0.2.9");
+    assert_eq!(
+        (test["region"].as_str(), test["source"].as_str()),
+        (Some("eu"), Some("default"))
+    );
+    assert_eq!(
+        lab.json("/api/v1/geo/mappings/10.0.0.0%2F8")["comment"],
+        "lab"
+    );
+    assert_eq!(lab.get("/api/v1/geo/test?ip=nope").0, 400);
+
+    // Delete: out of DNS at once.
+    let (status, _) = lab.change(
+        "DELETE",
+        "/api/v1/servers/shop.demo.local/198.51.100.5/8080",
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(lab.answers_for(shop, RecordType::A), Vec::<IpAddr>::new());
+
+    // SIGHUP keeps them. A file that no longer allows one (no geolocation: the mapping) leaves that
+    // one out, loudly, and the rest answer; the file fixed, it is back.
+    lab.hup();
+    assert_eq!(
+        lab.answers_for(shop, RecordType::AAAA),
+        [v6],
+        "{}",
+        lab.log()
+    );
+    let text = std::fs::read_to_string(lab.config_path()).unwrap();
+    std::fs::write(lab.config_path(), text.replace(geo, "")).unwrap();
+    lab.hup();
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.json("/api/v1/geo/mappings")
+            ["count"]
+            == 0),
+        "the mapping is left out\n{}",
+        lab.log()
+    );
+    assert!(lab.log().contains("no longer validates"), "{}", lab.log());
+    assert_eq!(lab.answers_for(shop, RecordType::AAAA), [v6]);
+    std::fs::write(lab.config_path(), text).unwrap();
+    lab.hup();
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.json("/api/v1/geo/mappings")
+            ["count"]
+            == 1),
+        "the mapping is back\n{}",
+        lab.log()
+    );
+
+    // kill -9 and a restart keep them.
+    lab.kill9_and_restart();
+    assert_eq!(
+        lab.answers_for(shop, RecordType::AAAA),
+        [v6],
+        "{}",
+        lab.log()
+    );
+    assert_eq!(lab.json("/api/v1/domains/shop.demo.local")["ttl"], 60);
+    assert_eq!(lab.json("/api/v1/geo/test?ip=10.1.2.3")["region"], "us");
+    assert_eq!(lab.json("/api/v1/regions/us")["source"], "api");
+
+    // Taken down in order: the server, then its domain.
+    assert_eq!(
+        lab.change(
+            "DELETE",
+            "/api/v1/servers/shop.demo.local%2F2001:db8::50%2F80",
+            None
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        lab.answers_for(shop, RecordType::AAAA),
+        Vec::<IpAddr>::new()
+    );
+    assert_eq!(
+        lab.change("DELETE", "/api/v1/domains/shop.demo.local", None)
+            .0,
+        204
+    );
+    assert_eq!(lab.get("/api/v1/domains/shop.demo.local").0, 404);
+    assert_eq!(lab.json("/api/v1/domains")["count"], 1);
 }

@@ -4,6 +4,7 @@
 //! after the response sees it.
 
 mod access;
+mod crud;
 mod error;
 mod handlers;
 mod overrides;
@@ -23,7 +24,10 @@ pub use access::Access;
 pub use error::ApiError;
 pub use view::{AgentRow, BookView, MemberRow, Readiness, View};
 
-use crate::registry::{BackendKey, Override};
+use crate::{
+    registry::{BackendKey, Override},
+    store::objects::ObjectChange,
+};
 
 /// The largest request body read; bigger ones get 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -35,6 +39,8 @@ pub enum Change {
     SetOverride(BackendKey, Override),
     /// Clear a backend's override.
     ClearOverride(BackendKey),
+    /// Create, replace or delete a domain, region, server or geolocation mapping made through the API.
+    Object(ObjectChange),
 }
 
 /// Changes to apply together, and where to say how it went.
@@ -101,6 +107,53 @@ pub fn router(api: Api) -> Router {
         .route("/overwatch/agents", get(handlers::agents))
         .route("/overwatch/agents/{id}", get(handlers::agent))
         .route("/cluster/status", get(handlers::cluster))
+        .route(
+            "/domains",
+            get(crud::list_domains).post(crud::create_domain),
+        )
+        .route(
+            "/domains/{name}",
+            get(crud::get_domain)
+                .put(crud::update_domain)
+                .delete(crud::delete_domain),
+        )
+        .route(
+            "/regions",
+            get(crud::list_regions).post(crud::create_region),
+        )
+        .route(
+            "/regions/{name}",
+            get(crud::get_region)
+                .put(crud::update_region)
+                .delete(crud::delete_region),
+        )
+        .route(
+            "/servers",
+            get(crud::list_servers).post(crud::create_server),
+        )
+        .route(
+            "/servers/{id}",
+            get(crud::get_server_by_id)
+                .put(crud::update_server_by_id)
+                .delete(crud::delete_server_by_id),
+        )
+        .route(
+            "/servers/{service}/{address}/{port}",
+            get(crud::get_server_by_parts)
+                .put(crud::update_server_by_parts)
+                .delete(crud::delete_server_by_parts),
+        )
+        .route(
+            "/geo/mappings",
+            get(crud::list_mappings).post(crud::create_mapping),
+        )
+        .route(
+            "/geo/mappings/{cidr}",
+            get(crud::get_mapping)
+                .put(crud::update_mapping)
+                .delete(crud::delete_mapping),
+        )
+        .route("/geo/test", get(crud::geo_test))
         .route("/overrides", get(overrides::list))
         .route(
             "/overrides/{service}/{address}",

@@ -3,7 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::registry::{BackendStatus, NameStatus};
+use crate::{
+    config::Config,
+    registry::{BackendStatus, NameStatus},
+    routing::GeoResolver,
+    store::objects::ApiObjects,
+};
 
 /// The overwatch's state as the API shows it.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +31,14 @@ pub struct View {
     pub node_id: String,
     /// When it started, in ms since the Unix epoch.
     pub started_ms: u64,
+    /// The config running: the file's, with the objects made through the API.
+    pub effective: Arc<Config>,
+    /// The objects of `effective` made through the API (stored ones that no longer validate are not).
+    pub api_objects: Arc<ApiObjects>,
+    /// Where the config file is, for messages.
+    pub config_source: String,
+    /// How clients are placed in regions; `None` without geolocation.
+    pub geo: Option<Arc<GeoResolver>>,
 }
 
 /// What readiness needs: the first table published, and XDP attached or knowingly off.

@@ -334,6 +334,12 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks every rule [`Self::load`] checks after parsing: for a config assembled in code (the file's
+    /// with the objects made through the API), which must follow the same rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self)
+    }
+
     /// The config built into the binary ([`DEFAULT_CONFIG_YAML`]), parsed and validated.
     pub fn embedded_default() -> Result<Self, ConfigError> {
         Self::from_yaml_str(DEFAULT_CONFIG_YAML)

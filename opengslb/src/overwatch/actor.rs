@@ -4,9 +4,9 @@
 //! results and signals into inputs, and publishes, reschedules probes and updates the metrics as the
 //! effects say.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{
     control::{Control, Published},
@@ -17,7 +17,11 @@ use crate::{
     config::Config,
     gossip::node::Event,
     health::{CheckOutcome, ProbeResult, Scheduled},
-    registry::{BackendKey, BackendStatus, NameStatus, Override},
+    registry::{BackendKey, BackendStatus, NameStatus, Override, Source},
+    store::{
+        BackendId,
+        objects::{self, ApiObjects, ObjectChange, Refusal},
+    },
     table::AnswerTable,
 };
 
@@ -64,6 +68,13 @@ pub(super) enum Effect {
     },
     /// Show this view of the book of agents at `/metrics`.
     Book(BookView),
+    /// The config now running (the file's with the API's objects), and the API's objects in it.
+    Objects {
+        /// The effective config.
+        effective: Arc<Config>,
+        /// The objects made through the API that it holds.
+        api: Arc<ApiObjects>,
+    },
     /// Stop the loop.
     Stop,
 }
@@ -76,11 +87,20 @@ fn state_of(p: &Published) -> PublishedState {
 }
 
 /// The overwatch's state: the control plane, the book of agents (when gossip is on), the running
-/// config, and what was last published.
+/// config, the objects made through the API, and what was last published.
 pub(super) struct Overwatch {
     control: Control,
     reports: Option<Reports>,
+    /// The config file's config.
     running: Config,
+    /// Where `running` was read from, for messages.
+    source: String,
+    /// Every object made through the API, as stored.
+    stored: ApiObjects,
+    /// Those of `stored` that validate with `running`.
+    applied: Arc<ApiObjects>,
+    /// `running` with `applied`: what the control plane runs from.
+    effective: Arc<Config>,
     last: Option<PublishedState>,
 }
 
@@ -91,7 +111,57 @@ impl Overwatch {
             control: Control::new(cfg),
             reports: Reports::new(cfg),
             running: cfg.clone(),
+            source: "(the embedded default)".to_owned(),
+            stored: ApiObjects::default(),
+            applied: Arc::default(),
+            effective: Arc::new(cfg.clone()),
             last: None,
+        }
+    }
+
+    /// Names the config file in messages (a refused change to one of its objects names it).
+    pub fn set_config_source(&mut self, source: String) {
+        self.source = source;
+    }
+
+    /// The objects made through the API, from the store, before the first publish; those that no
+    /// longer validate with the file's config are logged and left out.
+    pub fn restore_objects(&mut self, stored: ApiObjects) {
+        self.stored = stored;
+        self.apply_objects();
+    }
+
+    /// Rebuilds the effective config from the file's and the stored objects, and runs from it: static
+    /// backends follow it, agent backends and all runtime state (overrides, validation) stay.
+    fn apply_objects(&mut self) {
+        let (effective, applied, left_out) = self.stored.merge_lenient(&self.running);
+        for e in left_out {
+            match e.object {
+                Some(key) => error!(
+                    object = %key,
+                    reason = %e.message,
+                    "an object made through the API no longer validates with the config file: \
+                     left out (it stays stored; fix the file or delete it through the API)"
+                ),
+                None => error!(
+                    reason = %e.message,
+                    "the objects made through the API do not validate with the config file: all \
+                     left out (they stay stored)"
+                ),
+            }
+        }
+        self.effective = Arc::new(effective);
+        self.applied = Arc::new(applied);
+        self.control.reload(&self.effective);
+        if let Some(r) = self.reports.as_mut() {
+            r.reload(&self.effective);
+        }
+    }
+
+    fn objects_effect(&self) -> Effect {
+        Effect::Objects {
+            effective: self.effective.clone(),
+            api: self.applied.clone(),
         }
     }
 
@@ -109,7 +179,8 @@ impl Overwatch {
     pub fn handle(&mut self, input: Input, now: Instant, wall_ms: u64) -> Vec<Effect> {
         match input {
             Input::Start => {
-                let mut out = self.publish(now, true);
+                let mut out = vec![self.objects_effect()];
+                out.extend(self.publish(now, true));
                 if let Some(r) = &self.reports {
                     out.push(Effect::Book(r.view(now, wall_ms)));
                 }
@@ -143,7 +214,7 @@ impl Overwatch {
             }
             Input::Reload(new) => {
                 self.reload(*new);
-                let mut out = vec![Effect::Probes(self.control.probes())];
+                let mut out = vec![Effect::Probes(self.control.probes()), self.objects_effect()];
                 out.extend(self.publish(now, true));
                 out
             }
@@ -161,18 +232,35 @@ impl Overwatch {
                 out
             }
             Input::Api(changes) => {
+                let mut objects_changed = false;
                 for change in changes {
                     let applied = match change {
                         Change::SetOverride(key, o) => self.control.registry.set_override(&key, o),
                         Change::ClearOverride(key) => self.control.registry.clear_override(&key),
+                        Change::Object(c) => {
+                            match c {
+                                ObjectChange::Put { object, .. } => self.stored.put(object),
+                                ObjectChange::Delete(key) => {
+                                    self.stored.remove(&key);
+                                }
+                            }
+                            objects_changed = true;
+                            Ok(true)
+                        }
                     };
                     if let Err(e) = applied {
                         warn!(error = %e, "API change not applied");
                     }
                 }
-                // The status goes out even when the table stays the same (an override that agrees
-                // with the backend's own status), so the API shows the change at once.
-                self.publish(now, false)
+                if !objects_changed {
+                    // The status goes out even when the table stays the same (an override that
+                    // agrees with the backend's own status), so the API shows the change at once.
+                    return self.publish(now, false);
+                }
+                self.apply_objects();
+                let mut out = vec![Effect::Probes(self.control.probes()), self.objects_effect()];
+                out.extend(self.publish(now, true));
+                out
             }
             Input::Shutdown => vec![Effect::Stop],
         }
@@ -182,6 +270,15 @@ impl Overwatch {
     pub fn check(&self, change: &Change) -> Result<(), ApiError> {
         let key = match change {
             Change::SetOverride(key, _) | Change::ClearOverride(key) => key,
+            Change::Object(c) => {
+                return objects::check(&self.running, &self.source, &self.stored, c).map_err(|r| {
+                    match r {
+                        Refusal::Conflict(m) => ApiError::conflict(m),
+                        Refusal::NotFound(m) => ApiError::not_found(m),
+                        Refusal::Invalid(m) => ApiError::bad_request(m),
+                    }
+                });
+            }
         };
         match self.control.registry.get(key) {
             Some(_) => Ok(()),
@@ -215,11 +312,9 @@ impl Overwatch {
             );
         }
         info!("SIGHUP: config reloaded");
-        self.control.reload(&new);
-        if let Some(r) = self.reports.as_mut() {
-            r.reload(&new);
-        }
         self.running = new;
+        // The stored objects join the new file's config, as at start-up.
+        self.apply_objects();
     }
 
     fn publish_if(&mut self, changed: bool, now: Instant) -> Vec<Effect> {
@@ -242,10 +337,18 @@ impl Overwatch {
             out.push(Effect::Publish(p));
         }
         self.last = Some(state);
-        out.push(Effect::Status {
-            backends: self.control.registry.status_view(now),
-            names,
-        });
+        let mut backends = self.control.registry.status_view(now);
+        // The registry holds the API's servers as static ones (they are in the effective config);
+        // they are shown as what they are.
+        if !self.applied.servers.is_empty() {
+            for b in &mut backends {
+                let id = BackendId::new(b.key.service.clone(), b.key.address, b.key.port);
+                if b.source == Source::Static && self.applied.servers.contains_key(&id) {
+                    b.source = Source::Api;
+                }
+            }
+        }
+        out.push(Effect::Status { backends, names });
         out
     }
 }

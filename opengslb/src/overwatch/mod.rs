@@ -40,7 +40,10 @@ use crate::{
     health::Prober,
     metrics::{self, Metrics},
     registry::{BackendKey, Override, StatusMetrics},
-    store::{BackendId, OverrideRecord, Overrides, Store},
+    store::{
+        BackendId, Domains, GeoMappings, OverrideRecord, Overrides, Regions, Servers, Store,
+        objects::{ApiObject, ApiObjects, ObjectChange, ObjectKey},
+    },
     table::{AnswerTable, Rendered},
     xdp::{self, Dataplane},
 };
@@ -125,10 +128,22 @@ fn attach_xdp(
 /// [`actor::Input`]s for the [`Overwatch`] state machine, and carries out the effects it returns.
 pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     let mut overwatch = Overwatch::new(&cfg);
-    // Overrides set through the API come back before the first publish. A store that cannot be read
-    // is logged and leaves the API unable to change anything: never a silent reset.
+    if let Some(path) = &opts.config {
+        overwatch.set_config_source(path.display().to_string());
+    }
+    // Objects and overrides made through the API come back before the first publish. A store that
+    // cannot be read is logged and leaves the API unable to change anything: never a silent reset.
     let store = match Store::from_config(&cfg.overwatch) {
         Ok(store) => {
+            // Objects first: an override of an API-made server then finds its backend.
+            let objects = ApiObjects::load(&store).context("objects made through the API")?;
+            if !objects.is_empty() {
+                info!(
+                    objects = objects.len(),
+                    "objects made through the API restored from the store"
+                );
+            }
+            overwatch.restore_objects(objects);
             let kept = store.list::<Overrides>().context("stored overrides")?;
             if !kept.is_empty() {
                 info!(overrides = kept.len(), "overrides restored from the store");
@@ -206,6 +221,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(crate::gossip::member::hostname),
             started_ms: unix_ms(),
+            config_source: opts.config.as_ref().map_or_else(
+                || "(the embedded default)".to_owned(),
+                |p| p.display().to_string(),
+            ),
             ..View::default()
         },
         view_tx,
@@ -389,6 +408,7 @@ impl Shell {
         for effect in effects {
             match effect {
                 Effect::Publish(p) => {
+                    self.view.geo = p.placement.as_ref().map(|p| p.resolver().clone());
                     self.publisher.publish(p);
                     self.view.readiness.published = true;
                 }
@@ -406,6 +426,12 @@ impl Shell {
                 Effect::Book(view) => {
                     self.view.book = Some(Arc::new(view.clone()));
                     self.book.set(view);
+                    self.show();
+                }
+                Effect::Objects { effective, api } => {
+                    self.view.regions = effective.regions.iter().map(|r| r.name.clone()).collect();
+                    self.view.effective = effective;
+                    self.view.api_objects = api;
                     self.show();
                 }
                 Effect::Stop => return false,
@@ -455,6 +481,20 @@ impl Shell {
                     })
                     .map(drop),
                 Change::ClearOverride(key) => store.delete::<Overrides>(&backend_id(key)).map(drop),
+                Change::Object(ObjectChange::Put { object, .. }) => match object {
+                    ApiObject::Domain(d) => store.put::<Domains>(d),
+                    ApiObject::Region(r) => store.put::<Regions>(r),
+                    ApiObject::Server(v) => store.put::<Servers>(v),
+                    ApiObject::GeoMapping(m) => store.put::<GeoMappings>(m),
+                }
+                .map(drop),
+                Change::Object(ObjectChange::Delete(key)) => match key {
+                    ObjectKey::Domain(n) => store.delete::<Domains>(n),
+                    ObjectKey::Region(n) => store.delete::<Regions>(n),
+                    ObjectKey::Server(id) => store.delete::<Servers>(id),
+                    ObjectKey::GeoMapping(c) => store.delete::<GeoMappings>(c),
+                }
+                .map(drop),
             };
             stored.map_err(|e| {
                 ApiError::unavailable(format!("the change could not be stored: {e}"))

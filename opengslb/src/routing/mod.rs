@@ -35,6 +35,11 @@ impl Placement {
         }
     }
 
+    /// The resolver it places by, to ask which region an address gets and why.
+    pub fn resolver(&self) -> &Arc<GeoResolver> {
+        &self.resolver
+    }
+
     /// The region id of a region name (0: none).
     pub fn id(&self, region: &str) -> u8 {
         self.ids.get(region).copied().unwrap_or(0)

@@ -24,6 +24,7 @@ mod codec;
 mod embedded;
 mod error;
 pub mod legacy;
+pub mod objects;
 mod record;
 
 pub use embedded::{Embedded, FILE_NAME, SCHEMA_VERSION};

@@ -326,3 +326,64 @@ fn name_all_down_shows_while_the_policy_answers() {
     let (_, text) = run(&mut ow, Input::Tick { queued: Vec::new() });
     assert!(text.contains(&app(0)) && text.contains(other), "{text}");
 }
+
+#[test]
+fn an_api_server_is_answered_kept_across_a_reload_and_shown_as_the_api_s() {
+    use crate::store::{
+        BackendId, ServerRecord,
+        objects::{ApiObject, ObjectChange},
+    };
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    // An agent's backend, to see it survive the reload the change makes.
+    ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    let id = BackendId::new(
+        "app.example.com".parse().expect("name"),
+        "192.0.2.9".parse().expect("a"),
+        80,
+    );
+    let put = Change::Object(ObjectChange::Put {
+        object: ApiObject::Server(ServerRecord {
+            backend: id.clone(),
+            weight: 100,
+            region: "eu".into(),
+        }),
+        create: true,
+    });
+    ow.check(&put).expect("a valid server");
+    let out = ow.handle(Input::Api(vec![put.clone()]), t0, WALL);
+    let answers = published(&out).expect("published at once");
+    for a in ["192.0.2.1", "192.0.2.7", "192.0.2.9"] {
+        assert!(
+            answers.contains(&a.parse().expect("a")),
+            "{a} in {answers:?}"
+        );
+    }
+    let source_of = |out: &[Effect]| {
+        out.iter().find_map(|e| match e {
+            Effect::Status { backends, .. } => backends
+                .iter()
+                .find(|b| b.key.address == id.address)
+                .map(|b| b.source),
+            _ => None,
+        })
+    };
+    assert_eq!(source_of(&out), Some(Source::Api));
+    assert_eq!(
+        ow.check(&put).map_err(|e| e.status.as_u16()),
+        Err(409),
+        "it exists now"
+    );
+
+    // The file changes; the server stays, as does the agent's backend.
+    let new = config("      - { address: 192.0.2.2, service: app.example.com }");
+    let out = ow.handle(Input::Reload(Box::new(new)), t0, WALL);
+    let answers = published(&out).expect("a reload publishes");
+    for a in ["192.0.2.1", "192.0.2.2", "192.0.2.7", "192.0.2.9"] {
+        assert!(
+            answers.contains(&a.parse().expect("a")),
+            "{a} in {answers:?}"
+        );
+    }
+    assert_eq!(source_of(&out), Some(Source::Api));
+}

@@ -19,10 +19,14 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A short machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `too_large`, `unsupported_media_type`, `unavailable`, `internal`.
+    pub error: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
 }
 
 impl ApiError {
@@ -54,6 +58,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 409: the request cannot be carried out in the overwatch's present configuration.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     /// 503: the overwatch cannot do it now (shutting down, store unavailable).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -78,9 +87,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: self.code,
-            message: &self.message,
+            message: self.message,
         };
         (self.status, Json(body)).into_response()
     }

@@ -5,8 +5,11 @@
 
 mod access;
 mod error;
+mod explain;
 mod handlers;
+mod openapi;
 mod overrides;
+mod validate;
 mod view;
 
 #[cfg(test)]
@@ -21,6 +24,9 @@ use tracing::info;
 
 pub use access::Access;
 pub use error::ApiError;
+pub use explain::{Explanation, ROTATION, explain};
+pub use openapi::ApiDoc;
+pub use validate::{Targets, ValidateRequest};
 pub use view::{AgentRow, BookView, MemberRow, Readiness, View};
 
 use crate::registry::{BackendKey, Override};
@@ -52,6 +58,8 @@ pub struct Api {
     view: watch::Receiver<Arc<View>>,
     requests: mpsc::Sender<Request>,
     access: Arc<Access>,
+    /// Where requests to probe now go; `None`: 503.
+    validate: Option<mpsc::Sender<ValidateRequest>>,
 }
 
 impl Api {
@@ -65,7 +73,14 @@ impl Api {
             view,
             requests,
             access: Arc::new(access),
+            validate: None,
         }
+    }
+
+    /// Sends requests to probe backends now on `validate`.
+    pub fn with_validation(mut self, validate: mpsc::Sender<ValidateRequest>) -> Self {
+        self.validate = Some(validate);
+        self
     }
 
     fn view(&self) -> Arc<View> {
@@ -101,6 +116,9 @@ pub fn router(api: Api) -> Router {
         .route("/overwatch/agents", get(handlers::agents))
         .route("/overwatch/agents/{id}", get(handlers::agent))
         .route("/cluster/status", get(handlers::cluster))
+        .route("/dns/explain", get(explain::get))
+        .route("/overwatch/validate", post(validate::post))
+        .route("/openapi.json", get(openapi::document))
         .route("/overrides", get(overrides::list))
         .route(
             "/overrides/{service}/{address}",

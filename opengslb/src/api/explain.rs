@@ -438,4 +438,79 @@ mod tests {
         let other: DnsName = "other.test".parse().unwrap();
         assert!(explain(&view, &other, QTYPE_A, None).is_none());
     }
+
+    #[test]
+    fn weighted_shares_and_geolocation_regions_come_from_the_entry() {
+        use std::{collections::HashMap, sync::Arc};
+
+        use crate::{
+            routing::{GeoResolver, Placement},
+            table::{AnswerTable, Family, NameSpec, SpecRecord},
+        };
+        let rec = |l, weight, region| SpecRecord {
+            addr: IpAddr::from([192, 0, 2, l]),
+            weight,
+            region,
+        };
+        let spec = |name: &DnsName, policy, records| NameSpec {
+            name: name.clone(),
+            ttl: 5,
+            max_answers: 1,
+            all_down: AllDown::All,
+            v4: Family { policy, records },
+            v6: Family::default(),
+        };
+        let status = |name: &DnsName, algorithm| NameStatus {
+            name: name.clone(),
+            policy: AllDown::All,
+            all_down: false,
+            algorithm,
+        };
+        let (w, g): (DnsName, DnsName) = ("w.test".parse().unwrap(), "g.test".parse().unwrap());
+        let resolver = GeoResolver::new(Some("eu".into()))
+            .with_mappings([("10.1.0.0/16".parse().unwrap(), "us".to_owned())]);
+        let ids = HashMap::from([("eu".to_owned(), 1), ("us".to_owned(), 2)]);
+        let view = View {
+            table: Arc::new(AnswerTable::from_specs([
+                &spec(&w, Policy::Weighted, vec![rec(1, 3, 0), rec(2, 1, 0)]),
+                &spec(
+                    &g,
+                    Policy::Geo { default_region: 1 },
+                    vec![rec(1, 1, 1), rec(2, 1, 2)],
+                ),
+            ])),
+            placement: Some(Arc::new(Placement::new(Arc::new(resolver), ids))),
+            names: vec![
+                status(&w, crate::config::RoutingAlgorithm::Weighted),
+                status(&g, crate::config::RoutingAlgorithm::Geolocation),
+            ],
+            ..View::default()
+        };
+        let e = explain(&view, &w, QTYPE_A, None).unwrap();
+        let weights = e.policy.unwrap().weights.unwrap();
+        let shares: Vec<(usize, usize)> = weights.iter().map(|x| (x.slots, x.of)).collect();
+        assert_eq!(shares.len(), 2);
+        assert_eq!(shares[0].0, 3 * shares[1].0, "3:1 slots: {shares:?}");
+        assert_eq!(shares[0].0 + shares[1].0, shares[0].1);
+
+        let client = Some(IpAddr::from([10, 1, 2, 3]));
+        let e = explain(&view, &g, QTYPE_A, client).unwrap();
+        assert_eq!(e.records, ["192.0.2.2"], "the client's region, us");
+        let geo = e.policy.unwrap().geo.unwrap();
+        assert_eq!(
+            (geo.client_region_id, geo.client_region.as_deref()),
+            (Some(2), Some("us"))
+        );
+        let ecs = geo.ecs.unwrap();
+        assert_eq!((ecs.region_id, ecs.scope_prefix), (2, 16));
+        assert_eq!(geo.default_region.as_deref(), Some("eu"));
+        let e = explain(&view, &g, QTYPE_A, Some(IpAddr::from([192, 0, 2, 99]))).unwrap();
+        assert_eq!(
+            e.records,
+            ["192.0.2.1"],
+            "placed nowhere: the default region, eu"
+        );
+        let e = explain(&view, &g, QTYPE_A, None).unwrap();
+        assert_eq!(e.records, ["192.0.2.1"], "no client: the default region");
+    }
 }

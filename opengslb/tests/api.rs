@@ -287,6 +287,14 @@ fn the_api_reads_state_and_sets_overrides_that_reach_dns_and_persist() {
     let (status, body) = lab.get("/api/v1/nope");
     assert_eq!((status, error_of(&body).as_str()), (404, "not_found"));
 
+    // Validation is off here: asking for probes says so.
+    let (status, reply) = lab.change("POST", "/api/v1/overwatch/validate", None);
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (409, Some("conflict")),
+        "{reply}"
+    );
+
     // An override reaches DNS before the response.
     let v4 = [ip("192.0.2.1"), ip("192.0.2.2")];
     assert_eq!(lab.answers(RecordType::A), v4);
@@ -813,4 +821,252 @@ fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persi
     );
     assert_eq!(lab.get("/api/v1/domains/shop.demo.local").0, 404);
     assert_eq!(lab.json("/api/v1/domains")["count"], 1);
+}
+
+/// An overwatch that validates its static backends, with a failover name and a geolocation one.
+fn validating_overwatch(dir: &TempDir, api: SocketAddr, dns: u16, up: u16, down: u16) -> Proc {
+    let config = format!(
+        r#"mode: overwatch
+overwatch:
+  validation: {{ enabled: true }}
+  data_dir: {data}
+  geolocation:
+    default_region: eu
+    custom_mappings: [{{ cidr: 10.1.0.0/16, region: us }}]
+dns:
+  listen_address: "127.0.0.1:{dns}"
+  zones: [demo.local]
+regions:
+  - name: eu
+    health_check: {{ type: tcp, interval: 10m, timeout: 500ms, failure_threshold: 1, success_threshold: 1 }}
+    servers:
+      - {{ address: 127.0.0.3, port: {up}, service: app.demo.local }}
+      - {{ address: 127.0.0.2, port: {down}, service: app.demo.local }}
+      - {{ address: 127.0.0.3, port: {up}, service: geo.demo.local }}
+  - name: us
+    health_check: {{ type: tcp, interval: 10m, timeout: 500ms, failure_threshold: 1, success_threshold: 1 }}
+    servers:
+      - {{ address: 127.0.0.4, port: {up}, service: geo.demo.local }}
+domains:
+  - {{ name: app.demo.local, regions: [eu], routing_algorithm: failover, ttl: 5 }}
+  - {{ name: geo.demo.local, regions: [eu, us], routing_algorithm: geolocation, ttl: 5 }}
+api:
+  enabled: true
+  address: "{api}"
+  allowed_networks: [127.0.0.0/8]
+  token: "{TOKEN}"
+"#,
+        data = dir.0.join("data").display(),
+    );
+    let path = dir.0.join("overwatch.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["overwatch", "--config"]).arg(&path);
+    Proc::spawn(cmd, &dir.0.join("overwatch.log"))
+}
+
+#[test]
+fn explain_shows_the_published_answer_and_validate_probes_now() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let dir = TempDir::new("api-explain");
+    let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
+    let dns = common::free_port();
+    // The healthy backend: a listener that counts the probes' connections, on 127.0.0.3 and .4.
+    let up = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let port = up.local_addr().unwrap().port();
+    let up4 = std::net::TcpListener::bind(("127.0.0.4", port)).unwrap();
+    let probes = Arc::new(AtomicUsize::new(0));
+    for l in [up, up4] {
+        let probes = probes.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if conn.is_ok() && l.local_addr().unwrap().ip() == ip("127.0.0.3") {
+                    probes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    let down = common::free_port();
+    let _overwatch = validating_overwatch(&dir, api, dns, port, down);
+    let log = || std::fs::read_to_string(dir.0.join("overwatch.log")).unwrap_or_default();
+    let get = |path: &str| call(api, "GET", path, &[], None);
+    let json = |path: &str| -> Value {
+        let (status, body) = get(path);
+        assert_eq!(status, 200, "GET {path}: {body}\n{}", log());
+        serde_json::from_str(&body).unwrap()
+    };
+    let auth = format!("Bearer {TOKEN}");
+    let post = |path: &str, token: bool| -> (u16, Value) {
+        let headers: &[(&str, &str)] = if token {
+            &[("Authorization", auth.as_str())]
+        } else {
+            &[]
+        };
+        let (status, text) = call(api, "POST", path, headers, None);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || get("/api/v1/ready").0 == 200),
+        "ready within 10 s\n{}",
+        log()
+    );
+    // The first probes: the refused backend goes out, the listening one stays in.
+    let explain = "/api/v1/dns/explain?name=App.Demo.Local.";
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let e = json(explain);
+            e["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["reason"] == "validation_failed")
+        }),
+        "the refused backend out within 10 s: {}",
+        json(explain)
+    );
+    let e = json(explain);
+    assert_eq!(e["name"], "app.demo.local");
+    assert_eq!(e["type"], "A");
+    assert_eq!(e["algorithm"], "failover");
+    assert_eq!(e["all_down"], false);
+    assert_eq!(e["policy"]["kind"], "fixed_order", "{e}");
+    assert_eq!(e["policy"]["order"], serde_json::json!(["127.0.0.3"]));
+    assert_eq!(e["records"], serde_json::json!(["127.0.0.3"]));
+    assert_eq!(e["rotation"], 0);
+    let why = |e: &Value, addr: &str| -> Value {
+        e["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == addr)
+            .cloned()
+            .unwrap_or_else(|| panic!("{addr} in {e}"))
+    };
+    let out = why(&e, "127.0.0.2");
+    assert_eq!(
+        (&out["effective_status"], &out["reason"], &out["in_table"]),
+        (
+            &"unhealthy".into(),
+            &"validation_failed".into(),
+            &false.into()
+        )
+    );
+    let inn = why(&e, "127.0.0.3");
+    assert_eq!(
+        (&inn["reason"], &inn["in_table"]),
+        (&"healthy".into(), &true.into())
+    );
+    // What DNS answers is what explain says.
+    let answer = (0..20)
+        .find_map(|_| ask_name(dns, "app.demo.local.", RecordType::A))
+        .expect("a DNS answer within 20 tries");
+    assert_eq!(answer, [ip("127.0.0.3")]);
+
+    // An override takes the last one out: the all-down policy (`all`) answers with every backend,
+    // first in failover order.
+    let o = "/api/v1/overwatch/backends/app.demo.local/127.0.0.3/".to_owned()
+        + &port.to_string()
+        + "/override";
+    let (status, _) = call(
+        api,
+        "POST",
+        &o,
+        &[("Authorization", auth.as_str())],
+        Some(r#"{"healthy": false}"#),
+    );
+    assert_eq!(status, 200);
+    let e = json(explain);
+    assert_eq!(e["all_down"], true, "{e}");
+    assert_eq!(
+        e["candidates"],
+        serde_json::json!(["127.0.0.3", "127.0.0.2"])
+    );
+    assert_eq!(why(&e, "127.0.0.3")["reason"], "override");
+    assert_eq!(e["records"], serde_json::json!(["127.0.0.3"]));
+    let aaaa = json("/api/v1/dns/explain?name=app.demo.local&type=aaaa");
+    assert_eq!(
+        (&aaaa["answer"], &aaaa["records"]),
+        (&"nodata".into(), &serde_json::json!([]))
+    );
+
+    // Geolocation: the client's region by its source address, and by Client Subnet with its scope.
+    let g = json("/api/v1/dns/explain?name=geo.demo.local&client=10.1.2.3");
+    let geo = &g["policy"]["geo"];
+    assert_eq!(g["policy"]["kind"], "geolocation", "{g}");
+    assert_eq!(
+        (&geo["client_region"], &geo["default_region"]),
+        (&"us".into(), &"eu".into()),
+        "{g}"
+    );
+    assert_eq!(g["records"], serde_json::json!(["127.0.0.4"]), "{g}");
+    assert_eq!(geo["ecs"]["region"], "us");
+    assert_eq!(geo["ecs"]["scope_prefix"], 16, "{g}");
+    let g = json("/api/v1/dns/explain?name=geo.demo.local&client=192.0.2.9");
+    // Placed nowhere (region 0): the default region's records answer.
+    assert_eq!(g["policy"]["geo"]["client_region_id"], 0, "{g}");
+    assert_eq!(g["records"], serde_json::json!(["127.0.0.3"]), "{g}");
+
+    // Bad input is a 400, an unknown name a 404.
+    for bad in [
+        "/api/v1/dns/explain",
+        "/api/v1/dns/explain?name=a..b",
+        "/api/v1/dns/explain?name=app.demo.local&type=MX",
+        "/api/v1/dns/explain?name=app.demo.local&client=not-an-ip",
+        "/api/v1/dns/explain?name=app.demo.local&color=blue",
+    ] {
+        let (status, body) = get(bad);
+        assert_eq!(
+            (status, error_of(&body).as_str()),
+            (400, "bad_request"),
+            "{bad}: {body}"
+        );
+    }
+    let (status, body) = get("/api/v1/dns/explain?name=nope.demo.local");
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (404, "not_found"),
+        "{body}"
+    );
+
+    // Validate: the listener sees a probe now, not in ten minutes.
+    // First the scheduled probes of 127.0.0.3 (one per service, each within a second of start);
+    // none follows for ten minutes.
+    assert!(
+        wait_for(Duration::from_secs(5), || probes.load(Ordering::SeqCst)
+            >= 2),
+        "the first probes reached the listener"
+    );
+    let before = probes.load(Ordering::SeqCst);
+    assert_eq!(post("/api/v1/overwatch/validate", false).0, 401);
+    let one =
+        format!("/api/v1/overwatch/validate?service=app.demo.local&address=127.0.0.3&port={port}");
+    let (status, reply) = post(&one, true);
+    assert_eq!((status, &reply["count"]), (202, &1.into()), "{reply}");
+    assert!(
+        wait_for(Duration::from_secs(5), || probes.load(Ordering::SeqCst)
+            > before),
+        "a probe within 5 s of the request"
+    );
+    let (status, reply) = post("/api/v1/overwatch/validate", true);
+    assert_eq!((status, &reply["count"]), (202, &4.into()), "{reply}");
+    let (status, reply) = post("/api/v1/overwatch/validate?service=geo.demo.local", true);
+    assert_eq!((status, &reply["count"]), (202, &2.into()), "{reply}");
+    let (status, reply) = post(
+        "/api/v1/overwatch/validate?service=app.demo.local&address=127.0.0.9",
+        true,
+    );
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (404, Some("not_found")),
+        "{reply}"
+    );
+    let (status, reply) = post("/api/v1/overwatch/validate?port=80", true);
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (400, Some("bad_request")),
+        "{reply}"
+    );
 }

@@ -2,7 +2,7 @@
 //!
 //! Needs: the eBPF build route (../shared/TOOLCHAIN.md: Debian's rustc/cargo, the prebuilt BPF `core`,
 //! LLVM 22, clippy, `bpf-linker`), the tools the tests and benchmarks drive (dig, knot, kdig, kxdpgun,
-//! dnsperf, ip, bpftool, tcpdump) and, as root, bpffs at /sys/fs/bpf where the overwatch pins its maps.
+//! dnsperf, ip, bpftool, tcpdump, python3-venv for schemathesis) and, as root, bpffs at /sys/fs/bpf where the overwatch pins its maps.
 //! Every check is a file test or one `dpkg-query`, so running setup before each command costs little.
 
 use std::{fs, path::Path, process::Command};
@@ -12,7 +12,7 @@ use ebpf_builder::{BPF_LINKER_INSTALL, DEBIAN_PACKAGES, Missing, Route, bpf_link
 use xtask::{exec, is_root, which};
 
 /// Debian packages of the test and run tools, with a binary each provides (checked off Debian).
-const TOOL_PACKAGES: [(&str, &str); 10] = [
+const TOOL_PACKAGES: [(&str, &str); 11] = [
     ("dnsutils", "dig"),
     ("knot", "knotd"),
     ("knot-dnsutils", "kdig"),
@@ -23,6 +23,8 @@ const TOOL_PACKAGES: [(&str, &str); 10] = [
     ("nginx-light", "nginx"),
     ("openssl", "openssl"),
     ("ca-certificates", "update-ca-certificates"),
+    // `python3 -m venv`, for schemathesis (the API's OpenAPI test) under target/.
+    ("python3-venv", "python3"),
 ];
 const BPFFS: &str = "/sys/fs/bpf";
 const MOUNT_BPFFS: &str = "mount -t bpf bpf /sys/fs/bpf";

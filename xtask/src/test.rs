@@ -4,11 +4,37 @@
 //! test"]` so that plain `cargo test` stays unprivileged; here they run whenever we are root, and when we
 //! are not, that is said loudly and fails the run unless `--unprivileged` accepts it: never a silent skip.
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Result, bail};
 use ebpf_builder::{detect_route, ebpf_cargo};
-use xtask::{Totals, cargo, exec, exec_counting, is_root};
+use xtask::{Totals, cargo, exec, exec_counting, is_root, target_dir};
+
+/// What `opengslb/tests/api_schema.rs` runs; kept within the major version whose flags it passes.
+const SCHEMATHESIS: &str = "schemathesis>=4.32,<5";
+
+/// Installs schemathesis into `target/schemathesis-venv` if it is not there, showing pip's progress, so
+/// that the API schema test runs it rather than installing it inside a test.
+fn schemathesis_venv(root: &Path) -> Result<()> {
+    let venv: PathBuf = target_dir(root).join("schemathesis-venv");
+    if venv.join("bin/schemathesis").is_file() {
+        eprintln!("xtask test: schemathesis present in {}", venv.display());
+        return Ok(());
+    }
+    eprintln!(
+        "xtask test: installing {SCHEMATHESIS} from PyPI into {} (about 40 s)",
+        venv.display()
+    );
+    exec(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    exec(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--progress-bar", "on"])
+            .arg(SCHEMATHESIS),
+    )
+}
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -21,6 +47,7 @@ pub struct Options {
 /// Runs the steps; the last line printed says whether all passed.
 pub fn test(root: &Path, opts: &Options) -> Result<()> {
     crate::setup::ensure()?;
+    schemathesis_venv(root)?;
     let root_user = is_root();
     // (name, command, whether its output holds test results)
     let mut steps: Vec<(&str, Command, bool)> = Vec::new();

@@ -1,7 +1,8 @@
 //! Who may call: the client's address against `api.allowed_networks` (IPv4 rules never match an IPv6
 //! client; an IPv4-mapped client counts as IPv4), taken from the first `X-Forwarded-For` or `X-Real-IP`
 //! entry only with `trust_proxy_headers`; and, when `api.token` is set, a bearer token on every change.
-//! Liveness, readiness and version are open to every client, as in the original, so that probes work.
+//! Liveness, readiness and version are open to every client, as in the original, so that probes work;
+//! so is the OpenAPI document, which holds nothing about this overwatch's state.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -18,7 +19,12 @@ use super::{Api, ApiError};
 use crate::config::ApiConfig;
 
 /// Paths any client may read.
-const OPEN: &[&str] = &["/api/v1/ready", "/api/v1/live", "/api/v1/version"];
+const OPEN: &[&str] = &[
+    "/api/v1/ready",
+    "/api/v1/live",
+    "/api/v1/version",
+    "/api/v1/openapi.json",
+];
 
 /// The access rules of `api.*`.
 #[derive(Clone, Debug)]

@@ -19,10 +19,14 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A short machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `too_large`, `unsupported_media_type`, `unavailable`, `internal`.
+    pub error: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
 }
 
 impl ApiError {
@@ -44,8 +48,8 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    /// 409: the change clashes with what exists (an object of the config file, one that exists already
-    /// or is still in use).
+    /// 409: the request clashes with what exists (an object of the config file, one that exists already
+    /// or is still in use) or with the configuration (validation off).
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
@@ -84,9 +88,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: self.code,
-            message: &self.message,
+            message: self.message,
         };
         (self.status, Json(body)).into_response()
     }

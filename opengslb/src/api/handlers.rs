@@ -9,6 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{Api, ApiError, View, view::AgentRow};
 use crate::{
@@ -35,7 +36,7 @@ pub(super) fn effective_status(b: &BackendStatus) -> &'static str {
 }
 
 /// One backend as `/overwatch/backends` shows it: the original's fields, and ours.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct BackendRow {
     service: String,
     address: String,
@@ -108,8 +109,9 @@ pub(super) async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint (see /api/v1/ and docs/api.md)")
 }
 
-#[derive(Serialize)]
-struct Ready {
+/// Readiness.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Ready {
     ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'static str>,
@@ -118,6 +120,11 @@ struct Ready {
     xdp: &'static str,
 }
 
+/// Whether the overwatch answers as configured.
+#[utoipa::path(get, path = "/api/v1/ready", tag = "probes", responses(
+    (status = 200, description = "Ready", body = Ready),
+    (status = 503, description = "Not ready yet", body = Ready),
+))]
 pub(super) async fn ready(State(api): State<Api>) -> Response {
     let view = api.view();
     let r = &view.readiness;
@@ -140,20 +147,43 @@ pub(super) async fn ready(State(api): State<Api>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub(super) async fn live() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "alive": true }))
+/// Liveness.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Live {
+    alive: bool,
 }
 
-pub(super) async fn version(State(api): State<Api>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
-        "generated_at": rfc3339(api.view().wall_ms),
-    }))
+/// Whether the process serves requests.
+#[utoipa::path(get, path = "/api/v1/live", tag = "probes", responses(
+    (status = 200, description = "Alive", body = Live),
+))]
+pub(super) async fn live() -> Json<Live> {
+    Json(Live { alive: true })
 }
 
-#[derive(Serialize)]
-struct ServerRow {
+/// The build.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Version {
+    version: &'static str,
+    platform: String,
+    generated_at: String,
+}
+
+/// The version and platform.
+#[utoipa::path(get, path = "/api/v1/version", tag = "probes", responses(
+    (status = 200, description = "The build", body = Version),
+))]
+pub(super) async fn version(State(api): State<Api>) -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION"),
+        platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        generated_at: rfc3339(api.view().wall_ms),
+    })
+}
+
+/// One backend as `/health/servers` shows it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ServerRow {
     service: String,
     address: String,
     port: u16,
@@ -166,7 +196,19 @@ struct ServerRow {
     latency_ms: Option<f64>,
 }
 
-pub(super) async fn servers(State(api): State<Api>) -> Json<serde_json::Value> {
+/// Every backend.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Servers {
+    servers: Vec<ServerRow>,
+    generated_at: String,
+}
+
+/// Every backend with its effective status and why.
+#[utoipa::path(get, path = "/api/v1/health/servers", tag = "health", responses(
+    (status = 200, description = "Every backend", body = Servers),
+    (status = 403, description = "Client not allowed", body = super::error::ErrorBody),
+))]
+pub(super) async fn servers(State(api): State<Api>) -> Json<Servers> {
     let view = api.view();
     let rows: Vec<ServerRow> = view
         .backends
@@ -183,11 +225,15 @@ pub(super) async fn servers(State(api): State<Api>) -> Json<serde_json::Value> {
             latency_ms: b.latency.map(|l| l.as_secs_f64() * 1000.0),
         })
         .collect();
-    Json(serde_json::json!({ "servers": rows, "generated_at": rfc3339(view.wall_ms) }))
+    Json(Servers {
+        servers: rows,
+        generated_at: rfc3339(view.wall_ms),
+    })
 }
 
-#[derive(Serialize)]
-struct RegionRow {
+/// One region's health.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RegionRow {
     name: String,
     total_servers: usize,
     healthy_count: usize,
@@ -195,7 +241,19 @@ struct RegionRow {
     health_percent: f64,
 }
 
-pub(super) async fn regions(State(api): State<Api>) -> Json<serde_json::Value> {
+/// Every region.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Regions {
+    regions: Vec<RegionRow>,
+    generated_at: String,
+}
+
+/// Per region: how many backends, how many healthy.
+#[utoipa::path(get, path = "/api/v1/health/regions", tag = "health", responses(
+    (status = 200, description = "Every region", body = Regions),
+    (status = 403, description = "Client not allowed", body = super::error::ErrorBody),
+))]
+pub(super) async fn regions(State(api): State<Api>) -> Json<Regions> {
     let view = api.view();
     // Configured regions first, in config order, then those only agents name.
     let mut names = view.regions.clone();
@@ -223,24 +281,45 @@ pub(super) async fn regions(State(api): State<Api>) -> Json<serde_json::Value> {
             }
         })
         .collect();
-    Json(serde_json::json!({ "regions": rows, "generated_at": rfc3339(view.wall_ms) }))
+    Json(Regions {
+        regions: rows,
+        generated_at: rfc3339(view.wall_ms),
+    })
 }
 
 /// The filters of `/overwatch/backends`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct BackendFilter {
+    /// A service name, any spelling.
     service: Option<String>,
+    /// A region.
     region: Option<String>,
+    /// `healthy`, `unhealthy`, `stale` or `draining`.
     status: Option<String>,
+}
+
+/// Backends.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Backends {
+    backends: Vec<BackendRow>,
+    count: usize,
+    generated_at: String,
 }
 
 const STATUSES: [&str; 4] = ["healthy", "unhealthy", "stale", "draining"];
 
+/// Every backend with the original's fields and ours, filtered.
+#[utoipa::path(get, path = "/api/v1/overwatch/backends", tag = "overwatch", params(BackendFilter), responses(
+    (status = 200, description = "The backends", body = Backends),
+    (status = 400, description = "A bad filter", body = super::error::ErrorBody),
+    (status = 403, description = "Client not allowed", body = super::error::ErrorBody),
+))]
 pub(super) async fn backends(
     State(api): State<Api>,
     filter: Result<Query<BackendFilter>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Backends>, ApiError> {
     let Query(f) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let service = f
         .service
@@ -265,14 +344,39 @@ pub(super) async fn backends(
         .filter(|b| f.status.as_ref().is_none_or(|s| effective_status(b) == s))
         .map(|b| BackendRow::new(&view, b))
         .collect();
-    Ok(Json(serde_json::json!({
-        "backends": rows,
-        "count": rows.len(),
-        "generated_at": rfc3339(view.wall_ms),
-    })))
+    Ok(Json(Backends {
+        count: rows.len(),
+        backends: rows,
+        generated_at: rfc3339(view.wall_ms),
+    }))
 }
 
-pub(super) async fn stats(State(api): State<Api>) -> Json<serde_json::Value> {
+/// Counts over every backend.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Stats {
+    total_backends: usize,
+    healthy_backends: usize,
+    unhealthy_backends: usize,
+    stale_backends: usize,
+    draining_backends: usize,
+    active_overrides: usize,
+    validation_enabled: bool,
+    validated_backends: usize,
+    disagreement_count: usize,
+    active_agents: usize,
+    unique_services: usize,
+    backends_by_service: BTreeMap<String, usize>,
+    backends_by_region: BTreeMap<String, usize>,
+    names_all_down: Vec<String>,
+    generated_at: String,
+}
+
+/// Counts over every backend, agent and name.
+#[utoipa::path(get, path = "/api/v1/overwatch/stats", tag = "overwatch", responses(
+    (status = 200, description = "The counts", body = Stats),
+    (status = 403, description = "Client not allowed", body = super::error::ErrorBody),
+))]
+pub(super) async fn stats(State(api): State<Api>) -> Json<Stats> {
     let view = api.view();
     let count = |s: &str| {
         view.backends
@@ -301,27 +405,41 @@ pub(super) async fn stats(State(api): State<Api>) -> Json<serde_json::Value> {
     let agents = view.book.as_ref().map_or(0, |b| {
         b.agents.iter().filter(|a| a.state == "alive").count()
     });
-    Json(serde_json::json!({
-        "total_backends": view.backends.len(),
-        "healthy_backends": count("healthy"),
-        "unhealthy_backends": count("unhealthy"),
-        "stale_backends": count("stale"),
-        "draining_backends": count("draining"),
-        "active_overrides": view.backends.iter().filter(|b| b.override_.is_some()).count(),
-        "validation_enabled": view.validation_enabled,
-        "validated_backends": view.backends.iter().filter(|b| b.validation != ValidationState::Unknown).count(),
-        "disagreement_count": disagreements,
-        "active_agents": agents,
-        "unique_services": by_service.len(),
-        "backends_by_service": by_service,
-        "backends_by_region": by_region,
-        "names_all_down": view.names.iter().filter(|n| n.all_down).map(|n| n.name.to_string()).collect::<Vec<_>>(),
-        "generated_at": rfc3339(view.wall_ms),
-    }))
+    Json(Stats {
+        total_backends: view.backends.len(),
+        healthy_backends: count("healthy"),
+        unhealthy_backends: count("unhealthy"),
+        stale_backends: count("stale"),
+        draining_backends: count("draining"),
+        active_overrides: view
+            .backends
+            .iter()
+            .filter(|b| b.override_.is_some())
+            .count(),
+        validation_enabled: view.validation_enabled,
+        validated_backends: view
+            .backends
+            .iter()
+            .filter(|b| b.validation != ValidationState::Unknown)
+            .count(),
+        disagreement_count: disagreements,
+        active_agents: agents,
+        unique_services: by_service.len(),
+        backends_by_service: by_service,
+        backends_by_region: by_region,
+        names_all_down: view
+            .names
+            .iter()
+            .filter(|n| n.all_down)
+            .map(|n| n.name.to_string())
+            .collect(),
+        generated_at: rfc3339(view.wall_ms),
+    })
 }
 
-#[derive(Serialize)]
-struct AgentOut {
+/// One agent.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AgentOut {
     id: String,
     name: String,
     state: &'static str,
@@ -331,8 +449,9 @@ struct AgentOut {
     signals: Signals,
 }
 
-#[derive(Serialize)]
-struct Signals {
+/// An agent's predictive signals.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Signals {
     #[serde(skip_serializing_if = "Option::is_none")]
     cpu_percent: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -357,25 +476,55 @@ fn agent_out(a: &AgentRow) -> AgentOut {
     }
 }
 
-pub(super) async fn agents(State(api): State<Api>) -> Json<serde_json::Value> {
+/// Every agent.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Agents {
+    agents: Vec<AgentOut>,
+    count: usize,
+    gossip_enabled: bool,
+    generated_at: String,
+}
+
+/// Each agent in the book.
+#[utoipa::path(get, path = "/api/v1/overwatch/agents", tag = "overwatch", responses(
+    (status = 200, description = "The agents", body = Agents),
+    (status = 403, description = "Client not allowed", body = super::error::ErrorBody),
+))]
+pub(super) async fn agents(State(api): State<Api>) -> Json<Agents> {
     let view = api.view();
     let rows: Vec<AgentOut> = view
         .book
         .iter()
         .flat_map(|b| b.agents.iter().map(agent_out))
         .collect();
-    Json(serde_json::json!({
-        "agents": rows,
-        "count": rows.len(),
-        "gossip_enabled": view.book.is_some(),
-        "generated_at": rfc3339(view.wall_ms),
-    }))
+    Json(Agents {
+        count: rows.len(),
+        agents: rows,
+        gossip_enabled: view.book.is_some(),
+        generated_at: rfc3339(view.wall_ms),
+    })
 }
 
+/// One agent and its backends.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AgentDetail {
+    agent: AgentOut,
+    backends: Vec<BackendRow>,
+    generated_at: String,
+}
+
+/// One agent, by its id or the name it reports under.
+#[utoipa::path(get, path = "/api/v1/overwatch/agents/{id}", tag = "overwatch",
+    params(("id" = String, Path, description = "The agent's id or name")),
+    responses(
+        (status = 200, description = "The agent", body = AgentDetail),
+        (status = 403, description = "Client not allowed", body = super::error::ErrorBody),
+        (status = 404, description = "No such agent", body = super::error::ErrorBody),
+    ))]
 pub(super) async fn agent(
     State(api): State<Api>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AgentDetail>, ApiError> {
     let view = api.view();
     let a = view
         .book
@@ -389,24 +538,73 @@ pub(super) async fn agent(
         .filter(|b| b.agent_id.as_deref() == Some(a.id.as_str()))
         .map(|b| BackendRow::new(&view, b))
         .collect();
-    Ok(Json(serde_json::json!({
-        "agent": agent_out(a),
-        "backends": backends,
-        "generated_at": rfc3339(view.wall_ms),
-    })))
+    Ok(Json(AgentDetail {
+        agent: agent_out(a),
+        backends,
+        generated_at: rfc3339(view.wall_ms),
+    }))
 }
 
 /// The query of `/cluster/status`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ClusterQuery {
+    /// How many agents must be alive for `cluster_healthy`.
     expected_agents: Option<usize>,
 }
 
+/// This overwatch.
+#[derive(Serialize, ToSchema)]
+pub(super) struct OverwatchOut {
+    node_id: String,
+    /// `ready` or `starting`.
+    status: &'static str,
+    uptime_seconds: u64,
+}
+
+/// One gossip member.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MemberOut {
+    name: String,
+    /// `agent` or `overwatch`.
+    role: &'static str,
+    address: String,
+    /// `alive` or `down`.
+    state: &'static str,
+}
+
+/// Backends in and out.
+#[derive(Serialize, ToSchema)]
+pub(super) struct BackendSummary {
+    total: usize,
+    healthy: usize,
+    out: usize,
+}
+
+/// The cluster as this overwatch sees it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Cluster {
+    cluster_healthy: bool,
+    overwatch: OverwatchOut,
+    agents: Vec<AgentOut>,
+    healthy_agents: usize,
+    gossip_members: usize,
+    members: Vec<MemberOut>,
+    backend_summary: BackendSummary,
+    generated_at: String,
+}
+
+/// The overwatch, the agents and the gossip members.
+#[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster", params(ClusterQuery), responses(
+    (status = 200, description = "The cluster", body = Cluster),
+    (status = 400, description = "A bad query", body = super::error::ErrorBody),
+    (status = 403, description = "Client not allowed", body = super::error::ErrorBody),
+))]
 pub(super) async fn cluster(
     State(api): State<Api>,
     query: Result<Query<ClusterQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Cluster>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let view = api.view();
     let agents: Vec<AgentOut> = view
@@ -415,17 +613,15 @@ pub(super) async fn cluster(
         .flat_map(|b| b.agents.iter().map(agent_out))
         .collect();
     let alive = agents.iter().filter(|a| a.state == "alive").count();
-    let members: Vec<serde_json::Value> = view
+    let members: Vec<MemberOut> = view
         .book
         .iter()
         .flat_map(|b| b.members.iter())
-        .map(|m| {
-            serde_json::json!({
-                "name": m.name,
-                "role": m.role,
-                "address": m.addr.to_string(),
-                "state": if m.up { "alive" } else { "down" },
-            })
+        .map(|m| MemberOut {
+            name: m.name.clone(),
+            role: m.role,
+            address: m.addr.to_string(),
+            state: if m.up { "alive" } else { "down" },
         })
         .collect();
     let healthy = view
@@ -433,22 +629,26 @@ pub(super) async fn cluster(
         .iter()
         .filter(|b| b.status == Status::Healthy)
         .count();
-    Ok(Json(serde_json::json!({
-        "cluster_healthy": view.readiness.ready() && alive >= q.expected_agents.unwrap_or(0),
-        "overwatch": {
-            "node_id": view.node_id,
-            "status": if view.readiness.ready() { "ready" } else { "starting" },
-            "uptime_seconds": view.wall_ms.saturating_sub(view.started_ms) / 1000,
+    Ok(Json(Cluster {
+        cluster_healthy: view.readiness.ready() && alive >= q.expected_agents.unwrap_or(0),
+        overwatch: OverwatchOut {
+            node_id: view.node_id.clone(),
+            status: if view.readiness.ready() {
+                "ready"
+            } else {
+                "starting"
+            },
+            uptime_seconds: view.wall_ms.saturating_sub(view.started_ms) / 1000,
         },
-        "agents": agents,
-        "healthy_agents": alive,
-        "gossip_members": members.iter().filter(|m| m["state"] == "alive").count(),
-        "members": members,
-        "backend_summary": {
-            "total": view.backends.len(),
-            "healthy": healthy,
-            "out": view.backends.len() - healthy,
+        agents,
+        healthy_agents: alive,
+        gossip_members: members.iter().filter(|m| m.state == "alive").count(),
+        members,
+        backend_summary: BackendSummary {
+            total: view.backends.len(),
+            healthy,
+            out: view.backends.len() - healthy,
         },
-        "generated_at": rfc3339(view.wall_ms),
-    })))
+        generated_at: rfc3339(view.wall_ms),
+    }))
 }

@@ -6,8 +6,11 @@
 mod access;
 mod crud;
 mod error;
+mod explain;
 mod handlers;
+mod openapi;
 mod overrides;
+mod validate;
 mod view;
 
 #[cfg(test)]
@@ -22,6 +25,9 @@ use tracing::info;
 
 pub use access::Access;
 pub use error::ApiError;
+pub use explain::{Explanation, ROTATION, explain};
+pub use openapi::ApiDoc;
+pub use validate::{Targets, ValidateRequest};
 pub use view::{AgentRow, BookView, MemberRow, Readiness, View};
 
 use crate::{
@@ -58,6 +64,8 @@ pub struct Api {
     view: watch::Receiver<Arc<View>>,
     requests: mpsc::Sender<Request>,
     access: Arc<Access>,
+    /// Where requests to probe now go; `None`: 503.
+    validate: Option<mpsc::Sender<ValidateRequest>>,
 }
 
 impl Api {
@@ -71,7 +79,14 @@ impl Api {
             view,
             requests,
             access: Arc::new(access),
+            validate: None,
         }
+    }
+
+    /// Sends requests to probe backends now on `validate`.
+    pub fn with_validation(mut self, validate: mpsc::Sender<ValidateRequest>) -> Self {
+        self.validate = Some(validate);
+        self
     }
 
     fn view(&self) -> Arc<View> {
@@ -154,6 +169,9 @@ pub fn router(api: Api) -> Router {
                 .delete(crud::delete_mapping),
         )
         .route("/geo/test", get(crud::geo_test))
+        .route("/dns/explain", get(explain::get))
+        .route("/overwatch/validate", post(validate::post))
+        .route("/openapi.json", get(openapi::document))
         .route("/overrides", get(overrides::list))
         .route(
             "/overrides/{service}/{address}",

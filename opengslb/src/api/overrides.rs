@@ -10,9 +10,10 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{Api, ApiError, Change, handlers::rfc3339};
+use super::{Api, ApiError, Change, error::ErrorBody, handlers::rfc3339};
 use crate::{
     name::DnsName,
     registry::{BackendKey, BackendStatus, Override},
@@ -34,12 +35,12 @@ fn user(headers: &HeaderMap, fallback: &str) -> Result<String, ApiError> {
     }
 }
 
-fn service(text: &str) -> Result<DnsName, ApiError> {
+pub(super) fn service(text: &str) -> Result<DnsName, ApiError> {
     DnsName::new(text).map_err(|e| ApiError::bad_request(format!("service: {e}")))
 }
 
 /// An address in a path, with or without the brackets of an IPv6 literal.
-fn address(text: &str) -> Result<IpAddr, ApiError> {
+pub(super) fn address(text: &str) -> Result<IpAddr, ApiError> {
     let bare = text
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
@@ -49,7 +50,7 @@ fn address(text: &str) -> Result<IpAddr, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("address: {text:?} is not an IP address")))
 }
 
-fn port(text: &str) -> Result<u16, ApiError> {
+pub(super) fn port(text: &str) -> Result<u16, ApiError> {
     text.parse::<u16>()
         .ok()
         .filter(|p| *p != 0)
@@ -62,12 +63,48 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 }
 
 /// The body of an override.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SetBody {
+    /// In DNS (`true`) or out.
     healthy: bool,
+    /// Why, for the record (at most 1024 bytes).
     #[serde(default)]
+    #[schema(max_length = 1024)]
     reason: String,
+}
+
+/// A change done.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Done {
+    success: bool,
+    message: String,
+}
+
+/// One override.
+#[derive(Serialize, ToSchema)]
+pub(super) struct OverrideOut {
+    service: String,
+    address: String,
+    port: u16,
+    healthy: bool,
+    reason: String,
+    by: String,
+    at: String,
+}
+
+/// Every override.
+#[derive(Serialize, ToSchema)]
+pub(super) struct OverrideList {
+    overrides: Vec<OverrideOut>,
+    count: usize,
+    generated_at: String,
+}
+
+/// The overrides of one service's address.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AddressOverrides {
+    overrides: Vec<OverrideOut>,
 }
 
 fn reason(text: String) -> Result<String, ApiError> {
@@ -81,12 +118,32 @@ fn now_ms() -> u64 {
     crate::gossip::unix_ms()
 }
 
+/// Sets an operator's override on one backend; it reaches DNS before the answer.
+#[utoipa::path(post, path = "/api/v1/overwatch/backends/{service}/{address}/{port}/override",
+    tag = "overrides", params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The backend's IP address (IPv6 bare or bracketed)"),
+        ("port" = String, Path, description = "The backend's port (1-65535)"),
+    ),
+    request_body = SetBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Set", body = Done),
+        (status = 400, description = "A bad service, address, port or body", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such backend", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn set(
     State(api): State<Api>,
     Path((svc, addr, p)): Path<(String, String, String)>,
     headers: HeaderMap,
     b: Result<Json<SetBody>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Done>, ApiError> {
     let key = BackendKey::new(service(&svc)?, address(&addr)?, port(&p)?);
     let b = body(b)?;
     let o = Override {
@@ -97,45 +154,66 @@ pub(super) async fn set(
     };
     api.change(vec![Change::SetOverride(key.clone(), o)])
         .await?;
-    Ok(Json(serde_json::json!({
-        "success": true,
-        "message": format!("override set on {key}"),
-    })))
+    Ok(Json(Done {
+        success: true,
+        message: format!("override set on {key}"),
+    }))
 }
 
+/// Clears one backend's override.
+#[utoipa::path(delete, path = "/api/v1/overwatch/backends/{service}/{address}/{port}/override",
+    tag = "overrides", params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The backend's IP address (IPv6 bare or bracketed)"),
+        ("port" = String, Path, description = "The backend's port (1-65535)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cleared", body = Done),
+        (status = 400, description = "A bad service, address or port", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such backend", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn clear(
     State(api): State<Api>,
     Path((svc, addr, p)): Path<(String, String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Done>, ApiError> {
     let key = BackendKey::new(service(&svc)?, address(&addr)?, port(&p)?);
     api.change(vec![Change::ClearOverride(key.clone())]).await?;
-    Ok(Json(serde_json::json!({
-        "success": true,
-        "message": format!("override cleared on {key}"),
-    })))
+    Ok(Json(Done {
+        success: true,
+        message: format!("override cleared on {key}"),
+    }))
 }
 
-fn override_json(b: &BackendStatus) -> Option<serde_json::Value> {
+fn override_json(b: &BackendStatus) -> Option<OverrideOut> {
     let o = b.override_.as_ref()?;
-    Some(serde_json::json!({
-        "service": b.key.service.to_string(),
-        "address": b.key.address.to_string(),
-        "port": b.key.port,
-        "healthy": o.healthy,
-        "reason": o.reason,
-        "by": o.by,
-        "at": rfc3339(o.at_ms),
-    }))
+    Some(OverrideOut {
+        service: b.key.service.to_string(),
+        address: b.key.address.to_string(),
+        port: b.key.port,
+        healthy: o.healthy,
+        reason: o.reason.clone(),
+        by: o.by.clone(),
+        at: rfc3339(o.at_ms),
+    })
 }
 
-pub(super) async fn list(State(api): State<Api>) -> Json<serde_json::Value> {
+/// Every override.
+#[utoipa::path(get, path = "/api/v1/overrides", tag = "overrides", responses(
+    (status = 200, description = "Every override", body = OverrideList),
+    (status = 403, description = "Client not allowed", body = ErrorBody),
+))]
+pub(super) async fn list(State(api): State<Api>) -> Json<OverrideList> {
     let view = api.view();
-    let rows: Vec<serde_json::Value> = view.backends.iter().filter_map(override_json).collect();
-    Json(serde_json::json!({
-        "overrides": rows,
-        "count": rows.len(),
-        "generated_at": rfc3339(view.wall_ms),
-    }))
+    let rows: Vec<OverrideOut> = view.backends.iter().filter_map(override_json).collect();
+    Json(OverrideList {
+        count: rows.len(),
+        overrides: rows,
+        generated_at: rfc3339(view.wall_ms),
+    })
 }
 
 /// The backends of a service at an address, every port.
@@ -156,11 +234,22 @@ fn backends_at(api: &Api, svc: &str, addr: &str) -> Result<Vec<BackendStatus>, A
     Ok(found)
 }
 
+/// The overrides on every port of a service's address.
+#[utoipa::path(get, path = "/api/v1/overrides/{service}/{address}", tag = "overrides", params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The backend's IP address (IPv6 bare or bracketed)"),
+    ),
+    responses(
+        (status = 200, description = "The overrides", body = AddressOverrides),
+        (status = 400, description = "A bad service or address", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No backend there, or no override", body = ErrorBody),
+    ))]
 pub(super) async fn get_external(
     State(api): State<Api>,
     Path((svc, addr)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows: Vec<serde_json::Value> = backends_at(&api, &svc, &addr)?
+) -> Result<Json<AddressOverrides>, ApiError> {
+    let rows: Vec<OverrideOut> = backends_at(&api, &svc, &addr)?
         .iter()
         .filter_map(override_json)
         .collect();
@@ -169,27 +258,49 @@ pub(super) async fn get_external(
             "no override on {svc} at {addr}"
         )));
     }
-    Ok(Json(serde_json::json!({ "overrides": rows })))
+    Ok(Json(AddressOverrides { overrides: rows }))
 }
 
 /// The original's body: `source` names the tool that set it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExternalBody {
+    /// In DNS or out (default: out).
     #[serde(default)]
     healthy: bool,
+    /// Why (at most 1024 bytes).
     #[serde(default)]
+    #[schema(max_length = 1024)]
     reason: String,
+    /// Recorded as `by` when there is no `X-User` header.
     #[serde(default)]
     source: Option<String>,
 }
 
+/// Sets an override on every port of a service's address.
+#[utoipa::path(put, path = "/api/v1/overrides/{service}/{address}", tag = "overrides", params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The backend's IP address (IPv6 bare or bracketed)"),
+    ),
+    request_body = ExternalBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Set", body = AddressOverrides),
+        (status = 400, description = "A bad service, address or body", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No backend there", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn put_external(
     State(api): State<Api>,
     Path((svc, addr)): Path<(String, String)>,
     headers: HeaderMap,
     b: Result<Json<ExternalBody>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AddressOverrides>, ApiError> {
     let b = body(b)?;
     let found = backends_at(&api, &svc, &addr)?;
     let by = user(&headers, b.source.as_deref().unwrap_or("api"))?;
@@ -208,13 +319,27 @@ pub(super) async fn put_external(
         })
         .collect();
     api.change(changes).await?;
-    let rows: Vec<serde_json::Value> = backends_at(&api, &svc, &addr)?
+    let rows: Vec<OverrideOut> = backends_at(&api, &svc, &addr)?
         .iter()
         .filter_map(override_json)
         .collect();
-    Ok(Json(serde_json::json!({ "overrides": rows })))
+    Ok(Json(AddressOverrides { overrides: rows }))
 }
 
+/// Clears the overrides on every port of a service's address.
+#[utoipa::path(delete, path = "/api/v1/overrides/{service}/{address}", tag = "overrides", params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The backend's IP address (IPv6 bare or bracketed)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Cleared"),
+        (status = 400, description = "A bad service or address", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No backend there, or no override", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn delete_external(
     State(api): State<Api>,
     Path((svc, addr)): Path<(String, String)>,

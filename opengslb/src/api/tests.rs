@@ -103,3 +103,62 @@ fn changes_need_the_token_and_reads_do_not() {
         StatusCode::OK
     );
 }
+
+#[test]
+fn the_openapi_document_covers_every_route_with_json_errors() {
+    use utoipa::OpenApi as _;
+    let doc: serde_json::Value =
+        serde_json::from_str(&super::ApiDoc::openapi().to_json().unwrap()).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let routes = [
+        ("get", "/api/v1/ready"),
+        ("get", "/api/v1/live"),
+        ("get", "/api/v1/version"),
+        ("get", "/api/v1/health/servers"),
+        ("get", "/api/v1/health/regions"),
+        ("get", "/api/v1/overwatch/backends"),
+        (
+            "post",
+            "/api/v1/overwatch/backends/{service}/{address}/{port}/override",
+        ),
+        (
+            "delete",
+            "/api/v1/overwatch/backends/{service}/{address}/{port}/override",
+        ),
+        ("get", "/api/v1/overwatch/stats"),
+        ("get", "/api/v1/overwatch/agents"),
+        ("get", "/api/v1/overwatch/agents/{id}"),
+        ("get", "/api/v1/cluster/status"),
+        ("get", "/api/v1/overrides"),
+        ("get", "/api/v1/overrides/{service}/{address}"),
+        ("put", "/api/v1/overrides/{service}/{address}"),
+        ("delete", "/api/v1/overrides/{service}/{address}"),
+        ("get", "/api/v1/dns/explain"),
+        ("post", "/api/v1/overwatch/validate"),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum::<usize>(),
+        routes.len()
+    );
+    for (method, path) in routes {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing");
+        if method != "get" {
+            assert_eq!(
+                op["security"][0]["bearer"],
+                serde_json::json!([]),
+                "{method} {path}"
+            );
+        }
+    }
+    let error = &doc["components"]["schemas"]["ErrorBody"]["required"];
+    assert_eq!(*error, serde_json::json!(["error", "message"]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}

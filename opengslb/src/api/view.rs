@@ -6,8 +6,9 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     config::Config,
     registry::{BackendStatus, NameStatus},
-    routing::GeoResolver,
+    routing::{GeoResolver, Placement},
     store::objects::ApiObjects,
+    table::AnswerTable,
 };
 
 /// The overwatch's state as the API shows it.
@@ -17,8 +18,12 @@ pub struct View {
     pub wall_ms: u64,
     /// Every backend: static, agent and API ones.
     pub backends: Vec<BackendStatus>,
-    /// Every configured name, and whether its all-down policy answers.
+    /// Every configured name, its routing algorithm, and whether its all-down policy answers.
     pub names: Vec<NameStatus>,
+    /// The answer table last published to both DNS paths.
+    pub table: Arc<AnswerTable>,
+    /// Where the published table places clients; `None` without a geolocation resolver.
+    pub placement: Option<Arc<Placement>>,
     /// The book of agents and the gossip members; `None` when gossip is off.
     pub book: Option<Arc<BookView>>,
     /// The configured regions, in config order.

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,7 +45,11 @@ pub struct Scheduled<K> {
 #[derive(Debug)]
 pub struct Prober<K> {
     targets: watch::Sender<Vec<Scheduled<K>>>,
+    nudges: mpsc::Sender<Vec<K>>,
 }
+
+/// Requests to probe now that may wait for the supervisor; more are refused, not queued without bound.
+const NUDGES_QUEUED: usize = 16;
 
 impl<K> Prober<K>
 where
@@ -61,8 +65,10 @@ where
         token: CancellationToken,
     ) -> Self {
         let (tx, rx) = watch::channel(targets);
+        let (nudges, nudged) = mpsc::channel(NUDGES_QUEUED);
         let supervisor = Supervisor {
             wanted: rx,
+            nudged,
             running: HashMap::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             results,
@@ -70,7 +76,17 @@ where
             token,
         };
         tracker.spawn(supervisor.run());
-        Self { targets: tx }
+        Self {
+            targets: tx,
+            nudges,
+        }
+    }
+
+    /// Probes `keys` now, out of schedule: each at once, or right after its probe in flight; its
+    /// schedule then restarts from that probe. Keys not in the set are ignored. False when too many
+    /// such requests wait already (or the prober stopped): nothing is probed for this one.
+    pub fn probe_now(&self, keys: Vec<K>) -> bool {
+        self.nudges.try_send(keys).is_ok()
     }
 
     /// Replaces the target set (e.g. on a config reload). A target whose key, target and interval are all
@@ -85,6 +101,7 @@ where
 /// Owns the per-target tasks and applies target-set updates to them.
 struct Supervisor<K> {
     wanted: watch::Receiver<Vec<Scheduled<K>>>,
+    nudged: mpsc::Receiver<Vec<K>>,
     running: HashMap<K, Running>,
     permits: Arc<Semaphore>,
     results: mpsc::Sender<(K, ProbeResult)>,
@@ -97,6 +114,7 @@ struct Running {
     target: Target,
     interval: Duration,
     token: CancellationToken,
+    nudge: Arc<Notify>,
 }
 
 impl<K> Supervisor<K>
@@ -116,6 +134,13 @@ where
                     // The handle is gone: the set can no longer change, but it is still probed.
                     Err(_) => updates_open = false,
                 },
+                Some(keys) = self.nudged.recv() => {
+                    for key in keys {
+                        if let Some(r) = self.running.get(&key) {
+                            r.nudge.notify_one();
+                        }
+                    }
+                }
             }
         }
         // Targets' tokens are children of `self.token`, but on a closed results channel it is not cancelled.
@@ -159,7 +184,9 @@ where
 
     fn start(&self, key: K, target: Target, interval: Duration) -> Running {
         let token = self.token.child_token();
+        let nudge = Arc::new(Notify::new());
         let task = TargetTask {
+            nudge: Arc::clone(&nudge),
             offset: start_offset(&key, interval),
             key,
             target: target.clone(),
@@ -173,6 +200,7 @@ where
             target,
             interval,
             token,
+            nudge,
         }
     }
 }
@@ -193,6 +221,8 @@ struct TargetTask<K> {
     permits: Arc<Semaphore>,
     results: mpsc::Sender<(K, ProbeResult)>,
     token: CancellationToken,
+    /// Probe now ([`Prober::probe_now`]).
+    nudge: Arc<Notify>,
 }
 
 impl<K> TargetTask<K>
@@ -205,11 +235,12 @@ where
         let mut due = Instant::now() + self.offset;
         let mut last_ok = None;
         loop {
-            tokio::select! {
+            let nudged = tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
-                () = sleep_until(due) => {}
-            }
+                () = sleep_until(due) => false,
+                () = self.nudge.notified() => true,
+            };
             let Some(result) = self.probe_once(&probe).await else {
                 return;
             };
@@ -232,7 +263,8 @@ where
             // Ticks missed while waiting for a permit or on a slow probe are skipped, not fired in a burst.
             due += self.interval;
             let now = Instant::now();
-            if due <= now {
+            // A probe out of schedule restarts it: the next one is an interval later, not sooner.
+            if due <= now || nudged {
                 due = now + self.interval;
             }
         }

@@ -822,3 +822,32 @@ async fn prober_stops_when_results_are_no_longer_read() {
     tracker.close();
     within(WAIT, "prober tasks ending", tracker.wait()).await;
 }
+
+#[tokio::test]
+async fn prober_probes_now_when_asked() {
+    let server = accepting(V4).await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let (tracker, token) = (TaskTracker::new(), CancellationToken::new());
+    // An hour's interval: after the first probe, only a request to probe now makes another.
+    let scheduled = Scheduled {
+        key: "a",
+        target: tcp(V4, server.port),
+        interval: Duration::from_secs(3600),
+    };
+    let prober = Prober::spawn(vec![scheduled], 1, tx, &tracker, token.clone());
+    assert_pass(&next(&mut rx).await.1, "first");
+    assert!(prober.probe_now(vec!["unknown"]));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "a key not in the set is not probed"
+    );
+    for round in 0..2 {
+        assert!(prober.probe_now(vec!["a"]));
+        let (key, r) = next(&mut rx).await;
+        assert_eq!(key, "a", "round {round}");
+        assert_pass(&r, "probe now");
+    }
+    shut_down(&token, &tracker).await;
+}

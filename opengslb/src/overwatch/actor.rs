@@ -13,7 +13,7 @@ use super::{
     reports::Reports,
 };
 use crate::{
-    api::{ApiError, BookView, Change},
+    api::{ApiError, BookView, Change, Targets},
     config::Config,
     gossip::node::Event,
     health::{CheckOutcome, ProbeResult, Scheduled},
@@ -284,6 +284,39 @@ impl Overwatch {
             Some(_) => Ok(()),
             None => Err(ApiError::not_found(format!("no backend {key}"))),
         }
+    }
+
+    /// The static backends `targets` names that validation probes, for a request to probe them now:
+    /// 409 when validation is off or a backend named is not probed (agent and API ones), 404 when no
+    /// backend matches.
+    pub fn validation_targets(&self, targets: &Targets) -> Result<Vec<BackendKey>, ApiError> {
+        if !self.running.overwatch.validation.enabled {
+            return Err(ApiError::conflict(
+                "external validation is off (overwatch.validation.enabled: false)",
+            ));
+        }
+        let keys: Vec<BackendKey> = self
+            .control
+            .probes()
+            .into_iter()
+            .map(|p| p.key)
+            .filter(|k| targets.matches(k))
+            .collect();
+        if keys.is_empty() && *targets != Targets::All {
+            let known = self
+                .control
+                .registry
+                .iter()
+                .any(|b| targets.matches(&b.key));
+            return Err(if known {
+                ApiError::conflict(
+                    "only static backends are validated by the overwatch; agents check their own",
+                )
+            } else {
+                ApiError::not_found("no backend matches service, address and port")
+            });
+        }
+        Ok(keys)
     }
 
     /// Overrides kept from before a restart; those of backends not known yet wait for them.

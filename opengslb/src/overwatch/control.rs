@@ -127,11 +127,13 @@ impl Control {
         let names = self
             .domains
             .iter()
+            .zip(&self.routings)
             .zip(&sets)
-            .map(|(d, set)| NameStatus {
+            .map(|((d, routing), set)| NameStatus {
                 name: d.name.clone(),
                 policy: d.all_down,
                 all_down: set.all_down,
+                algorithm: routing.algorithm,
             })
             .collect();
         Published {

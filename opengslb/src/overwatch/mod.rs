@@ -287,11 +287,13 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             });
         }
         let (api_tx, mut api_rx) = mpsc::channel::<api::Request>(64);
+        let (validate_tx, mut validate_rx) = mpsc::channel::<api::ValidateRequest>(16);
         if cfg.api.enabled {
             let listener = tokio::net::TcpListener::bind(cfg.api.address)
                 .await
                 .with_context(|| format!("api.address {}", cfg.api.address))?;
-            let api = Api::new(view_rx, api_tx, api::Access::from_config(&cfg.api));
+            let api = Api::new(view_rx, api_tx, api::Access::from_config(&cfg.api))
+                .with_validation(validate_tx);
             let t = token.clone();
             tracker.spawn(async move {
                 if let Err(e) = api::serve(listener, api, t).await {
@@ -299,7 +301,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 }
             });
         } else {
-            drop(api_tx);
+            drop((api_tx, validate_tx));
         }
         let (probe_tx, mut probe_rx) = mpsc::channel(1024);
         let probes = overwatch.probes();
@@ -337,6 +339,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 Some((key, result)) = probe_rx.recv() => Input::Probe(key, result),
                 Some(request) = api_rx.recv() => {
                     shell.api_request(&mut overwatch, request);
+                    continue;
+                }
+                Some(request) = validate_rx.recv() => {
+                    shell.validate(&overwatch, request);
                     continue;
                 }
                 _ = tick.tick() => {
@@ -409,6 +415,9 @@ impl Shell {
             match effect {
                 Effect::Publish(p) => {
                     self.view.geo = p.placement.as_ref().map(|p| p.resolver().clone());
+                    // What the API explains is what the DNS paths answer from, not a recomputation.
+                    self.view.table = Arc::new(p.table.clone());
+                    self.view.placement.clone_from(&p.placement);
                     self.publisher.publish(p);
                     self.view.readiness.published = true;
                 }
@@ -461,6 +470,27 @@ impl Shell {
             self.apply(effects);
         }
         // The caller may have gone (a closed connection): the change stands either way.
+        let _ = request.reply.send(result);
+    }
+
+    /// A request to probe backends now: handed to the prober, whose results come back as inputs.
+    fn validate(&self, overwatch: &Overwatch, request: api::ValidateRequest) {
+        let result = overwatch
+            .validation_targets(&request.targets)
+            .and_then(|keys| {
+                let prober = self
+                    .prober
+                    .as_ref()
+                    .ok_or_else(|| ApiError::unavailable("the prober is not running yet"))?;
+                if keys.is_empty() || prober.probe_now(keys.clone()) {
+                    Ok(keys)
+                } else {
+                    Err(ApiError::unavailable(
+                        "too many validation requests at once; try again",
+                    ))
+                }
+            });
+        // The caller may have gone: the probes run either way.
         let _ = request.reply.send(result);
     }
 

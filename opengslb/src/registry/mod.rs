@@ -37,7 +37,7 @@ pub use backend::{
 pub use metrics::StatusMetrics;
 
 use crate::{
-    config::{AllDownPolicy, Config, DomainRecords, StaleConfig},
+    config::{AllDownPolicy, Config, DomainRecords, RoutingAlgorithm, StaleConfig},
     health::{CheckOutcome, CheckPolicy, ValidationState},
     name::DnsName,
     table::AllDown,
@@ -142,6 +142,9 @@ pub struct NameStatus {
     pub policy: AllDown,
     /// Every backend of the name is out (or it has none), so DNS answers what `policy` chose.
     pub all_down: bool,
+    /// The routing algorithm its table entries were built by (`geolocation` without a resolver falls
+    /// back to `round-robin`, and this says so).
+    pub algorithm: RoutingAlgorithm,
 }
 
 /// One backend as the API and metrics show it.

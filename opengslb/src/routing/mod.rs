@@ -45,6 +45,18 @@ impl Placement {
         self.ids.get(region).copied().unwrap_or(0)
     }
 
+    /// The name of a region id, if it has one.
+    pub fn name(&self, id: u8) -> Option<&str> {
+        (id != 0)
+            .then(|| {
+                self.ids
+                    .iter()
+                    .find(|(_, i)| **i == id)
+                    .map(|(n, _)| n.as_str())
+            })
+            .flatten()
+    }
+
     /// The default region's id (0: none).
     pub fn default_region(&self) -> u8 {
         self.resolver.default_region().map_or(0, |r| self.id(r))

@@ -387,3 +387,46 @@ fn an_api_server_is_answered_kept_across_a_reload_and_shown_as_the_api_s() {
     }
     assert_eq!(source_of(&out), Some(Source::Api));
 }
+
+#[test]
+fn validation_requests_name_static_backends_only() {
+    use crate::api::Targets;
+    let t0 = Instant::now();
+    let mut ow = Overwatch::new(&config(
+        "      - { address: 192.0.2.2, port: 8080, service: app.example.com }",
+    ));
+    ow.handle(Input::Start, t0, WALL);
+    ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    let service: crate::name::DnsName = "app.example.com".parse().expect("name");
+    let key = |a: &str, port| BackendKey::new(service.clone(), a.parse().expect("address"), port);
+    let code = |t: &Targets| ow.validation_targets(t).map_err(|e| e.code);
+
+    assert_eq!(
+        code(&Targets::All),
+        Ok(vec![key("192.0.2.1", 80), key("192.0.2.2", 8080)])
+    );
+    assert_eq!(
+        code(&Targets::Address(
+            service.clone(),
+            "192.0.2.2".parse().expect("address")
+        )),
+        Ok(vec![key("192.0.2.2", 8080)])
+    );
+    assert_eq!(
+        code(&Targets::One(key("192.0.2.1", 80))),
+        Ok(vec![key("192.0.2.1", 80)])
+    );
+    // The agent's backend is known but not probed here; another is not known at all.
+    assert_eq!(code(&Targets::One(key("192.0.2.7", 80))), Err("conflict"));
+    assert_eq!(code(&Targets::One(key("192.0.2.1", 81))), Err("not_found"));
+    let other = Targets::Service("other.example.com".parse().expect("name"));
+    assert_eq!(code(&other), Err("not_found"));
+
+    let mut off = config("");
+    off.overwatch.validation.enabled = false;
+    let ow = Overwatch::new(&off);
+    assert_eq!(
+        ow.validation_targets(&Targets::All).map_err(|e| e.code),
+        Err("conflict")
+    );
+}

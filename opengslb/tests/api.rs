@@ -747,6 +747,19 @@ fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persi
         "lab"
     );
     assert_eq!(lab.get("/api/v1/geo/test?ip=nope").0, 400);
+    // A query the extractor rejects, and a method the path does not have, answer JSON errors too.
+    let (status, body) = lab.get("/api/v1/geo/test?ip=10.1.2.3&ip=10.1.2.4");
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (400, "bad_request"),
+        "{body}"
+    );
+    refused(
+        &lab.change("PATCH", "/api/v1/domains", None),
+        405,
+        "method_not_allowed",
+        "PATCH",
+    );
 
     // Delete: out of DNS at once.
     let (status, _) = lab.change(

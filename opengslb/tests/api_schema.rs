@@ -130,6 +130,9 @@ fn every_answer_matches_the_openapi_document() {
         .arg(format!("http://{api}/api/v1/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
         .args(["--max-examples", "20"])
+        // `/servers/{id}` takes `service/address/port` in one segment: most strings schemathesis makes
+        // for it are dropped before sending, which its health check would count as a failure.
+        .arg("--suppress-health-check=filter_too_much")
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",

@@ -8,15 +8,19 @@ use std::{net::IpAddr, time::Duration};
 
 use axum::{
     Json,
-    extract::{Path, Query, State, rejection::JsonRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use ipnet::IpNet;
-use serde::{Deserialize, de::DeserializeOwned};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::{Api, ApiError, Change, View};
+use super::{Api, ApiError, Change, View, error::ErrorBody};
 use crate::{
     config::{CustomMapping, Domain, Region},
     name::DnsName,
@@ -72,7 +76,7 @@ fn with_key(mut v: Value, field: &str, from_path: Value) -> Result<Value, ApiErr
 }
 
 async fn put(api: &Api, object: ApiObject, create: bool) -> Answer {
-    let shown = object_json(&object)?;
+    let shown = object_out(&object)?;
     api.change(vec![Change::Object(ObjectChange::Put { object, create })])
         .await?;
     let status = if create {
@@ -89,25 +93,33 @@ async fn delete(api: &Api, key: ObjectKey) -> Answer {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn object_json(o: &ApiObject) -> Result<Value, ApiError> {
+/// Any one object as its read answers show it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ObjectOut {
+    Domain(DomainOut),
+    Region(RegionOut),
+    Server(ServerOut),
+    GeoMapping(MappingOut),
+}
+
+fn object_out(o: &ApiObject) -> Result<ObjectOut, ApiError> {
     Ok(match o {
-        ApiObject::Domain(d) => domain_json(&d.to_config(), true),
+        ApiObject::Domain(d) => ObjectOut::Domain(domain_out(&d.to_config(), true)),
         ApiObject::Region(r) => {
             let region = r
                 .to_config()
                 .map_err(|e| ApiError::bad_request(format!("health_check.expected_status: {e}")))?;
-            region_json(&region, true)
+            ObjectOut::Region(region_out(&region, true))
         }
-        ApiObject::Server(s) => server_json(&s.backend, s.weight, &s.region, true),
-        ApiObject::GeoMapping(m) => mapping_json(&m.to_config(), true),
+        ApiObject::Server(s) => {
+            ObjectOut::Server(server_out(&s.backend, s.weight, &s.region, true))
+        }
+        ApiObject::GeoMapping(m) => ObjectOut::GeoMapping(mapping_out(&m.to_config(), true)),
     })
 }
 
-fn listed(key: &str, rows: Vec<Value>) -> Json<Value> {
-    Json(json!({ key: rows, "count": rows.len() }))
-}
-
-fn one(rows: Vec<Value>, what: &str) -> Answer {
+fn one<T: Serialize>(rows: Vec<T>, what: &str) -> Answer {
     rows.into_iter()
         .next()
         .map(|v| Json(v).into_response())
@@ -116,20 +128,85 @@ fn one(rows: Vec<Value>, what: &str) -> Answer {
 
 // ---- domains ----
 
-fn domain_json(d: &Domain, api_made: bool) -> Value {
-    let mut v = serde_json::to_value(DomainRecord::from_config(d)).unwrap_or(Value::Null);
-    if let Some(map) = v.as_object_mut() {
-        map.insert("source".into(), source(api_made).into());
-    }
-    v
+/// A domain: the keys of the config's `domains[]` entry, and where it comes from.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DomainOut {
+    name: String,
+    /// `round-robin`, `weighted`, `failover`, `geolocation`, `latency`.
+    routing_algorithm: String,
+    regions: Vec<String>,
+    /// `null`: `dns.default_ttl`.
+    ttl: Option<u32>,
+    max_answers: u8,
+    /// `all`, `last-healthy`, `empty`; `null`: the config's default.
+    all_down: Option<String>,
+    latency_config: LatencyOut,
+    /// `config` or `api`.
+    source: &'static str,
 }
 
-fn domains_of(view: &View, only: Option<&DnsName>) -> Vec<Value> {
+/// A domain's `latency_config`; `null`: the top-level value.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LatencyOut {
+    smoothing_factor: Option<f64>,
+    max_latency_ms: Option<u32>,
+    min_samples: Option<u32>,
+}
+
+/// Every domain.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DomainList {
+    domains: Vec<DomainOut>,
+    count: usize,
+}
+
+/// A domain body: the config's `domains[]` keys, with its defaults.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct DomainIn {
+    name: String,
+    routing_algorithm: Option<String>,
+    regions: Option<Vec<String>>,
+    ttl: Option<u32>,
+    max_answers: Option<u8>,
+    all_down: Option<String>,
+    latency_config: Option<LatencyIn>,
+}
+
+/// A domain's `latency_config` in a body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct LatencyIn {
+    smoothing_factor: Option<f64>,
+    max_latency_ms: Option<u32>,
+    min_samples: Option<u32>,
+}
+
+// Built from the store's record: it is what the API stores, so the answer shows what was kept.
+fn domain_out(d: &Domain, api_made: bool) -> DomainOut {
+    let r = DomainRecord::from_config(d);
+    DomainOut {
+        name: r.name.to_string(),
+        routing_algorithm: r.routing_algorithm.to_string(),
+        regions: r.regions,
+        ttl: r.ttl,
+        max_answers: r.max_answers,
+        all_down: r.all_down.map(|a| a.to_string()),
+        latency_config: LatencyOut {
+            smoothing_factor: r.latency_config.smoothing_factor,
+            max_latency_ms: r.latency_config.max_latency_ms,
+            min_samples: r.latency_config.min_samples,
+        },
+        source: source(api_made),
+    }
+}
+
+fn domains_of(view: &View, only: Option<&DnsName>) -> Vec<DomainOut> {
     view.effective
         .domains
         .iter()
         .filter(|d| only.is_none_or(|n| &d.name == n))
-        .map(|d| domain_json(d, view.api_objects.domains.contains_key(&d.name)))
+        .map(|d| domain_out(d, view.api_objects.domains.contains_key(&d.name)))
         .collect()
 }
 
@@ -137,10 +214,29 @@ fn domain_name(text: &str) -> Result<DnsName, ApiError> {
     DnsName::new(text).map_err(|e| ApiError::bad_request(format!("name: {e}")))
 }
 
-pub(super) async fn list_domains(State(api): State<Api>) -> Json<Value> {
-    listed("domains", domains_of(&api.view(), None))
+#[utoipa::path(get, path = "/api/v1/domains", tag = "domains",
+    responses(
+        (status = 200, description = "Every domain", body = DomainList),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+    ))]
+pub(super) async fn list_domains(State(api): State<Api>) -> Json<DomainList> {
+    let domains = domains_of(&api.view(), None);
+    Json(DomainList {
+        count: domains.len(),
+        domains,
+    })
 }
 
+#[utoipa::path(get, path = "/api/v1/domains/{name}", tag = "domains",
+    params(
+        ("name" = String, Path, description = "The domain name"),
+    ),
+    responses(
+        (status = 200, description = "The domain", body = DomainOut),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such domain", body = ErrorBody),
+    ))]
 pub(super) async fn get_domain(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     let name = domain_name(&name)?;
     one(
@@ -149,6 +245,20 @@ pub(super) async fn get_domain(State(api): State<Api>, Path(name): Path<String>)
     )
 }
 
+#[utoipa::path(post, path = "/api/v1/domains", tag = "domains",
+    request_body = DomainIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = DomainOut),
+        (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn create_domain(
     State(api): State<Api>,
     b: Result<Json<Value>, JsonRejection>,
@@ -157,6 +267,24 @@ pub(super) async fn create_domain(
     put(&api, ApiObject::Domain(DomainRecord::from_config(&d)), true).await
 }
 
+#[utoipa::path(put, path = "/api/v1/domains/{name}", tag = "domains",
+    params(
+        ("name" = String, Path, description = "The domain name"),
+    ),
+    request_body = DomainIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = DomainOut),
+        (status = 400, description = "A bad name or body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such domain", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn update_domain(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -186,6 +314,20 @@ pub(super) async fn update_domain(
     .await
 }
 
+#[utoipa::path(delete, path = "/api/v1/domains/{name}", tag = "domains",
+    params(
+        ("name" = String, Path, description = "The domain name"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such domain", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn delete_domain(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     delete(&api, ObjectKey::Domain(domain_name(&name)?)).await
 }
@@ -200,37 +342,103 @@ fn duration_text(d: Duration) -> String {
     }
 }
 
-fn region_json(r: &Region, api_made: bool) -> Value {
-    let h = &r.health_check;
-    let statuses: Vec<String> = RegionRecord::from_config(r).health_check.expected_status;
-    json!({
-        "name": r.name,
-        "countries": r.countries,
-        "continents": r.continents,
-        "health_check": {
-            "type": h.kind.as_str(),
-            "path": h.path,
-            "host": h.host,
-            "interval": duration_text(h.interval),
-            "timeout": duration_text(h.timeout),
-            "failure_threshold": h.failure_threshold,
-            "success_threshold": h.success_threshold,
-            "expected_status": statuses,
-            "tls_verify": h.tls_verify,
-        },
-        "servers": r.servers.iter()
-            .map(|s| BackendId::new(s.service.clone(), s.address, s.port).to_string())
-            .collect::<Vec<_>>(),
-        "source": source(api_made),
-    })
+/// A region: the keys of the config's `regions[]` entry, its servers' ids, and where it comes from.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RegionOut {
+    name: String,
+    countries: Vec<String>,
+    continents: Vec<String>,
+    health_check: HealthCheckOut,
+    /// Each server's id, `service/address/port`.
+    servers: Vec<String>,
+    /// `config` or `api`.
+    source: &'static str,
 }
 
-fn regions_of(view: &View, only: Option<&str>) -> Vec<Value> {
+/// A region's `health_check`, durations as the config writes them (`30s`, `500ms`).
+#[derive(Serialize, ToSchema)]
+pub(super) struct HealthCheckOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    path: String,
+    host: Option<String>,
+    interval: String,
+    timeout: String,
+    failure_threshold: u32,
+    success_threshold: u32,
+    expected_status: Vec<String>,
+    tls_verify: bool,
+}
+
+/// Every region.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RegionList {
+    regions: Vec<RegionOut>,
+    count: usize,
+}
+
+/// A region body: the config's `regions[]` keys but `servers`, with its defaults.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct RegionIn {
+    name: String,
+    countries: Option<Vec<String>>,
+    continents: Option<Vec<String>>,
+    health_check: Option<HealthCheckIn>,
+}
+
+/// A region's `health_check` in a body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct HealthCheckIn {
+    /// `http`, `https`, `tcp`.
+    #[schema(rename = "type")]
+    kind: Option<String>,
+    path: Option<String>,
+    host: Option<String>,
+    /// A duration such as `30s`.
+    interval: Option<String>,
+    /// A duration such as `5s`.
+    timeout: Option<String>,
+    failure_threshold: Option<u32>,
+    success_threshold: Option<u32>,
+    /// A status, a range (`200-299`) or a list of them.
+    expected_status: Option<Value>,
+    tls_verify: Option<bool>,
+}
+
+fn region_out(r: &Region, api_made: bool) -> RegionOut {
+    let h = &r.health_check;
+    RegionOut {
+        name: r.name.clone(),
+        countries: r.countries.clone(),
+        continents: r.continents.clone(),
+        health_check: HealthCheckOut {
+            kind: h.kind.as_str(),
+            path: h.path.clone(),
+            host: h.host.clone(),
+            interval: duration_text(h.interval),
+            timeout: duration_text(h.timeout),
+            failure_threshold: h.failure_threshold,
+            success_threshold: h.success_threshold,
+            expected_status: RegionRecord::from_config(r).health_check.expected_status,
+            tls_verify: h.tls_verify,
+        },
+        servers: r
+            .servers
+            .iter()
+            .map(|s| BackendId::new(s.service.clone(), s.address, s.port).to_string())
+            .collect(),
+        source: source(api_made),
+    }
+}
+
+fn regions_of(view: &View, only: Option<&str>) -> Vec<RegionOut> {
     view.effective
         .regions
         .iter()
         .filter(|r| only.is_none_or(|n| r.name == n))
-        .map(|r| region_json(r, view.api_objects.regions.contains_key(&r.name)))
+        .map(|r| region_out(r, view.api_objects.regions.contains_key(&r.name)))
         .collect()
 }
 
@@ -248,10 +456,28 @@ fn region_of(v: Value) -> Result<RegionRecord, ApiError> {
     Ok(RegionRecord::from_config(&r))
 }
 
-pub(super) async fn list_regions(State(api): State<Api>) -> Json<Value> {
-    listed("regions", regions_of(&api.view(), None))
+#[utoipa::path(get, path = "/api/v1/regions", tag = "regions",
+    responses(
+        (status = 200, description = "Every region", body = RegionList),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+    ))]
+pub(super) async fn list_regions(State(api): State<Api>) -> Json<RegionList> {
+    let regions = regions_of(&api.view(), None);
+    Json(RegionList {
+        count: regions.len(),
+        regions,
+    })
 }
 
+#[utoipa::path(get, path = "/api/v1/regions/{name}", tag = "regions",
+    params(
+        ("name" = String, Path, description = "The region name"),
+    ),
+    responses(
+        (status = 200, description = "The region", body = RegionOut),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such region", body = ErrorBody),
+    ))]
 pub(super) async fn get_region(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     one(
         regions_of(&api.view(), Some(&name)),
@@ -259,6 +485,20 @@ pub(super) async fn get_region(State(api): State<Api>, Path(name): Path<String>)
     )
 }
 
+#[utoipa::path(post, path = "/api/v1/regions", tag = "regions",
+    request_body = RegionIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = RegionOut),
+        (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn create_region(
     State(api): State<Api>,
     b: Result<Json<Value>, JsonRejection>,
@@ -267,6 +507,24 @@ pub(super) async fn create_region(
     put(&api, ApiObject::Region(r), true).await
 }
 
+#[utoipa::path(put, path = "/api/v1/regions/{name}", tag = "regions",
+    params(
+        ("name" = String, Path, description = "The region name"),
+    ),
+    request_body = RegionIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = RegionOut),
+        (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such region", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn update_region(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -276,25 +534,60 @@ pub(super) async fn update_region(
     put(&api, ApiObject::Region(r), false).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/regions/{name}", tag = "regions",
+    params(
+        ("name" = String, Path, description = "The region name"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such region", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn delete_region(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     delete(&api, ObjectKey::Region(name)).await
 }
 
 // ---- servers ----
 
-fn server_json(id: &BackendId, weight: u32, region: &str, api_made: bool) -> Value {
-    json!({
-        "id": id.to_string(),
-        "service": id.service.to_string(),
-        "address": id.address.to_string(),
-        "port": id.port,
-        "weight": weight,
-        "region": region,
-        "source": source(api_made),
-    })
+/// A server.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ServerOut {
+    /// `service/address/port`.
+    id: String,
+    service: String,
+    address: String,
+    port: u16,
+    weight: u32,
+    region: String,
+    /// `config` or `api`.
+    source: &'static str,
 }
 
-fn servers_of(view: &View, only: Option<&BackendId>) -> Vec<Value> {
+/// Every server.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ServerList {
+    servers: Vec<ServerOut>,
+    count: usize,
+}
+
+fn server_out(id: &BackendId, weight: u32, region: &str, api_made: bool) -> ServerOut {
+    ServerOut {
+        id: id.to_string(),
+        service: id.service.to_string(),
+        address: id.address.to_string(),
+        port: id.port,
+        weight,
+        region: region.to_owned(),
+        source: source(api_made),
+    }
+}
+
+fn servers_of(view: &View, only: Option<&BackendId>) -> Vec<ServerOut> {
     view.effective
         .regions
         .iter()
@@ -303,7 +596,7 @@ fn servers_of(view: &View, only: Option<&BackendId>) -> Vec<Value> {
         .filter(|(_, _, id)| only.is_none_or(|o| o == id))
         .map(|(r, s, id)| {
             let api_made = view.api_objects.servers.contains_key(&id);
-            server_json(&id, s.weight, &r.name, api_made)
+            server_out(&id, s.weight, &r.name, api_made)
         })
         .collect()
 }
@@ -346,11 +639,14 @@ fn parse_server_id(id: &str) -> Result<BackendId, ApiError> {
 
 /// A server body: the config's server keys (`service`, or the original's `name`; `address`, `port`
 /// (default 80), `weight` (default 100)) and its `region`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ServerBody {
+pub(super) struct ServerBody {
+    /// Also accepted as `name`; required on POST.
     #[serde(default, alias = "name")]
+    #[schema(value_type = Option<String>)]
     service: Option<DnsName>,
+    /// Required on POST.
     #[serde(default)]
     address: Option<String>,
     #[serde(default)]
@@ -402,10 +698,34 @@ fn server_record(body: ServerBody, id: Option<BackendId>) -> Result<ServerRecord
     })
 }
 
-pub(super) async fn list_servers(State(api): State<Api>) -> Json<Value> {
-    listed("servers", servers_of(&api.view(), None))
+#[utoipa::path(get, path = "/api/v1/servers", tag = "servers",
+    responses(
+        (status = 200, description = "Every server", body = ServerList),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+    ))]
+pub(super) async fn list_servers(State(api): State<Api>) -> Json<ServerList> {
+    let servers = servers_of(&api.view(), None);
+    Json(ServerList {
+        count: servers.len(),
+        servers,
+    })
 }
 
+#[utoipa::path(post, path = "/api/v1/servers", tag = "servers",
+    request_body = ServerBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = ServerOut),
+        (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such region", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn create_server(
     State(api): State<Api>,
     b: Result<Json<Value>, JsonRejection>,
@@ -423,10 +743,38 @@ async fn update_server(api: &Api, id: BackendId, b: Result<Json<Value>, JsonReje
     put(api, ApiObject::Server(s), false).await
 }
 
+#[utoipa::path(get, path = "/api/v1/servers/{id}", tag = "servers",
+    params(
+        ("id" = String, Path, description = "service/address/port, each / written %2F"),
+    ),
+    responses(
+        (status = 200, description = "The server", body = ServerOut),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+    ))]
 pub(super) async fn get_server_by_id(State(api): State<Api>, Path(id): Path<String>) -> Answer {
     get_server(&api, parse_server_id(&id)?).await
 }
 
+#[utoipa::path(put, path = "/api/v1/servers/{id}", tag = "servers",
+    params(
+        ("id" = String, Path, description = "service/address/port, each / written %2F"),
+    ),
+    request_body = ServerBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = ServerOut),
+        (status = 400, description = "A bad id or body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn update_server_by_id(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -435,10 +783,36 @@ pub(super) async fn update_server_by_id(
     update_server(&api, parse_server_id(&id)?, b).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/servers/{id}", tag = "servers",
+    params(
+        ("id" = String, Path, description = "service/address/port, each / written %2F"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn delete_server_by_id(State(api): State<Api>, Path(id): Path<String>) -> Answer {
     delete(&api, ObjectKey::Server(parse_server_id(&id)?)).await
 }
 
+#[utoipa::path(get, path = "/api/v1/servers/{service}/{address}/{port}", tag = "servers",
+    params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The server's IP address (IPv6 bare or bracketed)"),
+        ("port" = String, Path, description = "The server's port (1-65535)"),
+    ),
+    responses(
+        (status = 200, description = "The server", body = ServerOut),
+        (status = 400, description = "A bad service, address or port", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+    ))]
 pub(super) async fn get_server_by_parts(
     State(api): State<Api>,
     Path((s, a, p)): Path<(String, String, String)>,
@@ -446,6 +820,26 @@ pub(super) async fn get_server_by_parts(
     get_server(&api, server_id(&s, &a, &p)?).await
 }
 
+#[utoipa::path(put, path = "/api/v1/servers/{service}/{address}/{port}", tag = "servers",
+    params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The server's IP address (IPv6 bare or bracketed)"),
+        ("port" = String, Path, description = "The server's port (1-65535)"),
+    ),
+    request_body = ServerBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = ServerOut),
+        (status = 400, description = "A bad service, address, port or body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn update_server_by_parts(
     State(api): State<Api>,
     Path((s, a, p)): Path<(String, String, String)>,
@@ -454,6 +848,22 @@ pub(super) async fn update_server_by_parts(
     update_server(&api, server_id(&s, &a, &p)?, b).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/servers/{service}/{address}/{port}", tag = "servers",
+    params(
+        ("service" = String, Path, description = "The service name"),
+        ("address" = String, Path, description = "The server's IP address (IPv6 bare or bracketed)"),
+        ("port" = String, Path, description = "The server's port (1-65535)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad service, address or port", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn delete_server_by_parts(
     State(api): State<Api>,
     Path((s, a, p)): Path<(String, String, String)>,
@@ -463,16 +873,43 @@ pub(super) async fn delete_server_by_parts(
 
 // ---- geolocation ----
 
-fn mapping_json(m: &CustomMapping, api_made: bool) -> Value {
-    json!({
-        "cidr": m.cidr.trunc().to_string(),
-        "region": m.region,
-        "comment": m.comment,
-        "source": source(api_made),
-    })
+/// A custom geolocation mapping.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MappingOut {
+    cidr: String,
+    region: String,
+    comment: Option<String>,
+    /// `config` or `api`.
+    source: &'static str,
 }
 
-fn mappings_of(view: &View, only: Option<IpNet>) -> Vec<Value> {
+/// Every custom geolocation mapping.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MappingList {
+    mappings: Vec<MappingOut>,
+    count: usize,
+}
+
+/// A mapping body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct MappingIn {
+    /// Optional on PUT, where the path names it; host bits are cleared.
+    cidr: Option<String>,
+    region: String,
+    comment: Option<String>,
+}
+
+fn mapping_out(m: &CustomMapping, api_made: bool) -> MappingOut {
+    MappingOut {
+        cidr: m.cidr.trunc().to_string(),
+        region: m.region.clone(),
+        comment: m.comment.clone(),
+        source: source(api_made),
+    }
+}
+
+fn mappings_of(view: &View, only: Option<IpNet>) -> Vec<MappingOut> {
     let Some(geo) = view.effective.geolocation() else {
         return Vec::new();
     };
@@ -481,7 +918,7 @@ fn mappings_of(view: &View, only: Option<IpNet>) -> Vec<Value> {
         .filter(|m| only.is_none_or(|c| m.cidr.trunc() == c))
         .map(|m| {
             let api_made = view.api_objects.geo_mappings.contains_key(&m.cidr.trunc());
-            mapping_json(m, api_made)
+            mapping_out(m, api_made)
         })
         .collect()
 }
@@ -497,10 +934,33 @@ fn mapping_of(v: Value) -> Result<GeoMappingRecord, ApiError> {
     Ok(GeoMappingRecord::from_config(&m))
 }
 
-pub(super) async fn list_mappings(State(api): State<Api>) -> Json<Value> {
-    listed("mappings", mappings_of(&api.view(), None))
+#[utoipa::path(get, path = "/api/v1/geo/mappings", tag = "geolocation",
+    responses(
+        (status = 200, description = "Every custom mapping", body = MappingList),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+    ))]
+pub(super) async fn list_mappings(State(api): State<Api>) -> Json<MappingList> {
+    let mappings = mappings_of(&api.view(), None);
+    Json(MappingList {
+        count: mappings.len(),
+        mappings,
+    })
 }
 
+#[utoipa::path(post, path = "/api/v1/geo/mappings", tag = "geolocation",
+    request_body = MappingIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = MappingOut),
+        (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use; no geolocation section", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn create_mapping(
     State(api): State<Api>,
     b: Result<Json<Value>, JsonRejection>,
@@ -509,6 +969,16 @@ pub(super) async fn create_mapping(
     put(&api, ApiObject::GeoMapping(m), true).await
 }
 
+#[utoipa::path(get, path = "/api/v1/geo/mappings/{cidr}", tag = "geolocation",
+    params(
+        ("cidr" = String, Path, description = "The CIDR, its / written %2F"),
+    ),
+    responses(
+        (status = 200, description = "The mapping", body = MappingOut),
+        (status = 400, description = "A bad CIDR", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such mapping", body = ErrorBody),
+    ))]
 pub(super) async fn get_mapping(State(api): State<Api>, Path(c): Path<String>) -> Answer {
     let c = cidr(&c)?;
     one(
@@ -517,6 +987,24 @@ pub(super) async fn get_mapping(State(api): State<Api>, Path(c): Path<String>) -
     )
 }
 
+#[utoipa::path(put, path = "/api/v1/geo/mappings/{cidr}", tag = "geolocation",
+    params(
+        ("cidr" = String, Path, description = "The CIDR, its / written %2F"),
+    ),
+    request_body = MappingIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = MappingOut),
+        (status = 400, description = "A bad CIDR or body, or one that breaks a config rule", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such mapping", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn update_mapping(
     State(api): State<Api>,
     Path(c): Path<String>,
@@ -539,19 +1027,61 @@ pub(super) async fn update_mapping(
     put(&api, ApiObject::GeoMapping(m), false).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/geo/mappings/{cidr}", tag = "geolocation",
+    params(
+        ("cidr" = String, Path, description = "The CIDR, its / written %2F"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad CIDR", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "No such mapping", body = ErrorBody),
+        (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+    ))]
 pub(super) async fn delete_mapping(State(api): State<Api>, Path(c): Path<String>) -> Answer {
     delete(&api, ObjectKey::GeoMapping(cidr(&c)?)).await
 }
 
 /// `?ip=`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct TestQuery {
+    /// The address to place (IPv6 bare or bracketed); required.
     ip: Option<String>,
+}
+
+/// Where an address is placed.
+#[derive(Serialize, ToSchema)]
+pub(super) struct GeoTest {
+    ip: String,
+    /// `null`: no region (none by default either).
+    region: Option<String>,
+    /// The rule that decided: `custom`, `country`, `continent`, `default`.
+    source: &'static str,
+    /// The mapping or the code that matched.
+    matched: Option<String>,
+    scope_prefix: u8,
+    /// The range every address of which gets the same region.
+    ecs_scope: Option<String>,
 }
 
 /// Which region an address gets, by which rule, and the ECS scope: every address in `ecs_scope` gets
 /// the same region, which is what an EDNS Client Subnet answer tells the resolver.
-pub(super) async fn geo_test(State(api): State<Api>, Query(q): Query<TestQuery>) -> Answer {
+#[utoipa::path(get, path = "/api/v1/geo/test", tag = "geolocation", params(TestQuery),
+    responses(
+        (status = 200, description = "The region and the rule", body = GeoTest),
+        (status = 400, description = "A missing or bad address", body = ErrorBody),
+        (status = 403, description = "Client not allowed", body = ErrorBody),
+        (status = 404, description = "Geolocation is not configured", body = ErrorBody),
+    ))]
+pub(super) async fn geo_test(
+    State(api): State<Api>,
+    query: Result<Query<TestQuery>, QueryRejection>,
+) -> Result<Json<GeoTest>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let text =
         q.ip.ok_or_else(|| ApiError::bad_request("ip: required, e.g. ?ip=203.0.113.7"))?;
     let ip = address(&text)?;
@@ -569,13 +1099,12 @@ pub(super) async fn geo_test(State(api): State<Api>, Query(q): Query<TestQuery>)
     let scope = IpNet::new(ip, m.scope_prefix)
         .map(|n| n.trunc().to_string())
         .ok();
-    Ok(Json(json!({
-        "ip": ip.to_string(),
-        "region": m.region,
-        "source": rule,
-        "matched": matched,
-        "scope_prefix": m.scope_prefix,
-        "ecs_scope": scope,
+    Ok(Json(GeoTest {
+        ip: ip.to_string(),
+        region: m.region.map(str::to_owned),
+        source: rule,
+        matched,
+        scope_prefix: m.scope_prefix,
+        ecs_scope: scope,
     }))
-    .into_response())
 }

@@ -23,7 +23,7 @@ pub struct ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A short machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `too_large`, `unsupported_media_type`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `conflict`, `too_large`, `unsupported_media_type`, `unavailable`, `internal`.
     pub error: &'static str,
     /// What went wrong, for a person.
     pub message: String,
@@ -46,6 +46,15 @@ impl ApiError {
     /// 404: no such thing.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405: a known path without this method.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
     }
 
     /// 409: the request clashes with what exists (an object of the config file, one that exists already

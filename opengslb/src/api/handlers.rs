@@ -109,6 +109,12 @@ pub(super) async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint (see /api/v1/ and docs/api.md)")
 }
 
+pub(super) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{method} is not allowed here; the Allow header lists what is"
+    ))
+}
+
 /// Readiness.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Ready {

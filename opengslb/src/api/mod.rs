@@ -178,7 +178,9 @@ pub fn router(api: Api) -> Router {
             get(overrides::get_external)
                 .put(overrides::put_external)
                 .delete(overrides::delete_external),
-        );
+        )
+        // After every route: it is set on the routes that exist when it is called.
+        .method_not_allowed_fallback(handlers::method_not_allowed);
     Router::new()
         .nest("/api/v1", v1)
         .fallback(handlers::not_found)

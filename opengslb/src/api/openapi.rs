@@ -12,14 +12,15 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{error::ErrorBody, explain, handlers, overrides, validate};
+use super::{crud, error::ErrorBody, explain, handlers, overrides, validate};
 
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "OpenGSLB overwatch API",
-        description = "Health, backends, agents, overrides and DNS explanations (docs/api.md). \
+        description = "Health, backends, agents, overrides, domains, regions, servers, geolocation \
+                       mappings and DNS explanations (docs/api.md). \
                        Every error answers {error, message}; a client outside api.allowed_networks \
                        gets 403 on every path but ready, live, version and this document."
     ),
@@ -42,6 +43,30 @@ use super::{error::ErrorBody, explain, handlers, overrides, validate};
         overrides::delete_external,
         explain::get,
         validate::post,
+        crud::list_domains,
+        crud::get_domain,
+        crud::create_domain,
+        crud::update_domain,
+        crud::delete_domain,
+        crud::list_regions,
+        crud::get_region,
+        crud::create_region,
+        crud::update_region,
+        crud::delete_region,
+        crud::list_servers,
+        crud::create_server,
+        crud::get_server_by_id,
+        crud::update_server_by_id,
+        crud::delete_server_by_id,
+        crud::get_server_by_parts,
+        crud::update_server_by_parts,
+        crud::delete_server_by_parts,
+        crud::list_mappings,
+        crud::create_mapping,
+        crud::get_mapping,
+        crud::update_mapping,
+        crud::delete_mapping,
+        crud::geo_test,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Bearer)

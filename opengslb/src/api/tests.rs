@@ -135,6 +135,30 @@ fn the_openapi_document_covers_every_route_with_json_errors() {
         ("delete", "/api/v1/overrides/{service}/{address}"),
         ("get", "/api/v1/dns/explain"),
         ("post", "/api/v1/overwatch/validate"),
+        ("get", "/api/v1/domains"),
+        ("post", "/api/v1/domains"),
+        ("get", "/api/v1/domains/{name}"),
+        ("put", "/api/v1/domains/{name}"),
+        ("delete", "/api/v1/domains/{name}"),
+        ("get", "/api/v1/regions"),
+        ("post", "/api/v1/regions"),
+        ("get", "/api/v1/regions/{name}"),
+        ("put", "/api/v1/regions/{name}"),
+        ("delete", "/api/v1/regions/{name}"),
+        ("get", "/api/v1/servers"),
+        ("post", "/api/v1/servers"),
+        ("get", "/api/v1/servers/{id}"),
+        ("put", "/api/v1/servers/{id}"),
+        ("delete", "/api/v1/servers/{id}"),
+        ("get", "/api/v1/geo/mappings"),
+        ("post", "/api/v1/geo/mappings"),
+        ("get", "/api/v1/geo/mappings/{cidr}"),
+        ("put", "/api/v1/geo/mappings/{cidr}"),
+        ("delete", "/api/v1/geo/mappings/{cidr}"),
+        ("get", "/api/v1/servers/{service}/{address}/{port}"),
+        ("put", "/api/v1/servers/{service}/{address}/{port}"),
+        ("delete", "/api/v1/servers/{service}/{address}/{port}"),
+        ("get", "/api/v1/geo/test"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
@@ -147,6 +171,16 @@ fn the_openapi_document_covers_every_route_with_json_errors() {
     for (method, path) in routes {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing");
+        for (code, response) in op["responses"].as_object().unwrap() {
+            // 4xx only: `ready` answers 503 with its own body, by design.
+            if code.starts_with('4') {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {code}"
+                );
+            }
+        }
         if method != "get" {
             assert_eq!(
                 op["security"][0]["bearer"],

@@ -1086,9 +1086,13 @@ pub(super) async fn geo_test(
         q.ip.ok_or_else(|| ApiError::bad_request("ip: required, e.g. ?ip=203.0.113.7"))?;
     let ip = address(&text)?;
     let view = api.view();
-    let geo = view.geo.as_ref().ok_or_else(|| {
-        ApiError::not_found("geolocation is not configured (overwatch.geolocation)")
-    })?;
+    let geo = view
+        .placement
+        .as_ref()
+        .map(|p| p.resolver())
+        .ok_or_else(|| {
+            ApiError::not_found("geolocation is not configured (overwatch.geolocation)")
+        })?;
     let m = geo.resolve(ip);
     let (rule, matched) = match &m.source {
         GeoSource::Custom(net) => ("custom", Some(net.to_string())),

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     config::Config,
     registry::{BackendStatus, NameStatus},
-    routing::{GeoResolver, Placement},
+    routing::Placement,
     store::objects::ApiObjects,
     table::AnswerTable,
 };
@@ -42,8 +42,6 @@ pub struct View {
     pub api_objects: Arc<ApiObjects>,
     /// Where the config file is, for messages.
     pub config_source: String,
-    /// How clients are placed in regions; `None` without geolocation.
-    pub geo: Option<Arc<GeoResolver>>,
 }
 
 /// What readiness needs: the first table published, and XDP attached or knowingly off.

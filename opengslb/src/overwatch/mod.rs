@@ -414,7 +414,6 @@ impl Shell {
         for effect in effects {
             match effect {
                 Effect::Publish(p) => {
-                    self.view.geo = p.placement.as_ref().map(|p| p.resolver().clone());
                     // What the API explains is what the DNS paths answer from, not a recomputation.
                     self.view.table = Arc::new(p.table.clone());
                     self.view.placement.clone_from(&p.placement);

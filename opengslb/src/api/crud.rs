@@ -4,7 +4,7 @@
 //! config's own rules, the file's objects read-only), stored, applied and published before the answer.
 //! Reads come from the loop's last view: the effective config, with each object's `source`.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Json,
@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{Api, ApiError, Change, View, error::ErrorBody};
+use super::{
+    Api, ApiError, Change, View,
+    error::ErrorBody,
+    parse::{address, body, port},
+};
 use crate::{
     config::{CustomMapping, Domain, Region},
     name::DnsName,
@@ -35,12 +39,6 @@ type Answer = Result<Response, ApiError>;
 
 fn source(api_made: bool) -> &'static str {
     if api_made { "api" } else { "config" }
-}
-
-/// A body as JSON, whatever its shape; the shape is checked by [`typed`], which names the field.
-fn body(b: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::from_status(e.status(), e.body_text()))
 }
 
 /// The body as a config entry, with the config file's defaults; an error names the field.
@@ -599,24 +597,6 @@ fn servers_of(view: &View, only: Option<&BackendId>) -> Vec<ServerOut> {
             server_out(&id, s.weight, &r.name, api_made)
         })
         .collect()
-}
-
-/// An address in a path or body, bracketed or not.
-fn address(text: &str) -> Result<IpAddr, ApiError> {
-    let bare = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
-    bare.parse::<IpAddr>()
-        .map(|ip| ip.to_canonical())
-        .map_err(|_| ApiError::bad_request(format!("address: {text:?} is not an IP address")))
-}
-
-fn port(text: &str) -> Result<u16, ApiError> {
-    text.parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| ApiError::bad_request(format!("port: {text:?} is not a port (1-65535)")))
 }
 
 /// A server's id from its parts; `/` separates them, which no name or address holds (the original's

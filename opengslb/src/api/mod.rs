@@ -10,6 +10,7 @@ mod explain;
 mod handlers;
 mod openapi;
 mod overrides;
+mod parse;
 mod validate;
 mod view;
 

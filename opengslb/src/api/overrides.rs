@@ -2,8 +2,6 @@
 //! backend, and the original's `/overrides/{service}/{address}` (which never reached DNS there) on every
 //! port of a service's address. Both act on the same overrides, which reach DNS and persist.
 
-use std::net::IpAddr;
-
 use axum::{
     Json,
     extract::{Path, State, rejection::JsonRejection},
@@ -13,11 +11,13 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Api, ApiError, Change, error::ErrorBody, handlers::rfc3339};
-use crate::{
-    name::DnsName,
-    registry::{BackendKey, BackendStatus, Override},
+use super::{
+    Api, ApiError, Change,
+    error::ErrorBody,
+    handlers::rfc3339,
+    parse::{address, body, port, service},
 };
+use crate::registry::{BackendKey, BackendStatus, Override};
 
 /// Who made a change: the `X-User` header, else `fallback`.
 fn user(headers: &HeaderMap, fallback: &str) -> Result<String, ApiError> {
@@ -33,33 +33,6 @@ fn user(headers: &HeaderMap, fallback: &str) -> Result<String, ApiError> {
                 ApiError::bad_request("X-User must be 1 to 256 visible ASCII characters")
             }),
     }
-}
-
-pub(super) fn service(text: &str) -> Result<DnsName, ApiError> {
-    DnsName::new(text).map_err(|e| ApiError::bad_request(format!("service: {e}")))
-}
-
-/// An address in a path, with or without the brackets of an IPv6 literal.
-pub(super) fn address(text: &str) -> Result<IpAddr, ApiError> {
-    let bare = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
-    bare.parse::<IpAddr>()
-        .map(|ip| ip.to_canonical())
-        .map_err(|_| ApiError::bad_request(format!("address: {text:?} is not an IP address")))
-}
-
-pub(super) fn port(text: &str) -> Result<u16, ApiError> {
-    text.parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| ApiError::bad_request(format!("port: {text:?} is not a port (1-65535)")))
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::from_status(e.status(), e.body_text()))
 }
 
 /// The body of an override.

@@ -65,7 +65,7 @@ pub(super) struct ValidateQuery {
 }
 
 fn targets(q: ValidateQuery) -> Result<Targets, ApiError> {
-    use super::overrides::{address, port, service};
+    use super::parse::{address, port, service};
     match (q.service, q.address, q.port) {
         (None, None, None) => Ok(Targets::All),
         (Some(s), None, None) => Ok(Targets::Service(service(&s)?)),

@@ -409,8 +409,10 @@ struct Shell {
 }
 
 impl Shell {
-    /// Carries out `effects` in order; false once one says stop.
+    /// Carries out `effects` in order, then hands the API one view of the result; false once one says
+    /// stop.
     fn apply(&mut self, effects: Vec<Effect>) -> bool {
+        let mut view_changed = false;
         for effect in effects {
             match effect {
                 Effect::Publish(p) => {
@@ -419,6 +421,7 @@ impl Shell {
                     self.view.placement.clone_from(&p.placement);
                     self.publisher.publish(p);
                     self.view.readiness.published = true;
+                    view_changed = true;
                 }
                 Effect::Probes(p) => {
                     if let Some(prober) = &self.prober {
@@ -429,21 +432,24 @@ impl Shell {
                     self.view.backends.clone_from(&backends);
                     self.view.names.clone_from(&names);
                     self.status.set(backends, names);
-                    self.show();
+                    view_changed = true;
                 }
                 Effect::Book(view) => {
                     self.view.book = Some(Arc::new(view.clone()));
                     self.book.set(view);
-                    self.show();
+                    view_changed = true;
                 }
                 Effect::Objects { effective, api } => {
                     self.view.regions = effective.regions.iter().map(|r| r.name.clone()).collect();
                     self.view.effective = effective;
                     self.view.api_objects = api;
-                    self.show();
+                    view_changed = true;
                 }
                 Effect::Stop => return false,
             }
+        }
+        if view_changed {
+            self.show();
         }
         true
     }

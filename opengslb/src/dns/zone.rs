@@ -135,7 +135,7 @@ impl Zone {
 #[derive(Debug)]
 pub struct Snapshot {
     /// The answer table.
-    pub table: AnswerTable,
+    pub table: Arc<AnswerTable>,
     /// The zones, longest apex first so the first match is the closest.
     pub zones: Vec<Zone>,
     /// The SOA serial; it changes whenever the table does.
@@ -156,12 +156,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot of `table`, whose map entries are `rendered` (what the XDP map holds).
     pub fn new(
-        table: AnswerTable,
+        table: impl Into<Arc<AnswerTable>>,
         rendered: &Rendered,
         mut zones: Vec<Zone>,
         serial: u32,
         udp_size: u16,
     ) -> Self {
+        let table = table.into();
         zones.sort_by_key(|z| std::cmp::Reverse(z.apex.num_labels()));
         let mut names = HashSet::new();
         for z in &zones {

@@ -79,8 +79,8 @@ pub(super) enum Effect {
     Stop,
 }
 
-/// What a publish changes, to compare over time.
-type PublishedState = AnswerTable;
+/// What a publish changes, to compare over time (shared with the publish, not copied).
+type PublishedState = Arc<AnswerTable>;
 
 fn state_of(p: &Published) -> PublishedState {
     p.table.clone()

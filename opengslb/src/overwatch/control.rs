@@ -38,7 +38,7 @@ pub struct Control {
 /// What the DNS paths answer from.
 pub struct Published {
     /// The answer table.
-    pub table: AnswerTable,
+    pub table: Arc<AnswerTable>,
     /// Where clients are: the XDP geolocation trie, and the userspace paths' placement by source address
     /// and by EDNS Client Subnet.
     pub placement: Option<Arc<Placement>>,
@@ -137,7 +137,7 @@ impl Control {
             })
             .collect();
         Published {
-            table: AnswerTable::from_specs(&specs),
+            table: Arc::new(AnswerTable::from_specs(&specs)),
             placement: self.placement.clone(),
             names,
         }

@@ -64,7 +64,7 @@ pub struct Options {
 /// The answer table a config describes before any health or latency data: every configured backend in,
 /// as the control plane first publishes it.
 pub fn table_from_config(cfg: &Config) -> AnswerTable {
-    Control::new(cfg).publish(Instant::now()).table
+    Arc::unwrap_or_clone(Control::new(cfg).publish(Instant::now()).table)
 }
 
 /// The addresses XDP answers on: the listen address, or for a wildcard every address of the attached
@@ -417,7 +417,7 @@ impl Shell {
             match effect {
                 Effect::Publish(p) => {
                     // What the API explains is what the DNS paths answer from, not a recomputation.
-                    self.view.table = Arc::new(p.table.clone());
+                    self.view.table = p.table.clone();
                     self.view.placement.clone_from(&p.placement);
                     self.publisher.publish(p);
                     self.view.readiness.published = true;

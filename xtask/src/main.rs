@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one place that knows how to set up, build, run and test OpenGSLB.
 
 mod build_ebpf;
+mod demo;
 mod run;
 mod setup;
 mod test;
@@ -28,6 +29,8 @@ enum Subcommand {
     BuildEbpf,
     /// Build opengslb (embedding the eBPF object) and run `opengslb overwatch` as root.
     Run(run::Options),
+    /// Demo 2 in network namespaces (default) or with docker compose (`demo docker`).
+    Demo(demo::Options),
     /// What CI runs: fmt, clippy (userspace and eBPF), the tests, and as root the privileged tests.
     Test(test::Options),
 }
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Subcommand::BuildEbpf => build_ebpf::build_ebpf(&root),
         Subcommand::Run(opts) => run::run(&root, opts),
         Subcommand::Test(opts) => test::test(&root, &opts),
+        Subcommand::Demo(opts) => demo::demo(&root, opts),
     };
     // Not `main() -> Result`: that prints a backtrace whenever RUST_BACKTRACE is set, burying the message.
     match result {

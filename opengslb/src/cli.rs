@@ -1,13 +1,14 @@
-//! The command line: `overwatch`, `agent`, `config validate`, and `xdp counters`.
+//! The command line: `overwatch`, `agent`, `config validate`, and `xdp counters`; and, with no subcommand,
+//! the original's `opengslb [--config FILE] [--mode MODE]`, which runs whichever mode the file names.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 use crate::{
     agent,
-    config::{Config, Mode},
+    config::{Config, DEFAULT_CONFIG_PATH, Mode},
     overwatch, xdp,
 };
 
@@ -18,9 +19,17 @@ pub struct Cli {
     /// Log level (error, warn, info, debug, trace); `RUST_LOG` overrides it.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
-    /// What to do.
+    /// Without a subcommand: the config file, whose `mode` says what to run (the original's command
+    /// line); default `/etc/opengslb/config.yaml`. It must not be readable by every user: it holds the
+    /// gossip key and tokens.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Without a subcommand: run this mode whatever the file's `mode` says (`overwatch` or `agent`).
+    #[arg(long, value_parser = clap::value_parser!(Mode))]
+    pub mode: Option<Mode>,
+    /// What to do; without one, run the config file's mode.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands.
@@ -44,7 +53,7 @@ pub enum Command {
     /// Run the agent beside an app (`mode: agent` config), or tell a running one to drain.
     Agent {
         /// The config file (YAML, the original's format, `mode: agent`).
-        #[arg(long, short, default_value = "/etc/opengslb/config.yaml")]
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// The control socket of the running agent (default: the config's `agent.control_socket`).
         #[arg(long)]
@@ -105,7 +114,16 @@ pub enum XdpCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return run_file_mode(cli.config.as_deref(), cli.mode);
+    };
+    if cli.mode.is_some() || cli.config.is_some() {
+        bail!(
+            "--config and --mode before a subcommand belong to the bare `opengslb [--config FILE] [--mode \
+             MODE]`; give the subcommand its own, e.g. `opengslb overwatch --config FILE`"
+        );
+    }
+    match command {
         Command::Overwatch {
             config,
             keep_attached,
@@ -196,7 +214,61 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+/// The original's command line: load the file, refuse it if every user can read it (as the original
+/// does: it holds secrets), and run the mode it names (or `--mode`).
+fn run_file_mode(path: Option<&Path>, mode: Option<Mode>) -> anyhow::Result<()> {
+    let path = path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+    if !path.exists() {
+        bail!(
+            "no config at {}: give one with `opengslb --config FILE`, or run `opengslb overwatch` for \
+             the embedded demo config (`opengslb --help` lists the subcommands)",
+            path.display()
+        );
+    }
+    refuse_world_readable(path)?;
+    let mut cfg = load(Some(path))?;
+    if let Some(mode) = mode {
+        cfg.mode = mode;
+        // The rules differ by mode (an agent needs backends and a token, an overwatch a zone).
+        cfg.validate().with_context(|| {
+            let mode = match mode {
+                Mode::Overwatch => "overwatch",
+                Mode::Agent => "agent",
+            };
+            format!("config {} run with --mode {mode}", path.display())
+        })?;
+    }
+    match cfg.mode {
+        Mode::Overwatch => overwatch::run(
+            cfg,
+            overwatch::Options {
+                keep_attached: false,
+                bpffs_root: PathBuf::from(xdp::BPFFS_ROOT),
+                xdp_only: false,
+                config: Some(path.to_path_buf()),
+            },
+        ),
+        Mode::Agent => agent::run(cfg),
+    }
+}
+
+fn refuse_world_readable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).with_context(|| format!("config {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        bail!(
+            "config {} is readable by every user (mode {mode:04o}) and may hold the gossip key and \
+             tokens: `chmod 600 {}` (or `chmod 640` with a group), or run a subcommand, e.g. \
+             `opengslb overwatch --config FILE`, which does not check",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     let cfg = match path {
         Some(p) => Config::load(p).with_context(|| format!("config {}", p.display()))?,
         None => Config::embedded_default().context("the embedded default config")?,

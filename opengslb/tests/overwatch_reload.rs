@@ -1,6 +1,7 @@
 //! The overwatch process with the userspace server only (no XDP, no root needed): it answers from its
 //! config, SIGHUP publishes a changed table (new answers, new SOA serial, one more table-sync
-//! observation in the metrics), and a broken config is refused with the running one kept.
+//! observation in the metrics), and a broken config is refused with the running one kept. The original's
+//! bare command line, `opengslb --config FILE`, runs the file's mode and refuses a world-readable file.
 
 mod common;
 
@@ -189,5 +190,56 @@ fn sighup_publishes_a_new_table_and_refuses_a_broken_config() {
         addresses(&m),
         [Ipv4Addr::new(192, 0, 2, 3)],
         "the running config is kept"
+    );
+}
+
+/// `opengslb --config FILE [--mode M]`, as the original's images run it.
+#[test]
+fn bare_opengslb_runs_the_files_mode_and_refuses_a_world_readable_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("bare");
+    let (dns, met) = (common::free_port(), common::free_port());
+    let cfg = dir.0.join("config.yaml");
+    std::fs::write(&cfg, config(dns, met, &[7])).unwrap();
+    let bare = |extra: &[&str]| {
+        let mut cmd = Command::new(Path::new(env!("CARGO_BIN_EXE_opengslb")));
+        cmd.arg("--config").arg(&cfg).args(extra);
+        cmd
+    };
+    let refused = |extra: &[&str]| {
+        let out = bare(extra).output().expect("runs");
+        assert!(!out.status.success(), "{extra:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = refused(&[]);
+    assert!(
+        err.contains("readable by every user") && err.contains("chmod 600"),
+        "{err}"
+    );
+
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The file is an overwatch's: as an agent it lacks what an agent needs, and says so.
+    let err = refused(&["--mode", "agent"]);
+    assert!(
+        err.contains("--mode agent") && err.contains("required in agent mode"),
+        "{err}"
+    );
+    let mut wrong_place = bare(&["overwatch"]);
+    let out = wrong_place.output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("opengslb overwatch --config FILE"),
+        "{err}"
+    );
+
+    let log = dir.0.join("log");
+    let _server = Proc::spawn(bare(&[]), &log);
+    assert!(
+        wait_for(Duration::from_secs(20), || a_records(dns)
+            == [Ipv4Addr::new(192, 0, 2, 7)]),
+        "the bare command runs the overwatch the file names: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }

@@ -53,6 +53,9 @@ pub use secret::{GOSSIP_KEY_LEN, GossipKey, Secret};
 pub(crate) use selector::Cursor;
 pub use selector::{MetricSelector, SelectorError};
 
+/// Where the bare `opengslb` and `opengslb agent` look for their config, as the original does.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/opengslb/config.yaml";
+
 /// The config built into the binary: a demo zone served on 127.0.0.1 with documentation addresses.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../config/default.yaml");
 
@@ -339,6 +342,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate::validate(self)
     }
+
+    /// Where the bare `opengslb` and `opengslb agent` look for their config, as the original does.
+    pub const DEFAULT_CONFIG_PATH: &str = "/etc/opengslb/config.yaml";
 
     /// The config built into the binary ([`DEFAULT_CONFIG_YAML`]), parsed and validated.
     pub fn embedded_default() -> Result<Self, ConfigError> {

@@ -196,6 +196,24 @@ fn demo2_agent_config_is_accepted() {
     );
 }
 
+/// Both demos (docker and namespaces) ship Demo 2's config files; the overwatch's adds only XDP on eth0.
+#[test]
+fn the_demos_ship_demo2s_configs_with_xdp_on_eth0() {
+    let demo = |f: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../demos/demo-2-agent-overwatch/config")
+            .join(f);
+        Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let ow = demo("overwatch.yaml");
+    assert_eq!(ow.dns.xdp.interfaces, ["eth0"]);
+    let mut expected = Config::from_yaml_str(DEMO2_OVERWATCH).expect("demo 2 overwatch config");
+    expected.dns.xdp.interfaces = vec!["eth0".into()];
+    assert_eq!(ow, expected);
+    let agent = Config::from_yaml_str(DEMO2_AGENT).expect("demo 2 agent config");
+    assert_eq!(demo("agent.yaml"), agent);
+}
+
 #[test]
 fn defaults_apply_to_missing_keys() {
     let yaml = "dns: { zones: [example.com] }\nregions: [{ name: r, servers: [{ address: '::1', service: \

@@ -227,3 +227,37 @@ fn embedded_default_config_answers_plain_dig_on_lo() {
     assert!(server.interrupt(), "clean exit on SIGINT");
     assert!(!bpffs_root.exists(), "pins removed");
 }
+
+/// `auto` asks the kernel, through the namespace the overwatch runs in, whether the interface is virtual:
+/// a veth named `eth0` (as in a container) gets skb mode even where the root namespace's `/sys`, which a
+/// process that only entered the namespace still sees, shows a physical `eth0`. Native mode there would
+/// drop every reply (see above).
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn auto_mode_picks_skb_on_a_veth_named_like_a_physical_interface() {
+    common::require_root();
+    let srv = Netns::new("auto");
+    let cli = Netns::new("autoc");
+    let veth = Veth::new(&srv, &cli, &[], &[]);
+    srv.exec(&["ip", "link", "set", &veth.a, "down"]);
+    srv.exec(&["ip", "link", "set", &veth.a, "name", "eth0"]);
+    srv.exec(&["ip", "link", "set", "eth0", "up"]);
+    let physical = Path::new("/sys/class/net/eth0/device").exists();
+    println!(
+        "the root namespace's /sys shows {} eth0",
+        if physical {
+            "a physical"
+        } else {
+            "no physical"
+        }
+    );
+    let mode = srv.enter(|| {
+        let mut dp = Dataplane::load(None).expect("load");
+        dp.configure(0, 1232).unwrap();
+        dp.attach("eth0", AttachMode::Auto).expect("attach")
+    });
+    assert!(
+        matches!(mode, aya::programs::xdp::XdpMode::Skb),
+        "auto chose {mode:?} on a veth"
+    );
+}

@@ -451,12 +451,61 @@ fn check_bpffs(root: &Path) -> Result<(), XdpError> {
     })
 }
 
-/// Virtual interfaces (lo, veth, bridges, ...) have no backing device in sysfs.
+/// Virtual interfaces (lo, veth, bridges, ...) sit on no bus: the kernel's driver info for them has an
+/// empty bus address, or there is none. Asked through a socket, which lives in this thread's network
+/// namespace; `/sys/class/net` would describe whichever namespace mounted `/sys`, so a process that
+/// entered a namespace without remounting it (`nsenter --net`, setns) would judge the wrong interface.
 fn is_virtual(iface: &str) -> bool {
-    !Path::new("/sys/class/net")
-        .join(iface)
-        .join("device")
-        .exists()
+    bus_info(iface).is_none_or(|bus| bus.is_empty())
+}
+
+/// The interface's bus address from `ETHTOOL_GDRVINFO` (e.g. `0000:00:03.0`), or `None` when the
+/// driver does not answer (lo) or there is no such interface.
+fn bus_info(iface: &str) -> Option<String> {
+    // struct ethtool_drvinfo from <linux/ethtool.h>.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    let name = iface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let mut info: DrvInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    // SAFETY: as above.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = (&raw mut info).cast();
+    // SAFETY: a plain socket call; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `req` names the interface and points at `info`, which outlives the call.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &raw mut req) };
+    // SAFETY: our own fd.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return None;
+    }
+    let len = info.bus_info.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.bus_info[..len]).into_owned())
 }
 
 /// Removes what a run that did not shut down cleanly left pinned: its links (which detaches them) and its

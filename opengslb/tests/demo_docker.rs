@@ -6,7 +6,7 @@
 //! client's guided `demo.sh` run through both scenarios with its host commands run as a user would.
 //!
 //! Needs root and docker.io (`cargo xtask setup` installs it): starts dockerd if none runs, and stops it
-//! after. The base image is built once (about a minute with debootstrap) and cached by docker.
+//! after. The base image is built once (one to two minutes with debootstrap) and cached by docker.
 
 mod common;
 

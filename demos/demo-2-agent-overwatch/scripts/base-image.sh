@@ -66,7 +66,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 start=$(date +%s)
-say "debootstrap into $rootfs (about a minute)"
+say "debootstrap into $rootfs (one to two minutes)"
 debootstrap --variant=minbase --include="$(echo "$PACKAGES" | tr ' ' ,)" \
     bookworm "$rootfs" "$MIRROR" >&2
 # What a container never uses: package lists and archives, docs, man pages, translations (about 150 MB).

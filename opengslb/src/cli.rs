@@ -16,7 +16,7 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Log level (error, warn, info, debug, trace); `RUST_LOG` overrides it.
+    /// Log level (error, warn, info, debug, trace), over the config's `logging.level`; `RUST_LOG` wins.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
     /// Without a subcommand: the config file, whose `mode` says what to run (the original's command
@@ -114,8 +114,9 @@ pub enum XdpCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let level = cli.log_level.as_deref();
     let Some(command) = cli.command else {
-        return run_file_mode(cli.config.as_deref(), cli.mode);
+        return run_file_mode(cli.config.as_deref(), cli.mode, level);
     };
     if cli.mode.is_some() || cli.config.is_some() {
         bail!(
@@ -130,7 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             bpffs_root,
             xdp_only,
         } => {
-            let cfg = load(config.as_deref())?;
+            let cfg = load(config.as_deref(), level)?;
             if cfg.mode == Mode::Agent {
                 bail!("the config has mode: agent; run it with `opengslb agent --config FILE`");
             }
@@ -151,7 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cmd = match command {
                 None => {
-                    let cfg = load(Some(&config))?;
+                    let cfg = load(Some(&config), level)?;
                     if cfg.mode != Mode::Agent {
                         bail!(
                             "{} has mode: overwatch; `opengslb agent` needs a config with mode: agent",
@@ -167,8 +168,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(AgentCommand::Status) => agent::drain::Command::Status,
             };
             let path = match socket {
-                Some(p) => p,
-                None => load(Some(&config))?.agent.control_socket,
+                Some(p) => {
+                    crate::logging::init(level, None);
+                    p
+                }
+                None => load(Some(&config), level)?.agent.control_socket,
             };
             println!("{}", agent::control(&path, cmd)?);
             Ok(())
@@ -176,7 +180,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Validate { file },
         } => {
-            let cfg = load(Some(&file))?;
+            let cfg = load(Some(&file), level)?;
             println!("{}: valid", file.display());
             for d in cfg.domain_records() {
                 println!(
@@ -200,6 +204,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Xdp {
             command: XdpCommand::Counters { bpffs_root },
         } => {
+            crate::logging::init(level, None);
             let dir = xdp::pin_dir(&bpffs_root);
             let c = xdp::Counters::read_pinned(&dir).with_context(|| {
                 format!(
@@ -216,7 +221,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The original's command line: load the file, refuse it if every user can read it (as the original
 /// does: it holds secrets), and run the mode it names (or `--mode`).
-fn run_file_mode(path: Option<&Path>, mode: Option<Mode>) -> anyhow::Result<()> {
+fn run_file_mode(
+    path: Option<&Path>,
+    mode: Option<Mode>,
+    level: Option<&str>,
+) -> anyhow::Result<()> {
     let path = path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
     if !path.exists() {
         bail!(
@@ -226,7 +235,7 @@ fn run_file_mode(path: Option<&Path>, mode: Option<Mode>) -> anyhow::Result<()> 
         );
     }
     refuse_world_readable(path)?;
-    let mut cfg = load(Some(path))?;
+    let mut cfg = load(Some(path), level)?;
     if let Some(mode) = mode {
         cfg.mode = mode;
         // The rules differ by mode (an agent needs backends and a token, an overwatch a zone).
@@ -268,11 +277,13 @@ fn refuse_world_readable(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+/// Loads the config (the embedded default without a path) and starts logging as it says.
+fn load(path: Option<&Path>, level: Option<&str>) -> anyhow::Result<Config> {
     let cfg = match path {
         Some(p) => Config::load(p).with_context(|| format!("config {}", p.display()))?,
         None => Config::embedded_default().context("the embedded default config")?,
     };
+    crate::logging::init(level, Some(&cfg.logging));
     let unused = cfg.unused_sections();
     if !unused.is_empty() {
         tracing::warn!(

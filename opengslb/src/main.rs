@@ -5,7 +5,6 @@ use opengslb::cli::{Cli, run};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    opengslb::logging::init(cli.log_level.as_deref());
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -10,7 +10,13 @@
 
 use std::{io, sync::Arc};
 
-use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, header},
+    response::IntoResponse,
+    routing::get,
+};
 pub use prometheus_client::{collector::Collector, encoding::DescriptorEncoder};
 use prometheus_client::{
     encoding::{EncodeGaugeValue, EncodeLabelSet, EncodeMetric as _, text::encode},
@@ -123,14 +129,65 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-async fn scrape(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.render(),
-    )
+/// OpenMetrics to a scraper that asks for it (Prometheus does), else the classic text format, which
+/// `promtool check metrics`, curl and older scrapers read.
+async fn scrape(State(m): State<Arc<Metrics>>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            m.render(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            classic_text(&m.render()),
+        )
+    }
+}
+
+/// The classic (0.0.4) text format of an OpenMetrics exposition. They differ in what this changes: a
+/// counter's HELP and TYPE name its samples' `_total` name, an info metric is a gauge named `_info`,
+/// `unknown` is `untyped`, HELP does not escape quotes, and there are no UNIT or EOF lines.
+fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // HELP comes before TYPE, and only TYPE tells what the family's samples are called.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (suffix, kind) = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "unknown" | "stateset" => ("", "untyped"),
+                "gaugehistogram" => ("", "histogram"),
+                other => ("", other),
+            };
+            if let Some((help_name, text)) = help.take().filter(|(n, _)| *n == name) {
+                out.push_str(&format!(
+                    "# HELP {help_name}{suffix} {}\n",
+                    text.replace("\\\"", "\"")
+                ));
+            }
+            out.push_str(&format!("# TYPE {name}{suffix} {kind}\n"));
+        } else if !(line.starts_with("# UNIT ") || line == "# EOF") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Serves on `listener` until `token` is cancelled.
@@ -168,5 +225,18 @@ mod tests {
         assert!(text.contains("# TYPE t_hits counter\n"), "{text}");
         assert!(text.contains("t_hits_total{k=\"a\"} 2\n"), "{text}");
         assert!(text.contains("t_up{k=\"b\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn the_classic_format_names_a_counters_help_and_type_after_its_samples() {
+        let om = "# HELP t_hits Hits, \\\"all\\\" of them\n# TYPE t_hits counter\n# UNIT t_hits hits\n\
+                  t_hits_total{k=\"a\"} 2\n# HELP t_up Up\n# TYPE t_up gauge\nt_up 1\n\
+                  # HELP t_build Build\n# TYPE t_build info\nt_build_info{v=\"1\"} 1\n# EOF\n";
+        assert_eq!(
+            classic_text(om),
+            "# HELP t_hits_total Hits, \"all\" of them\n# TYPE t_hits_total counter\n\
+             t_hits_total{k=\"a\"} 2\n# HELP t_up Up\n# TYPE t_up gauge\nt_up 1\n\
+             # HELP t_build_info Build\n# TYPE t_build_info gauge\nt_build_info{v=\"1\"} 1\n"
+        );
     }
 }

@@ -38,6 +38,7 @@ fn bin() -> &'static Path {
 fn overwatch_config(n: u8, dir: &Path, domains: &str, servers: &str, tokens: &str) -> String {
     format!(
         r#"mode: overwatch
+logging: {{ format: text }}
 dns:
   listen_address: "127.0.0.{n}:53"
   zones: [lab.test]
@@ -127,6 +128,7 @@ impl Agent {
             &config,
             format!(
                 r#"mode: agent
+logging: {{ format: text }}
 agent:
   identity: {{ region: lab, service_token: "{token}" }}
   backends:

@@ -243,3 +243,52 @@ fn bare_opengslb_runs_the_files_mode_and_refuses_a_world_readable_file() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+/// `logging.format` and `logging.level` are acted on, and `--log-level` wins over the file's level.
+#[test]
+fn logs_follow_the_configs_logging_section_and_the_flag_wins() {
+    let dir = TempDir::new("logging");
+    let run = |logging: &str, flag: &[&str]| -> String {
+        let (dns, met) = (common::free_port(), common::free_port());
+        let cfg = dir.0.join("config.yaml");
+        std::fs::write(&cfg, format!("{}{logging}", config(dns, met, &[9]))).unwrap();
+        let mut cmd = Command::new(Path::new(env!("CARGO_BIN_EXE_opengslb")));
+        cmd.args(flag).args(["overwatch", "--config"]).arg(&cfg);
+        let log = dir.0.join("log");
+        let server = Proc::spawn(cmd, &log);
+        let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+        // The metrics listener logs its address once it serves: by then start-up has been logged.
+        assert!(
+            wait_for(Duration::from_secs(20), || !scrape(met).is_empty()),
+            "metrics served: {}",
+            logged()
+        );
+        drop(server);
+        logged()
+    };
+
+    let json = run("logging: { format: json }\n", &[]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|o| o["level"] == "INFO"
+            && o["message"] == "metrics at /metrics"
+            && o["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("127.0.0.1:"))),
+        "an info event with its fields at the top level: {json}"
+    );
+
+    let quiet = run("logging: { level: error, format: text }\n", &[]);
+    assert!(!quiet.contains("metrics at /metrics"), "{quiet}");
+    let flag = run(
+        "logging: { level: error, format: text }\n",
+        &["--log-level", "info"],
+    );
+    assert!(
+        flag.contains("INFO") && flag.contains("metrics at /metrics") && !flag.starts_with('{'),
+        "--log-level wins over logging.level, in text: {flag}"
+    );
+}

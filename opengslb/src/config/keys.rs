@@ -14,6 +14,7 @@ pub(super) const ACTED_ON: &[&str] = &[
     "regions",
     "domains",
     "metrics",
+    "logging",
     "overwatch.validation.enabled",
     "overwatch.identity.node_id",
     "overwatch.gossip",

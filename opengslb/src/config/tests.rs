@@ -132,8 +132,6 @@ fn demo2_overwatch_config_is_accepted() {
             "overwatch.validation.check_timeout",
             "overwatch.dnssec.enabled",
             "overwatch.dnssec.security_acknowledgment",
-            "logging.level",
-            "logging.format",
         ]
     );
     assert!(config.metrics.enabled);
@@ -186,14 +184,7 @@ fn demo2_agent_config_is_accepted() {
     assert_eq!(agent.drain_file, Path::new("/tmp/drain"));
     assert_eq!(agent.predictive, PredictiveConfig::default());
     // Everything the agent reads is acted on but for the heartbeat interval (reports go every 300 ms).
-    assert_eq!(
-        config.unused_sections(),
-        [
-            "agent.heartbeat.interval",
-            "logging.level",
-            "logging.format",
-        ]
-    );
+    assert_eq!(config.unused_sections(), ["agent.heartbeat.interval"]);
 }
 
 /// Both demos (docker and namespaces) ship Demo 2's config files; the overwatch's adds only XDP on eth0.
@@ -493,6 +484,8 @@ fn acted_on_keys_follow_the_longest_entry() {
         "domains[].name",
         "metrics.enabled",
         "api.enabled",
+        "logging.level",
+        "logging.format",
     ] {
         assert!(acted_on(path), "{path}");
     }
@@ -501,7 +494,6 @@ fn acted_on_keys_follow_the_longest_entry() {
         "domains[].latency_config.min_samples",
         "overwatch.validation.check_interval",
         "agent.heartbeat.interval",
-        "logging.level",
         "geolocation.ecs_enabled",
         "latency_config.min_samples",
     ] {

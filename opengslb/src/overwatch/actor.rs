@@ -339,9 +339,10 @@ impl Overwatch {
             || new.dns.nameservers != running.dns.nameservers
             || new.metrics != running.metrics
             || new.overwatch.gossip != running.overwatch.gossip
+            || new.logging != running.logging
         {
             warn!(
-                "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers, metrics or overwatch.gossip need a restart; applying the domains, servers and agent tokens only"
+                "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers, metrics, overwatch.gossip or logging need a restart; applying the domains, servers and agent tokens only"
             );
         }
         info!("SIGHUP: config reloaded");

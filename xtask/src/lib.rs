@@ -94,6 +94,24 @@ pub fn workspace_root() -> PathBuf {
 pub fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root);
+    // `cargo run` describes xtask to it in these (CARGO_PKG_NAME=xtask, ...). Build scripts that declare
+    // them `rerun-if-env-changed` (ring's does) would then see a change against a plain `cargo build` and
+    // rebuild, with everything above them: minutes for opengslb in release.
+    for (key, _) in env::vars_os() {
+        let k = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+            || k == "CARGO_PRIMARY_PACKAGE"
+        {
+            cmd.env_remove(&key);
+        }
+    }
     cmd
 }
 

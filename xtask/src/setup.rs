@@ -2,7 +2,8 @@
 //!
 //! Needs: the eBPF build route (../shared/TOOLCHAIN.md: Debian's rustc/cargo, the prebuilt BPF `core`,
 //! LLVM 22, clippy, `bpf-linker`), the tools the tests and benchmarks drive (dig, knot, kdig, kxdpgun,
-//! dnsperf, ip, bpftool, tcpdump, python3-venv for schemathesis) and, as root, bpffs at /sys/fs/bpf where the overwatch pins its maps.
+//! dnsperf, ip, bpftool, tcpdump, python3-venv for schemathesis; docker, docker-compose and debootstrap
+//! for the docker demo) and, as root, bpffs at /sys/fs/bpf where the overwatch pins its maps.
 //! Every check is a file test or one `dpkg-query`, so running setup before each command costs little.
 
 use std::{fs, path::Path, process::Command};
@@ -12,7 +13,7 @@ use ebpf_builder::{BPF_LINKER_INSTALL, DEBIAN_PACKAGES, Missing, Route, bpf_link
 use xtask::{exec, is_root, which};
 
 /// Debian packages of the test and run tools, with a binary each provides (checked off Debian).
-const TOOL_PACKAGES: [(&str, &str); 11] = [
+const TOOL_PACKAGES: [(&str, &str); 14] = [
     ("dnsutils", "dig"),
     ("knot", "knotd"),
     ("knot-dnsutils", "kdig"),
@@ -25,6 +26,11 @@ const TOOL_PACKAGES: [(&str, &str); 11] = [
     ("ca-certificates", "update-ca-certificates"),
     // `python3 -m venv`, for schemathesis (the API's OpenAPI test) under target/.
     ("python3-venv", "python3"),
+    // The docker demo (`cargo xtask demo docker`, tests/demo_docker.rs): the daemon, compose, and the
+    // base image's rootfs where no image registry answers.
+    ("docker.io", "dockerd"),
+    ("docker-compose", "docker-compose"),
+    ("debootstrap", "debootstrap"),
 ];
 const BPFFS: &str = "/sys/fs/bpf";
 const MOUNT_BPFFS: &str = "mount -t bpf bpf /sys/fs/bpf";

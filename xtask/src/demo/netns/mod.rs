@@ -186,9 +186,10 @@ impl Demo {
         let xdp = self.start(overwatch_yaml, agent_yaml)?;
         let scenarios = self.scenarios()?;
 
-        let xdp_answered = self.xdp_answered();
         let mut client = self.client.take().expect("started above");
         client.stop()?;
+        // After the client's last query, so the count covers every one it made.
+        let xdp_answered = self.xdp_answered();
         let r = client.records();
         let webapps: Vec<Ipv4Addr> = WEBAPPS.iter().map(|w| self.node(w).addr).collect();
         Ok(Figures {

@@ -139,6 +139,13 @@ fn demo2_agents_drain_a_webapp_out_of_dns_while_its_nginx_stays_up() {
         seen(),
         ow_logged()
     );
+    // Every metric of an overwatch with agents, gossip and validation, and of an agent, passes promtool.
+    http::promtool_check(&http::get(&ow, metrics, "/metrics"));
+    http::promtool_check(&http::get(
+        &webapps[0],
+        "127.0.0.1:9100".parse().unwrap(),
+        "/metrics",
+    ));
     let reported = ow_logged();
     for i in 1..=3 {
         assert!(

@@ -191,6 +191,16 @@ fn sighup_publishes_a_new_table_and_refuses_a_broken_config() {
         [Ipv4Addr::new(192, 0, 2, 3)],
         "the running config is kept"
     );
+    let (found, text) = scrape_until(met, "opengslb_config_reloads_total{result=\"failure\"} 1\n");
+    assert!(found, "{text}");
+    for line in [
+        "opengslb_config_reloads_total{result=\"success\"} 1\n",
+        "opengslb_overwatch_backends 1\n",
+        "opengslb_overwatch_overrides_active 0\n",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    common::http::promtool_check(&text);
 }
 
 /// `opengslb --config FILE [--mode M]`, as the original's images run it.

@@ -13,7 +13,7 @@ use ebpf_builder::{BPF_LINKER_INSTALL, DEBIAN_PACKAGES, Missing, Route, bpf_link
 use xtask::{exec, is_root, which};
 
 /// Debian packages of the test and run tools, with a binary each provides (checked off Debian).
-const TOOL_PACKAGES: [(&str, &str); 14] = [
+const TOOL_PACKAGES: [(&str, &str); 15] = [
     ("dnsutils", "dig"),
     ("knot", "knotd"),
     ("knot-dnsutils", "kdig"),
@@ -31,6 +31,8 @@ const TOOL_PACKAGES: [(&str, &str); 14] = [
     ("docker.io", "dockerd"),
     ("docker-compose", "docker-compose"),
     ("debootstrap", "debootstrap"),
+    // `promtool check metrics` on the live /metrics output; the package's server is not wanted.
+    ("prometheus", "promtool"),
 ];
 const BPFFS: &str = "/sys/fs/bpf";
 const MOUNT_BPFFS: &str = "mount -t bpf bpf /sys/fs/bpf";
@@ -206,16 +208,37 @@ pub fn setup(opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Debian's prometheus package starts a Prometheus server where systemd runs; only its promtool is
+/// wanted, and the server would hold port 9090 (the metrics port of the demo and the tests).
+fn stop_prometheus_service() {
+    let active = Command::new("systemctl")
+        .args(["is-active", "--quiet", "prometheus"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if active {
+        eprintln!(
+            "setup: stopping and disabling the prometheus service the package started (only promtool is used)"
+        );
+        let _ = exec(Command::new("systemctl").args(["disable", "--now", "prometheus"]));
+    }
+}
+
 /// Installs what `state` lacks, with each tool's own progress on the terminal.
 fn install(state: &State) -> Result<()> {
     if !state.packages.is_empty() {
-        exec(Command::new("apt-get").arg("update"))?;
+        // Another apt (unattended-upgrades, a second setup) may hold dpkg's lock: wait for it.
+        const LOCK_WAIT: [&str; 2] = ["-o", "DPkg::Lock::Timeout=300"];
+        exec(Command::new("apt-get").args(LOCK_WAIT).arg("update"))?;
         exec(
             Command::new("apt-get")
+                .args(LOCK_WAIT)
                 .args(["install", "-y"])
                 .args(&state.packages)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
+        if state.packages.contains(&"prometheus") {
+            stop_prometheus_service();
+        }
     }
     if state.bpf_linker {
         // bpf-linker links against LLVM 22 from llvm-22-dev, whose llvm-config is only in this dir.

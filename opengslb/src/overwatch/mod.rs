@@ -23,11 +23,13 @@ mod gossip;
 pub mod policy;
 mod publisher;
 mod reports;
+mod run_metrics;
 
 use actor::{Effect, Input, Overwatch};
 use agents::BookMetrics;
 use control::Control;
 use publisher::Publisher;
+use run_metrics::RunMetrics;
 
 use crate::{
     api::{self, Api, ApiError, Change, Readiness, View},
@@ -206,6 +208,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         publisher: Publisher::new(dp, tx, zones, cfg.dns.xdp.udp_size),
         status: Arc::default(),
         book: Arc::default(),
+        run: Arc::default(),
         prober: None,
         view: View {
             regions: cfg.regions.iter().map(|r| r.name.clone()).collect(),
@@ -275,6 +278,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             metrics.collect(shell.book.clone());
         }
         metrics.collect(shell.status.clone());
+        metrics.collect(shell.run.clone());
         if cfg.metrics.enabled {
             let listener = tokio::net::TcpListener::bind(cfg.metrics.address)
                 .await
@@ -333,10 +337,21 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 },
                 _ = term.recv() => Input::Shutdown,
                 _ = hup.recv() => match load_config(&opts) {
-                    Some(new) => Input::Reload(Box::new(new)),
-                    None => continue,
+                    Ok(new) => {
+                        shell.run.reloaded(true);
+                        Input::Reload(Box::new(new))
+                    }
+                    Err(refused) => {
+                        if refused {
+                            shell.run.reloaded(false);
+                        }
+                        continue;
+                    }
                 },
-                Some((key, result)) = probe_rx.recv() => Input::Probe(key, result),
+                Some((key, result)) = probe_rx.recv() => {
+                    shell.run.probed(key.service.as_ref(), result.ok, result.latency);
+                    Input::Probe(key, result)
+                }
                 Some(request) = api_rx.recv() => {
                     shell.api_request(&mut overwatch, request);
                     continue;
@@ -399,6 +414,7 @@ struct Shell {
     publisher: Publisher,
     status: Arc<StatusMetrics>,
     book: Arc<BookMetrics>,
+    run: Arc<RunMetrics>,
     /// Started with the runtime, after the first publish.
     prober: Option<Prober<BackendKey>>,
     /// What the API shows, kept up to date from the effects.
@@ -551,20 +567,18 @@ async fn next_gossip(gossip: &mut Option<gossip::Gossip>) -> Vec<crate::gossip::
     }
 }
 
-/// SIGHUP: re-reads the config file; `None` (and logged) when there is none or it is refused.
-fn load_config(opts: &Options) -> Option<Config> {
+/// SIGHUP: re-reads the config file. `Err(true)` (logged) when it is refused; `Err(false)` when there is
+/// no file to re-read (the embedded default).
+fn load_config(opts: &Options) -> Result<Config, bool> {
     let Some(path) = &opts.config else {
         warn!("SIGHUP: running the embedded default config, nothing to reload");
-        return None;
+        return Err(false);
     };
-    match Config::load(path) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            error!(
-                error = format!("{e:#}"),
-                "SIGHUP: the new config is refused; keeping the running one"
-            );
-            None
-        }
-    }
+    Config::load(path).map_err(|e| {
+        error!(
+            error = format!("{e:#}"),
+            "SIGHUP: the new config is refused; keeping the running one"
+        );
+        true
+    })
 }

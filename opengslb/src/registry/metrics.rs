@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::{BackendStatus, NameStatus, Status};
-use crate::metrics::{Collector, DescriptorEncoder, flags};
+use crate::metrics::{Collector, DescriptorEncoder, flags, gauge};
 
 /// What the last evaluation showed; families with no rows are left out.
 #[derive(Debug, Default)]
@@ -24,6 +24,25 @@ impl StatusMetrics {
 impl Collector for StatusMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (backends, names) = self.shown.lock().map(|s| s.clone()).unwrap_or_default();
+        let count = |f: fn(&BackendStatus) -> bool| backends.iter().filter(|b| f(b)).count() as i64;
+        gauge(
+            &mut encoder,
+            "opengslb_overwatch_backends",
+            "Backends known: static, API-made and agents' (by service, address and port)",
+            backends.len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "opengslb_overwatch_backends_healthy",
+            "Backends whose own status is healthy (see opengslb_backend_up for each)",
+            count(|b| b.status == Status::Healthy),
+        )?;
+        gauge(
+            &mut encoder,
+            "opengslb_overwatch_overrides_active",
+            "Backends an operator's override holds in or out",
+            count(|b| b.override_.is_some()),
+        )?;
         if !backends.is_empty() {
             let rows = backends.iter().map(|b| {
                 let labels = [

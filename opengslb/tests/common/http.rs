@@ -76,3 +76,30 @@ pub fn call(
         .unwrap_or_default();
     (status, body)
 }
+
+/// `promtool check metrics` (Debian's prometheus package) on a scrape (an HTTP response or its body): the
+/// exposition parses, and every metric has help text and a name its type allows.
+pub fn promtool_check(scrape: &str) {
+    use std::io::Write as _;
+    let body = scrape.split_once("\r\n\r\n").map_or(scrape, |(_, b)| b);
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; `cargo xtask setup` installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("promtool reads the scrape");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -808,3 +808,48 @@ fn refused(srv: &Server) -> u64 {
         .tcp_refused
         .load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// `opengslb_dns_queries_total`: replies by configured domain (any case), type and RCODE; 1000 random
+/// names and an unusual type all land under `other`, so the label set stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_counts_name_configured_domains_and_fold_the_rest_into_other() {
+    let srv = Server::start(IDLE, 4).await;
+    let sock = udp_client(srv.addr).await;
+    let mut rng = Rng::new(0x5eed_0fc0_5e00_0001);
+    for i in 0..1000u16 {
+        let name = format!("r{:016x}.demo.local", rng.next_u64());
+        check_reply_to(
+            &udp_ask(&sock, &query(i, &name, A)).await,
+            &query(i, &name, A),
+        );
+    }
+    for (i, name) in ["app.demo.local", "APP.Demo.Local"].into_iter().enumerate() {
+        let q = query(0x7000 + i as u16, name, A);
+        check_reply_to(&udp_ask(&sock, &q).await, &q);
+    }
+    let q = query(0x7100, "app.demo.local", 99);
+    check_reply_to(&udp_ask(&sock, &q).await, &q);
+    let q = query(0x7101, "elsewhere.example", AAAA);
+    check_reply_to(&udp_ask(&sock, &q).await, &q);
+    wait_for("every query counted", || srv.replies() == 1004).await;
+    let rows: Vec<(String, &str, &str, u64)> = srv
+        .stats
+        .queries
+        .rows()
+        .into_iter()
+        .map(|(d, t, s, n)| (d.to_string(), t, s, n))
+        .collect();
+    println!("{rows:?}");
+    let want = |d: &str, t: &str, s: &str, n: u64| {
+        assert!(
+            rows.contains(&(d.to_owned(), t, s, n)),
+            "({d}, {t}, {s}) {n} in {rows:?}"
+        );
+    };
+    want("app.demo.local", "A", "NOERROR", 2);
+    want("app.demo.local", "other", "NOERROR", 1);
+    want("other", "A", "NXDOMAIN", 1000);
+    want("other", "AAAA", "REFUSED", 1);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    srv.stop().await;
+}

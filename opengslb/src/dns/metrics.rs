@@ -20,6 +20,24 @@ impl Collector for Stats {
         )?;
         counters(
             &mut encoder,
+            "opengslb_dns_queries",
+            "Queries the userspace DNS server answered, by domain (a configured name, or other), type and status (the reply's RCODE)",
+            self.queries
+                .rows()
+                .into_iter()
+                .map(|(domain, qtype, status, n)| {
+                    (
+                        [
+                            ("domain", domain.to_string()),
+                            ("type", qtype.to_owned()),
+                            ("status", status.to_owned()),
+                        ],
+                        n,
+                    )
+                }),
+        )?;
+        counters(
+            &mut encoder,
             "opengslb_dns_dropped",
             "Messages the userspace DNS server did not answer, by reason",
             [

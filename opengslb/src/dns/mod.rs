@@ -2,6 +2,7 @@
 //! responder, and the UDP and TCP listeners.
 
 mod metrics;
+pub mod queries;
 pub mod respond;
 pub mod server;
 pub mod zone;

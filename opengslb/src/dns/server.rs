@@ -22,6 +22,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
 use super::{
+    queries::QueryCounts,
     respond::{DropReason, Outcome, QueryContext, ReplyKind, respond},
     zone::Snapshot,
 };
@@ -60,6 +61,8 @@ pub struct Stats {
     pub tcp_refused: AtomicU64,
     /// TCP connections closed for idling or slowness (reading a message or writing a reply).
     pub tcp_timeouts: AtomicU64,
+    /// Replies by domain, type and status.
+    pub queries: QueryCounts,
 }
 
 const KINDS: [ReplyKind; 9] = [
@@ -75,9 +78,10 @@ const KINDS: [ReplyKind; 9] = [
 ];
 
 impl Stats {
-    fn count(&self, o: &Outcome) {
+    fn count(&self, snap: &Snapshot, o: &Outcome) {
         match o {
-            Outcome::Reply(_, k) => {
+            Outcome::Reply(bytes, k) => {
+                self.queries.count(snap, bytes, *k);
                 let i = KINDS.iter().position(|x| x == k).unwrap_or(0);
                 if let Some(c) = self.replies.get(i) {
                     c.fetch_add(1, Ordering::Relaxed);
@@ -214,7 +218,7 @@ async fn udp_loop(
         let snap = snapshots.borrow().clone();
         let ctx = QueryContext::udp().from_client(peer.ip());
         let outcome = respond(&snap, buf.get(..len).unwrap_or(&[]), &ctx);
-        stats.count(&outcome);
+        stats.count(&snap, &outcome);
         if let Outcome::Reply(bytes, _) = outcome
             && let Err(e) = sock.send_to(&bytes, peer).await
         {
@@ -306,7 +310,7 @@ async fn tcp_conn(
         }
         let snap = snapshots.borrow().clone();
         let outcome = respond(&snap, msg, &ctx);
-        stats.count(&outcome);
+        stats.count(&snap, &outcome);
         let Outcome::Reply(bytes, _) = outcome else {
             return Ok(());
         };

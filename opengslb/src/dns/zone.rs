@@ -151,6 +151,8 @@ pub struct Snapshot {
     fast: HashMap<RecordKey, (EntryKey, RecordValue)>,
     /// Where clients are, for `geolocation` entries.
     placement: Option<Arc<Placement>>,
+    /// The configured names (with or without records), by lowercase wire form, for the query counters.
+    domains: HashMap<Box<[u8]>, Arc<str>>,
 }
 
 impl Snapshot {
@@ -188,6 +190,15 @@ impl Snapshot {
             .iter()
             .map(|(k, _)| (k.clone(), AtomicU32::new(0)))
             .collect();
+        let domains = table
+            .iter()
+            .map(|(k, _)| &k.name)
+            .chain(table.empty_names())
+            .map(|n| {
+                let (wire, len) = n.wire();
+                (Box::from(&wire[..len]), Arc::from(n.as_str()))
+            })
+            .collect();
         let fast = rendered
             .entries
             .iter()
@@ -202,6 +213,7 @@ impl Snapshot {
             rotation,
             fast,
             placement: None,
+            domains,
         }
     }
 
@@ -229,7 +241,12 @@ impl Snapshot {
         self.zones.iter().find(|z| z.apex.zone_of(name))
     }
 
-    /// Whether `name` (lowercase) exists.
+    /// The configured domain a lowercase wire-form name is, if it is one.
+    pub fn domain_of_wire(&self, wire: &[u8]) -> Option<&Arc<str>> {
+        self.domains.get(wire)
+    }
+
+    /// Whether `name` (lowercase) exists: it owns records or is an empty non-terminal above one.
     pub fn exists(&self, name: &Name) -> bool {
         self.names.contains(name)
     }

@@ -15,13 +15,10 @@ use std::{
 
 use common::{
     dnsq::Asker,
+    labs::{self, TOKEN},
     netns::{Proc, TempDir, wait_for},
 };
 use serde_json::Value;
-
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const TOKEN: &str = "api-token-0123456789";
-const AGENT_TOKEN: &str = "app-token-0123456789";
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_opengslb"))
@@ -76,7 +73,7 @@ fn opengslb(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 struct Lab {
     dir: TempDir,
-    dns: SocketAddr,
+    dns: u16,
     api: String,
     _overwatch: Proc,
     _agent: Proc,
@@ -88,51 +85,9 @@ impl Lab {
     fn new() -> Self {
         let dir = TempDir::new("cli");
         let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
-        let dns = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
-        let gossip = common::free_port();
-        let overwatch = format!(
-            r#"mode: overwatch
-logging: {{ format: text }}
-overwatch:
-  validation: {{ enabled: false }}
-  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
-  agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}
-  data_dir: {data}
-dns:
-  listen_address: "{dns}"
-  zones: [demo.local]
-  default_ttl: 5
-regions:
-  - name: eu
-    servers:
-      - {{ address: 192.0.2.1, service: app.demo.local }}
-      - {{ address: 192.0.2.2, service: app.demo.local }}
-      - {{ address: 192.0.2.2, port: 8080, service: app.demo.local }}
-      - {{ address: "2001:db8::1", service: app.demo.local }}
-domains:
-  - {{ name: app.demo.local, regions: [eu], ttl: 5, max_answers: 16 }}
-api:
-  enabled: true
-  address: "{api}"
-  token: "{TOKEN}"
-"#,
-            data = dir.0.join("data").display(),
-        );
-        let agent = format!(
-            r#"mode: agent
-logging: {{ format: text }}
-agent:
-  identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
-  backends:
-    - {{ service: app.demo.local, address: 127.0.0.1, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
-  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: ["127.0.0.1:{gossip}"] }}
-  drain_file: {drain}
-  control_socket: {socket}
-"#,
-            port = api.port(),
-            drain = dir.0.join("drain").display(),
-            socket = dir.0.join("agent.sock").display(),
-        );
+        let (dns, gossip) = (common::free_port(), common::free_port());
+        let overwatch = labs::overwatch(&dir.0, dns, api, gossip, "");
+        let agent = labs::agent(&dir.0, gossip, api.port());
         let mut procs = Vec::new();
         for (mode, config) in [("overwatch", overwatch), ("agent", agent)] {
             let path = dir.0.join(format!("{mode}.yaml"));
@@ -181,7 +136,7 @@ agent:
 
     /// The A records of app.demo.local, asked again if a reply is lost.
     fn answers(&self) -> Vec<Ipv4Addr> {
-        let mut asker = Asker::new(self.dns);
+        let mut asker = Asker::new(SocketAddr::from((Ipv4Addr::LOCALHOST, self.dns)));
         (0..20)
             .find_map(|_| asker.a("app.demo.local.", false))
             .expect("a DNS answer within 20 tries")

@@ -1,5 +1,7 @@
-//! The command line: `overwatch`, `agent`, `config validate`, and `xdp counters`; and, with no subcommand,
-//! the original's `opengslb [--config FILE] [--mode MODE]`, which runs whichever mode the file names.
+//! The command line: `overwatch`, `agent`, `config validate`, `xdp counters`, the operator's commands
+//! that talk to a running overwatch's API (`status`, `backends`, `override`, ...: [`ctl`]); and, with
+//! no subcommand, the original's `opengslb [--config FILE] [--mode MODE]`, which runs whichever mode
+//! the file names.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     agent,
     config::{Config, DEFAULT_CONFIG_PATH, Mode},
-    overwatch, xdp,
+    ctl, overwatch, xdp,
 };
 
 /// OpenGSLB: DNS-based global server load balancing with an XDP fast path.
@@ -74,6 +76,9 @@ pub enum Command {
         #[command(subcommand)]
         command: XdpCommand,
     },
+    /// The operator's commands, over a running overwatch's HTTP API.
+    #[command(flatten)]
+    Api(ctl::Command),
 }
 
 /// `opengslb agent ...`
@@ -216,7 +221,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{c}");
             Ok(())
         }
+        Command::Api(command) => Ok(ctl::run(command)?),
     }
+}
+
+/// The exit status for a failed command: what the operator's commands document (docs/cli.md), 1 for
+/// the rest.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .downcast_ref::<ctl::Failure>()
+        .map_or(1, ctl::Failure::exit_code)
 }
 
 /// The original's command line: load the file, refuse it if every user can read it (as the original

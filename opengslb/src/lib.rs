@@ -8,6 +8,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod dns;
 pub mod gossip;
 pub mod health;

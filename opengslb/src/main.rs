@@ -1,7 +1,7 @@
 //! The `opengslb` binary: a thin shell over the library's commands.
 
 use clap::Parser as _;
-use opengslb::cli::{Cli, run};
+use opengslb::cli::{Cli, exit_code, run};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit_code(&e))
         }
     }
 }

@@ -13,6 +13,7 @@ use std::{
 
 use common::{
     http::call,
+    labs::{self, TOKEN},
     netns::{Proc, TempDir, wait_for},
 };
 use hickory_proto::{
@@ -20,10 +21,6 @@ use hickory_proto::{
     rr::{Name, RData, RecordType},
 };
 use serde_json::Value;
-
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const TOKEN: &str = "api-token-0123456789";
-const AGENT_TOKEN: &str = "app-token-0123456789";
 
 struct Lab {
     dir: TempDir,
@@ -49,35 +46,7 @@ impl Lab {
         let dir = TempDir::new(tag);
         let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
         let (dns, gossip) = (common::free_port(), common::free_port());
-        let config = format!(
-            r#"mode: overwatch
-overwatch:
-  validation: {{ enabled: false }}
-  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
-  agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}
-  data_dir: {data}
-{extra}dns:
-  listen_address: "127.0.0.1:{dns}"
-  zones: [demo.local]
-  default_ttl: 5
-regions:
-  - name: eu
-    servers:
-      - {{ address: 192.0.2.1, service: app.demo.local }}
-      - {{ address: 192.0.2.2, service: app.demo.local }}
-      - {{ address: 192.0.2.2, port: 8080, service: app.demo.local }}
-      - {{ address: "2001:db8::1", service: app.demo.local }}
-domains:
-  - {{ name: app.demo.local, regions: [eu], ttl: 5, max_answers: 16 }}
-api:
-  enabled: true
-  address: "{api}"
-  allowed_networks: [127.0.0.0/8, "::1/128"]
-  trust_proxy_headers: true
-  token: "{TOKEN}"
-"#,
-            data = dir.0.join("data").display(),
-        );
+        let config = labs::overwatch(&dir.0, dns, api, gossip, extra);
         std::fs::write(dir.0.join("overwatch.yaml"), config).unwrap();
         let mut lab = Self {
             dir,
@@ -106,21 +75,7 @@ api:
 
     /// An agent reporting the API's own port as its backend (a TCP check that always passes).
     fn start_agent(&mut self) {
-        let config = format!(
-            r#"mode: agent
-agent:
-  identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
-  backends:
-    - {{ service: app.demo.local, address: 127.0.0.1, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
-  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: ["127.0.0.1:{gossip}"] }}
-  drain_file: {drain}
-  control_socket: {socket}
-"#,
-            port = self.api.port(),
-            gossip = self.gossip,
-            drain = self.dir.0.join("drain").display(),
-            socket = self.dir.0.join("agent.sock").display(),
-        );
+        let config = labs::agent(&self.dir.0, self.gossip, self.api.port());
         let path = self.dir.0.join("agent.yaml");
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(bin());

@@ -361,6 +361,20 @@ fn the_top_level_modules_form_no_import_circle() {
             by.get(&(a.to_owned(), b.to_owned()))
         );
     }
+    // The operator's commands are a client of the HTTP API: they know nothing of the server's state,
+    // so they work against any overwatch they can reach.
+    let ctl: Vec<&str> = graph
+        .get("ctl")
+        .map(|to| to.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ctl,
+        ["http_client"],
+        "ctl imports only the HTTP client: {:?}",
+        by.iter()
+            .filter(|((from, _), _)| from == "ctl")
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -1,0 +1,66 @@
+//! The config files of the API and operator-command tests: an overwatch serving `app.demo.local` from
+//! four static backends (one IPv6), with gossip for agents and an API token, and an agent that reports
+//! one more backend to it.
+
+use std::{net::SocketAddr, path::Path};
+
+/// The gossip key.
+pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The overwatch's `api.token`.
+pub const TOKEN: &str = "api-token-0123456789";
+/// The token agents of `app.demo.local` present.
+pub const AGENT_TOKEN: &str = "app-token-0123456789";
+
+/// The overwatch's config: its store under `dir`, DNS on 127.0.0.1:`dns`, the API on `api`, gossip on
+/// 127.0.0.1:`gossip`; `extra` goes into its `overwatch` section (YAML lines indented by two spaces).
+pub fn overwatch(dir: &Path, dns: u16, api: SocketAddr, gossip: u16, extra: &str) -> String {
+    format!(
+        r#"mode: overwatch
+logging: {{ format: text }}
+overwatch:
+  validation: {{ enabled: false }}
+  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
+  agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}
+  data_dir: {data}
+{extra}dns:
+  listen_address: "127.0.0.1:{dns}"
+  zones: [demo.local]
+  default_ttl: 5
+regions:
+  - name: eu
+    servers:
+      - {{ address: 192.0.2.1, service: app.demo.local }}
+      - {{ address: 192.0.2.2, service: app.demo.local }}
+      - {{ address: 192.0.2.2, port: 8080, service: app.demo.local }}
+      - {{ address: "2001:db8::1", service: app.demo.local }}
+domains:
+  - {{ name: app.demo.local, regions: [eu], ttl: 5, max_answers: 16 }}
+api:
+  enabled: true
+  address: "{api}"
+  allowed_networks: [127.0.0.0/8, "::1/128"]
+  trust_proxy_headers: true
+  token: "{TOKEN}"
+"#,
+        data = dir.join("data").display(),
+    )
+}
+
+/// An agent's config: it reports 127.0.0.1:`port` of `app.demo.local` (a TCP check every second) to
+/// the overwatch gossiping on 127.0.0.1:`gossip`; its drain file and control socket under `dir`.
+pub fn agent(dir: &Path, gossip: u16, port: u16) -> String {
+    format!(
+        r#"mode: agent
+logging: {{ format: text }}
+agent:
+  identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
+  backends:
+    - {{ service: app.demo.local, address: 127.0.0.1, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
+  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: ["127.0.0.1:{gossip}"] }}
+  drain_file: {drain}
+  control_socket: {socket}
+"#,
+        drain = dir.join("drain").display(),
+        socket = dir.join("agent.sock").display(),
+    )
+}

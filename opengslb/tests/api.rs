@@ -13,6 +13,7 @@ use std::{
 
 use common::{
     http::call,
+    loopback::{AGENT_TOKEN, GOSSIP_KEY, spawn, write_agent_config},
     netns::{Proc, TempDir, wait_for},
 };
 use hickory_proto::{
@@ -21,9 +22,7 @@ use hickory_proto::{
 };
 use serde_json::Value;
 
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const TOKEN: &str = "api-token-0123456789";
-const AGENT_TOKEN: &str = "app-token-0123456789";
 
 struct Lab {
     dir: TempDir,
@@ -53,7 +52,7 @@ impl Lab {
             r#"mode: overwatch
 overwatch:
   validation: {{ enabled: false }}
-  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
+  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{GOSSIP_KEY}" }}
   agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}
   data_dir: {data}
 {extra}dns:
@@ -92,10 +91,7 @@ api:
     }
 
     fn start_overwatch(&mut self) {
-        let mut cmd = Command::new(bin());
-        cmd.args(["overwatch", "--config"])
-            .arg(self.dir.0.join("overwatch.yaml"));
-        self.overwatch = Some(Proc::spawn(cmd, &self.dir.0.join("overwatch.log")));
+        self.overwatch = Some(spawn(bin(), &self.dir.0, "overwatch"));
         assert!(
             wait_for(Duration::from_secs(10), || self.get("/api/v1/ready").0
                 == 200),
@@ -106,26 +102,8 @@ api:
 
     /// An agent reporting the API's own port as its backend (a TCP check that always passes).
     fn start_agent(&mut self) {
-        let config = format!(
-            r#"mode: agent
-agent:
-  identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
-  backends:
-    - {{ service: app.demo.local, address: 127.0.0.1, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
-  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: ["127.0.0.1:{gossip}"] }}
-  drain_file: {drain}
-  control_socket: {socket}
-"#,
-            port = self.api.port(),
-            gossip = self.gossip,
-            drain = self.dir.0.join("drain").display(),
-            socket = self.dir.0.join("agent.sock").display(),
-        );
-        let path = self.dir.0.join("agent.yaml");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args(["agent", "--config"]).arg(&path);
-        self.agent = Some(Proc::spawn(cmd, &self.dir.0.join("agent.log")));
+        write_agent_config(&self.dir.0, self.api.port(), self.gossip);
+        self.agent = Some(spawn(bin(), &self.dir.0, "agent"));
     }
 
     fn config_path(&self) -> std::path::PathBuf {

@@ -21,12 +21,10 @@ use std::{
 use base64::Engine as _;
 use common::{
     http::call,
+    loopback::{AGENT_TOKEN, GOSSIP_KEY, spawn, write_agent_config},
     netns::{Proc, TempDir, wait_every, wait_for},
 };
 use serde_json::{Value, json};
-
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const AGENT_TOKEN: &str = "app-token-0123456789";
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_opengslb"))
@@ -220,7 +218,7 @@ impl Lab {
             r#"mode: overwatch
 overwatch:
   validation: {{ enabled: false }}
-  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
+  gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{GOSSIP_KEY}" }}
   agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}
   data_dir: {data}
 dns:
@@ -243,29 +241,9 @@ api:
             data = dir.0.join("data").display(),
         );
         std::fs::write(dir.0.join("overwatch.yaml"), overwatch).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args(["overwatch", "--config"])
-            .arg(dir.0.join("overwatch.yaml"));
-        let overwatch = Proc::spawn(cmd, &dir.0.join("overwatch.log"));
-        let agent = format!(
-            r#"mode: agent
-agent:
-  identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
-  backends:
-    - {{ service: app.demo.local, address: 127.0.0.1, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
-  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: ["127.0.0.1:{gossip}"] }}
-  drain_file: {drain}
-  control_socket: {socket}
-"#,
-            port = api.port(),
-            drain = dir.0.join("drain").display(),
-            socket = dir.0.join("agent.sock").display(),
-        );
-        std::fs::write(dir.0.join("agent.yaml"), agent).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args(["agent", "--config"])
-            .arg(dir.0.join("agent.yaml"));
-        let agent = Proc::spawn(cmd, &dir.0.join("agent.log"));
+        let overwatch = spawn(bin(), &dir.0, "overwatch");
+        write_agent_config(&dir.0, api.port(), gossip);
+        let agent = spawn(bin(), &dir.0, "agent");
         let lab = Self {
             dir,
             api,

@@ -4,6 +4,7 @@
 pub mod dnsq;
 pub mod frames;
 pub mod http;
+pub mod loopback;
 pub mod netns;
 pub mod nginx;
 pub mod rng;

@@ -13,7 +13,7 @@ use ebpf_builder::{BPF_LINKER_INSTALL, DEBIAN_PACKAGES, Missing, Route, bpf_link
 use xtask::{exec, is_root, which};
 
 /// Debian packages of the test and run tools, with a binary each provides (checked off Debian).
-const TOOL_PACKAGES: [(&str, &str); 15] = [
+const TOOL_PACKAGES: [(&str, &str); 17] = [
     ("dnsutils", "dig"),
     ("knot", "knotd"),
     ("knot-dnsutils", "kdig"),
@@ -33,6 +33,9 @@ const TOOL_PACKAGES: [(&str, &str); 15] = [
     ("debootstrap", "debootstrap"),
     // `promtool check metrics` on the live /metrics output; the package's server is not wanted.
     ("prometheus", "promtool"),
+    // The status page's browser test (tests/status_page.rs): headless Chromium over WebDriver.
+    ("chromium", "chromium"),
+    ("chromium-driver", "chromedriver"),
 ];
 const BPFFS: &str = "/sys/fs/bpf";
 const MOUNT_BPFFS: &str = "mount -t bpf bpf /sys/fs/bpf";

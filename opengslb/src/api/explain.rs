@@ -300,12 +300,6 @@ pub fn explain(
 ) -> Option<Explanation> {
     let status = view.names.iter().find(|n| n.name == *name)?;
     let entry = view.table.get(name, qtype);
-    let in_table = |ip: IpAddr| {
-        let qt = if ip.is_ipv4() { QTYPE_A } else { QTYPE_AAAA };
-        view.table
-            .get(name, qt)
-            .is_some_and(|e| e.records.contains(&ip))
-    };
     // Both DNS paths place a query without Client Subnet by its source address.
     let region = match entry.map(|e| e.policy) {
         Some(Policy::Geo { .. }) => client
@@ -326,7 +320,7 @@ pub fn explain(
             effective_status: effective_status(b),
             reason: b.reason.as_str(),
             weight: b.weight,
-            in_table: in_table(b.key.address),
+            in_table: view.in_table(name, b.key.address),
         })
         .collect();
     Some(Explanation {

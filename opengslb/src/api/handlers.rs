@@ -46,6 +46,8 @@ pub(super) struct BackendRow {
     source: &'static str,
     effective_status: &'static str,
     reason: &'static str,
+    /// DNS answers with its address now (the published table has it).
+    in_table: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     agent_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +84,7 @@ impl BackendRow {
             source: b.source.as_str(),
             effective_status: effective_status(b),
             reason: b.reason.as_str(),
+            in_table: view.in_table(&b.key.service, b.key.address),
             agent_id: b.agent_id.clone(),
             agent_healthy: b.agent_says.as_ref().map(|(s, _)| *s == AgentSays::Healthy),
             agent_status: b.agent_says.as_ref().map(|(s, _)| s.as_str()),

@@ -10,6 +10,7 @@ mod explain;
 mod handlers;
 mod openapi;
 mod overrides;
+mod page;
 mod parse;
 mod validate;
 mod view;
@@ -183,6 +184,9 @@ pub fn router(api: Api) -> Router {
         // After every route: it is set on the routes that exist when it is called.
         .method_not_allowed_fallback(handlers::method_not_allowed);
     Router::new()
+        .route("/", get(page::index))
+        .route("/status.css", get(page::css))
+        .route("/status.js", get(page::js))
         .nest("/api/v1", v1)
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(api.clone(), access::guard))
@@ -196,7 +200,7 @@ pub async fn serve(
     api: Api,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    info!(address = %listener.local_addr()?, "HTTP API at /api/v1");
+    info!(address = %listener.local_addr()?, "HTTP API at /api/v1, status page at /");
     axum::serve(
         listener,
         router(api).into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,10 +1,13 @@
 //! What the API reads: the last state the control loop published. The loop makes a new view on every
 //! publish and every second, so a read never waits for the loop and is at most a second old.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use opengslb_common::maps::{QTYPE_A, QTYPE_AAAA};
 
 use crate::{
     config::Config,
+    name::DnsName,
     registry::{BackendStatus, NameStatus},
     routing::Placement,
     store::objects::ApiObjects,
@@ -66,6 +69,15 @@ impl View {
     pub fn ago(&self, age: Duration) -> u64 {
         self.wall_ms
             .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Whether `ip` is among the records of `name`'s published entry for its family: whether DNS
+    /// answers with it (a port is not in DNS, so every port of the address counts alike).
+    pub fn in_table(&self, name: &DnsName, ip: IpAddr) -> bool {
+        let qtype = if ip.is_ipv4() { QTYPE_A } else { QTYPE_AAAA };
+        self.table
+            .get(name, qtype)
+            .is_some_and(|e| e.records.contains(&ip))
     }
 }
 

@@ -2,7 +2,9 @@
 //! four static backends (one IPv6), with gossip for agents and an API token, and an agent that reports
 //! one more backend to it.
 
-use std::{net::SocketAddr, path::Path};
+use std::{net::SocketAddr, path::Path, process::Command};
+
+use super::netns::Proc;
 
 /// The gossip key.
 pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -63,4 +65,12 @@ agent:
         drain = dir.join("drain").display(),
         socket = dir.join("agent.sock").display(),
     )
+}
+
+/// Starts `opengslb <mode> --config <dir>/<mode>.yaml`, logging to `<dir>/<mode>.log`.
+pub fn spawn(bin: &Path, dir: &Path, mode: &str) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.args([mode, "--config"])
+        .arg(dir.join(format!("{mode}.yaml")));
+    Proc::spawn(cmd, &dir.join(format!("{mode}.log")))
 }

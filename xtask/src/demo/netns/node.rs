@@ -102,9 +102,20 @@ impl Node {
         }
         let host = cstr(self.name.as_bytes())?;
         let ns = self.netns.try_clone()?;
+        // A program under a directory the node has its own of (a build in a clone under /tmp, say) is
+        // hidden once those are mounted: it is executed through a descriptor opened here instead.
+        let through_fd = if hidden_in_node(program) {
+            Some(File::open(program).with_context(|| format!("opening {}", program.display()))?)
+        } else {
+            None
+        };
+        let exe = match &through_fd {
+            Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+            None => program.to_path_buf(),
+        };
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(exe);
         // SAFETY: between fork and exec only async-signal-safe calls (setns, unshare, sethostname, mount,
         // umount2, open_tree, move_mount, close, setpgid, prctl, getppid) on values prepared before the
         // fork; nothing allocates.
@@ -177,6 +188,12 @@ impl Node {
                 if libc::getppid() != parent {
                     return Err(std::io::Error::other("the demo exited"));
                 }
+                if let Some(f) = &through_fd {
+                    // Kept across exec, so that /proc/self/fd/N names the program.
+                    if libc::fcntl(f.as_raw_fd(), libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -210,7 +227,7 @@ pub fn enter_netns(ns: &File) -> Result<()> {
 }
 
 /// Whether `path` lies under one of the directories a node's processes see privately: a program there
-/// would not be found once the node's directories are mounted.
-pub fn hidden_in_node(path: &Path) -> bool {
+/// is not found by its path once the node's directories are mounted.
+fn hidden_in_node(path: &Path) -> bool {
     PRIVATE.iter().any(|(_, at)| path.starts_with(at))
 }

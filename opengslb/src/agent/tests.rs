@@ -178,56 +178,72 @@ fn confirm(manual: bool, since_seq: u64, acks: &[(&str, Ack)]) -> drain::Confirm
 
 #[test]
 fn a_drain_is_confirmed_only_by_acks_of_its_report_or_later_from_every_overwatch() {
+    use Served::{AllDown, No, Yes};
     use drain::Verdict;
-    let out = [Served::No, Served::No];
-    // One overwatch silent: it is named.
-    let c = confirm(true, 5, &[(OW1, ack("ow1", 5, &out))]);
-    assert_eq!(
-        c.verdict(true),
-        Verdict::Waiting {
-            missing: vec![OW2.to_owned()],
-            all_down: vec![]
+    let named = |n: &str, a: &str| format!("{n} ({a})");
+    let waiting = |missing: Vec<String>| Verdict::Waiting {
+        missing,
+        all_down: vec![],
+    };
+    // (drain on?, acks from ow1 and ow2 as (seq, served), the verdict); the drain is in report 5.
+    type Case<'a> = (
+        bool,
+        Option<(u64, &'a [Served])>,
+        (u64, &'a [Served]),
+        Verdict,
+    );
+    let cases: Vec<Case> = vec![
+        // One overwatch silent: it is named by address.
+        (true, None, (5, &[No, No]), waiting(vec![OW1.to_owned()])),
+        // An ack of an earlier report says nothing of the drain.
+        (
+            true,
+            Some((5, &[No, No])),
+            (4, &[No, No]),
+            waiting(vec![OW2.to_owned()]),
+        ),
+        // Still answered with one backend: not yet.
+        (
+            true,
+            Some((6, &[No, No])),
+            (5, &[No, Yes]),
+            waiting(vec![named("ow2", OW2)]),
+        ),
+        (
+            true,
+            Some((6, &[No, No])),
+            (5, &[No, No]),
+            Verdict::Confirmed(vec![named("ow1", OW1), named("ow2", OW2)]),
+        ),
+        // Undrain: every backend answered again, by all-down or not.
+        (
+            false,
+            Some((5, &[Yes, AllDown])),
+            (7, &[Yes, Yes]),
+            Verdict::Confirmed(vec![named("ow1", OW1), named("ow2", OW2)]),
+        ),
+        (
+            false,
+            Some((5, &[Yes, Yes])),
+            (7, &[Yes, No]),
+            waiting(vec![named("ow2", OW2)]),
+        ),
+    ];
+    for (on, first, (seq, served), expected) in cases {
+        let mut acks = vec![(OW2, ack("ow2", seq, served))];
+        if let Some((seq, served)) = first {
+            acks.push((OW1, ack("ow1", seq, served)));
         }
-    );
-    // An ack of an earlier report says nothing of the drain.
-    let c = confirm(
-        true,
-        5,
-        &[(OW1, ack("ow1", 5, &out)), (OW2, ack("ow2", 4, &out))],
-    );
-    assert!(matches!(c.verdict(true), Verdict::Waiting { .. }));
-    // Still answered with one backend: not yet.
-    let c = confirm(
-        true,
-        5,
-        &[
-            (OW1, ack("ow1", 6, &out)),
-            (OW2, ack("ow2", 5, &[Served::No, Served::Yes])),
-        ],
-    );
-    assert_eq!(
-        c.verdict(true),
-        Verdict::Waiting {
-            missing: vec![format!("ow2 ({OW2})")],
-            all_down: vec![]
-        }
-    );
-    let c = confirm(
-        true,
-        5,
-        &[(OW1, ack("ow1", 6, &out)), (OW2, ack("ow2", 5, &out))],
-    );
-    assert_eq!(
-        c.verdict(true),
-        Verdict::Confirmed(vec![format!("ow1 ({OW1})"), format!("ow2 ({OW2})")])
-    );
+        let c = confirm(on, 5, &acks);
+        assert_eq!(c.verdict(on), expected, "{acks:?}");
+    }
     // Served by an all-down policy: said, with the overwatch and the name.
     let c = confirm(
         true,
         5,
         &[
-            (OW1, ack("ow1", 6, &out)),
-            (OW2, ack("ow2", 5, &[Served::No, Served::AllDown])),
+            (OW1, ack("ow1", 6, &[No, No])),
+            (OW2, ack("ow2", 5, &[No, AllDown])),
         ],
     );
     match c.verdict(true) {
@@ -240,26 +256,6 @@ fn a_drain_is_confirmed_only_by_acks_of_its_report_or_later_from_every_overwatch
         }
         other => panic!("{other:?}"),
     }
-    // Undrain: every backend served again, by all-down or not.
-    let back = [Served::Yes, Served::AllDown];
-    let c = confirm(
-        false,
-        9,
-        &[(OW1, ack("ow1", 9, &back)), (OW2, ack("ow2", 8, &back))],
-    );
-    assert!(matches!(c.verdict(false), Verdict::Waiting { .. }));
-    let c = confirm(
-        false,
-        9,
-        &[(OW1, ack("ow1", 9, &back)), (OW2, ack("ow2", 10, &back))],
-    );
-    assert!(matches!(c.verdict(false), Verdict::Confirmed(_)));
-    let c = confirm(
-        false,
-        9,
-        &[(OW1, ack("ow1", 9, &back)), (OW2, ack("ow2", 10, &out))],
-    );
-    assert!(matches!(c.verdict(false), Verdict::Waiting { .. }));
 }
 
 #[tokio::test]

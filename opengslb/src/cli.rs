@@ -89,6 +89,14 @@ pub enum AgentCommand {
         /// `on` or `off`.
         #[arg(value_parser = ["on", "off"])]
         state: String,
+        /// Return once every overwatch the agent reports to has published a table without (`on`) or
+        /// with (`off`) its backends. Exit 1 if some did not within `--timeout` (they are named), 2 if
+        /// one still answers with a drained backend because its name's all-down policy does.
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits (`10s`, `500ms`; a bare number is seconds; at most 10m).
+        #[arg(long, default_value = "10s", value_parser = crate::ctl::parse_timeout, requires = "wait")]
+        timeout: std::time::Duration,
     },
     /// Print whether the agent is drained by hand.
     Status,
@@ -166,12 +174,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     return agent::run(cfg);
                 }
-                Some(AgentCommand::Drain { state }) if state == "on" => {
-                    agent::drain::Command::Drain
+                Some(AgentCommand::Drain {
+                    state,
+                    wait,
+                    timeout,
+                }) => {
+                    let cmd = if state == "on" {
+                        agent::drain::Command::Drain
+                    } else {
+                        agent::drain::Command::Undrain
+                    };
+                    if timeout > agent::drain::MAX_WAIT {
+                        bail!(
+                            "--timeout {} is longer than {} s",
+                            humantime::format_duration(timeout),
+                            agent::drain::MAX_WAIT.as_secs()
+                        );
+                    }
+                    (cmd, wait.then_some(timeout))
                 }
-                Some(AgentCommand::Drain { .. }) => agent::drain::Command::Undrain,
-                Some(AgentCommand::Status) => agent::drain::Command::Status,
+                Some(AgentCommand::Status) => (agent::drain::Command::Status, None),
             };
+            let (cmd, wait) = cmd;
             let path = match socket {
                 Some(p) => {
                     crate::logging::init(level, None);
@@ -179,7 +203,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => load(Some(&config), level)?.agent.control_socket,
             };
-            println!("{}", agent::control(&path, cmd)?);
+            println!("{}", agent::control(&path, cmd, wait)?);
             Ok(())
         }
         Command::Config {
@@ -228,6 +252,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// The exit status for a failed command: what the operator's commands document (docs/cli.md), 1 for
 /// the rest.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(w) = error.downcast_ref::<agent::drain::WaitFailure>() {
+        return w.code;
+    }
     error
         .downcast_ref::<ctl::Failure>()
         .map_or(1, ctl::Failure::exit_code)

@@ -1153,3 +1153,132 @@ fn a_hanging_metrics_endpoint_never_holds_up_the_reports() {
         "the drain file acts at once while a scrape hangs"
     );
 }
+
+/// `opengslb agent drain on|off` with more arguments: its exit status, stdout, stderr, and how long it
+/// took.
+fn drain_with(agent: &Agent, on: bool, args: &[&str]) -> (Option<i32>, String, String, Duration) {
+    let t0 = Instant::now();
+    let out = Command::new(bin())
+        .args(["agent", "--config"])
+        .arg(&agent.config)
+        .arg("drain")
+        .arg(if on { "on" } else { "off" })
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        t0.elapsed(),
+    )
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_waiting_drain_returns_once_every_overwatch_answers_without_the_backend() {
+    common::require_root();
+    let ns = Netns::new("agk");
+    let dir = TempDir::new("agk");
+    let (b1, b2) = (Ipv4Addr::new(127, 0, 0, 11), Ipv4Addr::new(127, 0, 0, 12));
+    let _nginx = [
+        Nginx::start(&dir.0.join("n1"), (b1, 8081).into(), Some(&ns.name)),
+        Nginx::start(&dir.0.join("n2"), (b2, 8082).into(), Some(&ns.name)),
+    ];
+    // `solo.lab.test` has no static server: the agent's backend is its only one, and policy `all`
+    // answers with it when it is out.
+    let domains = format!(
+        "{}  - {{ name: solo.lab.test, routing_algorithm: round-robin, regions: [lab], ttl: 1, all_down: all }}\n",
+        app_domain()
+    );
+    let tokens = format!("app.lab.test: \"{TOKEN}\", solo.lab.test: \"{TOKEN}\"");
+    let text = |n| overwatch_config(n, &dir.0, &domains, app_servers(), &tokens);
+    let ow1 = Overwatch::start(&ns, &dir.0, 1, &text(1));
+    let ow2 = Overwatch::start(&ns, &dir.0, 2, &text(2));
+    let seeds = "\"127.0.0.1:7946\", \"127.0.0.2:7946\"";
+    let spec = |service, address, port| AgentSpec {
+        service,
+        address,
+        port,
+        check: HTTP_CHECK,
+        key: KEY,
+        token: TOKEN,
+        seeds,
+        extra: "",
+    };
+    let app = Agent::new(&ns, &dir.0, "k", &spec("app.lab.test", b2, 8082));
+    let solo = Agent::new(&ns, &dir.0, "s", &spec("solo.lab.test", b1, 8081));
+    let mut dns1 = ns.enter(|| Asker::new("127.0.0.1:53".parse().unwrap()));
+    let mut dns2 = ns.enter(|| Asker::new("127.0.0.2:53".parse().unwrap()));
+    let both = vec![b1, b2];
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            dns1.both("app.lab.test") == Some(both.clone())
+                && dns2.a("app.lab.test", false) == Some(both.clone())
+                && dns1.both("solo.lab.test") == Some(vec![b1])
+                && dns2.a("solo.lab.test", false) == Some(vec![b1])
+        }),
+        "both overwatches answer with both agents' backends\n{}\n{}\n{}",
+        ow1.log(),
+        ow2.log(),
+        app.log()
+    );
+
+    // Confirmed: the moment the command returns, neither overwatch answers with the backend.
+    let (code, out, err, took) = drain_with(&app, true, &["--wait"]);
+    assert_eq!(code, Some(0), "{out}\n{err}\n{}", app.log());
+    let (xdp1, user1, user2) = (
+        dns1.a("app.lab.test", false),
+        dns1.a("app.lab.test", true),
+        dns2.a("app.lab.test", false),
+    );
+    assert!(
+        out.starts_with("ok draining=true confirmed by ow1 (127.0.0.1:7946), ow2 (127.0.0.2:7946)"),
+        "{out}"
+    );
+    assert_eq!(
+        (xdp1, user1, user2),
+        (Some(vec![b1]), Some(vec![b1]), Some(vec![b1])),
+        "answers right after `drain on --wait` returned"
+    );
+    println!("drain on --wait returned in {took:?}: {out}");
+
+    let (code, out, err, took) = drain_with(&app, false, &["--wait", "--timeout", "10s"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (both1, user2) = (dns1.both("app.lab.test"), dns2.a("app.lab.test", false));
+    assert_eq!(
+        (both1, user2),
+        (Some(both.clone()), Some(both.clone())),
+        "answers right after `drain off --wait` returned"
+    );
+    println!("drain off --wait returned in {took:?}: {out}");
+
+    // The only backend of a name under policy `all`: out by the agent, still answered by policy.
+    let (code, out, err, _) = drain_with(&solo, true, &["--wait"]);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains("all-down")
+            && err.contains("ow1 (127.0.0.1:7946)")
+            && err.contains("ow2 (127.0.0.2:7946)")
+            && err.contains("solo.lab.test"),
+        "{err}"
+    );
+    assert_eq!(dns1.both("solo.lab.test"), Some(vec![b1]), "policy `all`");
+    assert_eq!(solo.drain_command(false), "ok draining=false");
+
+    // One overwatch gone: the wait ends at its timeout, naming it; the drain still applies.
+    drop(ow2);
+    let (code, out, err, took) = drain_with(&app, true, &["--wait", "--timeout", "2s"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("timeout")
+            && err.contains("127.0.0.2:7946")
+            && !err.contains("127.0.0.1:7946"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(dns1.both("app.lab.test"), Some(vec![b1]), "drained anyway");
+}

@@ -139,6 +139,11 @@ impl Agent {
         }
     }
 
+    /// The number of the last report sent (0 before the first).
+    pub fn seq(&self) -> u64 {
+        self.base.seq
+    }
+
     /// Handles one input at `now` (`wall_ms` on the wall clock, which reports carry and maintenance
     /// windows are set in).
     pub fn handle(&mut self, input: Input, now: Instant, wall_ms: u64) -> Vec<Effect> {

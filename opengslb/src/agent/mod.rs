@@ -32,8 +32,8 @@ use crate::{
     config::{AgentBackend, Config},
     gossip::{
         member::Role,
-        node::{Node, NodeConfig},
-        wire::{REPORT_VERSION, Report, Signals},
+        node::{Event, Node, NodeConfig},
+        wire::{Ack, REPORT_VERSION, Report, Signals},
     },
     health::{CheckPolicy, CheckSpec, ProbeResult, Prober, Scheduled, Target, Validation},
     metrics::Metrics,
@@ -123,8 +123,37 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     if cfg.metrics.enabled {
         serve_metrics(&cfg, &node, shown.clone(), &tracker, token.clone()).await?;
     }
-    // Membership events matter to the overwatch; the agent only needs the node's view of overwatches.
-    tracker.spawn(async move { while events.recv().await.is_some() {} });
+    let started_ms = crate::gossip::unix_ms();
+    let (confirm_tx, confirm_rx) = watch::channel(drain::Confirm {
+        overwatches: node.report_targets(),
+        ..drain::Confirm::default()
+    });
+    // Membership events matter to the overwatch; the agent keeps the overwatches' acks, for drains
+    // that wait for them.
+    let acks_to = confirm_tx.clone();
+    let stats = node.stats.clone();
+    tracker.spawn(async move {
+        while let Some(event) = events.recv().await {
+            let Event::Ack { payload, from } = event else {
+                continue;
+            };
+            match Ack::decode(&payload) {
+                // An ack of an earlier life's report numbers another sequence.
+                Ok(ack) if ack.started_ms == started_ms => {
+                    acks_to.send_modify(|c| {
+                        c.acks.insert(from, ack);
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    stats
+                        .bad_ack
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(%from, error = %e, "malformed ack dropped");
+                }
+            }
+        }
+    });
 
     let tracked: Vec<Tracked> = agent
         .backends
@@ -164,13 +193,18 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let (mut drain_file, _watcher) = drain::watch_file(&agent.drain_file)
         .with_context(|| format!("agent.drain_file {}", agent.drain_file.display()))?;
     let (manual_tx, mut manual) = watch::channel(false);
-    drain::serve(&agent.control_socket, manual_tx, &tracker, token.clone())?;
+    drain::serve(
+        &agent.control_socket,
+        manual_tx,
+        confirm_rx,
+        &tracker,
+        token.clone(),
+    )?;
     // Sampling may wait on the app's metrics endpoint: it runs in a task of its own, so the reports
     // never wait for it.
     let (checks_tx, mut predicted) =
         predict::Predictor::new(&agent.predictive)?.spawn(&tracker, token.clone());
 
-    let started_ms = crate::gossip::unix_ms();
     let base = Report {
         version: REPORT_VERSION,
         agent_id: id.clone(),
@@ -212,7 +246,24 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             Ok(()) = predicted.changed() => Input::Predicted(predicted.borrow_and_update().clone()),
             _ = report_tick.tick() => Input::ReportDue,
         };
-        for effect in state.handle(input, Instant::now(), crate::gossip::unix_ms()) {
+        let manual_now = match &input {
+            Input::Manual(on) => Some(*on),
+            _ => None,
+        };
+        let effects = state.handle(input, Instant::now(), crate::gossip::unix_ms());
+        if let Some(on) = manual_now {
+            // The report just sent (or, if nothing changed, the last one) carries this drain.
+            let seq = state.seq();
+            let targets = node.report_targets();
+            confirm_tx.send_modify(|c| {
+                if c.manual != on || c.since_seq == 0 {
+                    c.manual = on;
+                    c.since_seq = seq;
+                }
+                c.overwatches = targets;
+            });
+        }
+        for effect in effects {
             match effect {
                 Effect::Send(payload) => node.send_report(payload),
                 // Best effort: a full queue drops a sample of the error rate, never a report.
@@ -276,12 +327,16 @@ fn gossip_bind() -> SocketAddr {
     }
 }
 
-/// `opengslb agent drain on|off|status`: tells the running agent through its control socket.
-pub fn control(socket: &std::path::Path, cmd: drain::Command) -> anyhow::Result<String> {
+/// `opengslb agent drain on|off [--wait]|status`: tells the running agent through its control socket.
+pub fn control(
+    socket: &std::path::Path,
+    cmd: drain::Command,
+    wait: Option<Duration>,
+) -> anyhow::Result<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(drain::send(socket, cmd))
+    rt.block_on(drain::send(socket, cmd, wait))
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ fn parse_api(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     let d = match text.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
         Err(_) => humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?,

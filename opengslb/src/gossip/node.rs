@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use super::{
     member::{Member, Role},
     seal::{DropCounts, MAX_DATAGRAM, Opener, SealError, Sealer},
-    wire::{KIND_REPORT, KIND_SWIM},
+    wire::{KIND_ACK, KIND_REPORT, KIND_SWIM},
 };
 use crate::config::{GossipKey, NodeAddress};
 
@@ -79,6 +79,13 @@ pub enum Event {
         /// Where it came from.
         from: SocketAddr,
     },
+    /// An overwatch's ack payload opened (still to be decoded), from one of this node's seeds.
+    Ack {
+        /// The payload.
+        payload: Vec<u8>,
+        /// Which overwatch sent it.
+        from: SocketAddr,
+    },
     /// SWIM says a member is up.
     MemberUp(Member),
     /// SWIM says a member is down (failed, or left).
@@ -96,6 +103,10 @@ pub struct NodeStats {
     pub unknown_kind: AtomicU64,
     /// Opened SWIM datagrams foca refused.
     pub bad_swim: AtomicU64,
+    /// Opened acks from an address this node does not report to.
+    pub stray_ack: AtomicU64,
+    /// Opened acks that do not decode (the owner counts them).
+    pub bad_ack: AtomicU64,
     /// Events dropped because the owner was not keeping up.
     pub queue_full: AtomicU64,
     /// Sends that failed.
@@ -111,6 +122,8 @@ impl NodeStats {
         let mut out: Vec<(&'static str, u64)> = seal.by_reason().to_vec();
         out.push(("unknown_kind", self.unknown_kind.load(Ordering::Relaxed)));
         out.push(("bad_swim", self.bad_swim.load(Ordering::Relaxed)));
+        out.push(("stray_ack", self.stray_ack.load(Ordering::Relaxed)));
+        out.push(("bad_ack", self.bad_ack.load(Ordering::Relaxed)));
         out.push(("queue_full", self.queue_full.load(Ordering::Relaxed)));
         out
     }
@@ -118,6 +131,7 @@ impl NodeStats {
 
 enum Command {
     Report(Vec<u8>),
+    Ack(SocketAddr, Vec<u8>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -125,6 +139,7 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
+    seeds: watch::Receiver<Vec<SocketAddr>>,
     overwatches: watch::Receiver<BTreeSet<SocketAddr>>,
     /// The node's counters.
     pub stats: Arc<NodeStats>,
@@ -176,7 +191,7 @@ impl Node {
             opener,
             foca,
             runtime: AccumulatingRuntime::new(),
-            seeds,
+            seeds: seeds.clone(),
             events: ev_tx,
             overwatches: ow_tx,
             timers: timer_tx,
@@ -189,6 +204,7 @@ impl Node {
         Ok((
             Self {
                 commands: cmd_tx,
+                seeds,
                 overwatches: ow_rx,
                 stats,
                 advertised,
@@ -205,12 +221,28 @@ impl Node {
         }
     }
 
+    /// Sends an ack payload, sealed, to the agent at `to`. Never blocks: when the node is behind, the ack
+    /// is dropped (the agent's next report brings another).
+    pub fn send_ack(&self, to: SocketAddr, payload: Vec<u8>) {
+        if self.commands.try_send(Command::Ack(to, payload)).is_err() {
+            self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Leaves the cluster: tells the members, then returns (within a second at most).
     pub async fn leave(&self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Leave(tx)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
         }
+    }
+
+    /// The overwatches this node reports to: its seeds, resolved.
+    pub fn report_targets(&self) -> Vec<SocketAddr> {
+        let mut targets = self.seeds.borrow().clone();
+        targets.sort();
+        targets.dedup();
+        targets
     }
 
     /// The overwatches SWIM currently knows up, by address.
@@ -327,6 +359,10 @@ impl Task {
                             self.send(&datagram, to).await;
                         }
                     }
+                    Command::Ack(to, payload) => {
+                        let datagram = self.sealer.seal(KIND_ACK, &payload);
+                        self.send(&datagram, to).await;
+                    }
                     Command::Leave(done) => {
                         self.left = true;
                         if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
@@ -390,6 +426,24 @@ impl Task {
                 sender_epoch: opened.sender_epoch,
                 from,
             }),
+            // Only the overwatches this node reports to can acknowledge its reports; the check is by
+            // address, as reports go to those addresses.
+            // A dual-stack socket sees IPv4 peers as mapped IPv6 addresses; seeds are plain ones.
+            KIND_ACK
+                if self
+                    .seeds
+                    .borrow()
+                    .contains(&SocketAddr::new(from.ip().to_canonical(), from.port())) =>
+            {
+                self.emit(Event::Ack {
+                    payload: opened.payload,
+                    from: SocketAddr::new(from.ip().to_canonical(), from.port()),
+                });
+            }
+            KIND_ACK => {
+                self.stats.stray_ack.fetch_add(1, Ordering::Relaxed);
+                debug!(%from, "ack from an address this node does not report to dropped");
+            }
             kind => {
                 self.stats.unknown_kind.fetch_add(1, Ordering::Relaxed);
                 debug!(%from, kind, "gossip datagram of an unknown kind dropped");

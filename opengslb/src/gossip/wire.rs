@@ -17,14 +17,25 @@ pub const KIND_SWIM: u8 = 1;
 /// Sealed kind of an agent's health report.
 pub const KIND_REPORT: u8 = 2;
 
+/// Sealed kind of an overwatch's acknowledgement of an agent's report ([`Ack`]). An agent built before
+/// acks existed counts it as an unknown kind and drops it, so mixed versions keep working.
+pub const KIND_ACK: u8 = 3;
+
 /// Version of [`Report`]; bumped on any incompatible change.
 pub const REPORT_VERSION: u16 = 1;
+
+/// Version of [`Ack`]; bumped on any incompatible change.
+pub const ACK_VERSION: u16 = 1;
 
 /// Longest service name (a DNS name).
 pub const MAX_SERVICE: usize = 253;
 
 /// Longest free-text field (agent id, region, reason, token).
 pub const MAX_TEXT: usize = 256;
+
+/// Longest overwatch node id an ack carries: short enough that an ack is never larger than a report
+/// (which fits one datagram), as each backend of an ack is smaller than in the report it acknowledges.
+pub const MAX_NODE_ID: usize = 64;
 
 /// Shortest and longest report interval an agent may announce: the overwatch's dead-agent deadline is
 /// derived from it, so it must be neither a hair trigger nor forever.
@@ -117,21 +128,52 @@ pub struct Signals {
     pub error_rate: Option<f32>,
 }
 
-/// Why a report payload was refused.
+/// Why a report or ack payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    /// Not a postcard-encoded report (truncated, trailing bytes, bad enum tag).
-    #[error("malformed report: {0}")]
+    /// Not a postcard-encoded report or ack (truncated, trailing bytes, bad enum tag).
+    #[error("malformed payload: {0}")]
     Malformed(String),
     /// A version this build does not speak.
-    #[error("report version {0} is not supported (this build speaks {REPORT_VERSION})")]
+    #[error("payload version {0} is not supported (this build speaks {REPORT_VERSION})")]
     Version(u16),
     /// A field out of bounds.
-    #[error("report field {field} out of bounds")]
+    #[error("payload field {field} out of bounds")]
     Bounds {
         /// Which field.
         field: &'static str,
     },
+}
+
+/// Decodes a payload whose first field is a `u16` version, refusing other versions and trailing bytes.
+fn decode_versioned<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    expected: u16,
+) -> Result<T, WireError> {
+    // The version leads, so an unknown one is reported as such rather than as garbage.
+    if let Ok((version, _)) = postcard::take_from_bytes::<u16>(bytes)
+        && version != expected
+    {
+        return Err(WireError::Version(version));
+    }
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// `Ok` if `ok`, else the out-of-bounds error naming `field`.
+fn bounded(field: &'static str, ok: bool) -> Result<(), WireError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::Bounds { field })
+    }
 }
 
 impl Report {
@@ -143,32 +185,12 @@ impl Report {
 
     /// Decodes and bounds-checks a report.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        // The version leads, so an unknown one is reported as such rather than as garbage.
-        if let Ok((version, _)) = postcard::take_from_bytes::<u16>(bytes)
-            && version != REPORT_VERSION
-        {
-            return Err(WireError::Version(version));
-        }
-        let (report, rest) = postcard::take_from_bytes::<Self>(bytes)
-            .map_err(|e| WireError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(WireError::Malformed(format!(
-                "{} trailing bytes",
-                rest.len()
-            )));
-        }
+        let report: Self = decode_versioned(bytes, REPORT_VERSION)?;
         report.check()?;
         Ok(report)
     }
 
     fn check(&self) -> Result<(), WireError> {
-        let bounded = |field, ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(WireError::Bounds { field })
-            }
-        };
         // Identifiers end up in logs and metrics: printable ASCII without spaces, so a report cannot
         // forge log lines. Free text (reasons) may hold spaces, not control characters.
         let ident = |s: &str| {
@@ -199,6 +221,78 @@ impl Report {
     /// How long this agent may stay silent before it is dead: its interval times its missed threshold.
     pub fn dead_after(&self) -> std::time::Duration {
         std::time::Duration::from_millis(u64::from(self.interval_ms)) * self.missed_threshold.max(1)
+    }
+}
+
+/// How an overwatch's published table serves one backend, as an [`Ack`] tells its agent. postcard
+/// encodes the variant's index: the order is part of the format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Served {
+    /// Not in the answers.
+    No,
+    /// In the answers on its own merit.
+    Yes,
+    /// In the answers only because every backend of its name is out and the name's all-down policy
+    /// answers with them all.
+    AllDown,
+}
+
+/// One backend of an [`Ack`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckBackend {
+    /// The service (a configured domain name).
+    pub service: String,
+    /// The address, as the agent reported it.
+    pub address: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// How the table published after the acknowledged report serves it.
+    pub served: Served,
+}
+
+/// An overwatch's word to an agent: "the table I publish now reflects your report `seq`, and serves your
+/// backends so". Sent after the publish that follows an applied report, so an agent waiting for a drain
+/// knows when every overwatch answers without its backends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// [`ACK_VERSION`].
+    pub version: u16,
+    /// The overwatch's node id, for the operator's messages.
+    pub node_id: String,
+    /// The acknowledged report's `started_ms`: acks for an earlier life of the agent are not its own.
+    pub started_ms: u64,
+    /// The acknowledged report's `seq`.
+    pub seq: u64,
+    /// The backends of that report the overwatch kept (those of configured names).
+    pub backends: Vec<AckBackend>,
+}
+
+impl Ack {
+    /// Encodes the ack.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain owned data into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes and bounds-checks an ack.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let ack: Self = decode_versioned(bytes, ACK_VERSION)?;
+        ack.check()?;
+        Ok(ack)
+    }
+
+    fn check(&self) -> Result<(), WireError> {
+        // The node id and services reach the operator's terminal: printable ASCII only.
+        let ident = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+        };
+        bounded("node_id", ident(&self.node_id, MAX_NODE_ID))?;
+        bounded("backends", self.backends.len() <= MAX_BACKENDS)?;
+        for b in &self.backends {
+            bounded("backends.service", ident(&b.service, MAX_SERVICE))?;
+            bounded("backends.port", b.port != 0)?;
+        }
+        Ok(())
     }
 }
 
@@ -326,7 +420,143 @@ mod tests {
         }
     }
 
+    fn ack() -> Ack {
+        Ack {
+            version: ACK_VERSION,
+            node_id: "overwatch-1".into(),
+            started_ms: 1_790_000_000_000,
+            seq: 42,
+            backends: vec![
+                AckBackend {
+                    service: "app.demo.local".into(),
+                    address: "10.20.0.21".parse().unwrap(),
+                    port: 80,
+                    served: Served::No,
+                },
+                AckBackend {
+                    service: "api.demo.local".into(),
+                    address: "2001:db8::1".parse().unwrap(),
+                    port: 8080,
+                    served: Served::AllDown,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn served_keeps_its_wire_codes() {
+        for (served, code) in [(Served::No, 0), (Served::Yes, 1), (Served::AllDown, 2)] {
+            assert_eq!(postcard::to_allocvec(&served).unwrap(), [code]);
+        }
+    }
+
+    #[test]
+    fn acks_round_trip_and_refuse_versions_trailing_bytes_and_truncation() {
+        let a = ack();
+        assert_eq!(Ack::decode(&a.encode()).unwrap(), a);
+        let mut other = ack();
+        other.version = 2;
+        assert_eq!(Ack::decode(&other.encode()), Err(WireError::Version(2)));
+        let mut bytes = a.encode();
+        bytes.push(0);
+        assert!(matches!(Ack::decode(&bytes), Err(WireError::Malformed(_))));
+        let bytes = a.encode();
+        for len in 0..bytes.len() {
+            assert!(Ack::decode(&bytes[..len]).is_err(), "prefix {len}");
+        }
+        // A report is not an ack, nor an ack a report.
+        assert!(Ack::decode(&report().encode()).is_err());
+        assert!(Report::decode(&a.encode()).is_err());
+    }
+
+    #[test]
+    fn acks_refuse_out_of_bounds_fields() {
+        type Mutation = Box<dyn Fn(&mut Ack)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("node_id", Box::new(|a| a.node_id.clear())),
+            ("node_id", Box::new(|a| a.node_id = "x".repeat(65))),
+            ("node_id", Box::new(|a| a.node_id = "a\nforged".into())),
+            (
+                "backends",
+                Box::new(|a| a.backends = vec![a.backends[0].clone(); 65]),
+            ),
+            (
+                "backends.service",
+                Box::new(|a| a.backends[0].service = "x".repeat(254)),
+            ),
+            (
+                "backends.service",
+                Box::new(|a| a.backends[0].service = "a b".into()),
+            ),
+            ("backends.port", Box::new(|a| a.backends[1].port = 0)),
+        ];
+        for (field, mutate) in cases {
+            let mut a = ack();
+            mutate(&mut a);
+            assert_eq!(
+                Ack::decode(&a.encode()),
+                Err(WireError::Bounds { field }),
+                "{field}"
+            );
+        }
+        // The ack of the largest report that fits one datagram fits one too.
+        let mut widest = report();
+        widest.agent_id = "x".repeat(MAX_TEXT);
+        widest.backends = vec![widest.backends[0].clone(); MAX_BACKENDS];
+        for b in &mut widest.backends {
+            b.reason.clear();
+            b.address = "2001:db8::1".parse().unwrap();
+        }
+        let mut service_len = 1;
+        while service_len < MAX_SERVICE {
+            for b in &mut widest.backends {
+                b.service = "s".repeat(service_len + 1);
+            }
+            if widest.encode().len() > crate::gossip::seal::MAX_PAYLOAD {
+                break;
+            }
+            service_len += 1;
+        }
+        let ack = Ack {
+            version: ACK_VERSION,
+            node_id: "x".repeat(MAX_NODE_ID),
+            started_ms: u64::MAX,
+            seq: u64::MAX,
+            backends: vec![
+                AckBackend {
+                    service: "s".repeat(service_len),
+                    address: "2001:db8::1".parse().unwrap(),
+                    port: u16::MAX,
+                    served: Served::AllDown,
+                };
+                MAX_BACKENDS
+            ],
+        };
+        assert!(ack.encode().len() <= crate::gossip::seal::MAX_PAYLOAD);
+        assert_eq!(Ack::decode(&ack.encode()).unwrap(), ack);
+    }
+
+    #[test]
+    fn an_ack_under_another_key_never_opens() {
+        use crate::gossip::seal::{Opener, SealError, Sealer};
+        let sealer = Sealer::new(&[[1; 32]]).unwrap();
+        let datagram = sealer.seal(KIND_ACK, &ack().encode());
+        let mut stranger = Opener::new(&[[2; 32]]).unwrap();
+        assert_eq!(stranger.open(&datagram), Err(SealError::NoKeyOpens));
+        let mut agent = Opener::new(&[[2; 32], [1; 32]]).unwrap();
+        let opened = agent.open(&datagram).unwrap();
+        assert_eq!(opened.kind, KIND_ACK);
+        assert_eq!(Ack::decode(&opened.payload).unwrap(), ack());
+        // Replayed: dropped by the seal, before anything reads it.
+        assert_eq!(agent.open(&datagram), Err(SealError::Replayed));
+    }
+
     proptest! {
+        #[test]
+        fn arbitrary_ack_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Ack::decode(&bytes);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = Report::decode(&bytes);

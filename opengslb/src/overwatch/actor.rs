@@ -4,19 +4,24 @@
 //! results and signals into inputs, and publishes, reschedules probes and updates the metrics as the
 //! effects say.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Instant};
 
 use tracing::{error, info, warn};
 
 use super::{
+    agents::AckDue,
     control::{Control, Published},
     reports::Reports,
 };
 use crate::{
     api::{ApiError, BookView, Change, Targets},
     config::Config,
-    gossip::node::Event,
+    gossip::{
+        node::Event,
+        wire::{ACK_VERSION, Ack, AckBackend, MAX_NODE_ID, Served},
+    },
     health::{CheckOutcome, ProbeResult, Scheduled},
+    name::DnsName,
     registry::{BackendKey, BackendStatus, NameStatus, Override, Source},
     store::{
         BackendId,
@@ -75,6 +80,13 @@ pub(super) enum Effect {
         /// The objects made through the API that it holds.
         api: Arc<ApiObjects>,
     },
+    /// Seal this ack payload and send it to the agent at `to`. Comes after the publish it speaks of.
+    Ack {
+        /// The agent's gossip socket.
+        to: SocketAddr,
+        /// The encoded [`Ack`].
+        payload: Vec<u8>,
+    },
     /// Stop the loop.
     Stop,
 }
@@ -102,6 +114,10 @@ pub(super) struct Overwatch {
     /// `running` with `applied`: what the control plane runs from.
     effective: Arc<Config>,
     last: Option<PublishedState>,
+    /// The names whose last published answers are their all-down policy's.
+    all_down: HashSet<DnsName>,
+    /// This overwatch's name in acks: its node id, or the host name.
+    node_id: String,
 }
 
 impl Overwatch {
@@ -116,6 +132,14 @@ impl Overwatch {
             applied: Arc::default(),
             effective: Arc::new(cfg.clone()),
             last: None,
+            all_down: HashSet::new(),
+            node_id: ack_node_id(
+                &cfg.overwatch
+                    .identity
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(crate::gossip::member::hostname),
+            ),
         }
     }
 
@@ -191,14 +215,18 @@ impl Overwatch {
                     .reports
                     .as_mut()
                     .is_some_and(|r| r.handle(events, &mut self.control.registry, now, wall_ms));
-                self.publish_if(changed, now)
+                let mut out = self.publish_if(changed, now);
+                out.extend(self.acks());
+                out
             }
             Input::Deadline { queued } => {
                 let changed = self.reports.as_mut().is_some_and(|r| {
                     let applied = r.handle(queued, &mut self.control.registry, now, wall_ms);
                     r.expire(&mut self.control.registry, now) | applied
                 });
-                self.publish_if(changed, now)
+                let mut out = self.publish_if(changed, now);
+                out.extend(self.acks());
+                out
             }
             Input::Probe(key, result) => {
                 let outcome = CheckOutcome {
@@ -229,6 +257,7 @@ impl Overwatch {
                     out.push(Effect::Book(r.view(now, wall_ms)));
                 }
                 out.extend(self.publish(now, false));
+                out.extend(self.acks());
                 out
             }
             Input::Api(changes) => {
@@ -365,6 +394,11 @@ impl Overwatch {
     fn publish(&mut self, now: Instant, force: bool) -> Vec<Effect> {
         let mut p = self.control.publish(now);
         let names = std::mem::take(&mut p.names);
+        self.all_down = names
+            .iter()
+            .filter(|n| n.all_down)
+            .map(|n| n.name.clone())
+            .collect();
         let state = state_of(&p);
         let mut out = Vec::with_capacity(2);
         if force || self.last.as_ref() != Some(&state) {
@@ -384,6 +418,76 @@ impl Overwatch {
         }
         out.push(Effect::Status { backends, names });
         out
+    }
+
+    /// Acks for the reports applied since the last call, from the table published now: whatever this
+    /// input published (or left as it was) already reflects them.
+    fn acks(&mut self) -> Vec<Effect> {
+        let Some(r) = self.reports.as_mut() else {
+            return Vec::new();
+        };
+        let due = r.take_acks();
+        let Some(table) = self.last.as_ref() else {
+            return Vec::new();
+        };
+        due.into_iter()
+            .map(|d| Effect::Ack {
+                to: d.to,
+                payload: ack_of(&self.node_id, table, &self.all_down, &d).encode(),
+            })
+            .collect()
+    }
+}
+
+/// What `table` says of the backends of the report `due` acknowledges.
+fn ack_of(node_id: &str, table: &AnswerTable, all_down: &HashSet<DnsName>, due: &AckDue) -> Ack {
+    use opengslb_common::maps::{QTYPE_A, QTYPE_AAAA};
+    let backends = due
+        .backends
+        .iter()
+        .map(|key| {
+            let qtype = if key.address.is_ipv4() {
+                QTYPE_A
+            } else {
+                QTYPE_AAAA
+            };
+            let answered = table
+                .get(&key.service, qtype)
+                .is_some_and(|e| e.records.contains(&key.address));
+            let served = match (answered, all_down.contains(&key.service)) {
+                (false, _) => Served::No,
+                (true, false) => Served::Yes,
+                (true, true) => Served::AllDown,
+            };
+            AckBackend {
+                service: key.service.to_string(),
+                address: key.address,
+                port: key.port,
+                served,
+            }
+        })
+        .collect();
+    Ack {
+        version: ACK_VERSION,
+        node_id: node_id.to_owned(),
+        started_ms: due.started_ms,
+        seq: due.seq,
+        backends,
+    }
+}
+
+/// A node id as an ack may carry it (printable ASCII, bounded): a host name is whatever the system says,
+/// and a configured id may be longer than an ack allows.
+fn ack_node_id(id: &str) -> String {
+    let shown: String = id
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .take(MAX_NODE_ID)
+        .collect();
+    if shown.is_empty() {
+        "overwatch".to_owned()
+    } else {
+        shown
     }
 }
 

@@ -153,6 +153,19 @@ pub struct Arrival<'a> {
     pub wall_ms: u64,
 }
 
+/// A report applied, to acknowledge once the table that reflects it is published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckDue {
+    /// Where the report came from: the agent's gossip socket.
+    pub to: SocketAddr,
+    /// The report's `started_ms` and `seq`, which the ack repeats.
+    pub started_ms: u64,
+    /// See `started_ms`.
+    pub seq: u64,
+    /// The backends applied (those of configured names).
+    pub backends: Vec<BackendKey>,
+}
+
 /// The book. Pure logic: time comes in with each call.
 #[derive(Debug)]
 pub struct AgentBook {
@@ -162,6 +175,8 @@ pub struct AgentBook {
     agents: HashMap<String, AgentEntry>,
     /// Reports by result (`applied`, `left`, or a refusal).
     pub counts: BTreeMap<&'static str, u64>,
+    /// The last report applied, until taken.
+    applied: Option<AckDue>,
 }
 
 impl AgentBook {
@@ -178,6 +193,7 @@ impl AgentBook {
             pins: Pins::disabled(),
             agents: HashMap::new(),
             counts: BTreeMap::new(),
+            applied: None,
         };
         book.reload(agent_tokens, data_dir, services);
         book
@@ -206,8 +222,14 @@ impl AgentBook {
         }
     }
 
+    /// The report [`AgentBook::on_report`] last applied (not a leaving one), to acknowledge.
+    pub fn take_applied(&mut self) -> Option<AckDue> {
+        self.applied.take()
+    }
+
     /// Reads, authenticates and orders one report payload.
     pub fn on_report(&mut self, arrival: Arrival<'_>) -> Result<Accepted, Refusal> {
+        self.applied = None;
         let result = self.judge(arrival);
         let label = match &result {
             Ok(Accepted::Reports(_)) => "applied",
@@ -304,7 +326,13 @@ impl AgentBook {
                 },
                 reason: b.reason.clone(),
             })
-            .collect();
+            .collect::<Vec<AgentReport>>();
+        self.applied = Some(AckDue {
+            to: a.from,
+            started_ms: report.started_ms,
+            seq: report.seq,
+            backends: reports.iter().map(|r| r.key.clone()).collect(),
+        });
         Ok(Accepted::Reports(reports))
     }
 

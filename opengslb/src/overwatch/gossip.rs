@@ -24,6 +24,8 @@ const BATCH: usize = 256;
 pub(super) struct Gossip {
     /// The node's counters, for the metrics.
     pub stats: Arc<NodeStats>,
+    /// The node, to send acks through.
+    pub node: Option<Node>,
     events: mpsc::Receiver<Event>,
 }
 
@@ -62,6 +64,7 @@ impl Gossip {
             .context("overwatch.gossip.bind_address")?;
         Ok(Some(Self {
             stats: node.stats.clone(),
+            node: Some(node),
             events,
         }))
     }
@@ -111,6 +114,7 @@ mod tests {
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
         let mut g = Gossip {
             stats: Arc::default(),
+            node: None,
             events,
         };
         for _ in 0..BATCH + 3 {

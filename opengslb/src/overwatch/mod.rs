@@ -232,6 +232,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         },
         view_tx,
         store,
+        gossip: None,
     };
     // The first publish fills the XDP maps before the program is attached, through the same path as
     // every later one, so that it is timed and shown at `/metrics` like them.
@@ -274,6 +275,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         };
         let mut gossip = gossip::Gossip::start(&cfg, &tracker, token.clone()).await?;
         if let Some(g) = &gossip {
+            shell.gossip.clone_from(&g.node);
             metrics.collect(g.stats.clone());
             metrics.collect(shell.book.clone());
         }
@@ -422,6 +424,8 @@ struct Shell {
     view_tx: watch::Sender<Arc<View>>,
     /// Where API changes are kept; `None` when it could not be opened.
     store: Option<Arc<Store>>,
+    /// The gossip node acks go out through; `None` when gossip is off.
+    gossip: Option<crate::gossip::node::Node>,
 }
 
 impl Shell {
@@ -460,6 +464,11 @@ impl Shell {
                     self.view.effective = effective;
                     self.view.api_objects = api;
                     view_changed = true;
+                }
+                Effect::Ack { to, payload } => {
+                    if let Some(node) = &self.gossip {
+                        node.send_ack(to, payload);
+                    }
                 }
                 Effect::Stop => return false,
             }

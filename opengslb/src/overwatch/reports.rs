@@ -9,7 +9,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use super::agents::{Accepted, AgentBook, Arrival, Refusal};
+use super::agents::{Accepted, AckDue, AgentBook, Arrival, Refusal};
 use crate::api::{BookView, MemberRow};
 use crate::{
     config::Config,
@@ -29,6 +29,9 @@ pub(super) struct Reports {
     warned: HashMap<SocketAddr, Instant>,
     /// Every member SWIM told of, by name and address, and whether it is up.
     members: BTreeMap<(String, SocketAddr), (Role, bool)>,
+    /// Reports applied since the last publish, by sender: one ack each, the latest report's, goes out
+    /// after the publish.
+    acks: HashMap<SocketAddr, AckDue>,
 }
 
 fn services(cfg: &Config) -> impl Iterator<Item = crate::name::DnsName> + '_ {
@@ -57,6 +60,7 @@ impl Reports {
             book,
             warned: HashMap::new(),
             members: BTreeMap::new(),
+            acks: HashMap::new(),
         })
     }
 
@@ -90,6 +94,11 @@ impl Reports {
         view
     }
 
+    /// The reports applied since the last call, to acknowledge now that their table is published.
+    pub fn take_acks(&mut self) -> Vec<AckDue> {
+        self.acks.drain().map(|(_, a)| a).collect()
+    }
+
     /// The book itself, for tests that look at agents' lives.
     #[cfg(test)]
     pub fn book(&self) -> &AgentBook {
@@ -121,7 +130,7 @@ impl Reports {
                 let up = matches!(event, Event::MemberUp(_));
                 self.members.insert((m.name.clone(), m.addr), (m.role, up));
             }
-            Event::Report { .. } => {}
+            Event::Report { .. } | Event::Ack { .. } => {}
         }
         match event {
             Event::Report {
@@ -136,7 +145,12 @@ impl Reports {
                     now,
                     wall_ms,
                 };
-                match self.book.on_report(arrival) {
+                let result = self.book.on_report(arrival);
+                if let Some(due) = self.book.take_applied() {
+                    // Bounded by the book: at most one pending ack per sender of an applied report.
+                    self.acks.insert(due.to, due);
+                }
+                match result {
                     Ok(Accepted::Reports(reports)) => reports
                         .into_iter()
                         .fold(false, |c, r| registry.apply_agent_report(r, now) | c),
@@ -168,7 +182,8 @@ impl Reports {
                 }
                 changed
             }
-            Event::MemberUp(_) | Event::MemberDown(_) => false,
+            // An overwatch reports to no one, so its node passes on no acks.
+            Event::MemberUp(_) | Event::MemberDown(_) | Event::Ack { .. } => false,
         }
     }
 

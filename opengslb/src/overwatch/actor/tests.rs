@@ -1,11 +1,15 @@
 //! The overwatch's control loop driven by inputs alone: no sockets, no timers; time is an argument.
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use super::*;
 use crate::{
     config::Secret,
-    gossip::wire::{BackendReport, REPORT_VERSION, Report, Signals, Status as Says},
+    gossip::wire::{Ack, BackendReport, REPORT_VERSION, Report, Served, Signals, Status as Says},
     metrics::Metrics,
     overwatch::agents::Life,
     registry::{Override, Reason, Status, StatusMetrics},
@@ -397,7 +401,7 @@ fn validation_requests_name_static_backends_only() {
     ));
     ow.handle(Input::Start, t0, WALL);
     ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
-    let service: crate::name::DnsName = "app.example.com".parse().expect("name");
+    let service: DnsName = "app.example.com".parse().expect("name");
     let key = |a: &str, port| BackendKey::new(service.clone(), a.parse().expect("address"), port);
     let code = |t: &Targets| ow.validation_targets(t).map_err(|e| e.code);
 
@@ -428,5 +432,78 @@ fn validation_requests_name_static_backends_only() {
     assert_eq!(
         ow.validation_targets(&Targets::All).map_err(|e| e.code),
         Err("conflict")
+    );
+}
+
+/// The acks the effects send, each with whether a publish came before it.
+fn acks(effects: &[Effect]) -> Vec<(SocketAddr, Ack, bool)> {
+    let mut published = false;
+    let mut out = Vec::new();
+    for e in effects {
+        match e {
+            Effect::Publish(_) => published = true,
+            Effect::Ack { to, payload } => {
+                out.push((*to, Ack::decode(payload).expect("an ack"), published));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn an_applied_report_is_acked_after_the_publish_that_reflects_it() {
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    let served = |a: &Ack| a.backends.iter().map(|b| b.served).collect::<Vec<_>>();
+
+    let out = ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    let sent = acks(&out);
+    assert_eq!(sent.len(), 1);
+    let (to, ack, after_publish) = &sent[0];
+    assert_eq!(
+        *to,
+        "127.0.0.1:40000".parse::<SocketAddr>().expect("address")
+    );
+    assert!(after_publish, "the ack follows the publish");
+    assert_eq!((ack.started_ms, ack.seq), (WALL - 1000, 1));
+    assert_eq!(ack.backends[0].address, agent_backend());
+    assert_eq!(served(ack), [Served::Yes]);
+
+    // Nothing changed: no publish, but the table as it stands reflects the report.
+    let out = ow.handle(Input::Gossip(vec![report(2, Says::Healthy)]), t0, WALL);
+    let sent = acks(&out);
+    assert_eq!((sent[0].1.seq, served(&sent[0].1)), (2, vec![Served::Yes]));
+    // A stale report is not acknowledged.
+    let out = ow.handle(Input::Gossip(vec![report(2, Says::Healthy)]), t0, WALL);
+    assert!(acks(&out).is_empty());
+
+    let out = ow.handle(Input::Gossip(vec![report(3, Says::Draining)]), t0, WALL);
+    let sent = acks(&out);
+    assert!(sent[0].2);
+    assert_eq!((sent[0].1.seq, served(&sent[0].1)), (3, vec![Served::No]));
+
+    // Every backend of the name out: policy `all` answers with the drained one too, and says why.
+    let static_one = BackendKey::new(
+        "app.example.com".parse().expect("name"),
+        "192.0.2.1".parse().expect("address"),
+        80,
+    );
+    let o = Override {
+        healthy: false,
+        reason: "test".into(),
+        by: "test".into(),
+        at_ms: 0,
+    };
+    ow.handle(
+        Input::Api(vec![Change::SetOverride(static_one, o)]),
+        t0,
+        WALL,
+    );
+    let out = ow.handle(Input::Gossip(vec![report(4, Says::Draining)]), t0, WALL);
+    let sent = acks(&out);
+    assert_eq!(
+        (sent[0].1.seq, served(&sent[0].1)),
+        (4, vec![Served::AllDown])
     );
 }

@@ -100,6 +100,7 @@ function showProblem(message) {
 }
 
 async function poll() {
+  const started = Date.now();
   try {
     // 503 is readiness saying "not yet", with a body: shown, not an error.
     const [ready, backends] = await Promise.all([
@@ -115,8 +116,9 @@ async function poll() {
   } catch (e) {
     showProblem(e.message || String(e));
   } finally {
-    // After the poll, not on a fixed interval: a slow overwatch never gets overlapping polls.
-    setTimeout(poll, PERIOD_MS);
+    // One poll starts a period after the last one started, and never before it ended: a change shows
+    // within a second, and a slow overwatch never gets overlapping polls.
+    setTimeout(poll, Math.max(0, PERIOD_MS - (Date.now() - started)));
   }
 }
 

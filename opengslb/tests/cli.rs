@@ -171,7 +171,10 @@ fn the_commands_show_the_state_and_take_a_backend_out_of_dns_and_back() {
         wait_for(Duration::from_secs(15), || {
             let v = lab.ok(&["backends", "--json"]).json();
             let a = lab.ok(&["agents", "--json"]).json();
+            // The book's view is refreshed once a second: its first may hold the report sent before
+            // the agent's first check, without the backend.
             a["agents"][0]["state"] == "alive"
+                && a["agents"][0]["backends"] == 1
                 && v["backends"]
                     .as_array()
                     .unwrap()

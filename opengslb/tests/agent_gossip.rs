@@ -324,6 +324,11 @@ fn drain_file_takes_the_backend_out_of_dns_while_nginx_still_serves() {
         "the agent's reports are applied\n{}",
         ow.log()
     );
+    // An overwatch with XDP attached (its counters), gossip, agents and validation: promtool accepts
+    // every metric it shows.
+    let scrape = http_get(ns, metrics, "/metrics");
+    assert!(scrape.contains("opengslb_xdp_packets_total{"), "{scrape}");
+    common::http::promtool_check(&scrape);
 
     const TRIALS: usize = 50;
     let mut out = Vec::with_capacity(TRIALS);

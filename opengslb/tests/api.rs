@@ -7,7 +7,6 @@ mod common;
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     path::Path,
-    process::Command,
     time::Duration,
 };
 
@@ -61,26 +60,15 @@ impl Lab {
     }
 
     fn start_overwatch(&mut self) {
-        let mut cmd = Command::new(bin());
-        cmd.args(["overwatch", "--config"])
-            .arg(self.dir.0.join("overwatch.yaml"));
-        self.overwatch = Some(Proc::spawn(cmd, &self.dir.0.join("overwatch.log")));
-        assert!(
-            wait_for(Duration::from_secs(10), || self.get("/api/v1/ready").0
-                == 200),
-            "ready within 10 s\n{}",
-            self.log()
-        );
+        self.overwatch = Some(labs::spawn(bin(), &self.dir.0, "overwatch"));
+        labs::wait_ready(self.api, || self.log());
     }
 
     /// An agent reporting the API's own port as its backend (a TCP check that always passes).
     fn start_agent(&mut self) {
         let config = labs::agent(&self.dir.0, self.gossip, self.api.port());
-        let path = self.dir.0.join("agent.yaml");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args(["agent", "--config"]).arg(&path);
-        self.agent = Some(Proc::spawn(cmd, &self.dir.0.join("agent.log")));
+        std::fs::write(self.dir.0.join("agent.yaml"), config).unwrap();
+        self.agent = Some(labs::spawn(bin(), &self.dir.0, "agent"));
     }
 
     fn config_path(&self) -> std::path::PathBuf {
@@ -826,11 +814,8 @@ api:
 "#,
         data = dir.0.join("data").display(),
     );
-    let path = dir.0.join("overwatch.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.args(["overwatch", "--config"]).arg(&path);
-    Proc::spawn(cmd, &dir.0.join("overwatch.log"))
+    std::fs::write(dir.0.join("overwatch.yaml"), config).unwrap();
+    labs::spawn(bin(), &dir.0, "overwatch")
 }
 
 #[test]
@@ -876,11 +861,7 @@ fn explain_shows_the_published_answer_and_validate_probes_now() {
         let (status, text) = call(api, "POST", path, headers, None);
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     };
-    assert!(
-        wait_for(Duration::from_secs(10), || get("/api/v1/ready").0 == 200),
-        "ready within 10 s\n{}",
-        log()
-    );
+    labs::wait_ready(api, log);
     // The first probes: the refused backend goes out, the listening one stays in.
     let explain = "/api/v1/dns/explain?name=App.Demo.Local.";
     assert!(

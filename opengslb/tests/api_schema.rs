@@ -14,8 +14,8 @@ use std::{
 };
 
 use common::{
-    http::call,
-    netns::{Proc, TempDir, wait_for},
+    labs,
+    netns::{Proc, TempDir},
 };
 
 const TOKEN: &str = "api-token-0123456789";
@@ -88,11 +88,12 @@ api:
 "#,
         data = dir.0.join("data").display(),
     );
-    let path = dir.0.join("overwatch.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opengslb"));
-    cmd.args(["overwatch", "--config"]).arg(&path);
-    Proc::spawn(cmd, &dir.0.join("overwatch.log"))
+    std::fs::write(dir.0.join("overwatch.yaml"), config).unwrap();
+    labs::spawn(
+        Path::new(env!("CARGO_BIN_EXE_opengslb")),
+        &dir.0,
+        "overwatch",
+    )
 }
 
 #[test]
@@ -111,18 +112,7 @@ fn every_answer_matches_the_openapi_document() {
     let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
     let _overwatch = overwatch(&dir, api, common::free_port());
     let log = || std::fs::read_to_string(dir.0.join("overwatch.log")).unwrap_or_default();
-    assert!(
-        wait_for(Duration::from_secs(10), || call(
-            api,
-            "GET",
-            "/api/v1/ready",
-            &[],
-            None
-        )
-        .0 == 200),
-        "ready within 10 s\n{}",
-        log()
-    );
+    labs::wait_ready(api, log);
 
     let started = Instant::now();
     let mut child = Command::new(&bin)

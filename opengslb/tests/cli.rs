@@ -90,11 +90,8 @@ impl Lab {
         let agent = labs::agent(&dir.0, gossip, api.port());
         let mut procs = Vec::new();
         for (mode, config) in [("overwatch", overwatch), ("agent", agent)] {
-            let path = dir.0.join(format!("{mode}.yaml"));
-            std::fs::write(&path, config).unwrap();
-            let mut cmd = Command::new(bin());
-            cmd.args([mode, "--config"]).arg(&path);
-            procs.push(Proc::spawn(cmd, &dir.0.join(format!("{mode}.log"))));
+            std::fs::write(dir.0.join(format!("{mode}.yaml")), config).unwrap();
+            procs.push(labs::spawn(bin(), &dir.0, mode));
         }
         let agent = procs.pop().unwrap();
         let lab = Self {

@@ -229,18 +229,7 @@ impl Lab {
             overwatch: Some(overwatch),
             _agent: agent,
         };
-        assert!(
-            wait_for(Duration::from_secs(10), || call(
-                api,
-                "GET",
-                "/api/v1/ready",
-                &[],
-                None
-            )
-            .0 == 200),
-            "ready within 10 s\n{}",
-            lab.log()
-        );
+        labs::wait_ready(api, || lab.log());
         lab
     }
 

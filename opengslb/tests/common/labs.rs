@@ -2,9 +2,12 @@
 //! four static backends (one IPv6), with gossip for agents and an API token, and an agent that reports
 //! one more backend to it.
 
-use std::{net::SocketAddr, path::Path, process::Command};
+use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
-use super::netns::Proc;
+use super::{
+    http::call,
+    netns::{Proc, wait_for},
+};
 
 /// The gossip key.
 pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -73,4 +76,20 @@ pub fn spawn(bin: &Path, dir: &Path, mode: &str) -> Proc {
     cmd.args([mode, "--config"])
         .arg(dir.join(format!("{mode}.yaml")));
     Proc::spawn(cmd, &dir.join(format!("{mode}.log")))
+}
+
+/// Waits up to 10 s for the overwatch's API at `api` to say it is ready; fails with `log()` if not.
+pub fn wait_ready(api: SocketAddr, log: impl Fn() -> String) {
+    assert!(
+        wait_for(Duration::from_secs(10), || call(
+            api,
+            "GET",
+            "/api/v1/ready",
+            &[],
+            None
+        )
+        .0 == 200),
+        "ready within 10 s\n{}",
+        log()
+    );
 }

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use super::{
     Api, ApiError, Change, View,
-    error::ErrorBody,
+    error::{BodyErrors, ChangeErrors, ErrorBody},
     parse::{address, body, port},
 };
 use crate::{
@@ -249,13 +249,9 @@ pub(super) async fn get_domain(State(api): State<Api>, Path(name): Path<String>)
     responses(
         (status = 201, description = "Created", body = DomainOut),
         (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn create_domain(
     State(api): State<Api>,
@@ -274,14 +270,10 @@ pub(super) async fn create_domain(
     responses(
         (status = 200, description = "Replaced", body = DomainOut),
         (status = 400, description = "A bad name or body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such domain", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn update_domain(
     State(api): State<Api>,
@@ -320,11 +312,9 @@ pub(super) async fn update_domain(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A bad name", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such domain", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        ChangeErrors,
     ))]
 pub(super) async fn delete_domain(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     delete(&api, ObjectKey::Domain(domain_name(&name)?)).await
@@ -489,13 +479,9 @@ pub(super) async fn get_region(State(api): State<Api>, Path(name): Path<String>)
     responses(
         (status = 201, description = "Created", body = RegionOut),
         (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn create_region(
     State(api): State<Api>,
@@ -514,14 +500,10 @@ pub(super) async fn create_region(
     responses(
         (status = 200, description = "Replaced", body = RegionOut),
         (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such region", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn update_region(
     State(api): State<Api>,
@@ -540,11 +522,9 @@ pub(super) async fn update_region(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A bad name", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such region", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        ChangeErrors,
     ))]
 pub(super) async fn delete_region(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     delete(&api, ObjectKey::Region(name)).await
@@ -697,14 +677,10 @@ pub(super) async fn list_servers(State(api): State<Api>) -> Json<ServerList> {
     responses(
         (status = 201, description = "Created", body = ServerOut),
         (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such region", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn create_server(
     State(api): State<Api>,
@@ -746,14 +722,10 @@ pub(super) async fn get_server_by_id(State(api): State<Api>, Path(id): Path<Stri
     responses(
         (status = 200, description = "Replaced", body = ServerOut),
         (status = 400, description = "A bad id or body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such server", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn update_server_by_id(
     State(api): State<Api>,
@@ -771,11 +743,9 @@ pub(super) async fn update_server_by_id(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A bad id", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such server", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        ChangeErrors,
     ))]
 pub(super) async fn delete_server_by_id(State(api): State<Api>, Path(id): Path<String>) -> Answer {
     delete(&api, ObjectKey::Server(parse_server_id(&id)?)).await
@@ -811,14 +781,10 @@ pub(super) async fn get_server_by_parts(
     responses(
         (status = 200, description = "Replaced", body = ServerOut),
         (status = 400, description = "A bad service, address, port or body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such server", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn update_server_by_parts(
     State(api): State<Api>,
@@ -838,11 +804,9 @@ pub(super) async fn update_server_by_parts(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A bad service, address or port", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such server", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        ChangeErrors,
     ))]
 pub(super) async fn delete_server_by_parts(
     State(api): State<Api>,
@@ -933,13 +897,9 @@ pub(super) async fn list_mappings(State(api): State<Api>) -> Json<MappingList> {
     responses(
         (status = 201, description = "Created", body = MappingOut),
         (status = 400, description = "A bad body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use; no geolocation section", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn create_mapping(
     State(api): State<Api>,
@@ -976,14 +936,10 @@ pub(super) async fn get_mapping(State(api): State<Api>, Path(c): Path<String>) -
     responses(
         (status = 200, description = "Replaced", body = MappingOut),
         (status = 400, description = "A bad CIDR or body, or one that breaks a config rule", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such mapping", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn update_mapping(
     State(api): State<Api>,
@@ -1015,11 +971,9 @@ pub(super) async fn update_mapping(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A bad CIDR", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such mapping", body = ErrorBody),
         (status = 409, description = "An object of the config file, one that exists already or is still in use", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        ChangeErrors,
     ))]
 pub(super) async fn delete_mapping(State(api): State<Api>, Path(c): Path<String>) -> Answer {
     delete(&api, ObjectKey::GeoMapping(cidr(&c)?)).await

@@ -19,6 +19,46 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// The answers every change (POST, PUT, DELETE) of the API can get besides its own, for the OpenAPI
+/// document: one list, not a copy in each handler's annotation.
+#[derive(utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "only its annotations are read, by the OpenAPI document"
+)]
+pub(super) enum ChangeErrors {
+    /// A change without the token, or with a wrong one.
+    #[response(status = 401, description = "No or a wrong token")]
+    Unauthorized(ErrorBody),
+    /// A client outside `api.allowed_networks`.
+    #[response(status = 403, description = "Client not allowed")]
+    Forbidden(ErrorBody),
+    /// The store cannot take the change.
+    #[response(
+        status = 503,
+        description = "The store is unavailable, or shutting down"
+    )]
+    Unavailable(ErrorBody),
+}
+
+/// The answers every change with a JSON body can get for the body alone, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "only its annotations are read, by the OpenAPI document"
+)]
+pub(super) enum BodyErrors {
+    /// Over the body limit.
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorBody),
+    /// Not `application/json`.
+    #[response(status = 415, description = "Not JSON")]
+    NotJson(ErrorBody),
+    /// JSON of the wrong shape.
+    #[response(status = 422, description = "A body of the wrong shape")]
+    WrongShape(ErrorBody),
+}
+
 /// The body of every error answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::{
     Api, ApiError, Change,
-    error::ErrorBody,
+    error::{BodyErrors, ChangeErrors, ErrorBody},
     handlers::rfc3339,
     parse::{address, body, port, service},
 };
@@ -103,13 +103,9 @@ fn now_ms() -> u64 {
     responses(
         (status = 200, description = "Set", body = Done),
         (status = 400, description = "A bad service, address, port or body", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such backend", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn set(
     State(api): State<Api>,
@@ -144,10 +140,8 @@ pub(super) async fn set(
     responses(
         (status = 200, description = "Cleared", body = Done),
         (status = 400, description = "A bad service, address or port", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No such backend", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        ChangeErrors,
     ))]
 pub(super) async fn clear(
     State(api): State<Api>,
@@ -260,13 +254,9 @@ pub(super) struct ExternalBody {
     responses(
         (status = 200, description = "Set", body = AddressOverrides),
         (status = 400, description = "A bad service, address or body", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No backend there", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A body of the wrong shape", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        BodyErrors,
+        ChangeErrors,
     ))]
 pub(super) async fn put_external(
     State(api): State<Api>,
@@ -308,10 +298,8 @@ pub(super) async fn put_external(
     responses(
         (status = 204, description = "Cleared"),
         (status = 400, description = "A bad service or address", body = ErrorBody),
-        (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 403, description = "Client not allowed", body = ErrorBody),
         (status = 404, description = "No backend there, or no override", body = ErrorBody),
-        (status = 503, description = "The store is unavailable, or shutting down", body = ErrorBody),
+        ChangeErrors,
     ))]
 pub(super) async fn delete_external(
     State(api): State<Api>,

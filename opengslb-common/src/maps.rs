@@ -61,7 +61,7 @@ pub mod policy {
     pub const USERSPACE: u8 = 255;
 }
 
-/// The records map key: the type and the 64-bit FNV-1a hash of the lowercased wire-format name.
+/// The records map key: the type and the 64-bit hash (`dns::name_hash`) of the lowercased wire-format name.
 ///
 /// Kept at 16 bytes because the kernel hashes the whole key on every lookup; the full name lives in the
 /// value and is compared before answering.
@@ -72,7 +72,7 @@ pub struct RecordKey {
     pub qtype: u16,
     /// Zero.
     pub _pad: [u8; 6],
-    /// The FNV-1a hash (`dns::name_hash`) of the lowercased wire-format name.
+    /// The hash (`dns::name_hash`) of the lowercased wire-format name.
     pub hash: u64,
 }
 
@@ -255,7 +255,7 @@ pub const LAYOUT_VERSION: u32 = {
         MAX_SLOTS as u32,
         MAX_GEO,
         // Bump when a field's meaning changes without a size change.
-        2,
+        3,
     ];
     let mut h: u32 = 0x811c_9dc5;
     let mut i = 0;

@@ -55,7 +55,7 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     if len == 0 {
         return Err(Counter::Truncated);
     }
-    if !load_bytes(ctx, f.dns, &mut scratch.query, len) {
+    if !load_bytes(ctx, f.dns, &mut scratch.msg, len) {
         return Err(Counter::LoadStore);
     }
     let q = parse_query(scratch, len)?;
@@ -104,14 +104,14 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     // verifier: and merge the grown-at-the-tail and grown-at-the-head paths.
     let (f, reply_len, is_a) = merge(scratch, &f, reply_len, is_a)?;
     // The frame now ends at dns + reply_len.
-    if !store_bytes(ctx, f.dns, &mut scratch.reply, reply_len) {
+    if !store_bytes(ctx, f.dns, &mut scratch.msg, reply_len) {
         return Err(Counter::LoadStore);
     }
     let payload_sum = if f.v6 {
         // verifier: forget which iteration the summing loop left on.
         opaque(
             &mut scratch.opaque[3],
-            csum::add_bytes(0, &scratch.reply, reply_len),
+            csum::add_bytes(0, &scratch.msg, reply_len),
         )
     } else {
         0

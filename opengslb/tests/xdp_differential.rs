@@ -1444,7 +1444,7 @@ fn advances_rotation(c: Counter) -> bool {
 fn gate_key(q: &[u8]) -> Option<(Labels, u16)> {
     let q = &q[..q.len().min(QBUF)];
     let mut s = Box::new(Scratch::new());
-    s.query[..q.len()].copy_from_slice(q);
+    s.msg[..q.len()].copy_from_slice(q);
     let p = parse_query(&mut s, q.len()).ok()?;
     Some((wire_labels(&s.name[..p.name_len]), p.qtype))
 }

@@ -12,7 +12,9 @@ pub const LISTEN_MAP: &str = "LISTEN";
 pub const CONFIG_MAP: &str = "CONFIG";
 /// Per-CPU `u64` counters indexed by [`crate::counters::Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
-/// Per-CPU `u32` round-robin positions, indexed by [`RecordValue::slot`].
+/// Per-CPU `u64` counts of the XDP answers of each entry, indexed by [`RecordValue::slot`]: the low 32
+/// bits are the entry's round-robin position on that CPU, and their sum over CPUs is how many queries
+/// the program answered for it.
 pub const ROTATION_MAP: &str = "ROTATION";
 /// Per-CPU `dns::Scratch` buffers (the 512-byte stack is too small for them).
 pub const SCRATCH_MAP: &str = "SCRATCH";
@@ -248,6 +250,8 @@ pub const LAYOUT_VERSION: u32 = {
         size_of::<RecordValue>() as u32,
         size_of::<ListenKey>() as u32,
         size_of::<XdpConfig>() as u32,
+        // The rotation map's value.
+        size_of::<u64>() as u32,
         crate::counters::COUNTER_COUNT,
         MAX_ENTRIES,
         MAX_NAME as u32,

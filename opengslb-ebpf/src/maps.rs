@@ -30,7 +30,7 @@ static LISTEN: HashMap<ListenKey, u8> = HashMap::with_max_entries(MAX_LISTEN, 0)
 static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-static ROTATION: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_ENTRIES, 0);
+static ROTATION: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_ENTRIES, 0);
 
 /// Client prefix (16 bytes, IPv4 mapped as `::ffff:a.b.c.d`) → region id (see `maps::GEO_MAP`).
 #[map]
@@ -68,7 +68,9 @@ pub fn record(key: &RecordKey) -> Option<&'static RecordValue> {
     Some(unsafe { &*p })
 }
 
-/// The rotation position of entry `slot` on this CPU, which then moves on by one.
+/// The rotation position of entry `slot` on this CPU, which then moves on by one. The position is the
+/// count of this CPU's answers for the entry, which the overwatch sums into its per-name query counts: the
+/// per-name counter costs no more than the rotation did.
 #[inline(always)]
 pub fn next_rotation(slot: u32) -> Option<u32> {
     let p = ROTATION.get_ptr_mut(slot)?;
@@ -76,7 +78,7 @@ pub fn next_rotation(slot: u32) -> Option<u32> {
     unsafe {
         let r = *p;
         *p = r.wrapping_add(1);
-        Some(r)
+        Some(r as u32)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The XDP data plane: loads the embedded program, fills its maps from the answer table, attaches it to
 //! interfaces through BPF links pinned under bpffs, and reads its counters.
 
+mod answers;
 mod metrics;
 pub mod object;
 pub mod sync;
@@ -35,7 +36,10 @@ use tracing::{info, warn};
 /// How to attach (`dns.xdp.mode`); `auto` uses generic (skb) mode on virtual interfaces (lo, veth:
 /// their native mode needs a program on the peer and has almost no tailroom) and native mode elsewhere.
 pub use crate::config::XdpMode as AttachMode;
-use crate::{routing::PrefixTable, table::Rendered};
+use crate::{
+    routing::PrefixTable,
+    table::{EntryKey, Rendered},
+};
 pub use metrics::CounterMetrics;
 
 /// Where pins live by default. Below it, one directory per map layout, so an upgrade never adopts maps
@@ -175,6 +179,10 @@ pub struct Dataplane {
     listen: HashMap<MapData, ListenKey, u8>,
     config: Array<MapData, XdpConfig>,
     counters: PerCpuArray<MapData, u64>,
+    /// Per entry: its round-robin position and answer count, per CPU (see `ROTATION_MAP`).
+    rotation: PerCpuArray<MapData, u64>,
+    /// The answer counts of the entries in the map, as last reported (see [`Dataplane::take_answers`]).
+    tally: answers::Tally,
     geo: LpmTrie<MapData, [u8; 16], u8>,
     /// What the geolocation trie holds, as we wrote it: (key, prefix length) → region id.
     geo_current: std::collections::HashMap<([u8; 16], u32), u8>,
@@ -244,12 +252,16 @@ impl Dataplane {
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?).map_err(map_err(COUNTERS_MAP))?;
         let geo = LpmTrie::try_from(take(&mut ebpf, GEO_MAP)?).map_err(map_err(GEO_MAP))?;
+        let rotation =
+            PerCpuArray::try_from(take(&mut ebpf, ROTATION_MAP)?).map_err(map_err(ROTATION_MAP))?;
         Ok(Self {
             ebpf,
             records,
             listen,
             config,
             counters,
+            rotation,
+            tally: answers::Tally::default(),
             geo,
             geo_current: std::collections::HashMap::new(),
             sync: sync::RecordSync::default(),
@@ -296,6 +308,7 @@ impl Dataplane {
         for (name, entry @ (k, v)) in &plan.upserts {
             self.records.insert(k, v, 0).map_err(map_err(RECORDS_MAP))?;
             self.sync.upserted(name, *entry);
+            self.tally.written(name, v.slot, &self.rotation);
         }
         for (name, key) in &plan.removals {
             if let Some(k) = key {
@@ -305,6 +318,7 @@ impl Dataplane {
                 }
             }
             self.sync.removed(name);
+            self.tally.removed(name, &self.rotation);
         }
         Ok(plan)
     }
@@ -348,6 +362,13 @@ impl Dataplane {
     /// The counters summed over CPUs.
     pub fn counters(&self) -> Result<Counters, XdpError> {
         sum_counters(&self.counters)
+    }
+
+    /// The queries the program answered per entry since the last call, reading at most `max` entries'
+    /// per-CPU counters (one system call each), the next call going on from there; entries removed from the
+    /// map meanwhile are reported once more with what they answered until then.
+    pub fn take_answers(&mut self, max: usize) -> Vec<(EntryKey, u64)> {
+        self.tally.take(max, &self.rotation)
     }
 
     /// Attaches to `iface`; returns the mode used. When the data plane pins, the link is pinned too.

@@ -32,7 +32,9 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     if copied != 0 && !load_bytes(ctx, 0, &mut scratch.headers, copied) {
         return Err(Counter::LoadStore);
     }
-    let f = frame::parse(&scratch.headers, frame_len, cfg.port, maps::listening)?;
+    let f = frame::parse(&scratch.headers, frame_len, cfg.port, |d| {
+        maps::listening(cfg, d)
+    })?;
     // Longer messages are not read at all (clamping the length below would parse a prefix of them).
     if f.dns_len > QBUF {
         return Err(Counter::TooLong);

@@ -178,6 +178,8 @@ pub struct Dataplane {
     records: HashMap<MapData, RecordKey, RecordValue>,
     listen: HashMap<MapData, ListenKey, u8>,
     config: Array<MapData, XdpConfig>,
+    /// What the config map holds.
+    cfg: XdpConfig,
     counters: PerCpuArray<MapData, u64>,
     /// Per entry: its round-robin position and answer count, per CPU (see `ROTATION_MAP`).
     rotation: PerCpuArray<MapData, u64>,
@@ -259,6 +261,7 @@ impl Dataplane {
             records,
             listen,
             config,
+            cfg: XdpConfig::default(),
             counters,
             rotation,
             tally: answers::Tally::default(),
@@ -282,12 +285,9 @@ impl Dataplane {
 
     /// Sets the DNS port and the UDP size we advertise.
     pub fn configure(&mut self, port: u16, udp_size: u16) -> Result<(), XdpError> {
-        let cfg = XdpConfig {
-            port,
-            udp_size,
-            flags: 0,
-        };
-        self.config.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
+        self.cfg.port = port;
+        self.cfg.udp_size = udp_size;
+        self.config.set(0, self.cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
     /// Adds addresses the program answers on.
@@ -298,8 +298,9 @@ impl Dataplane {
                 IpAddr::V6(v6) => ListenKey::v6(v6.octets()),
             };
             self.listen.insert(key, 1, 0).map_err(map_err(LISTEN_MAP))?;
+            self.cfg.add_listen(&key);
         }
-        Ok(())
+        self.config.set(0, self.cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
     /// Brings the records map in step with a rendered table, writing only what changed.

@@ -93,8 +93,11 @@ fn specs() -> Vec<NameSpec> {
     for (r, region) in geo.v4.records.iter_mut().zip([1, 2]) {
         r.region = region;
     }
+    let mut all3 = three("all3.demo.local", Policy::RoundRobin);
+    all3.max_answers = 3;
     vec![
         three("app.demo.local", Policy::RoundRobin),
+        all3,
         three(&long_name(), Policy::RoundRobin),
         weighted,
         geo,
@@ -122,6 +125,11 @@ pub fn cases() -> Vec<Case> {
     };
     vec![
         case("A, IPv4", frame(&w4, &a), XDP_TX),
+        case(
+            "A, IPv4, 3 records per answer",
+            frame(&w4, &query("all3.demo.local.", RecordType::A, false)),
+            XDP_TX,
+        ),
         case(
             "AAAA, IPv6",
             frame(&w6, &query("app.demo.local.", RecordType::AAAA, false)),

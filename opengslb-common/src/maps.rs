@@ -35,7 +35,7 @@ pub const MAX_RECORDS: usize = 16;
 /// The length of a `weighted` entry's slot table ([`RecordValue::slots`]).
 pub const MAX_SLOTS: usize = 64;
 /// Capacity of the records map (names × types).
-pub const MAX_ENTRIES: u32 = 65_536;
+pub const MAX_ENTRIES: u32 = 262_144;
 /// Capacity of the geolocation trie (the control plane fills at most [`MAX_GEO_ENTRIES`]).
 pub const MAX_GEO: u32 = 1 << 20;
 /// How many prefixes the control plane puts in the geolocation trie at most.

@@ -1,11 +1,13 @@
 //! Publishing answer tables to both DNS paths: the XDP maps, written incrementally, and a new snapshot
 //! (with a new SOA serial) for the userspace server. Timed as `opengslb_table_sync_seconds`.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use opengslb_common::maps::MAX_ENTRIES;
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::watch;
-use tracing::{debug, error};
+use tracing::{debug, error, info, warn};
 
 use super::control::Published;
 use crate::{
@@ -40,6 +42,8 @@ pub(super) struct Publisher {
     counters: Arc<CounterMetrics>,
     /// The per-name query counts the XDP program's answers are added to.
     queries: Arc<QueryCounts>,
+    /// Table entries left out of the XDP map at the last publish, by reason.
+    left: BTreeMap<&'static str, u64>,
 }
 
 /// How many entries' answer counters one reading reads at most (one system call each): a table of more
@@ -66,6 +70,7 @@ impl Publisher {
             table_sync: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
             counters: Arc::default(),
             queries: Arc::default(),
+            left: BTreeMap::new(),
         }
     }
 
@@ -105,6 +110,30 @@ impl Publisher {
         }
     }
 
+    /// Shows how many table entries only userspace answers, and says so in the log when that changes.
+    fn report_left(&mut self, left: BTreeMap<&'static str, u64>) {
+        let total: u64 = left.values().sum();
+        if left != self.left {
+            if total > 0 {
+                let reasons = left
+                    .iter()
+                    .map(|(why, n)| format!("{n} {why}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                warn!(
+                    entries = total,
+                    capacity = MAX_ENTRIES,
+                    reasons,
+                    "table entries not in the XDP map: answered by userspace only"
+                );
+            } else {
+                info!("every table entry is in the XDP map again");
+            }
+        }
+        self.counters.set_left(&left);
+        self.left = left;
+    }
+
     /// Writes `published` to both paths. A failed XDP write is logged and userspace still switches.
     pub fn publish(&mut self, published: Published) {
         let started = Instant::now();
@@ -138,9 +167,17 @@ impl Publisher {
         if geo_written {
             self.geo.clone_from(&placement);
         }
-        let rendered = self.renderer.render(&table);
+        let mut rendered = self.renderer.render(&table);
         if let Some(dp) = self.dp.as_mut() {
-            match dp.apply(&rendered) {
+            let mut applied = dp.apply(&rendered);
+            // Slots this render freed are taken only by the next one (the map gets new entries before
+            // old ones leave, so it must never need more than its capacity at once): entries that
+            // waited for them get in now rather than at the next change.
+            if applied.is_ok() && self.renderer.has_room_for(&rendered) {
+                rendered = self.renderer.render(&table);
+                applied = dp.apply(&rendered);
+            }
+            match applied {
                 Ok(plan) => {
                     for (name, why) in &plan.skipped {
                         debug!(name = %name.name, qtype = name.qtype, why, "not in the XDP map: answered by userspace");
@@ -154,6 +191,7 @@ impl Publisher {
                 // The XDP map keeps its previous entries; userspace still gets the new table.
                 Err(e) => error!(error = format!("{e:#}"), "updating the XDP map failed"),
             }
+            self.report_left(rendered.left_by_reason());
         }
         self.serial = next_serial(self.serial);
         let snap = Snapshot::new(

@@ -17,7 +17,7 @@ use opengslb_common::{
 pub(crate) mod render;
 mod weights;
 
-pub use render::{Rendered, Renderer};
+pub use render::{LEFT_REASONS, MAP_FULL, Rendered, Renderer};
 pub use weights::{MAX_WEIGHT_SLOTS, weight_slots};
 
 // The map's slot array holds any slot table.

@@ -18,16 +18,63 @@ pub struct Rendered {
     pub skipped: Vec<(EntryKey, &'static str)>,
 }
 
+/// Why an entry is left out of the map when every rotation slot (one per map entry) is taken.
+pub const MAP_FULL: &str = "records map full";
+const COLLISION: &str = "hash collision";
+const NOT_ENCODABLE: &str = "name not encodable";
+const SLOTS_TOO_LONG: &str = "slot table too long";
+const RECORD_TOO_BIG: &str = "record does not fit";
+/// Every reason an entry can be left to userspace ([`Rendered::skipped`]).
+pub const LEFT_REASONS: [&str; 5] = [
+    MAP_FULL,
+    COLLISION,
+    NOT_ENCODABLE,
+    SLOTS_TOO_LONG,
+    RECORD_TOO_BIG,
+];
+
+impl Rendered {
+    /// How many table entries are left to userspace, by reason.
+    pub fn left_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for (_, why) in &self.skipped {
+            *out.entry(*why).or_default() += 1;
+        }
+        out
+    }
+}
+
 /// Renders tables, keeping each entry's rotation slot from one render to the next (the XDP program's
 /// per-entry round-robin position lives in that slot of its rotation map).
-#[derive(Debug, Default)]
+///
+/// Slots are handed out only up to the records map's capacity, and a slot freed by a removal is reused
+/// only from the next render on; so the map, which gets the new entries before the old ones leave it,
+/// never holds more than its capacity, and entries past it are left to userspace ([`MAP_FULL`]).
+#[derive(Debug)]
 pub struct Renderer {
     slots: BTreeMap<EntryKey, u32>,
     free: Vec<u32>,
     next: u32,
+    capacity: u32,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::with_capacity(MAX_ENTRIES)
+    }
 }
 
 impl Renderer {
+    /// A renderer for a records map of `capacity` entries (the real one holds [`MAX_ENTRIES`]).
+    pub fn with_capacity(capacity: u32) -> Self {
+        Self {
+            slots: BTreeMap::new(),
+            free: Vec::new(),
+            next: 0,
+            capacity: capacity.min(MAX_ENTRIES),
+        }
+    }
+
     /// The map entries of `table`. Entries that cannot be rendered (no rotation slot left, a name that
     /// does not encode, two names with one hash) are left to userspace.
     pub fn render(&mut self, table: &AnswerTable) -> Rendered {
@@ -36,7 +83,7 @@ impl Renderer {
         for (key, entry) in table.iter() {
             let rendered = self
                 .slot_for(key)
-                .ok_or("no rotation slot left")
+                .ok_or(MAP_FULL)
                 .and_then(|slot| render(key, entry, slot));
             match rendered {
                 Ok((rk, rv)) => {
@@ -51,7 +98,7 @@ impl Renderer {
             for name in names {
                 warn!(name = %name.name, qtype = name.qtype, "hash collision: answered by userspace only");
                 out.entries.remove(name);
-                out.skipped.push((name.clone(), "hash collision"));
+                out.skipped.push((name.clone(), COLLISION));
             }
         }
         // Slots of entries gone from the table are free again.
@@ -69,13 +116,19 @@ impl Renderer {
         out
     }
 
+    /// Whether the last render freed slots that entries left out for [`MAP_FULL`] could take: the map
+    /// has room for them once that render's removals are written, so render again.
+    pub fn has_room_for(&self, rendered: &Rendered) -> bool {
+        !self.free.is_empty() && rendered.skipped.iter().any(|(_, why)| *why == MAP_FULL)
+    }
+
     fn slot_for(&mut self, key: &EntryKey) -> Option<u32> {
         if let Some(&slot) = self.slots.get(key) {
             return Some(slot);
         }
         let slot = match self.free.pop() {
             Some(s) => s,
-            None if self.next < MAX_ENTRIES => {
+            None if self.next < self.capacity => {
                 self.next += 1;
                 self.next - 1
             }
@@ -97,8 +150,8 @@ impl AnswerTable {
 /// The map entry for one table entry, using rotation slot `slot`.
 fn render(key: &EntryKey, e: &Entry, slot: u32) -> Result<(RecordKey, RecordValue), &'static str> {
     let max_answers = e.max_answers.clamp(1, MAX_RECORDS as u8);
-    let (mut v, hash) = RecordValue::new(key.name.as_str(), e.ttl, max_answers, slot)
-        .map_err(|_| "name not encodable")?;
+    let (mut v, hash) =
+        RecordValue::new(key.name.as_str(), e.ttl, max_answers, slot).map_err(|_| NOT_ENCODABLE)?;
     // A set too large for the map entry: the program passes its queries to userspace.
     v.policy = if e.records.len() > MAX_RECORDS {
         policy::USERSPACE
@@ -111,19 +164,16 @@ fn render(key: &EntryKey, e: &Entry, slot: u32) -> Result<(RecordKey, RecordValu
             *dst = *r;
         }
     }
-    let slots = v
-        .slots
-        .get_mut(..e.slots.len())
-        .ok_or("slot table too long")?;
+    let slots = v.slots.get_mut(..e.slots.len()).ok_or(SLOTS_TOO_LONG)?;
     slots.copy_from_slice(&e.slots);
-    v.slot_count = u8::try_from(e.slots.len()).map_err(|_| "slot table too long")?;
+    v.slot_count = u8::try_from(e.slots.len()).map_err(|_| SLOTS_TOO_LONG)?;
     for ip in e.records.iter().take(MAX_RECORDS) {
         let ok = match ip {
             std::net::IpAddr::V4(a) => v.push(&a.octets()),
             std::net::IpAddr::V6(a) => v.push(&a.octets()),
         };
         if !ok {
-            return Err("record does not fit");
+            return Err(RECORD_TOO_BIG);
         }
     }
     Ok((RecordKey::new(key.qtype, hash), v))
@@ -276,6 +326,29 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn entries_past_the_capacity_are_left_to_userspace_and_counted() {
+        let mut r = Renderer::with_capacity(3);
+        let names: Vec<String> = (0..5).map(|i| format!("n{i}.test")).collect();
+        let specs: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &[1u8][..])).collect();
+        let p = r.render(&table(&specs));
+        assert_eq!(p.entries.len(), 3);
+        assert_eq!(p.left_by_reason(), BTreeMap::from([(MAP_FULL, 2)]));
+        // Two names leave and two others come: the freed slots go to them from the next render on,
+        // so the map never holds more than its capacity while new entries are written before removals.
+        let p = r.render(&table(&specs[2..]));
+        assert_eq!(p.entries.len(), 1, "{p:?}");
+        assert_eq!(p.left_by_reason()[MAP_FULL], 2);
+        assert!(r.has_room_for(&p));
+        let p = r.render(&table(&specs[2..]));
+        assert!(!r.has_room_for(&p));
+        assert_eq!(p.entries.len(), 3);
+        assert!(p.skipped.is_empty());
+        let slots: std::collections::BTreeSet<u32> =
+            p.entries.values().map(|(_, v)| v.slot).collect();
+        assert!(slots.iter().all(|&s| s < 3), "{slots:?}");
     }
 
     #[test]

@@ -10,8 +10,7 @@ mod common;
 
 use std::{
     fmt::Write as _,
-    io::ErrorKind,
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -26,10 +25,6 @@ use common::{
     dnsq::Asker,
     labs,
     netns::{Netns, Proc, TempDir, wait_every},
-};
-use hickory_proto::{
-    op::{Message, Query, ResponseCode},
-    rr::{Name, RData, RecordType},
 };
 use opengslb::{
     table::{AnswerTable, NameSpec, Policy, Renderer},
@@ -355,10 +350,10 @@ fn markdown(plan: &Plan, lab: &LabFigures, load: &LoadFigures, goals: &[Value]) 
                  | figure | value |\n|---|---|\n\
                  | table changes applied | {rounds} in {secs:.1} s: **{rate:.1} per second** |\n\
                  | one change (render + plan + write), p50 / max | {p50} / {max} |\n\
-                 | map entries written | {written}: **{wrate:.0} per second** of writing |\n\
+                 | map entries written or removed | {written}: **{wrate:.0} per second** of applying (plan + writes) |\n\
                  | queries sent meanwhile | {sent} |\n\
                  | answered (by XDP, from its counters) | {answered} ({xdp}) |\n\
-                 | answered wrongly | **{wrong}** |\n| unanswered within 100 ms | {lost} |\n",
+                 | answered wrongly | **{wrong}** |\n| unanswered within 3 s | {lost} |\n",
                 chg = thousands(plan.changing),
                 rounds = u.rounds,
                 secs = u.elapsed.as_secs_f64(),
@@ -567,24 +562,25 @@ fn run_lab(plan: &Plan, f: &mut LabFigures) -> Result<(), String> {
     let (mut out, mut back) = (Vec::new(), Vec::new());
     let result = (|| {
         for trial in 0..plan.drain_trials {
-            std::fs::File::create(&drain_file).map_err(|e| e.to_string())?;
-            let took = wait_state(
-                &mut dns,
-                false,
-                Duration::from_millis(1),
-                Duration::from_secs(10),
-            )
-            .ok_or(format!("drain trial {trial}: still in DNS after 10 s"))?;
-            out.push(took);
-            std::fs::remove_file(&drain_file).map_err(|e| e.to_string())?;
-            let took = wait_state(
-                &mut dns,
-                true,
-                Duration::from_millis(1),
-                Duration::from_secs(10),
-            )
-            .ok_or(format!("drain trial {trial}: not back in DNS after 10 s"))?;
-            back.push(took);
+            for (drain, times) in [(true, &mut out), (false, &mut back)] {
+                let done = if drain {
+                    std::fs::File::create(&drain_file).map(drop)
+                } else {
+                    std::fs::remove_file(&drain_file)
+                };
+                done.map_err(|e| e.to_string())?;
+                let took = wait_state(
+                    &mut dns,
+                    !drain,
+                    Duration::from_millis(1),
+                    Duration::from_secs(10),
+                )
+                .ok_or(format!(
+                    "drain trial {trial}: {} DNS after 10 s",
+                    if drain { "still in" } else { "not back in" }
+                ))?;
+                times.push(took);
+            }
             if trial % 10 == 9 || trial + 1 == plan.drain_trials {
                 eprintln!("control: drain trial {}/{}", trial + 1, plan.drain_trials);
             }
@@ -898,12 +894,8 @@ fn updates(
 /// checks every answer against what the name may hold, until `stop` (or the deadline, or 10 M queries).
 fn query_flow(names: usize, changing: usize, stop: &AtomicBool, deadline: Instant) -> Flow {
     let mut f = Flow::default();
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.connect("127.0.0.1:53").expect("connect");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
+    let mut dns = Asker::new("127.0.0.1:53".parse().expect("address"));
     let mut rng = common::rng::Rng::new(15);
-    let mut buf = [0u8; 1500];
     while !stop.load(Ordering::Relaxed)
         && !stopping()
         && Instant::now() < deadline
@@ -914,52 +906,14 @@ fn query_flow(names: usize, changing: usize, stop: &AtomicBool, deadline: Instan
         } else {
             rng.below_usize(names)
         };
-        let id = f.sent as u16;
-        let mut m = Message::query();
-        m.metadata.id = id;
-        m.add_query(Query::query(
-            Name::from_ascii(name(i)).expect("name"),
-            RecordType::A,
-        ));
-        let q = m.to_vec().expect("encode");
-        if sock.send(&q).is_err() {
-            f.lost += 1;
-            continue;
-        }
         f.sent += 1;
-        let reply = loop {
-            match sock.recv(&mut buf) {
-                Ok(n) if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id => break Some(n),
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    break None;
-                }
-                Err(_) => break None,
-            }
-        };
-        let Some(n) = reply else {
+        // Sorted A records; an error reply has none, and every name has at least one.
+        let Some(got) = dns.a(&name(i), false) else {
             f.lost += 1;
             continue;
         };
         f.answered += 1;
-        let got = Message::from_vec(&buf[..n]).map(|r| {
-            let mut a: Vec<Ipv4Addr> = r
-                .answers
-                .iter()
-                .filter_map(|rr| match &rr.data {
-                    RData::A(a) => Some(a.0),
-                    _ => None,
-                })
-                .collect();
-            a.sort();
-            (r.metadata.response_code, a)
-        });
-        let ok = match &got {
-            Ok((ResponseCode::NoError, a)) => {
-                a == &[v4(i, false)] || (i < changing && a == &[v4(i, false), v4(i, true)])
-            }
-            _ => false,
-        };
+        let ok = got == [v4(i, false)] || (i < changing && got == [v4(i, false), v4(i, true)]);
         if !ok {
             f.wrong += 1;
             if f.first_wrong.is_none() {

@@ -2,7 +2,7 @@
 //! rotation slot. Rendered once per publish; the XDP map sync writes it, and the userspace server answers
 //! the same entries with the same reply builder, so the two paths give the same bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use opengslb_common::maps::{MAX_ENTRIES, MAX_RECORDS, RecordKey, RecordValue, policy};
 use tracing::warn;
@@ -79,7 +79,10 @@ impl Renderer {
     /// does not encode, two names with one hash) are left to userspace.
     pub fn render(&mut self, table: &AnswerTable) -> Rendered {
         let mut out = Rendered::default();
-        let mut by_key: HashMap<RecordKey, Vec<EntryKey>> = HashMap::new();
+        // The first entry seen with each map key, and every entry that shares its key with another.
+        let mut first: HashMap<RecordKey, &EntryKey> = HashMap::with_capacity(table.len());
+        let mut collided: BTreeSet<&EntryKey> = BTreeSet::new();
+        let mut entries = Vec::with_capacity(table.len());
         for (key, entry) in table.iter() {
             let rendered = self
                 .slot_for(key)
@@ -87,25 +90,31 @@ impl Renderer {
                 .and_then(|slot| render(key, entry, slot));
             match rendered {
                 Ok((rk, rv)) => {
-                    by_key.entry(rk).or_default().push(key.clone());
-                    out.entries.insert(key.clone(), (rk, rv));
+                    if let Some(other) = first.insert(rk, key) {
+                        collided.extend([other, key]);
+                    }
+                    entries.push((key.clone(), (rk, rv)));
                 }
                 Err(why) => out.skipped.push((key.clone(), why)),
             }
         }
+        // In table order, so the map is built in one pass rather than by a search per entry.
+        out.entries = entries.into_iter().collect();
         // Two names with one hash would make one of them unreachable from XDP: leave both to userspace.
-        for names in by_key.values().filter(|n| n.len() > 1) {
-            for name in names {
-                warn!(name = %name.name, qtype = name.qtype, "hash collision: answered by userspace only");
-                out.entries.remove(name);
-                out.skipped.push((name.clone(), COLLISION));
-            }
+        for name in collided {
+            warn!(name = %name.name, qtype = name.qtype, "hash collision: answered by userspace only");
+            out.entries.remove(name);
+            out.skipped.push((name.clone(), COLLISION));
         }
-        // Slots of entries gone from the table are free again.
+        // Slots of entries gone from the table are free again. Both maps are in key order: one walk.
+        let mut kept = out.entries.keys().peekable();
         let gone: Vec<EntryKey> = self
             .slots
             .keys()
-            .filter(|k| !out.entries.contains_key(*k))
+            .filter(|k| {
+                while kept.next_if(|e| e < k).is_some() {}
+                kept.next_if(|e| e == k).is_none()
+            })
             .cloned()
             .collect();
         for key in gone {
@@ -346,8 +355,7 @@ pub(crate) mod tests {
         assert!(!r.has_room_for(&p));
         assert_eq!(p.entries.len(), 3);
         assert!(p.skipped.is_empty());
-        let slots: std::collections::BTreeSet<u32> =
-            p.entries.values().map(|(_, v)| v.slot).collect();
+        let slots: BTreeSet<u32> = p.entries.values().map(|(_, v)| v.slot).collect();
         assert!(slots.iter().all(|&s| s < 3), "{slots:?}");
     }
 

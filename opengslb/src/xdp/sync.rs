@@ -42,16 +42,33 @@ impl RecordSync {
     /// Plans the writes for `rendered`.
     pub fn plan(&self, rendered: &Rendered) -> Plan {
         let wanted = &rendered.entries;
+        // Both maps are in key order: one walk over each instead of a search per entry.
+        let mut cur = self.current.iter().peekable();
         let upserts = wanted
             .iter()
-            .filter(|(name, entry)| self.current.get(*name) != Some(entry))
+            .filter(|(name, entry)| {
+                while cur.next_if(|(k, _)| k < name).is_some() {}
+                cur.next_if(|(k, v)| k == name && v == entry).is_none()
+            })
             .map(|(name, entry)| (name.clone(), *entry))
             .collect();
-        let wanted_keys: HashSet<RecordKey> = wanted.values().map(|(k, _)| *k).collect();
-        let removals = self
+        let mut want = wanted.keys().peekable();
+        let leaving: Vec<(&EntryKey, &MapEntry)> = self
             .current
             .iter()
-            .filter(|(name, _)| !wanted.contains_key(*name))
+            .filter(|(name, _)| {
+                while want.next_if(|k| k < name).is_some() {}
+                want.next_if(|k| k == name).is_none()
+            })
+            .collect();
+        // A removed name's map key may now belong to a wanted entry (a rename to a colliding name).
+        let wanted_keys: HashSet<RecordKey> = if leaving.is_empty() {
+            HashSet::new()
+        } else {
+            wanted.values().map(|(k, _)| *k).collect()
+        };
+        let removals = leaving
+            .into_iter()
             .map(|(name, (k, _))| (name.clone(), (!wanted_keys.contains(k)).then_some(*k)))
             .collect();
         Plan {

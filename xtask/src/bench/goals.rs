@@ -80,7 +80,8 @@ pub fn traffic(all: &[Measured]) -> Vec<Goal> {
     let knot_xdp = find(all, "knot_xdp");
     let knot_udp = find(all, "knot_udp");
     let floor = find(all, "floor");
-    let best = |m: Option<&Measured>| m.and_then(|m| m.best()).map(|s| s.answered_rate());
+    // A measured server with no rate ≥99 % answered has a best rate below the lowest one: 0 here.
+    let best = |m: Option<&Measured>| m.map(|m| m.best().map_or(0.0, |s| s.answered_rate()));
     let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,

@@ -7,7 +7,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use serde_json::Value;
 
 use crate::demo::netns::{
     net::{self, delete, ip},
@@ -169,11 +168,7 @@ fn ns_file(ns: &str) -> Result<File> {
 
 /// The MAC address of `dev` in `ns`.
 fn mac(ns: &str, dev: &str) -> Result<String> {
-    let out = Command::new("ip")
-        .args(["-j", "-n", ns, "link", "show", "dev", dev])
-        .output()
-        .context("cannot run `ip`")?;
-    let v: Value = serde_json::from_slice(&out.stdout).context("`ip -j link` output")?;
+    let v = super::xdp::link_json(ns, dev)?;
     v[0]["address"]
         .as_str()
         .map(str::to_owned)

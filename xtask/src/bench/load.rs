@@ -4,7 +4,7 @@
 use std::{
     fs::{self, File},
     path::Path,
-    process::{Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -32,19 +32,7 @@ fn run_bounded(cmd: &mut Command, dir: &Path, tag: &str, limit: Duration) -> Res
         .stderr(File::create(&err_path)?)
         .spawn()
         .with_context(|| format!("cannot start `{line}`"))?;
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() >= deadline || stop::requested() {
-            let _ = child.kill();
-            let _ = child.wait();
-            stop::check()?;
-            bail!("`{line}` still ran after {limit:?}: killed");
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_bounded(&mut child, &line, limit)?;
     let stdout = fs::read_to_string(&out_path).unwrap_or_default();
     if !status.success() {
         let stderr = fs::read_to_string(&err_path).unwrap_or_default();
@@ -55,6 +43,30 @@ fn run_bounded(cmd: &mut Command, dir: &Path, tag: &str, limit: Duration) -> Res
         );
     }
     Ok(stdout)
+}
+
+/// Waits for `child` (started as `line`) for at most `limit`, or until Ctrl-C: then SIGTERM, so it can
+/// remove what it made, and SIGKILL 5 s later.
+pub fn wait_bounded(child: &mut Child, line: &str, limit: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        if Instant::now() >= deadline || stop::requested() {
+            // SAFETY: kill on our own child, not yet reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let grace = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < grace && child.try_wait()?.is_none() {
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            stop::check()?;
+            bail!("`{line}` still ran after {limit:?}: stopped");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What one kxdpgun run counted.

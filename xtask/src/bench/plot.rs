@@ -36,6 +36,7 @@ pub fn answered(path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Result<()>
         .map_err(plot_err)?;
     chart
         .configure_mesh()
+        .max_light_lines(0)
         .x_desc("offered rate, thousand queries per second")
         .y_desc("answered, %")
         .draw()
@@ -95,6 +96,7 @@ pub fn cost(path: &Path, cases: &[(String, f64, f64)], floor: Option<(f64, f64)>
         .map_err(plot_err)?;
     chart
         .configure_mesh()
+        .max_light_lines(0)
         .disable_y_mesh()
         .y_labels(n + 1)
         .y_label_formatter(&|y: &f64| {

@@ -237,6 +237,9 @@ impl Run {
         }
         md.push_str(
             "\n\"sent\": where kxdpgun sent less than asked, the share it sent.\n\n\
+             \"Best rate\": the answers per second at the highest offered rate with ≥99 % answered. \"Limited \
+             by the generator\": the server answered ≥99 % at the top rate, or at a rate kxdpgun could not \
+             send in full.\n\n\
              | server | best rate with ≥99 % answered (answers/s) | at offered | limited by |\n|---|---:|---:|---|\n",
         );
         for m in &servers {

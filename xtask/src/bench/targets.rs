@@ -7,15 +7,12 @@ use std::{
     os::fd::AsFd as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 use xtask::{cargo, command_line};
-
-use crate::demo::netns::stop;
 
 /// The package whose bench targets are run.
 const PACKAGE: &str = "opengslb";
@@ -121,23 +118,7 @@ pub fn run(exe: &Path, dir: &Path, smoke: bool, limit: Duration) -> Result<Value
         .stdout(Stdio::from(stderr))
         .spawn()
         .with_context(|| format!("cannot start `{line}`"))?;
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() >= deadline || stop::requested() {
-            // SIGTERM first, so it can clean up what it made.
-            // SAFETY: kill on our own child, not yet reaped.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            stop::check()?;
-            bail!("`{line}` ran past {limit:?}: stopped");
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
+    let status = super::load::wait_bounded(&mut child, &line, limit)?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }

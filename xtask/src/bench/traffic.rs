@@ -40,9 +40,13 @@ impl Plan {
             }
         } else {
             Self {
-                rates: vec![50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000],
+                rates: vec![
+                    25_000, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000,
+                ],
                 secs: 5,
-                fixed_rate: 100_000,
+                // A rate every server answers (almost) fully on a machine of this kind, so that CPU per
+                // answer is not skewed by queries a saturated server drops.
+                fixed_rate: 50_000,
                 fixed_secs: 5,
                 latency_qps: 20_000,
                 latency_secs: 5,
@@ -98,16 +102,16 @@ pub struct Measured {
 pub const ANSWERED: f64 = 0.99;
 
 impl Measured {
-    /// The highest step at which it and every lower one had ≥99 % answered.
+    /// The highest step with ≥99 % answered (a dip at a lower rate, from a busy machine, does not
+    /// hide it).
     pub fn best(&self) -> Option<&Step> {
         self.steps
             .iter()
-            .take_while(|s| s.answered_fraction() >= ANSWERED)
-            .last()
+            .rfind(|s| s.answered_fraction() >= ANSWERED)
     }
 
-    /// Whether the generator, not the server, was the limit: it answered ≥99 % at every rate (the
-    /// top one included), or kxdpgun sent less than asked at a rate the server kept up with.
+    /// Whether the generator, not the server, was the limit: it answered ≥99 % at the top rate, or
+    /// kxdpgun sent less than asked at a rate the server kept up with.
     pub fn generator_limited(&self) -> bool {
         let all = !self.steps.is_empty() && self.best() == self.steps.last();
         all || self
@@ -297,15 +301,17 @@ mod tests {
     }
 
     #[test]
-    fn the_best_rate_is_the_last_of_the_answered_run_of_steps() {
+    fn the_best_rate_is_the_highest_answered_step() {
         let m = measured(&[
             (100, 100, 100),
             (200, 200, 199),
             (300, 300, 150),
-            (400, 400, 400),
+            (400, 400, 100),
         ]);
         assert_eq!(m.best().map(|s| s.offered), Some(200));
         assert!(!m.generator_limited());
+        let dip = measured(&[(100, 100, 98), (200, 200, 200), (300, 300, 150)]);
+        assert_eq!(dip.best().map(|s| s.offered), Some(200));
         let all = measured(&[(100, 100, 100), (200, 200, 200)]);
         assert_eq!(all.best().map(|s| s.offered), Some(200));
         assert!(all.generator_limited(), "answered at the top rate");

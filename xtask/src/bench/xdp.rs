@@ -85,20 +85,26 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Runs `cmd`, which prints JSON (`ip -j`, `bpftool -j`); the JSON, or an error with its stderr.
+pub fn json_of(cmd: &mut Command) -> Result<Value> {
+    let line = xtask::command_line(cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run `{line}`"))?;
+    if !out.status.success() {
+        bail!("`{line}`: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("`{line}`: not JSON"))
+}
+
+/// `ip -j -n <ns> link show dev <iface>`.
+pub fn link_json(ns: &str, iface: &str) -> Result<Value> {
+    json_of(Command::new("ip").args(["-j", "-n", ns, "link", "show", "dev", iface]))
+}
+
 /// The ids of the XDP programs attached to `iface` in namespace `ns` (any mode).
 pub fn attached(ns: &str, iface: &str) -> Result<Vec<u32>> {
-    let out = Command::new("ip")
-        .args(["-j", "-n", ns, "link", "show", "dev", iface])
-        .output()
-        .context("cannot run `ip`")?;
-    if !out.status.success() {
-        bail!(
-            "`ip -n {ns} link show dev {iface}`: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("`ip -j link` output")?;
-    Ok(prog_ids(&v))
+    Ok(prog_ids(&link_json(ns, iface)?))
 }
 
 /// The program ids in `ip -j link show` output: `xdp.prog.id`, or `xdp.attached[].prog.id` when several
@@ -151,25 +157,16 @@ impl RunStats {
 
 /// `bpftool prog show id N -j`: its run time and count (zero while stats are off).
 pub fn run_stats(id: u32) -> Result<RunStats> {
-    let out = Command::new(xtask::which("bpftool").context("bpftool not found")?)
-        .args(["prog", "show", "id", &id.to_string(), "-j"])
-        .output()
-        .context("cannot run bpftool")?;
-    if !out.status.success() {
-        bail!(
-            "`bpftool prog show id {id}`: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    parse_run_stats(&String::from_utf8_lossy(&out.stdout))
+    let bpftool = xtask::which("bpftool").context("bpftool not found")?;
+    let v = json_of(Command::new(bpftool).args(["prog", "show", "id", &id.to_string(), "-j"]))?;
+    Ok(parse_run_stats(&v))
 }
 
-fn parse_run_stats(json: &str) -> Result<RunStats> {
-    let v: Value = serde_json::from_str(json).context("bpftool's JSON")?;
-    Ok(RunStats {
+fn parse_run_stats(v: &Value) -> RunStats {
+    RunStats {
         run_time_ns: v["run_time_ns"].as_u64().unwrap_or(0),
         run_cnt: v["run_cnt"].as_u64().unwrap_or(0),
-    })
+    }
 }
 
 /// The summed stats of programs `ids`.
@@ -229,8 +226,10 @@ mod tests {
 
     #[test]
     fn run_stats_are_read_from_bpftool_json() {
-        let s =
-            parse_run_stats(r#"{"id":3,"type":"xdp","run_time_ns":1500,"run_cnt":10}"#).unwrap();
+        let json = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        let s = parse_run_stats(&json(
+            r#"{"id":3,"type":"xdp","run_time_ns":1500,"run_cnt":10}"#,
+        ));
         assert_eq!(
             s.since(RunStats {
                 run_time_ns: 500,
@@ -241,7 +240,6 @@ mod tests {
                 run_cnt: 5
             }
         );
-        assert_eq!(parse_run_stats(r#"{"id":3}"#).unwrap(), RunStats::default());
-        assert!(parse_run_stats("garbage").is_err());
+        assert_eq!(parse_run_stats(&json(r#"{"id":3}"#)), RunStats::default());
     }
 }

@@ -37,22 +37,26 @@ pub fn answered(path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Result<()>
     chart
         .configure_mesh()
         .max_light_lines(0)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_desc("offered rate, thousand queries per second")
         .y_desc("answered, %")
         .draw()
         .map_err(plot_err)?;
     for (i, (label, points)) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
+        // The first series wide, so that one drawn over it along the same points leaves it visible.
+        let width = if i == 0 { 5 } else { 2 };
         let pts: Vec<(f64, f64)> = points
             .iter()
             .map(|&(x, y)| (x / 1000.0, y * 100.0))
             .collect();
         chart
-            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(width)))
             .map_err(plot_err)?
             .label(label.as_str())
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(width))
             });
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
@@ -97,6 +101,7 @@ pub fn cost(path: &Path, cases: &[(String, f64, f64)], floor: Option<(f64, f64)>
     chart
         .configure_mesh()
         .max_light_lines(0)
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .disable_y_mesh()
         .y_labels(n + 1)
         .y_label_formatter(&|y: &f64| {

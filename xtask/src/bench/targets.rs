@@ -65,10 +65,22 @@ pub fn build(root: &Path, names: &[String], smoke: bool) -> Result<Vec<(String, 
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run cargo")?;
+    let messages = String::from_utf8_lossy(&out.stdout);
+    // With --message-format=json, the compiler's warnings and errors come as JSON on stdout.
+    for m in messages
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        if m["reason"] == "compiler-message"
+            && let Some(text) = m["message"]["rendered"].as_str()
+        {
+            eprint!("{text}");
+        }
+    }
     if !out.status.success() {
         bail!("building the bench targets failed ({})", out.status);
     }
-    let built = executables(&String::from_utf8_lossy(&out.stdout));
+    let built = executables(&messages);
     for n in names {
         if !built.iter().any(|(b, _)| b == n) {
             bail!("cargo built no executable for bench target {n}");

@@ -129,7 +129,7 @@ impl Lab {
         use std::os::fd::AsRawFd as _;
         let ns = ns_file(&self.server_ns)?;
         let mut cmd = Command::new(program);
-        // SAFETY: only async-signal-safe calls (setns, sched_setaffinity, prctl) between fork and exec,
+        // SAFETY: only async-signal-safe calls (setns, sched_setaffinity, setpriority, prctl) between fork and exec,
         // on values prepared before; nothing allocates.
         unsafe {
             cmd.pre_exec(move || {
@@ -137,19 +137,19 @@ impl Lab {
                     return Err(std::io::Error::last_os_error());
                 }
                 pin_cpu0()?;
-                die_with_parent()
+                lab_process()
             });
         }
         Ok(cmd)
     }
 
     /// `ip netns exec <ns> args…` (which gives the program a sysfs of the namespace, as knotd and
-    /// kxdpgun need to find their interface's queues), dying with us.
+    /// kxdpgun need to find their interface's queues), as [`lab_process`] says.
     pub fn exec_in(ns: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns]).args(args);
-        // SAFETY: prctl is async-signal-safe.
-        unsafe { cmd.pre_exec(die_with_parent) };
+        // SAFETY: lab_process makes only async-signal-safe calls.
+        unsafe { cmd.pre_exec(lab_process) };
         cmd
     }
 }
@@ -188,11 +188,21 @@ fn pin_cpu0() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Should the bench be killed, nothing it started lives on (the next run removes the namespaces).
-fn die_with_parent() -> std::io::Result<()> {
-    // SAFETY: prctl is async-signal-safe.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-        return Err(std::io::Error::last_os_error());
+/// The priority everything the bench starts in the namespaces runs at.
+pub const NICE: i32 = -10;
+
+/// Between fork and exec of every process the bench starts in the namespaces: [`NICE`], so that other
+/// work on a shared machine (builds at nice 0) takes less of the servers' and generators' cores; and
+/// death with the bench, so nothing it started lives on should it be killed (the next run removes the
+/// namespaces).
+fn lab_process() -> std::io::Result<()> {
+    // SAFETY: setpriority and prctl are async-signal-safe system calls on this process.
+    unsafe {
+        if libc::setpriority(libc::PRIO_PROCESS, 0, NICE) != 0
+            || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
     }
     Ok(())
 }

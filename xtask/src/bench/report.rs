@@ -5,7 +5,7 @@ use std::{fmt::Write as _, time::Duration};
 use serde_json::{Map, Value, json};
 
 use super::goals::Goal;
-use super::lab::{CLIENT_IP, SERVER_IP};
+use super::lab::{CLIENT_IP, NICE, SERVER_IP};
 use super::load::{NAME, PERCENTILES};
 use super::machine::Machine;
 use super::servers;
@@ -98,6 +98,20 @@ impl Run {
              |---|---|---|---|---|\n| {} | {} | {} | {} | {} |\n",
             m.cpu, m.cores, m.kernel, m.load, m.date
         );
+        let load1: f64 = m
+            .load
+            .split_whitespace()
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0.0);
+        if load1 >= 1.0 {
+            let _ = writeln!(
+                md,
+                "Other work was running when this run started (load average {load1} on {} cores): it shares \
+                 the cores with the servers and generators, and the figures carry its noise.\n",
+                m.cores
+            );
+        }
 
         md.push_str("## Goals\n\n| goal | target | measured | result |\n|---|---|---|---|\n");
         for g in self.goals() {
@@ -142,7 +156,8 @@ impl Run {
             md,
             "## Setup\n\n\
              Two network namespaces made by the bench, joined by one veth pair with one queue each way; \
-             server {SERVER_IP} (pinned to CPU 0), client {CLIENT_IP} (generators pinned to CPU 1). Every \
+             server {SERVER_IP} (pinned to CPU 0), client {CLIENT_IP} (generators pinned to CPU 1). Servers \
+             and generators run at nice {NICE}, so that other work on a shared machine disturbs them less. Every \
              server serves the same answer: `{NAME} A`, three A records ({}), TTL 60, asked without EDNS; \
              one `kdig` checks it before each server is measured, and the run fails if it is wrong. Servers:\n",
             servers::RECORDS.join(", ")

@@ -162,7 +162,10 @@ impl Run {
              one `kdig` checks it before each server is measured, and the run fails if it is wrong. Servers:\n",
             servers::RECORDS.join(", ")
         );
-        md.push_str("| server | command (in the server namespace) |\n|---|---|\n");
+        md.push_str(
+            "| server | command (`{dir}`: the run's temp directory; without `ip netns exec`, the bench \
+             enters the namespace with setns and pins the process to CPU 0 itself) |\n|---|---|\n",
+        );
         for s in servers::SERVERS {
             let _ = writeln!(md, "| {} | `{}` |", s.label, s.command_line());
         }
@@ -173,7 +176,7 @@ impl Run {
             servers::ours_config(
                 Some("driver"),
                 "<server veth>",
-                std::path::Path::new("{dir}/data")
+                std::path::Path::new("{dir}/ours_xdp_driver-data")
             ),
             servers::knot_config(
                 true,
@@ -186,14 +189,14 @@ impl Run {
             md,
             "The loads, from the client namespace:\n\n```sh\n\
              # throughput: each rate for {secs} s ({rates})\n\
-             kxdpgun -t {secs} -Q <rate> -F 1 -i queries.txt -I <client veth> -l {CLIENT_IP} -L <client MAC> -R <server MAC> {SERVER_IP}\n\
+             ip netns exec <client ns> kxdpgun -t {secs} -Q <rate> -F 1 -i queries.txt -I <client veth> -l {CLIENT_IP} -L <client MAC> -R <server MAC> {SERVER_IP}\n\
              ip link set dev <client veth> xdp off    # kxdpgun leaves its program attached\n\
              # cost under load: one kxdpgun run at {fr} qps for {fs} s, with\n\
              sysctl -w kernel.bpf_stats_enabled=1     # the old value is restored after\n\
              bpftool prog show id <server-side XDP program> -j   # run_time_ns, run_cnt before and after\n\
              cat /proc/<server pid>/stat              # utime + stime before and after\n\
              # latency, with a native XDP_PASS program on the client veth (XDP_TX into a veth is delivered only then)\n\
-             taskset -c 1 dnsperf -s {SERVER_IP} -d queries.txt -l {ls} -Q {lq} -c 1 -v\n```\n\n\
+             ip netns exec <client ns> taskset -c 1 dnsperf -s {SERVER_IP} -d queries.txt -l {ls} -Q {lq} -c 1 -v\n```\n\n\
              `queries.txt` holds `{NAME}. A` (kxdpgun) or `{NAME} A` (dnsperf).\n",
             secs = p.secs,
             rates = p

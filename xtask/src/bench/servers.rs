@@ -93,15 +93,18 @@ impl Server {
         )
     }
 
-    /// The exact command line it runs with (`{dir}` for the run's directory), for the report.
+    /// The command line it runs with, for the report (`{dir}`: the run's temp directory).
     pub fn command_line(&self) -> String {
         match self.kind {
             Kind::Ours(_) => format!(
-                "taskset -c 0 opengslb overwatch --config {{dir}}/{}.yaml (config below)",
+                "opengslb overwatch --config {{dir}}/{}.yaml --bpffs-root /sys/fs/bpf/ogsbench-<pid>",
                 self.key
             ),
-            Kind::Knot { .. } => format!("taskset -c 0 knotd -c {{dir}}/{}.conf", self.key),
-            Kind::Floor => "taskset -c 0 xdp_cost --attach-floor <server veth>".to_owned(),
+            Kind::Knot { .. } => format!(
+                "ip netns exec <server ns> taskset -c 0 knotd -c {{dir}}/{}.conf",
+                self.key
+            ),
+            Kind::Floor => "xdp_cost --attach-floor <server veth>".to_owned(),
         }
     }
 }

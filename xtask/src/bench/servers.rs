@@ -28,7 +28,8 @@ pub enum Kind {
     /// knotd with UDP sockets (1 worker), or in XDP mode.
     Knot { xdp: bool },
     /// The minimal XDP_TX responder of the `xdp_cost` bench target (`--attach-floor IFACE`): what an
-    /// XDP answer costs at the least. It builds no DNS answer of ours, so its reply is not checked.
+    /// XDP answer costs at the least. It prints `attached [mode]` when ready; it builds no answer of ours
+    /// (one fixed record), so its reply is not checked.
     Floor,
 }
 
@@ -260,7 +261,7 @@ fn wait_ready(server: &Server, running: &mut Running<'_>) -> Result<()> {
                 attached
                     && fs::read_to_string(&running.proc.log)?
                         .lines()
-                        .any(|l| l.trim() == "attached")
+                        .any(|l| l.starts_with("attached"))
             }
             _ if attached => {
                 // kdig's reply from XDP_TX reaches the client's socket only with a native program there.

@@ -12,7 +12,9 @@ pub const LISTEN_MAP: &str = "LISTEN";
 pub const CONFIG_MAP: &str = "CONFIG";
 /// Per-CPU `u64` counters indexed by [`crate::counters::Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
-/// Per-CPU `u32` round-robin positions, indexed by [`RecordValue::slot`].
+/// Per-CPU `u64` counts of the XDP answers of each entry, indexed by [`RecordValue::slot`]: the low 32
+/// bits are the entry's round-robin position on that CPU, and their sum over CPUs is how many queries
+/// the program answered for it.
 pub const ROTATION_MAP: &str = "ROTATION";
 /// Per-CPU `dns::Scratch` buffers (the 512-byte stack is too small for them).
 pub const SCRATCH_MAP: &str = "SCRATCH";
@@ -22,6 +24,9 @@ pub const SCRATCH_MAP: &str = "SCRATCH";
 pub const GEO_MAP: &str = "GEO";
 /// The XDP program's function name in the object.
 pub const PROGRAM_NAME: &str = "opengslb_xdp";
+/// The floor program's function name: the least an XDP DNS responder does, which the bench measures ours
+/// against (never attached by the overwatch).
+pub const FLOOR_PROGRAM_NAME: &str = "opengslb_floor";
 
 /// The largest question name in wire format, plus one byte so word-wise comparison stays in bounds.
 pub const MAX_NAME: usize = 256;
@@ -61,7 +66,7 @@ pub mod policy {
     pub const USERSPACE: u8 = 255;
 }
 
-/// The records map key: the type and the 64-bit FNV-1a hash of the lowercased wire-format name.
+/// The records map key: the type and the 64-bit hash (`dns::name_hash`) of the lowercased wire-format name.
 ///
 /// Kept at 16 bytes because the kernel hashes the whole key on every lookup; the full name lives in the
 /// value and is compared before answering.
@@ -72,7 +77,7 @@ pub struct RecordKey {
     pub qtype: u16,
     /// Zero.
     pub _pad: [u8; 6],
-    /// The FNV-1a hash (`dns::name_hash`) of the lowercased wire-format name.
+    /// The hash (`dns::name_hash`) of the lowercased wire-format name.
     pub hash: u64,
 }
 
@@ -210,7 +215,17 @@ impl ListenKey {
     }
 }
 
+/// How many IPv4 listen addresses the config holds inline.
+pub const INLINE_LISTEN4: usize = 4;
+/// How many IPv6 listen addresses the config holds inline.
+pub const INLINE_LISTEN6: usize = 2;
+/// [`XdpConfig::flags`]: the listen map holds addresses the inline ones do not.
+pub const LISTEN_MORE: u8 = 1;
+
 /// The XDP program's settings (entry 0 of the config map).
+///
+/// The first few listen addresses are held here as well as in the listen map, so that the usual case
+/// (an address or two per family) is decided by a few compares instead of a hash lookup per packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct XdpConfig {
@@ -218,8 +233,103 @@ pub struct XdpConfig {
     pub port: u16,
     /// The UDP payload size we advertise in our OPT record.
     pub udp_size: u16,
-    /// Reserved, zero.
-    pub flags: u32,
+    /// How many of `listen4` are in use.
+    pub listen4_count: u8,
+    /// How many of `listen6` are in use.
+    pub listen6_count: u8,
+    /// [`LISTEN_MORE`], or 0.
+    pub flags: u8,
+    /// Zero.
+    pub _pad: u8,
+    /// IPv4 listen addresses, network order.
+    pub listen4: [[u8; 4]; INLINE_LISTEN4],
+    /// IPv6 listen addresses.
+    pub listen6: [[u8; 16]; INLINE_LISTEN6],
+}
+
+impl XdpConfig {
+    /// Adds a listen address inline if there is room; false if not (it is then only in the listen map,
+    /// and [`LISTEN_MORE`] is set).
+    pub fn add_listen(&mut self, key: &ListenKey) -> bool {
+        let added = if key.family == 4 {
+            let [a, b, c, d, ..] = key.addr;
+            match self.listen4.get_mut(usize::from(self.listen4_count)) {
+                Some(slot) => {
+                    *slot = [a, b, c, d];
+                    self.listen4_count += 1;
+                    true
+                }
+                None => false,
+            }
+        } else {
+            match self.listen6.get_mut(usize::from(self.listen6_count)) {
+                Some(slot) => {
+                    *slot = key.addr;
+                    self.listen6_count += 1;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !added {
+            self.flags |= LISTEN_MORE;
+        }
+        added
+    }
+
+    /// Whether we listen on the IPv4 address `dst` by the inline addresses: `Some(answer)`, or `None`
+    /// when only the listen map can say.
+    #[inline(always)]
+    pub fn listens4(&self, dst: [u8; 4]) -> Option<bool> {
+        let dst = u32::from_ne_bytes(dst);
+        let mut found = false;
+        for (i, a) in self.listen4.iter().enumerate() {
+            found |= i < usize::from(self.listen4_count) && u32::from_ne_bytes(*a) == dst;
+        }
+        self.decided(found)
+    }
+
+    /// [`XdpConfig::listens4`] for IPv6.
+    #[inline(always)]
+    pub fn listens6(&self, dst: &[u8; 16]) -> Option<bool> {
+        let (hi, lo) = halves(dst);
+        let mut found = false;
+        for (i, a) in self.listen6.iter().enumerate() {
+            found |= i < usize::from(self.listen6_count) && halves(a) == (hi, lo);
+        }
+        self.decided(found)
+    }
+
+    #[inline(always)]
+    fn decided(&self, found: bool) -> Option<bool> {
+        (found || self.flags & LISTEN_MORE == 0).then_some(found)
+    }
+}
+
+#[inline(always)]
+fn halves(a: &[u8; 16]) -> (u64, u64) {
+    let [
+        a0,
+        a1,
+        a2,
+        a3,
+        a4,
+        a5,
+        a6,
+        a7,
+        b0,
+        b1,
+        b2,
+        b3,
+        b4,
+        b5,
+        b6,
+        b7,
+    ] = *a;
+    (
+        u64::from_ne_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+        u64::from_ne_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+    )
 }
 
 const _: () = assert!(size_of::<RecordKey>() == 16);
@@ -228,7 +338,50 @@ const _: () =
 const _: () = assert!(size_of::<ListenKey>() == 20);
 // The kernel's LPM trie key: a u32 prefix length, then the data, no padding.
 const _: () = assert!(size_of::<GeoKey>() == 4 + 16);
-const _: () = assert!(size_of::<XdpConfig>() == 8);
+const _: () = assert!(size_of::<XdpConfig>() == 8 + 4 * INLINE_LISTEN4 + 16 * INLINE_LISTEN6);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_listen_addresses_decide_until_the_map_holds_more() {
+        let mut cfg = XdpConfig::default();
+        assert_eq!(cfg.listens4([10, 0, 0, 1]), Some(false), "nothing listens");
+        for i in 1..=INLINE_LISTEN4 as u8 {
+            assert!(cfg.add_listen(&ListenKey::v4([10, 0, 0, i])));
+        }
+        assert_eq!(cfg.listens4([10, 0, 0, 4]), Some(true));
+        assert_eq!(cfg.listens4([10, 0, 0, 5]), Some(false));
+        assert!(
+            !cfg.add_listen(&ListenKey::v4([10, 0, 0, 5])),
+            "no room left"
+        );
+        assert_eq!(cfg.listens4([10, 0, 0, 1]), Some(true));
+        assert_eq!(cfg.listens4([10, 0, 0, 5]), None, "the map must say");
+        assert_eq!(cfg.listens6(&[0; 16]), None, "for either family");
+
+        let mut cfg = XdpConfig::default();
+        let v6 = |last| {
+            let mut a = [0u8; 16];
+            a[0] = 0xfd;
+            a[15] = last;
+            a
+        };
+        assert!(cfg.add_listen(&ListenKey::v6(v6(1))));
+        assert_eq!(cfg.listens6(&v6(1)), Some(true));
+        assert_eq!(cfg.listens6(&v6(2)), Some(false));
+        assert_eq!(
+            cfg.listens4([0, 0, 0, 0]),
+            Some(false),
+            "an unused slot is no address"
+        );
+        assert!(cfg.add_listen(&ListenKey::v6(v6(2))));
+        assert!(!cfg.add_listen(&ListenKey::v6(v6(3))));
+        assert_eq!(cfg.listens6(&v6(2)), Some(true));
+        assert_eq!(cfg.listens6(&v6(3)), None);
+    }
+}
 
 // SAFETY: all of these are `#[repr(C)]`, made only of integers and integer arrays, with every padding byte
 // an explicit field, so any bit pattern is valid and no byte is uninitialised.
@@ -248,6 +401,8 @@ pub const LAYOUT_VERSION: u32 = {
         size_of::<RecordValue>() as u32,
         size_of::<ListenKey>() as u32,
         size_of::<XdpConfig>() as u32,
+        // The rotation map's value.
+        size_of::<u64>() as u32,
         crate::counters::COUNTER_COUNT,
         MAX_ENTRIES,
         MAX_NAME as u32,
@@ -255,7 +410,7 @@ pub const LAYOUT_VERSION: u32 = {
         MAX_SLOTS as u32,
         MAX_GEO,
         // Bump when a field's meaning changes without a size change.
-        2,
+        3,
     ];
     let mut h: u32 = 0x811c_9dc5;
     let mut i = 0;

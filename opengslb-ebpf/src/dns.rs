@@ -32,7 +32,9 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     if copied != 0 && !load_bytes(ctx, 0, &mut scratch.headers, copied) {
         return Err(Counter::LoadStore);
     }
-    let f = frame::parse(&scratch.headers, frame_len, cfg.port, maps::listening)?;
+    let f = frame::parse(&scratch.headers, frame_len, cfg.port, |d| {
+        maps::listening(cfg, d)
+    })?;
     // Longer messages are not read at all (clamping the length below would parse a prefix of them).
     if f.dns_len > QBUF {
         return Err(Counter::TooLong);
@@ -55,7 +57,7 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     if len == 0 {
         return Err(Counter::Truncated);
     }
-    if !load_bytes(ctx, f.dns, &mut scratch.query, len) {
+    if !load_bytes(ctx, f.dns, &mut scratch.msg, len) {
         return Err(Counter::LoadStore);
     }
     let q = parse_query(scratch, len)?;
@@ -104,14 +106,14 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     // verifier: and merge the grown-at-the-tail and grown-at-the-head paths.
     let (f, reply_len, is_a) = merge(scratch, &f, reply_len, is_a)?;
     // The frame now ends at dns + reply_len.
-    if !store_bytes(ctx, f.dns, &mut scratch.reply, reply_len) {
+    if !store_bytes(ctx, f.dns, &mut scratch.msg, reply_len) {
         return Err(Counter::LoadStore);
     }
     let payload_sum = if f.v6 {
         // verifier: forget which iteration the summing loop left on.
         opaque(
             &mut scratch.opaque[3],
-            csum::add_bytes(0, &scratch.reply, reply_len),
+            csum::add_bytes(0, &scratch.msg, reply_len),
         )
     } else {
         0

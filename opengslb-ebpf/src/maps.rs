@@ -10,6 +10,7 @@ use aya_ebpf::{
 use opengslb_common::{
     counters::{COUNTER_COUNT, Counter},
     dns::Scratch,
+    frame::Dest,
     maps::{
         GeoKey, ListenKey, MAX_ENTRIES, MAX_GEO, MAX_LISTEN, RecordKey, RecordValue, XdpConfig,
     },
@@ -30,7 +31,7 @@ static LISTEN: HashMap<ListenKey, u8> = HashMap::with_max_entries(MAX_LISTEN, 0)
 static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-static ROTATION: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_ENTRIES, 0);
+static ROTATION: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_ENTRIES, 0);
 
 /// Client prefix (16 bytes, IPv4 mapped as `::ffff:a.b.c.d`) → region id (see `maps::GEO_MAP`).
 #[map]
@@ -42,13 +43,20 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// The floor program's own counters: answered, passed.
+#[map]
+static FLOOR_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
 // SAFETY (for every per-CPU accessor below): a per-CPU map value is this CPU's alone, and XDP programs
 // do not nest on one CPU, so while the program runs nothing else reads or writes it.
 
-/// The program's settings (a copy).
+/// The program's settings.
 #[inline(always)]
-pub fn config() -> Option<XdpConfig> {
-    CONFIG.get(0).copied()
+pub fn config() -> Option<&'static XdpConfig> {
+    let p = CONFIG.get_ptr(0)?;
+    // SAFETY: an array map's value stays valid while the program runs; userspace may rewrite it
+    // meanwhile, which at worst mixes an old and a new setting for one packet.
+    Some(unsafe { &*p })
 }
 
 /// This CPU's working memory. Called once per packet: a second call would alias the first's reference.
@@ -68,7 +76,9 @@ pub fn record(key: &RecordKey) -> Option<&'static RecordValue> {
     Some(unsafe { &*p })
 }
 
-/// The rotation position of entry `slot` on this CPU, which then moves on by one.
+/// The rotation position of entry `slot` on this CPU, which then moves on by one. The position is the
+/// count of this CPU's answers for the entry, which the overwatch sums into its per-name query counts: the
+/// per-name counter costs no more than the rotation did.
 #[inline(always)]
 pub fn next_rotation(slot: u32) -> Option<u32> {
     let p = ROTATION.get_ptr_mut(slot)?;
@@ -76,14 +86,18 @@ pub fn next_rotation(slot: u32) -> Option<u32> {
     unsafe {
         let r = *p;
         *p = r.wrapping_add(1);
-        Some(r)
+        Some(r as u32)
     }
 }
 
 /// Whether we answer on the address `key` names.
 #[inline(always)]
-pub fn listening(key: &ListenKey) -> bool {
-    LISTEN.get_ptr(key).is_some()
+pub fn listening(cfg: &XdpConfig, dest: Dest) -> bool {
+    let inline = match dest {
+        Dest::V4(a) => cfg.listens4(a),
+        Dest::V6(a) => cfg.listens6(&a),
+    };
+    inline.unwrap_or_else(|| LISTEN.get_ptr(&dest.key()).is_some())
 }
 
 /// The region id the geolocation trie gives `key` (0: none). `key` should live in map memory (scratch),
@@ -106,6 +120,15 @@ const _: () = assert!(
 pub fn bump(c: Counter) {
     if let Some(p) = COUNTERS.get_ptr_mut(c.index()) {
         // SAFETY: see above.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Counts one packet of the floor program: answered or passed.
+#[inline(always)]
+pub fn bump_floor(answered: bool) {
+    if let Some(p) = FLOOR_COUNTERS.get_ptr_mut(u32::from(!answered)) {
+        // SAFETY: as for `bump`.
         unsafe { *p += 1 };
     }
 }

@@ -1383,7 +1383,7 @@ fn show(o: &Outcome) -> String {
 // The XDP side.
 
 /// The program's per-CPU rotation counters, found through the program's map IDs.
-fn rotation_map(dp: &mut Dataplane) -> PerCpuArray<MapData, u32> {
+fn rotation_map(dp: &mut Dataplane) -> PerCpuArray<MapData, u64> {
     let info = dp.program_mut().unwrap().info().unwrap();
     let ids = info
         .map_ids()
@@ -1444,7 +1444,7 @@ fn advances_rotation(c: Counter) -> bool {
 fn gate_key(q: &[u8]) -> Option<(Labels, u16)> {
     let q = &q[..q.len().min(QBUF)];
     let mut s = Box::new(Scratch::new());
-    s.query[..q.len()].copy_from_slice(q);
+    s.msg[..q.len()].copy_from_slice(q);
     let p = parse_query(&mut s, q.len()).ok()?;
     Some((wire_labels(&s.name[..p.name_len]), p.qtype))
 }
@@ -1548,8 +1548,9 @@ fn xdp_and_userspace_agree() {
         } else {
             rng.next_u64() as u32
         };
-        let mut per_cpu = vec![0u32; cpus];
-        per_cpu[0] = start;
+        // The low 32 bits are the rotation; the whole counts answers, and goes on past the wrap.
+        let mut per_cpu = vec![0u64; cpus];
+        per_cpu[0] = u64::from(start);
         rotation_kernel
             .set(v.slot, PerCpuValues::try_from(per_cpu).unwrap(), 0)
             .unwrap();
@@ -1619,7 +1620,7 @@ fn xdp_and_userspace_agree() {
             }
             let kernel = rotation_kernel.get(&slot, 0).unwrap();
             assert_eq!(
-                kernel[0], *pos,
+                kernel[0] as u32, *pos,
                 "#{i}: the kernel's rotation counter for {key:?} (slot {slot}) after {why:?}"
             );
             Some(used)
@@ -1728,7 +1729,7 @@ fn xdp_and_userspace_agree() {
     // The kernel's counters end where the model says, on CPU 0 only.
     for (key, slot) in &slots {
         let v = rotation_kernel.get(slot, 0).unwrap();
-        assert_eq!(v[0], rotation[key], "rotation counter of {key:?}");
+        assert_eq!(v[0] as u32, rotation[key], "rotation counter of {key:?}");
         assert!(
             v.iter().skip(1).all(|&x| x == 0),
             "{key:?}: other CPUs' counters moved: the test did not stay on CPU 0"

@@ -562,6 +562,37 @@ fn table_changes_reach_the_map() {
     );
 }
 
+/// More listen addresses than the config holds inline: the rest are looked up in the listen map, for
+/// either family, and an address in neither is still passed.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn listen_addresses_past_the_inline_ones_are_answered_on() {
+    use opengslb_common::maps::{INLINE_LISTEN4, INLINE_LISTEN6};
+    let mut h = Harness::new();
+    let v4 = |i: u8| IpAddr::V4(Ipv4Addr::new(198, 18, 7, i));
+    let v6 = |i: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 7, 0, 0, 0, 0, 0, i));
+    // server4 and server6 are inline already; these fill the inline slots and go past them.
+    let extra: Vec<IpAddr> = (1..=INLINE_LISTEN4 as u8 + 1)
+        .map(v4)
+        .chain((1..=INLINE_LISTEN6 as u16 + 1).map(v6))
+        .collect();
+    h.dp.add_listen(&extra).unwrap();
+    let q = query("app.demo.local.", RecordType::A);
+    for dst in [
+        v4(1),
+        v4(INLINE_LISTEN4 as u8 + 1),
+        v6(1),
+        v6(INLINE_LISTEN6 as u16 + 1),
+    ] {
+        let w = Wrap::new(if dst.is_ipv4() { client4() } else { client6() }, dst);
+        h.expect_answer(&w, &q);
+    }
+    for dst in [v4(99), v6(99)] {
+        let w = Wrap::new(if dst.is_ipv4() { client4() } else { client6() }, dst);
+        h.expect_pass(&frame(&w, &q.to_vec().unwrap()), Counter::WrongAddr);
+    }
+}
+
 #[test]
 #[ignore = "needs root: run by cargo xtask test"]
 fn the_verifier_has_headroom() {

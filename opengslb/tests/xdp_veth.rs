@@ -23,6 +23,7 @@ dns:
   zones: [demo.local]
   default_ttl: 5
   xdp: {{ interfaces: [{iface}], mode: {mode} }}
+metrics: {{ enabled: true, address: "127.0.0.1:9091" }}
 regions:
   - name: local
     servers:
@@ -161,6 +162,19 @@ fn run(mode: &str) {
     );
     assert_eq!(xdp_answers, sent, "every answer came from XDP");
     assert_eq!(delta(Counter::AnsweredA), sent / 2);
+
+    // The per-name query counts include what XDP answered (read from the program's per-entry counters
+    // once a second).
+    let want = [("A", sent / 2), ("AAAA", sent / 2)].map(|(t, n)| {
+        format!("opengslb_dns_queries_total{{domain=\"app.demo.local\",type=\"{t}\",status=\"NOERROR\"}} {n}\n")
+    });
+    let mut metrics = String::new();
+    let counted = wait_for(Duration::from_secs(10), || {
+        let out = srv.exec(&["curl", "-sf", "http://127.0.0.1:9091/metrics"]);
+        metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+        want.iter().all(|line| metrics.contains(line.as_str()))
+    });
+    assert!(counted, "{mode}: want {want:?} in /metrics:\n{metrics}");
 
     assert!(server.interrupt(), "the overwatch exits cleanly on SIGINT");
     assert!(!link_pin.exists(), "the link pin is removed");

@@ -13,7 +13,10 @@ mod select;
 #[cfg(test)]
 mod tests;
 
-pub use name::{FNV_OFFSET, NameError, encode_name, fnv1a_step, lower, name_hash, names_equal};
+pub use name::{
+    HASH_SEED, NameError, encode_name, hash_finish, hash_step, lower, lower_word, name_hash,
+    names_equal,
+};
 pub use parse::{Query, parse_query};
 pub use reply::{build_reply, build_reply_for};
 pub use select::{
@@ -51,15 +54,13 @@ const EDNS_DO: u16 = 0x8000;
 /// The longest question section: a 255-byte name plus type and class.
 const MAX_QUESTION: usize = 255 + 4;
 
-/// Per-CPU working memory of the XDP program: the query copied out of the frame, the reply built for it,
-/// and the lowercased question name.
+/// Per-CPU working memory of the XDP program: the query copied out of the frame and the reply built over
+/// it, and the lowercased question name.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Scratch {
-    /// The DNS message as received.
-    pub query: [u8; QBUF],
-    /// The DNS reply being built.
-    pub reply: [u8; RBUF],
+    /// The DNS message as received (at most [`QBUF`] bytes), then the reply built over it in place.
+    pub msg: [u8; RBUF],
     /// The lowercased wire-format question name.
     pub name: [u8; MAX_NAME],
     /// Slots for [`crate::bounds::opaque`].
@@ -96,8 +97,7 @@ impl Scratch {
     /// All zero.
     pub const fn new() -> Self {
         Self {
-            query: [0; QBUF],
-            reply: [0; RBUF],
+            msg: [0; RBUF],
             name: [0; MAX_NAME],
             opaque: [0; 4],
             headers: [0; MAX_HEADERS],
@@ -129,6 +129,5 @@ impl Default for Scratch {
 }
 
 const _: () = assert!(
-    size_of::<Scratch>()
-        <= QBUF + RBUF + MAX_NAME + 32 + 64 + MAX_HEADERS + 8 + MAX_RECORDS + 32 + 24
+    size_of::<Scratch>() <= RBUF + MAX_NAME + 32 + 64 + MAX_HEADERS + 8 + MAX_RECORDS + 32 + 24
 );

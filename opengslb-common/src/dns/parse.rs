@@ -2,8 +2,8 @@
 
 use super::{
     CLASS_IN, CLASSIC_UDP_SIZE, EDNS_DO, FLAG_QR, FLAG_TC, HEADER_LEN, OPCODE_MASK, OPTION_ECS,
-    QBUF, Scratch, TYPE_OPT,
-    name::{FNV_OFFSET, fnv1a_step, lower},
+    QBUF, RBUF, Scratch, TYPE_OPT,
+    name::{HASH_SEED, hash_finish, hash_step, lower_word},
 };
 use crate::{
     counters::Counter,
@@ -47,13 +47,13 @@ fn be16<const N: usize>(buf: &[u8; N], at: usize) -> Result<u16, Counter> {
 
 /// Checks a DNS message and, if the XDP path can answer it, returns what it needs to.
 ///
-/// `s.query[..len]` is the message. The lowercased question name is written to `s.name` (bytes past its
+/// `s.msg[..len]` is the message. The lowercased question name is written to `s.name` (bytes past its
 /// length are left as they were). Accepted: QR=0, opcode QUERY, TC=0, QDCOUNT=1, AN=NS=0, AR≤1 where the
 /// additional record is an EDNS(0) OPT at the root without Client Subnet, class IN, type A or AAAA, and
 /// nothing after the last record.
 pub fn parse_query(s: &mut Scratch, len: usize) -> Result<Query, Counter> {
     let Scratch {
-        query: buf,
+        msg: buf,
         name,
         opaque,
         ..
@@ -85,7 +85,7 @@ pub fn parse_query(s: &mut Scratch, len: usize) -> Result<Query, Counter> {
     if arcount > 1 {
         return Err(Counter::Arcount);
     }
-    let (name_len, hash) = read_name(buf, len, name)?;
+    let (name_len, hash) = read_name(buf, len, name, &mut opaque[2])?;
     // verifier: forget which loop iteration the name ended on (see `bounds::opaque`).
     // The loop also narrowed `len` differently on each way out of it.
     let [s0, s1, ..] = opaque;
@@ -125,55 +125,80 @@ pub fn parse_query(s: &mut Scratch, len: usize) -> Result<Query, Counter> {
     Ok(query)
 }
 
-/// Lowercases the question name into `out` and hashes it in the same pass.
-/// Returns the wire length (root label included) and the hash.
+/// The most length bytes a name has: 127 one-byte labels and the root in 255 bytes.
+const MAX_LABELS: usize = 128;
+
+/// Finds the question name's end by walking its labels, then lowercases it into `out` and hashes it, a
+/// word at a time. Returns the wire length (root label included) and the hash ([`super::name_hash`]).
 #[inline(always)]
 fn read_name(
-    buf: &[u8; QBUF],
+    buf: &[u8; RBUF],
     len: usize,
     out: &mut [u8; MAX_NAME],
+    slot: &mut u64,
 ) -> Result<(usize, u64), Counter> {
-    let mut hash = FNV_OFFSET;
-    let mut label_left: u8 = 0;
-    // A wire name is at most 255 bytes (RFC 1035 §3.1), so its root label sits at index 254 at the latest.
-    for i in 0..MAX_NAME - 1 {
-        let at = HEADER_LEN + i;
+    let mut rel: usize = 0;
+    let mut name_len: usize = 0;
+    for _ in 0..MAX_LABELS {
+        // A wire name is at most 255 bytes (RFC 1035 §3.1): its root label sits at index 254 at the latest.
+        if rel >= MAX_NAME - 1 {
+            return Err(if HEADER_LEN + MAX_NAME - 1 > len {
+                Counter::Truncated
+            } else {
+                Counter::NameTooLong
+            });
+        }
+        let at = HEADER_LEN + rel;
         if at >= len {
             return Err(Counter::Truncated);
         }
-        let Some(&b) = buf.get(at) else {
-            return Err(Counter::Truncated);
-        };
-        let c = if label_left == 0 {
-            if b == 0 {
-                if let Some(o) = out.get_mut(i) {
-                    *o = 0;
-                }
-                return Ok((i + 1, fnv1a_step(hash, 0)));
-            }
-            if b & 0xc0 == 0xc0 {
-                return Err(Counter::Compression);
-            }
-            if b > 63 {
-                return Err(Counter::BadLabel);
-            }
-            label_left = b;
-            b
-        } else {
-            label_left -= 1;
-            lower(b)
-        };
-        if let Some(o) = out.get_mut(i) {
-            *o = c;
+        let b = *buf.get(at).ok_or(Counter::Truncated)?;
+        if b == 0 {
+            name_len = rel + 1;
+            break;
         }
-        hash = fnv1a_step(hash, c);
+        if b & 0xc0 == 0xc0 {
+            return Err(Counter::Compression);
+        }
+        if b > 63 {
+            return Err(Counter::BadLabel);
+        }
+        rel += usize::from(b) + 1;
     }
-    Err(Counter::NameTooLong)
+    // verifier: forget which iteration the walk ended on (see `bounds::opaque`), so that one state goes on.
+    let name_len = crate::bounds::clamp(crate::bounds::opaque(slot, name_len as u64) as usize, 255);
+    if name_len == 0 {
+        return Err(Counter::NameTooLong);
+    }
+    let mut hash = HASH_SEED;
+    for w in 0..MAX_NAME / 8 {
+        let off = w * 8;
+        if off >= name_len {
+            break;
+        }
+        let at = HEADER_LEN + off;
+        let word: [u8; 8] = buf
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(Counter::Truncated)?;
+        let left = name_len - off;
+        let mask = if left >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (left * 8)) - 1
+        };
+        let lowered = lower_word(u64::from_le_bytes(word)) & mask;
+        if let Some(dst) = out.get_mut(off..off + 8) {
+            dst.copy_from_slice(&lowered.to_le_bytes());
+        }
+        hash = hash_step(hash, lowered);
+    }
+    Ok((name_len, hash_finish(hash, name_len)))
 }
 
 /// Reads the OPT record at `at` (RFC 6891 §6.1.2) into `query`; returns the offset past it.
 #[inline(always)]
-fn read_opt(buf: &[u8; QBUF], len: usize, at: usize, query: &mut Query) -> Result<usize, Counter> {
+fn read_opt(buf: &[u8; RBUF], len: usize, at: usize, query: &mut Query) -> Result<usize, Counter> {
     // Owner name (1: root), TYPE, CLASS, TTL (4), RDLENGTH.
     if at + 11 > len {
         return Err(Counter::Truncated);

@@ -39,12 +39,13 @@ impl Writer<'_> {
     }
 }
 
-/// Builds the reply to `q` (parsed from `s.query`) from `rec` into `s.reply`; returns its length.
+/// Builds the reply to `q` (parsed from `s.msg`) from `rec` in place in `s.msg`; returns its length.
 ///
 /// The reply: the query's ID, QR=1, opcode QUERY, AA=1, RD and CD copied, RA=0, AD=0, RCODE NOERROR; the
-/// question exactly as sent (0x20 case kept); `min(max_answers, count)` records starting at the index
-/// [`first_index`] gives for the entry's policy and `rotation`, wrapping, each owned by a pointer to the question name; and, if the query had EDNS, a bare OPT record (our UDP
-/// size, DO copied, no options).
+/// question exactly as sent (0x20 case kept: it is left where the query had it); `min(max_answers,
+/// count)` records starting at the index [`first_index`] gives for the entry's policy and `rotation`,
+/// wrapping, each owned by a pointer to the question name; and, if the query had EDNS, a bare OPT record
+/// (our UDP size, DO copied, no options), written over the query's.
 pub fn build_reply(
     s: &mut Scratch,
     q: &Query,
@@ -56,8 +57,9 @@ pub fn build_reply(
 }
 
 /// [`build_reply`] for a client in `region` (a region id; 0: none), which [`policy::GEO`] entries answer
-/// by (see [`select`]); other policies ignore it. Record `k` of the answer is `sel[(first + k) % m]`,
-/// `first` being [`first_index`] (under geolocation `rotation % m`).
+/// by (see [`select`]); other policies ignore it and draw from every record. Record `k` of the answer is
+/// record `(first + k) % m` of the `m` drawn from, `first` being [`first_index`] (under geolocation
+/// `rotation % m`).
 pub fn build_reply_for(
     s: &mut Scratch,
     q: &Query,
@@ -67,8 +69,7 @@ pub fn build_reply_for(
     region: u8,
 ) -> Result<usize, Counter> {
     let Scratch {
-        query,
-        reply: out,
+        msg: out,
         opaque,
         sel,
         sel_opaque,
@@ -78,32 +79,26 @@ pub fn build_reply_for(
     if count == 0 || count > MAX_RECORDS {
         return Err(Counter::NoRecords);
     }
-    // The records the answer draws from: `sel[..m]` (all of them but under geolocation).
-    let m = select(sel, sel_opaque, rec, region, count);
-    if m == 0 {
-        return Err(Counter::NoRecords);
-    }
-    // verifier: `select`'s loops narrowed `count`; forget it (see `bounds::opaque`).
-    let [c0, ..] = sel_opaque;
-    let count = crate::bounds::clamp(
-        crate::bounds::opaque(c0, count as u64) as usize,
-        MAX_RECORDS,
-    );
-    if count == 0 {
-        return Err(Counter::NoRecords);
-    }
-    let first = if rec.policy == policy::GEO {
-        rotated_index(rotation, 0, m)
+    let geo = rec.policy == policy::GEO;
+    // The records the answer draws from: under geolocation `sel[..m]`, else all of them (no table to
+    // fill: the common case pays for no loop).
+    let (m, first) = if geo {
+        let m = select(sel, sel_opaque, rec, region, count);
+        (m, rotated_index(rotation, 0, m))
     } else {
-        first_index(rec, rotation, count)?
+        (count, first_index(rec, rotation, count)?)
     };
-    // verifier: one state from here on, whichever policy chose `first`.
+    // verifier: one state from here on, whichever policy chose `first` (see `bounds::opaque`).
     let [s0, s1, s2, s3] = opaque;
     let first = crate::bounds::clamp(
         crate::bounds::opaque(s0, first as u64) as usize,
         MAX_RECORDS - 1,
     );
     let m = crate::bounds::clamp(crate::bounds::opaque(s1, m as u64) as usize, MAX_RECORDS);
+    // All ones under geolocation, else zero; through map memory so that the compiler cannot turn the
+    // masking below back into a branch (the verifier would walk the rest of the loop once per way).
+    let from_sel =
+        crate::bounds::opaque(&mut sel_opaque[0], u64::from(geo).wrapping_neg()) as usize;
     if m == 0 {
         return Err(Counter::NoRecords);
     }
@@ -121,38 +116,29 @@ pub fn build_reply_for(
     let [f0, f1] = (FLAG_QR | FLAG_AA | (q.flags & (FLAG_RD | FLAG_CD))).to_be_bytes();
     let [a0, a1] = (n as u16).to_be_bytes();
     w.put([i0, i1, f0, f1, 0, 1, a0, a1, 0, 0, 0, u8::from(q.edns)])?;
-    // The question, word by word: bytes copied past its end are overwritten by what follows.
-    for k in 0..MAX_QUESTION.div_ceil(8) {
-        let at = HEADER_LEN + k * 8;
-        if k * 8 >= question_len {
-            break;
-        }
-        let word: [u8; 8] = query
-            .get(at..at + 8)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(Counter::Truncated)?;
-        w.put(word)?;
-    }
-    // Set from the length, not the loop, so every way out of the loop leaves one state (see `bounds`).
+    // The question stays where the query had it; the answers follow it.
     w.pos = crate::bounds::clamp(
         crate::bounds::opaque(s2, (HEADER_LEN + question_len) as u64) as usize,
         HEADER_LEN + MAX_QUESTION,
     );
+    // Owner: a pointer to the question name (RFC 1035 §4.1.4); the same fixed part for every record.
+    let [p0, p1] = (0xc000 | HEADER_LEN as u16).to_be_bytes();
+    let [y0, y1] = q.qtype.to_be_bytes();
     let [t0, t1, t2, t3] = rec.ttl.to_be_bytes();
+    let [l0, l1] = (rdlen as u16).to_be_bytes();
+    let fixed = [p0, p1, y0, y1, 0, CLASS_IN as u8, t0, t1, t2, t3, l0, l1];
     for k in 0..MAX_RECORDS {
         if k >= n {
             break;
         }
-        // verifier: the kernel does not bound `x % n`, so clamp the index where it is used.
+        // verifier: the kernel does not bound `x % n`, so clamp the index where it is used. (A
+        // subtraction instead of `%` would branch on `m` in every iteration.)
         let at = crate::bounds::clamp((first + k) % m, MAX_RECORDS - 1);
-        let idx = usize::from(sel.get(at).copied().ok_or(Counter::NoRecords)?);
+        let picked = usize::from(sel.get(at).copied().unwrap_or(0));
+        let idx = (picked & from_sel) | (at & !from_sel);
         let idx = crate::bounds::clamp(idx, MAX_RECORDS - 1);
         let rdata = rec.rdata.get(idx).ok_or(Counter::NoRecords)?;
-        // Owner: a pointer to the question name (RFC 1035 §4.1.4).
-        let [p0, p1] = (0xc000 | HEADER_LEN as u16).to_be_bytes();
-        let [y0, y1] = q.qtype.to_be_bytes();
-        let [l0, l1] = (rdlen as u16).to_be_bytes();
-        w.put([p0, p1, y0, y1, 0, CLASS_IN as u8, t0, t1, t2, t3, l0, l1])?;
+        w.put(fixed)?;
         if q.qtype == QTYPE_A {
             let [r0, r1, r2, r3, ..] = *rdata;
             w.put([r0, r1, r2, r3])?;
@@ -166,6 +152,7 @@ pub fn build_reply_for(
         let [o0, o1] = TYPE_OPT.to_be_bytes();
         w.put([0, o0, o1, u0, u1, 0, 0, d0, d1, 0, 0])?;
     }
+    // verifier: and forget which iteration the answer loop left on.
     Ok(crate::bounds::clamp(
         crate::bounds::opaque(s3, w.pos as u64) as usize,
         RBUF,

@@ -93,7 +93,9 @@ pub const fn draws(record: u8, target: u8) -> bool {
 /// `region` if it has any, else those of [`RecordValue::default_region`], else every record (region id 0
 /// matches no record): [`draw_region`] and [`draws`]. `count` is `rec.count`, in
 /// `1..=MAX_RECORDS`.
-#[inline(always)]
+// verifier: a function of its own (a BPF-to-BPF call), so its loops' spilled state leaves with its stack
+// frame instead of splitting the caller's paths.
+#[inline(never)]
 pub fn select(
     sel: &mut [u8; MAX_RECORDS],
     slots: &mut [u64; 4],

@@ -92,7 +92,7 @@ impl Q {
 
 fn scratch_of(wire: &[u8]) -> Scratch {
     let mut s = Scratch::new();
-    s.query[..wire.len()].copy_from_slice(wire);
+    s.msg[..wire.len()].copy_from_slice(wire);
     s.name = [0xaa; MAX_NAME];
     s
 }
@@ -126,7 +126,7 @@ fn answer(q: &Q, rec: &RecordValue, rotation: u32) -> (Vec<u8>, Vec<u8>, Message
     assert_eq!(parsed.hash, rec_hash(rec));
     assert!(names_equal(&s.name, &rec.name, parsed.name_len));
     let len = build_reply(&mut s, &parsed, rec, rotation, OUR_UDP).expect("built");
-    let reply = s.reply[..len].to_vec();
+    let reply = s.msg[..len].to_vec();
     let msg = Message::from_vec(&reply).expect("hickory parses our reply");
     (wire, reply, msg)
 }
@@ -633,7 +633,7 @@ fn geo_ips(rec: &RecordValue, region: u8, rotation: u32) -> Vec<RData> {
     let mut s = scratch_of(&wire);
     let parsed = parse_query(&mut s, wire.len()).expect("accepted");
     let len = build_reply_for(&mut s, &parsed, rec, rotation, OUR_UDP, region).expect("built");
-    let msg = Message::from_vec(&s.reply[..len]).expect("hickory parses our reply");
+    let msg = Message::from_vec(&s.msg[..len]).expect("hickory parses our reply");
     msg.answers.iter().map(|a| a.data.clone()).collect()
 }
 
@@ -697,7 +697,7 @@ fn built_indices(rec: &RecordValue, region: u8, rotation: u32) -> Result<Vec<usi
     let mut s = scratch_of(&wire);
     let parsed = parse_query(&mut s, wire.len()).expect("accepted");
     let len = build_reply_for(&mut s, &parsed, rec, rotation, OUR_UDP, region)?;
-    let msg = Message::from_vec(&s.reply[..len]).expect("hickory parses our reply");
+    let msg = Message::from_vec(&s.msg[..len]).expect("hickory parses our reply");
     Ok(msg
         .answers
         .iter()
@@ -741,5 +741,38 @@ proptest! {
         let mut out = [0; MAX_RECORDS];
         let walked = answer_indices(&d, rotation, region, &mut out).map(|n| out[..n].to_vec());
         prop_assert_eq!(walked, built_indices(&rec, region, rotation));
+    }
+}
+
+#[test]
+fn lower_word_folds_exactly_what_lower_folds() {
+    for b in 0..=255u8 {
+        for pos in 0..8 {
+            // The byte at every position, next to bytes that must stay as they are.
+            let mut bytes = [b'Z', 0xc1, b'@', b'[', b'a', 0x5a, 0xff, 0x00];
+            bytes[pos] = b;
+            let mut want = bytes;
+            for x in &mut want {
+                *x = lower(*x);
+            }
+            let got = lower_word(u64::from_le_bytes(bytes)).to_le_bytes();
+            assert_eq!(got, want, "byte {b:#04x} at {pos}");
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_gate_hashes_any_case_of_a_name_as_the_map_does(labels in proptest::collection::vec("[a-zA-Z0-9][a-zA-Z0-9_]{0,19}", 1..8)) {
+        let text = labels.join(".");
+        let wire = Message::query()
+            .add_query(HQuery::query(Name::from_ascii(&text).unwrap(), RecordType::A))
+            .to_vec()
+            .unwrap();
+        let q = parse(&wire).unwrap();
+        let mut enc = [0u8; MAX_NAME];
+        let len = encode_name(&text, &mut enc).unwrap();
+        proptest::prop_assert_eq!(q.name_len, len);
+        proptest::prop_assert_eq!(q.hash, name_hash(&enc[..len]));
     }
 }

@@ -97,6 +97,25 @@ pub const MAX_L3: usize = ETH_HLEN + VLAN_HLEN;
 /// The longest header stack before the DNS message: Ethernet, one VLAN tag, IPv6, UDP.
 pub const MAX_HEADERS: usize = MAX_L3 + IPV6_HLEN + UDP_HLEN;
 
+/// A datagram's destination address, which [`parse`] asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// IPv4, network order.
+    V4([u8; 4]),
+    /// IPv6.
+    V6([u8; 16]),
+}
+
+impl Dest {
+    /// Its key in the listen map.
+    pub const fn key(self) -> ListenKey {
+        match self {
+            Self::V4(a) => ListenKey::v4(a),
+            Self::V6(a) => ListenKey::v6(a),
+        }
+    }
+}
+
 /// Where the headers sit in an accepted frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame {
@@ -131,7 +150,7 @@ pub fn parse(
     hdr: &[u8; MAX_HEADERS],
     frame_len: usize,
     port: u16,
-    listening: impl FnOnce(&ListenKey) -> bool,
+    listening: impl FnOnce(Dest) -> bool,
 ) -> Result<Frame, Counter> {
     let b = Bytes { hdr, frame_len };
     let mut ethertype = b.be16(ETH_PROTO).ok_or(Counter::Malformed)?;
@@ -165,7 +184,7 @@ pub fn parse(
             let l4 = l4_offset(l3, false);
             let udp_len = b.udp(l4, port)?;
             let dst = b.array::<4>(l3 + IPV4_DADDR).ok_or(Counter::Malformed)?;
-            if !listening(&ListenKey::v4(dst)) {
+            if !listening(Dest::V4(dst)) {
                 return Err(Counter::WrongAddr);
             }
             let total = usize::from(b.be16(l3 + IPV4_TOT_LEN).ok_or(Counter::Malformed)?);
@@ -192,7 +211,7 @@ pub fn parse(
             let l4 = l4_offset(l3, true);
             let udp_len = b.udp(l4, port)?;
             let dst = b.array::<16>(l3 + IPV6_DADDR).ok_or(Counter::Malformed)?;
-            if !listening(&ListenKey::v6(dst)) {
+            if !listening(Dest::V6(dst)) {
                 return Err(Counter::WrongAddr);
             }
             let payload = usize::from(b.be16(l3 + IPV6_PAYLOAD_LEN).ok_or(Counter::Malformed)?);

@@ -3,9 +3,9 @@
 //! sent over veth carries only a partial UDP checksum (CHECKSUM_PARTIAL), which an update would carry on.
 
 use super::{
-    ETH_ALEN, ETH_DEST, ETH_SOURCE, Frame, IPV4_CHECK, IPV4_DADDR, IPV4_HLEN, IPV4_SADDR,
+    ETH_ALEN, ETH_DEST, ETH_HLEN, ETH_SOURCE, Frame, IPV4_CHECK, IPV4_DADDR, IPV4_HLEN, IPV4_SADDR,
     IPV4_TOT_LEN, IPV4_TTL, IPV6_DADDR, IPV6_HOP_LIMIT, IPV6_PAYLOAD_LEN, IPV6_SADDR, MAX_HEADERS,
-    UDP_CHECK, UDP_DEST, UDP_HLEN, UDP_LEN, UDP_SOURCE, l4_offset,
+    MAX_L3, UDP_CHECK, UDP_DEST, UDP_HLEN, UDP_LEN, UDP_SOURCE, l4_offset,
 };
 use crate::{counters::Counter, csum};
 
@@ -15,8 +15,8 @@ pub const REPLY_HOP_LIMIT: u8 = 64;
 /// Rewrites the headers of frame `f` (in `hdr`, as [`super::parse`] accepted them) into those of a
 /// reply carrying a DNS message of `dns_len` bytes whose [`csum::add_bytes`] sum is `payload_sum` (used
 /// over IPv6 only; summed by the caller, which holds the message). Over IPv4 the UDP checksum is 0, which
-/// RFC 768 allows; over IPv6 it is computed in full (RFC 8200 §8.1 forbids 0). Fails only if `f` does not
-/// fit in `hdr`, which an accepted frame always does.
+/// RFC 768 allows; over IPv6 it is computed in full (RFC 8200 §8.1 forbids 0). Fails only for a header shape
+/// [`super::parse`] never accepts (the network header at neither [`ETH_HLEN`] nor [`MAX_L3`]).
 #[inline(always)]
 pub fn turn_around(
     hdr: &mut [u8; MAX_HEADERS],
@@ -24,7 +24,30 @@ pub fn turn_around(
     dns_len: usize,
     payload_sum: u64,
 ) -> Result<(), Counter> {
-    let l4 = l4_offset(f.l3, f.v6);
+    // One copy of the rewrite per header shape, so that every offset is a constant and each access
+    // compiles to a plain load or store (no bounds check, no per-byte loop).
+    match (f.l3, f.v6) {
+        (ETH_HLEN, false) => turn::<ETH_HLEN, false>(hdr, dns_len, payload_sum),
+        (ETH_HLEN, true) => turn::<ETH_HLEN, true>(hdr, dns_len, payload_sum),
+        (MAX_L3, false) => turn::<MAX_L3, false>(hdr, dns_len, payload_sum),
+        (MAX_L3, true) => turn::<MAX_L3, true>(hdr, dns_len, payload_sum),
+        _ => Err(Counter::Malformed),
+    }
+}
+
+#[inline(always)]
+fn turn<const L3: usize, const V6: bool>(
+    hdr: &mut [u8; MAX_HEADERS],
+    dns_len: usize,
+    payload_sum: u64,
+) -> Result<(), Counter> {
+    let f = Frame {
+        l3: L3,
+        v6: V6,
+        dns: 0,
+        dns_len: 0,
+    };
+    let l4 = l4_offset(L3, V6);
     if l4 + UDP_HLEN > MAX_HEADERS {
         return Err(Counter::Malformed);
     }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{DropReason, server::Stats};
+use super::{DropReason, queries::QueryCounts, server::Stats};
 use crate::metrics::{Collector, DescriptorEncoder, counter, counters};
 
 impl Collector for Stats {
@@ -17,24 +17,6 @@ impl Collector for Stats {
             "opengslb_dns_replies",
             "Replies the userspace DNS server sent, by kind",
             replies,
-        )?;
-        counters(
-            &mut encoder,
-            "opengslb_dns_queries",
-            "Queries the userspace DNS server answered, by domain (a configured name, or other), type and status (the reply's RCODE)",
-            self.queries
-                .rows()
-                .into_iter()
-                .map(|(domain, qtype, status, n)| {
-                    (
-                        [
-                            ("domain", domain.to_string()),
-                            ("type", qtype.to_owned()),
-                            ("status", status.to_owned()),
-                        ],
-                        n,
-                    )
-                }),
         )?;
         counters(
             &mut encoder,
@@ -57,6 +39,26 @@ impl Collector for Stats {
             "opengslb_dns_tcp_timeouts",
             "TCP connections closed for idling or sending too slowly",
             self.tcp_timeouts.load(Relaxed),
+        )
+    }
+}
+
+impl Collector for QueryCounts {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        counters(
+            &mut encoder,
+            "opengslb_dns_queries",
+            "Queries answered, by the userspace server or the XDP program, by domain (a configured name, or other), type and status (the reply's RCODE)",
+            self.rows().into_iter().map(|(domain, qtype, status, n)| {
+                (
+                    [
+                        ("domain", domain.to_string()),
+                        ("type", qtype.to_owned()),
+                        ("status", status.to_owned()),
+                    ],
+                    n,
+                )
+            }),
         )
     }
 }

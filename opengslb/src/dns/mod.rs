@@ -10,5 +10,6 @@ pub mod zone;
 #[cfg(test)]
 mod tests;
 
+pub use queries::QueryCounts;
 pub use respond::{DropReason, Outcome, QueryContext, ReplyKind, Transport, respond};
 pub use zone::{Snapshot, Zone, ZoneError};

@@ -1,4 +1,5 @@
-//! The userspace server's replies by name, type and status: the original's `opengslb_dns_queries_total`.
+//! Replies by name, type and status, the userspace server's and (added by the overwatch) the XDP
+//! program's: the original's `opengslb_dns_queries_total`.
 //! The name is a configured domain or `other`, and the type one of a fixed list or `other`, so a flood of
 //! random names or types cannot grow the label set.
 
@@ -35,6 +36,16 @@ impl QueryCounts {
             *counts
                 .entry((domain, qtype, status_label(kind)))
                 .or_default() += 1;
+        }
+    }
+
+    /// Adds `n` NOERROR answers of type `qtype` for `domain`: what the XDP program answered, which
+    /// userspace never sees.
+    pub fn add_answers(&self, domain: Arc<str>, qtype: u16, n: u64) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts
+                .entry((domain, qtype_label(qtype), status_label(ReplyKind::Answer)))
+                .or_default() += n;
         }
     }
 

@@ -207,7 +207,7 @@ fn fast_in(
     query: &[u8],
     ctx: &QueryContext,
 ) -> Result<Vec<u8>, Option<u32>> {
-    s.query
+    s.msg
         .get_mut(..query.len())
         .ok_or(None)?
         .copy_from_slice(query);
@@ -224,7 +224,7 @@ fn fast_in(
     };
     let rotation = ctx.rotation.unwrap_or_else(|| snap.next_rotation_of(key));
     match build_reply_for(s, &q, rec, rotation, snap.udp_size, region) {
-        Ok(len) => Ok(s.reply.get(..len).ok_or(Some(rotation))?.to_vec()),
+        Ok(len) => Ok(s.msg.get(..len).ok_or(Some(rotation))?.to_vec()),
         // Too big for UDP, a policy only userspace has, ...: the full path handles it.
         Err(_) => Err(Some(rotation)),
     }

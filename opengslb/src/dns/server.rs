@@ -61,8 +61,9 @@ pub struct Stats {
     pub tcp_refused: AtomicU64,
     /// TCP connections closed for idling or slowness (reading a message or writing a reply).
     pub tcp_timeouts: AtomicU64,
-    /// Replies by domain, type and status.
-    pub queries: QueryCounts,
+    /// Replies by domain, type and status (shared with the XDP program's counts, which the overwatch
+    /// adds; shown by its own collector).
+    pub queries: Arc<QueryCounts>,
 }
 
 const KINDS: [ReplyKind; 9] = [

@@ -271,8 +271,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.dns.listen_address))?;
             metrics.collect(s.stats.clone());
+            shell.publisher.count_queries_in(s.stats.queries.clone());
             Some(s)
         };
+        metrics.collect(shell.publisher.queries());
         let mut gossip = gossip::Gossip::start(&cfg, &tracker, token.clone()).await?;
         if let Some(g) = &gossip {
             shell.gossip.clone_from(&g.node);

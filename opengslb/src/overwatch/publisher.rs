@@ -9,7 +9,7 @@ use tracing::{debug, error};
 
 use super::control::Published;
 use crate::{
-    dns::{Snapshot, Zone},
+    dns::{QueryCounts, Snapshot, Zone},
     metrics::Metrics,
     routing::Placement,
     table::Renderer,
@@ -38,7 +38,13 @@ pub(super) struct Publisher {
     udp_size: u16,
     table_sync: Histogram,
     counters: Arc<CounterMetrics>,
+    /// The per-name query counts the XDP program's answers are added to.
+    queries: Arc<QueryCounts>,
 }
+
+/// How many entries' answer counters one reading reads at most (one system call each): a table of more
+/// names is read over several ticks.
+const ANSWER_READS_PER_TICK: usize = 4096;
 
 impl Publisher {
     /// A publisher to `tx`, writing to `dp` when there is one.
@@ -59,7 +65,19 @@ impl Publisher {
             // 10 µs to about 2.6 s.
             table_sync: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
             counters: Arc::default(),
+            queries: Arc::default(),
         }
+    }
+
+    /// Adds the XDP program's answers to `queries` from now on (the userspace server's counts, so that
+    /// both paths show as one metric).
+    pub fn count_queries_in(&mut self, queries: Arc<QueryCounts>) {
+        self.queries = queries;
+    }
+
+    /// The per-name query counts the XDP answers go to.
+    pub fn queries(&self) -> Arc<QueryCounts> {
+        self.queries.clone()
     }
 
     /// Registers the sync histogram and the XDP counters (shown once first read).
@@ -72,11 +90,18 @@ impl Publisher {
         metrics.collect(self.counters.clone());
     }
 
-    /// Reads the XDP counters for the metrics; they live in per-CPU kernel memory, read through the
-    /// data plane this publisher owns.
-    pub fn read_counters(&self) {
-        if let Some(c) = self.dp.as_ref().and_then(|d| d.counters().ok()) {
+    /// Reads the XDP counters for the metrics, and the answers per name into the query counts; they live
+    /// in per-CPU kernel memory, read through the data plane this publisher owns.
+    pub fn read_counters(&mut self) {
+        let Some(dp) = self.dp.as_mut() else {
+            return;
+        };
+        if let Ok(c) = dp.counters() {
             self.counters.set(c);
+        }
+        for (entry, n) in dp.take_answers(ANSWER_READS_PER_TICK) {
+            self.queries
+                .add_answers(Arc::from(entry.name.as_str()), entry.qtype, n);
         }
     }
 

@@ -259,10 +259,10 @@ pub(crate) mod tests {
             for rotation in (0..40).chain(u32::MAX - 5..=u32::MAX) {
                 for region in 0..4 {
                     let mut s = Box::new(Scratch::new());
-                    s.query[..q.len()].copy_from_slice(&q);
+                    s.msg[..q.len()].copy_from_slice(&q);
                     let parsed = parse_query(&mut s, q.len()).unwrap();
                     let len = build_reply_for(&mut s, &parsed, &v, rotation, 1232, region).unwrap();
-                    let reply = hickory_proto::op::Message::from_vec(&s.reply[..len]).unwrap();
+                    let reply = hickory_proto::op::Message::from_vec(&s.msg[..len]).unwrap();
                     let xdp: Vec<IpAddr> = reply
                         .answers
                         .iter()

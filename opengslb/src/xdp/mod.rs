@@ -1,6 +1,7 @@
 //! The XDP data plane: loads the embedded program, fills its maps from the answer table, attaches it to
 //! interfaces through BPF links pinned under bpffs, and reads its counters.
 
+mod answers;
 mod metrics;
 pub mod object;
 pub mod sync;
@@ -35,7 +36,10 @@ use tracing::{info, warn};
 /// How to attach (`dns.xdp.mode`); `auto` uses generic (skb) mode on virtual interfaces (lo, veth:
 /// their native mode needs a program on the peer and has almost no tailroom) and native mode elsewhere.
 pub use crate::config::XdpMode as AttachMode;
-use crate::{routing::PrefixTable, table::Rendered};
+use crate::{
+    routing::PrefixTable,
+    table::{EntryKey, Rendered},
+};
 pub use metrics::CounterMetrics;
 
 /// Where pins live by default. Below it, one directory per map layout, so an upgrade never adopts maps
@@ -174,7 +178,13 @@ pub struct Dataplane {
     records: HashMap<MapData, RecordKey, RecordValue>,
     listen: HashMap<MapData, ListenKey, u8>,
     config: Array<MapData, XdpConfig>,
+    /// What the config map holds.
+    cfg: XdpConfig,
     counters: PerCpuArray<MapData, u64>,
+    /// Per entry: its round-robin position and answer count, per CPU (see `ROTATION_MAP`).
+    rotation: PerCpuArray<MapData, u64>,
+    /// The answer counts of the entries in the map, as last reported (see [`Dataplane::take_answers`]).
+    tally: answers::Tally,
     geo: LpmTrie<MapData, [u8; 16], u8>,
     /// What the geolocation trie holds, as we wrote it: (key, prefix length) → region id.
     geo_current: std::collections::HashMap<([u8; 16], u32), u8>,
@@ -244,12 +254,17 @@ impl Dataplane {
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?).map_err(map_err(COUNTERS_MAP))?;
         let geo = LpmTrie::try_from(take(&mut ebpf, GEO_MAP)?).map_err(map_err(GEO_MAP))?;
+        let rotation =
+            PerCpuArray::try_from(take(&mut ebpf, ROTATION_MAP)?).map_err(map_err(ROTATION_MAP))?;
         Ok(Self {
             ebpf,
             records,
             listen,
             config,
+            cfg: XdpConfig::default(),
             counters,
+            rotation,
+            tally: answers::Tally::default(),
             geo,
             geo_current: std::collections::HashMap::new(),
             sync: sync::RecordSync::default(),
@@ -270,12 +285,9 @@ impl Dataplane {
 
     /// Sets the DNS port and the UDP size we advertise.
     pub fn configure(&mut self, port: u16, udp_size: u16) -> Result<(), XdpError> {
-        let cfg = XdpConfig {
-            port,
-            udp_size,
-            flags: 0,
-        };
-        self.config.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
+        self.cfg.port = port;
+        self.cfg.udp_size = udp_size;
+        self.config.set(0, self.cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
     /// Adds addresses the program answers on.
@@ -286,8 +298,9 @@ impl Dataplane {
                 IpAddr::V6(v6) => ListenKey::v6(v6.octets()),
             };
             self.listen.insert(key, 1, 0).map_err(map_err(LISTEN_MAP))?;
+            self.cfg.add_listen(&key);
         }
-        Ok(())
+        self.config.set(0, self.cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
     /// Brings the records map in step with a rendered table, writing only what changed.
@@ -296,6 +309,7 @@ impl Dataplane {
         for (name, entry @ (k, v)) in &plan.upserts {
             self.records.insert(k, v, 0).map_err(map_err(RECORDS_MAP))?;
             self.sync.upserted(name, *entry);
+            self.tally.written(name, v.slot, &self.rotation);
         }
         for (name, key) in &plan.removals {
             if let Some(k) = key {
@@ -305,6 +319,7 @@ impl Dataplane {
                 }
             }
             self.sync.removed(name);
+            self.tally.removed(name, &self.rotation);
         }
         Ok(plan)
     }
@@ -348,6 +363,13 @@ impl Dataplane {
     /// The counters summed over CPUs.
     pub fn counters(&self) -> Result<Counters, XdpError> {
         sum_counters(&self.counters)
+    }
+
+    /// The queries the program answered per entry since the last call, reading at most `max` entries'
+    /// per-CPU counters (one system call each), the next call going on from there; entries removed from the
+    /// map meanwhile are reported once more with what they answered until then.
+    pub fn take_answers(&mut self, max: usize) -> Vec<(EntryKey, u64)> {
+        self.tally.take(max, &self.rotation)
     }
 
     /// Attaches to `iface`; returns the mode used. When the data plane pins, the link is pinned too.

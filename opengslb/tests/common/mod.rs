@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod cost;
 pub mod dnsq;
 pub mod frames;
 pub mod http;

@@ -76,6 +76,15 @@ fn the_bench_measures_every_server_and_cleans_up() {
             );
         }
     }
+    // With the xdp_cost bench target there, the floor program is measured under load too.
+    if v["sections"].get("xdp_cost").is_some() {
+        let floor = &servers["floor"];
+        assert!(floor["skipped"].is_null(), "{floor}");
+        assert!(
+            num(&floor["fixed"]["xdp_ns_per_packet"], "floor ns per packet") > 0.0,
+            "{floor}"
+        );
+    }
     let goals = v["goals"].as_array().expect("goals");
     assert!(goals.len() >= 5, "{goals:?}");
     for g in goals {

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::load::Step;
 use super::traffic::Measured;
 
 /// One goal's verdict.
@@ -35,13 +36,13 @@ impl Goal {
         }
     }
 
-    /// "met", "missed by …", or "not measured".
+    /// "met", "missed by …", or "not judged" (not measured, or nothing to compare with).
     pub fn verdict(&self) -> String {
         match (self.met, &self.missed_by) {
             (Some(true), _) => "met".to_owned(),
             (Some(false), Some(by)) => format!("missed by {by}"),
             (Some(false), None) => "missed".to_owned(),
-            (None, _) => "not measured".to_owned(),
+            (None, _) => "not judged".to_owned(),
         }
     }
 }
@@ -128,22 +129,28 @@ pub fn traffic(all: &[Measured]) -> Vec<Goal> {
         format!("{} vs {} ns", fmt_ns(cpu(xdp)), fmt_ns(cpu(knot_xdp))),
     ));
     let name = "Userspace path's best rate vs Knot UDP's";
-    goals.push(match user {
-        // No rate answered ≥99 %: its best rate lies below the lowest one measured.
-        Some(m) if m.best().is_none() && !m.steps.is_empty() => Goal {
+    let top = |m: &Measured| {
+        m.steps
+            .iter()
+            .map(Step::answered_fraction)
+            .fold(0.0, f64::max)
+            * 100.0
+    };
+    goals.push(match (user, knot_udp) {
+        // No rate answered ≥99 %: a best rate below the lowest one measured, which cannot be compared
+        // with another server's unless that one has a best rate.
+        (Some(u), Some(k)) if u.best().is_none() && !u.steps.is_empty() => Goal {
             name: name.to_owned(),
             target: "≥ 1.2×".to_owned(),
             value: format!(
-                "no rate with ≥99 % answered (at most {:.1} %, from {} qps) vs {} qps",
-                m.steps
-                    .iter()
-                    .map(|s| s.answered_fraction())
-                    .fold(0.0, f64::max)
-                    * 100.0,
-                m.steps[0].offered,
-                fmt_rate(best(knot_udp))
+                "no rate with ≥99 % answered (at most {:.1} %) vs {}",
+                top(u),
+                k.best().map_or_else(
+                    || format!("none for Knot UDP either (at most {:.1} %)", top(k)),
+                    |b| format!("{:.0} qps", b.answered_rate())
+                )
             ),
-            met: Some(false),
+            met: k.best().is_some().then_some(false),
             missed_by: Some("more than the lowest rate measured".to_owned()),
         },
         _ => ratio_goal(
@@ -223,7 +230,7 @@ mod tests {
         assert_eq!(g.verdict(), "met");
         assert_eq!(
             ratio_goal("g", None, 1.0, true, String::new()).verdict(),
-            "not measured"
+            "not judged"
         );
     }
 

@@ -9,73 +9,14 @@
 
 mod common;
 
-use std::{
-    io::Read as _,
-    path::Path,
-    process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 /// The demo takes about 20 s; compiling xtask first, when it is not built yet, a few minutes more.
 const BOUND: Duration = Duration::from_secs(900);
 
 /// Runs `cargo xtask demo --json --opengslb <ours>` and returns its JSON and its stderr.
 fn run_demo() -> (serde_json::Value, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root");
-    // A nested cargo does not wait on this test's build: `cargo test` holds the build directory's lock
-    // only while it compiles, not while the tests run. Going through `cargo xtask` (rather than a path
-    // into the target dir) runs the xtask of this checkout, rebuilt if its sources changed.
-    let mut child = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["xtask", "demo", "--json", "--opengslb"])
-        .arg(env!("CARGO_BIN_EXE_opengslb"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cargo xtask demo starts");
-    let read = |mut r: Box<dyn std::io::Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let stdout = read(Box::new(child.stdout.take().expect("piped")));
-    let stderr = read(Box::new(child.stderr.take().expect("piped")));
-    let deadline = Instant::now() + BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the demo") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // SIGTERM first: the demo then removes its namespaces and pins before it exits.
-            // SAFETY: kill on our own child, not yet reaped.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            thread::sleep(Duration::from_secs(20));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "cargo xtask demo ran past {BOUND:?}\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(200));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    assert!(
-        status.success(),
-        "cargo xtask demo failed ({status}):\n{stderr}"
-    );
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line on stdout: {stdout:?}\n{stderr}"));
-    let json = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    (json, stderr)
+    common::xtask::run_json(&["demo", "--json"], BOUND)
 }
 
 #[test]

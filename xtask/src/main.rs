@@ -1,5 +1,6 @@
 //! `cargo xtask`: the one place that knows how to set up, build, run and test OpenGSLB.
 
+mod bench;
 mod build_ebpf;
 mod demo;
 mod run;
@@ -31,6 +32,8 @@ enum Subcommand {
     Run(run::Options),
     /// Demo 2 in network namespaces (default) or with docker compose (`demo docker`).
     Demo(demo::Options),
+    /// Benchmarks next to Knot DNS in network namespaces, and the bench targets; writes docs/benchmarks.md.
+    Bench(bench::Options),
     /// What CI runs: fmt, clippy (userspace and eBPF), the tests, and as root the privileged tests.
     Test(test::Options),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Subcommand::Run(opts) => run::run(&root, opts),
         Subcommand::Test(opts) => test::test(&root, &opts),
         Subcommand::Demo(opts) => demo::demo(&root, opts),
+        Subcommand::Bench(opts) => bench::bench(&root, &opts),
     };
     // Not `main() -> Result`: that prints a backtrace whenever RUST_BACKTRACE is set, burying the message.
     match result {

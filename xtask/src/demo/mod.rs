@@ -3,7 +3,7 @@
 //! (`docker`).
 
 mod docker;
-mod netns;
+pub(crate) mod netns;
 
 use std::path::{Path, PathBuf};
 

@@ -5,12 +5,12 @@
 
 mod client;
 mod hosts;
-mod net;
-mod node;
-mod process;
+pub(crate) mod net;
+pub(crate) mod node;
+pub(crate) mod process;
 mod report;
 mod scenarios;
-mod stop;
+pub(crate) mod stop;
 
 use std::{
     fs,
@@ -79,7 +79,7 @@ pub fn run(root: &Path, opengslb: Option<&Path>, json: bool) -> Result<()> {
 
     stop::install()?;
     let temp = std::env::temp_dir();
-    for gone in net::remove_leftovers(&temp, Path::new(BPFFS)) {
+    for gone in net::remove_leftovers(net::PREFIX, &temp, Path::new(BPFFS)) {
         eprintln!("removed what a crashed run left: {gone}");
     }
     // The overwatch's data_dir is a mount point in each host; an empty directory here is all it needs.

@@ -88,7 +88,7 @@ impl Drop for Network {
 }
 
 /// Runs `ip args...`, failing with its stderr.
-fn ip(args: &[&str]) -> Result<()> {
+pub fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -105,7 +105,7 @@ fn ip(args: &[&str]) -> Result<()> {
 
 /// Kills whatever still runs in the namespace (a crashed run's processes outlive it there), then
 /// deletes it.
-fn delete(ns: &str) {
+pub fn delete(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         let me = std::process::id();
         for pid in String::from_utf8_lossy(&out.stdout)
@@ -146,17 +146,17 @@ fn running(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "xtask")
 }
 
-/// The pid in `ogsdemo-<pid>[-…]`, if `name` is one of ours.
-fn owner(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(PREFIX)?.strip_prefix('-')?;
+/// The pid in `<prefix>-<pid>[-…]` (`ogsdemo-…`), if `name` is one of a run's.
+fn owner(prefix: &str, name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
     rest.split('-').next()?.parse().ok()
 }
 
-/// Removes the namespaces, temp dirs and bpffs dirs of runs that are no longer running; returns what
-/// it removed.
-pub fn remove_leftovers(temp: &Path, bpffs: &Path) -> Vec<String> {
+/// Removes the namespaces, temp dirs and bpffs dirs named `<prefix>-<pid>…` of runs that are no longer
+/// running; returns what it removed.
+pub fn remove_leftovers(prefix: &str, temp: &Path, bpffs: &Path) -> Vec<String> {
     let mut removed = Vec::new();
-    let dead = |name: &str| owner(name).is_some_and(|pid| !running(pid));
+    let dead = |name: &str| owner(prefix, name).is_some_and(|pid| !running(pid));
     for ns in names(Path::new(NETNS_DIR)) {
         if dead(&ns) {
             delete(&ns);
@@ -179,10 +179,11 @@ mod tests {
 
     #[test]
     fn only_our_names_have_an_owner() {
-        assert_eq!(owner("ogsdemo-123-webapp2"), Some(123));
-        assert_eq!(owner("ogsdemo-123"), Some(123));
-        assert_eq!(owner("ogsdemo-x-webapp2"), None);
-        assert_eq!(owner("ogsdemox-1"), None);
-        assert_eq!(owner("ogs-123-d2o"), None);
+        assert_eq!(owner(PREFIX, "ogsdemo-123-webapp2"), Some(123));
+        assert_eq!(owner(PREFIX, "ogsdemo-123"), Some(123));
+        assert_eq!(owner(PREFIX, "ogsdemo-x-webapp2"), None);
+        assert_eq!(owner(PREFIX, "ogsdemox-1"), None);
+        assert_eq!(owner(PREFIX, "ogs-123-d2o"), None);
+        assert_eq!(owner("ogsbench", "ogsbench-77-srv"), Some(77));
     }
 }

@@ -50,6 +50,11 @@ impl Proc {
         Ok(())
     }
 
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether it was started and has not been reaped.
     pub fn running(&self) -> bool {
         self.child.is_some()

@@ -97,7 +97,7 @@ pub fn listening(cfg: &XdpConfig, dest: Dest) -> bool {
         Dest::V4(a) => cfg.listens4(a),
         Dest::V6(a) => cfg.listens6(&a),
     };
-    inline.unwrap_or_else(|| LISTEN.get_ptr(&dest.key()).is_some())
+    inline.unwrap_or_else(|| LISTEN.get_ptr(dest.key()).is_some())
 }
 
 /// The region id the geolocation trie gives `key` (0: none). `key` should live in map memory (scratch),

@@ -11,9 +11,8 @@ mod common;
 
 use std::{fmt::Write as _, path::PathBuf};
 
-use aya::programs::{Xdp, xdp::XdpMode};
-use common::cost::{Programs, cases, measure};
-use opengslb_common::maps::FLOOR_PROGRAM_NAME;
+use aya::programs::xdp::XdpMode;
+use common::cost::{Programs, cases, floor_program, load_floor, measure};
 use serde_json::json;
 
 /// The A answer's goals: by the issue's measure, and next to the floor in the same run.
@@ -88,20 +87,25 @@ fn main() {
          Standalone: `cargo bench -p opengslb --bench xdp_cost -- --json-out F` (as root)."
     );
     let ratio = a.median / floor.median;
+    // In the form `cargo xtask bench` reports its own goals in: how far off goes in `missed_by`.
     let goals = [
         goal(
             "XDP A answer, ns per packet (test run, median)",
             &format!("≤ {GOAL_NS:.0} ns"),
             &format!("{:.0} ns", a.median),
-            a.median <= GOAL_NS,
-            a.median / GOAL_NS,
+            (a.median > GOAL_NS).then(|| {
+                format!(
+                    "{:.0} ns ({:.1}× the target)",
+                    a.median - GOAL_NS,
+                    a.median / GOAL_NS
+                )
+            }),
         ),
         goal(
             "XDP A answer ÷ minimal responder (test run, medians)",
             &format!("≤ {GOAL_FLOOR_RATIO}×"),
-            &format!("{ratio:.2}×"),
-            ratio <= GOAL_FLOOR_RATIO,
-            ratio / GOAL_FLOOR_RATIO,
+            &format!("{ratio:.2}× ({:.0} vs {:.0} ns)", a.median, floor.median),
+            (ratio > GOAL_FLOOR_RATIO).then(|| format!("{:.2}×", ratio - GOAL_FLOOR_RATIO)),
         ),
     ];
     let doc = json!({
@@ -120,27 +124,18 @@ fn main() {
     eprint!("{md}");
 }
 
-/// A goal line: met, or missed by how much (`over` is value ÷ target, above 1 when missed).
-fn goal(name: &str, target: &str, value: &str, met: bool, over: f64) -> serde_json::Value {
-    let value = if met {
-        value.to_owned()
-    } else {
-        format!("{value} (missed by {:.0} %)", (over - 1.0) * 100.0)
-    };
-    json!({"name": name, "target": target, "value": value, "met": met})
+/// A goal line: met when `missed_by` (how far off) is `None`.
+fn goal(name: &str, target: &str, value: &str, missed_by: Option<String>) -> serde_json::Value {
+    json!({"name": name, "target": target, "value": value, "met": missed_by.is_none(),
+           "missed_by": missed_by})
 }
 
 /// Attaches the floor program to `iface` until SIGTERM or SIGINT.
 fn attach_floor(iface: &str) {
     common::require_root();
     let bytes = opengslb::xdp::object::bytes().expect("an XDP object");
-    let mut ebpf = aya::Ebpf::load(bytes).expect("the object loads");
-    let prog: &mut Xdp = ebpf
-        .program_mut(FLOOR_PROGRAM_NAME)
-        .expect("the floor program")
-        .try_into()
-        .unwrap();
-    prog.load().expect("the floor program passes the verifier");
+    let mut ebpf = load_floor(bytes);
+    let prog = floor_program(&mut ebpf);
     let mode = match prog.attach(iface, XdpMode::Driver) {
         Ok(_) => "driver",
         Err(_) => {

@@ -198,24 +198,16 @@ impl Programs {
         let mut geo = opengslb::routing::PrefixTable::new();
         geo.insert("198.51.100.0/24".parse().unwrap(), 2);
         dp.set_geo(&geo).unwrap();
-        let mut floor = Ebpf::load(bytes).expect("the object loads");
-        let prog: &mut Xdp = floor
-            .program_mut(FLOOR_PROGRAM_NAME)
-            .expect("the floor program is in the object")
-            .try_into()
-            .unwrap();
-        prog.load().expect("the floor program passes the verifier");
-        Self { dp, floor }
+        Self {
+            dp,
+            floor: load_floor(bytes),
+        }
     }
 
     /// The program a case runs on.
     pub fn program(&mut self, case: &Case) -> &mut Xdp {
         if case.floor {
-            self.floor
-                .program_mut(FLOOR_PROGRAM_NAME)
-                .unwrap()
-                .try_into()
-                .unwrap()
+            floor_program(&mut self.floor)
         } else {
             self.dp.program_mut().unwrap()
         }
@@ -231,6 +223,24 @@ impl Programs {
             .verified_instruction_count()
             .expect("kernel reports verified_insns (≥ 5.16)")
     }
+}
+
+/// The object `bytes` with its floor program loaded into the kernel (and nothing else).
+pub fn load_floor(bytes: &[u8]) -> Ebpf {
+    let mut floor = Ebpf::load(bytes).expect("the object loads");
+    floor_program(&mut floor)
+        .load()
+        .expect("the floor program passes the verifier");
+    floor
+}
+
+/// The floor program of an object.
+pub fn floor_program(object: &mut Ebpf) -> &mut Xdp {
+    object
+        .program_mut(FLOOR_PROGRAM_NAME)
+        .expect("the floor program is in the object")
+        .try_into()
+        .expect("the floor program is an XDP program")
 }
 
 /// One case's ns per packet: the median and the minimum over rounds.

@@ -12,13 +12,13 @@ use opengslb_common::{
     counters::Counter,
     csum,
     dns::{QBUF, RBUF, Scratch, build_reply_for, launder_query, names_equal, parse_query},
-    frame::{self, Frame, MAX_HEADERS, MAX_L3, dns_offset},
-    maps::{GeoKey, QTYPE_A, RecordKey, policy},
+    frame::{self, Dest, Frame, MAX_HEADERS, MAX_L3, dns_offset},
+    maps::{GeoKey, QTYPE_A, RecordKey, XdpConfig, policy},
 };
 
 use crate::{
     maps,
-    ptr::{load_bytes, store_bytes, verifier_clamp},
+    ptr::{headers, load_bytes, store_bytes, verifier_clamp},
 };
 
 /// Answers the frame in place (`Ok`: send it back with `XDP_TX`) or says why not (`Err`: pass it).
@@ -27,30 +27,41 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     let cfg = maps::config().ok_or(Counter::Internal)?;
     let scratch = maps::scratch().ok_or(Counter::Internal)?;
     let frame_len = ctx.data_end() - ctx.data();
-    // A frame too short for any header leaves the copy empty; `parse` then reads nothing of it.
-    let copied = verifier_clamp(frame_len, MAX_HEADERS);
-    if copied != 0 && !load_bytes(ctx, 0, &mut scratch.headers, copied) {
-        return Err(Counter::LoadStore);
-    }
-    let f = frame::parse(&scratch.headers, frame_len, cfg.port, |d| {
-        maps::listening(cfg, d)
-    })?;
+    // A frame that holds the longest header stack is parsed where it lies, and turned around there if
+    // answered: two helper calls fewer than through the copy in scratch, which shorter frames take.
+    let (f, direct) = match headers(ctx) {
+        Some(hdr) => (
+            frame::parse(hdr, frame_len, cfg.port, listening(cfg))?,
+            true,
+        ),
+        None => {
+            // A frame too short for any header leaves the copy empty; `parse` then reads nothing of it.
+            let copied = verifier_clamp(frame_len, MAX_HEADERS);
+            if copied != 0 && !load_bytes(ctx, 0, &mut scratch.headers, copied) {
+                return Err(Counter::LoadStore);
+            }
+            let f = frame::parse(&scratch.headers, frame_len, cfg.port, listening(cfg))?;
+            (f, false)
+        }
+    };
     // Longer messages are not read at all (clamping the length below would parse a prefix of them).
     if f.dns_len > QBUF {
         return Err(Counter::TooLong);
     }
-    // verifier: merge the VLAN and address-family paths here rather than walk the rest once per path.
-    let f = {
+    // verifier: merge the VLAN, address-family and header-access paths here rather than walk the rest
+    // once per path.
+    let (f, direct) = {
         let [a, b, c, _] = &mut scratch.opaque;
         let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
-        let v6 = opaque(b, u64::from(f.v6)) != 0;
+        let (v6, direct) = unpack(opaque(b, pack(f.v6, direct)));
         let dns_len = verifier_clamp(opaque(c, f.dns_len as u64) as usize, QBUF);
-        Frame {
+        let f = Frame {
             l3,
             v6,
             dns: dns_offset(l3, v6),
             dns_len,
-        }
+        };
+        (f, direct)
     };
 
     let len = verifier_clamp(f.dns_len, QBUF);
@@ -74,6 +85,10 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     // frame's fields, so the branches here narrow nothing the rest uses.
     let is_geo = opaque(&mut scratch.opaque[2], u64::from(rec.policy)) == u64::from(policy::GEO);
     let region = if is_geo {
+        // The source address is read from the copy: make one if the frame was parsed in place.
+        if direct && !load_bytes(ctx, 0, &mut scratch.headers, MAX_HEADERS) {
+            return Err(Counter::LoadStore);
+        }
         let [a, b, ..] = &mut scratch.opaque;
         let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
         let v6 = opaque(b, u64::from(f.v6)) != 0;
@@ -91,7 +106,8 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
 
     // verifier: merge every path that got here (record type, EDNS, answer count, ...) before growing the
     // frame and rewriting its headers, which would otherwise be walked once per path.
-    let (f, reply_len, is_a) = merge(scratch, &f, reply_len, q.qtype == QTYPE_A)?;
+    let (f, reply_len, is_a, mut direct) =
+        merge(scratch, &f, reply_len, q.qtype == QTYPE_A, direct)?;
     let old_len = (ctx.data_end() - ctx.data()) as i64;
     let delta = (f.dns + reply_len) as i64 - old_len;
     // SAFETY: helper calls on our own context; they invalidate every packet pointer, and none is kept
@@ -99,12 +115,16 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
         // No tailroom: frames a local socket sent over veth in native mode have almost none. Grow at the
         // head instead (native XDP guarantees 256 bytes of headroom); the headers are written at the new
-        // start below, from the copy in scratch.
+        // start below, from the copy in scratch (made now if the frame was parsed in place).
+        if direct && !load_bytes(ctx, 0, &mut scratch.headers, MAX_HEADERS) {
+            return Err(Counter::LoadStore);
+        }
         grow_head(ctx, delta)?;
         maps::bump(Counter::GrewHead);
+        direct = false;
     }
     // verifier: and merge the grown-at-the-tail and grown-at-the-head paths.
-    let (f, reply_len, is_a) = merge(scratch, &f, reply_len, is_a)?;
+    let (f, reply_len, is_a, direct) = merge(scratch, &f, reply_len, is_a, direct)?;
     // The frame now ends at dns + reply_len.
     if !store_bytes(ctx, f.dns, &mut scratch.msg, reply_len) {
         return Err(Counter::LoadStore);
@@ -118,15 +138,29 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     } else {
         0
     };
-    frame::turn_around(&mut scratch.headers, &f, reply_len, payload_sum)?;
-    if !store_bytes(ctx, 0, &mut scratch.headers, f.dns) {
-        return Err(Counter::LoadStore);
+    if direct {
+        // The frame only grew or shrank at its tail: the query's headers are still where they were.
+        let hdr = headers(ctx).ok_or(Counter::LoadStore)?;
+        frame::turn_around(hdr, &f, reply_len, payload_sum)?;
+    } else {
+        frame::turn_around(&mut scratch.headers, &f, reply_len, payload_sum)?;
+        if !store_bytes(ctx, 0, &mut scratch.headers, f.dns) {
+            return Err(Counter::LoadStore);
+        }
     }
     Ok(if is_a {
         Counter::AnsweredA
     } else {
         Counter::AnsweredAaaa
     })
+}
+
+/// The listen check `frame::parse` asks for, inlined: as a function of its own it cost a BPF call per
+/// packet.
+#[inline(always)]
+fn listening(cfg: &XdpConfig) -> impl FnOnce(Dest) -> bool {
+    #[inline(always)]
+    |d| maps::listening(cfg, d)
 }
 
 /// The region id the geolocation trie gives the packet's source address, or 0.
@@ -150,10 +184,11 @@ fn merge(
     f: &Frame,
     reply_len: usize,
     is_a: bool,
-) -> Result<(Frame, usize, bool), Counter> {
+    direct: bool,
+) -> Result<(Frame, usize, bool, bool), Counter> {
     let [a, b, c, d] = &mut scratch.opaque;
     let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
-    let v6 = opaque(b, u64::from(f.v6)) != 0;
+    let (v6, direct) = unpack(opaque(b, pack(f.v6, direct)));
     let reply_len = verifier_clamp(opaque(c, reply_len as u64) as usize, RBUF);
     let is_a = opaque(d, u64::from(is_a)) != 0;
     // verifier: the helpers that take `reply_len` as a size refuse a possible zero.
@@ -169,7 +204,19 @@ fn merge(
         },
         reply_len,
         is_a,
+        direct,
     ))
+}
+
+/// Two flags in one opaque slot: the address family, and whether the headers are read in place.
+#[inline(always)]
+fn pack(v6: bool, direct: bool) -> u64 {
+    u64::from(v6) | u64::from(direct) << 1
+}
+
+#[inline(always)]
+fn unpack(v: u64) -> (bool, bool) {
+    (v & 1 != 0, v & 2 != 0)
 }
 
 /// Grows the frame by `delta` bytes at its head. The bytes before the old start are headroom, not

@@ -369,6 +369,34 @@ fn handles_one_vlan_tag() {
     );
 }
 
+/// Frames shorter than the longest header stack (Ethernet, a VLAN tag, IPv6, UDP) are parsed from a
+/// copy of their headers and turned around there, not in place as longer ones are: both ways answer.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn answers_frames_shorter_than_the_longest_headers() {
+    use opengslb_common::frame::MAX_HEADERS;
+    let mut h = Harness::new();
+    let specs = [spec("x.io", 7, Policy::RoundRobin, 2, [21, 22], [21])];
+    h.dp.apply(&AnswerTable::from_specs(&specs).render())
+        .unwrap();
+    for vlan in [None, Some(7)] {
+        let mut w = Wrap::new(client4(), server4());
+        w.vlan = vlan;
+        let q = query("X.io.", RecordType::A);
+        let len = frame(&w, &q.to_vec().unwrap()).len();
+        assert_eq!(
+            len < MAX_HEADERS,
+            vlan.is_none(),
+            "a {len}-byte frame, {MAX_HEADERS} bytes of headers at most"
+        );
+        let r = h.expect_answer(&w, &q);
+        let mut got = addrs(&r);
+        got.sort();
+        assert_eq!(got, [IpAddr::V4(v4(21)), IpAddr::V4(v4(22))]);
+        assert_eq!(r.answers[0].ttl, 7);
+    }
+}
+
 fn set_u16(wire: &mut [u8], at: usize, v: u16) {
     wire[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }

@@ -264,6 +264,8 @@ impl Dataplane {
             cfg: XdpConfig::default(),
             counters,
             rotation,
+            // `Ebpf::load` made the rotation map just now (stale pins are cleared, never adopted): every
+            // slot holds 0, which the tally takes for granted of a slot no entry has had.
             tally: answers::Tally::default(),
             geo,
             geo_current: std::collections::HashMap::new(),
@@ -306,10 +308,12 @@ impl Dataplane {
     /// Brings the records map in step with a rendered table, writing only what changed.
     pub fn apply(&mut self, rendered: &Rendered) -> Result<sync::Plan, XdpError> {
         let plan = self.sync.plan(rendered);
+        let rotation = &self.rotation;
+        let read = |slot| answers::total(rotation, slot);
         for (name, entry @ (k, v)) in &plan.upserts {
             self.records.insert(k, v, 0).map_err(map_err(RECORDS_MAP))?;
             self.sync.upserted(name, *entry);
-            self.tally.written(name, v.slot, &self.rotation);
+            self.tally.written(name, v.slot, read);
         }
         for (name, key) in &plan.removals {
             if let Some(k) = key {
@@ -319,7 +323,7 @@ impl Dataplane {
                 }
             }
             self.sync.removed(name);
-            self.tally.removed(name, &self.rotation);
+            self.tally.removed(name, read);
         }
         Ok(plan)
     }
@@ -369,7 +373,8 @@ impl Dataplane {
     /// per-CPU counters (one system call each), the next call going on from there; entries removed from the
     /// map meanwhile are reported once more with what they answered until then.
     pub fn take_answers(&mut self, max: usize) -> Vec<(EntryKey, u64)> {
-        self.tally.take(max, &self.rotation)
+        let rotation = &self.rotation;
+        self.tally.take(max, |slot| answers::total(rotation, slot))
     }
 
     /// Attaches to `iface`; returns the mode used. When the data plane pins, the link is pinned too.

@@ -1,7 +1,7 @@
 //! `cargo xtask bench --smoke` end to end, with the opengslb this test was built with: every server
 //! measured at tiny rates for a second each, every figure present and sane, the report and its plot
 //! written where asked (never to docs/), and nothing left behind: namespaces, XDP programs on them,
-//! `kernel.bpf_stats_enabled`. Speed is not judged here: the figures of a smoke run mean nothing.
+//! `kernel.bpf_stats_enabled`, `net.core.rmem_default`. Speed is not judged here: the figures of a smoke run mean nothing.
 //!
 //! Needs root: `cargo xtask test` runs it (`--ignored`). All traffic stays inside the bench's namespaces.
 
@@ -26,6 +26,7 @@ fn num(v: &Value, what: &str) -> f64 {
 fn the_bench_measures_every_server_and_cleans_up() {
     common::require_root();
     let stats_before = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let rmem_before = fs::read_to_string("/proc/sys/net/core/rmem_default").unwrap();
     let dir = TempDir::new("bench");
     let out = dir.0.join("benchmarks.md");
     let out_arg = out.display().to_string();
@@ -119,5 +120,10 @@ fn the_bench_measures_every_server_and_cleans_up() {
         fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap(),
         stats_before,
         "kernel.bpf_stats_enabled restored"
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/core/rmem_default").unwrap(),
+        rmem_before,
+        "net.core.rmem_default restored"
     );
 }

@@ -157,9 +157,13 @@ impl Run {
             "## Setup\n\n\
              Two network namespaces made by the bench, joined by one veth pair with one queue each way; \
              server {SERVER_IP} (pinned to CPU 0), client {CLIENT_IP} (generators pinned to CPU 1). Servers \
-             and generators run at nice {NICE}, so that other work on a shared machine disturbs them less. Every \
+             and generators run at nice {NICE}, so that other work on a shared machine disturbs them less. \
+             `net.core.rmem_default` is {} MiB while they run (the old value is restored after), so every \
+             server's UDP sockets get the receive buffer an operator would give them, not the kernel's 208 KiB, \
+             which a pause of a few ms overflows at these rates. Every \
              server serves the same answer: `{NAME} A`, three A records ({}), TTL 60, asked without EDNS; \
              one `kdig` checks it before each server is measured, and the run fails if it is wrong. Servers:\n",
+            super::xdp::RMEM_DEFAULT >> 20,
             servers::RECORDS.join(", ")
         );
         md.push_str(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::lab::Lab;
 use super::load::{self, Latency, Step};
 use super::servers::{self, Kind, Programs, SERVERS, Server};
-use super::xdp::{self, BpfStats, RunStats};
+use super::xdp::{self, RunStats, Sysctl};
 
 /// The rates and durations of a run.
 #[derive(Clone, Debug)]
@@ -165,6 +165,7 @@ impl Measured {
 /// happens.
 pub fn run(plan: &Plan, programs: &Programs, dir: &Path, bpffs: &Path) -> Result<Vec<Measured>> {
     let lab = Lab::create(&std::env::temp_dir(), Path::new("/sys/fs/bpf"))?;
+    let _buffers = Sysctl::rmem_default()?;
     let mut all = Vec::new();
     for server in SERVERS {
         if server.kind == Kind::Floor && programs.xdp_cost.is_none() {
@@ -209,7 +210,7 @@ fn measure(
     } else {
         Vec::new()
     };
-    let stats = BpfStats::enable()?;
+    let stats = Sysctl::bpf_stats()?;
     let (cpu0, run0) = (process_cpu_ns(pid)?, xdp::total_stats(&progs)?);
     let step = load::kxdpgun(lab, dir, plan.fixed_rate, plan.fixed_secs)?;
     let (cpu1, run1) = (process_cpu_ns(pid)?, xdp::total_stats(&progs)?);

@@ -181,26 +181,42 @@ pub fn total_stats(ids: &[u32]) -> Result<RunStats> {
 }
 
 const BPF_STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+const RMEM_DEFAULT_SYSCTL: &str = "/proc/sys/net/core/rmem_default";
+/// The socket receive buffer every server gets by default while the bench runs, as a DNS server's
+/// operator sets it: the kernel's 208 KiB overflows during a pause of a few ms at tens of thousands of
+/// queries a second, whichever server it is (ours asks for this much itself).
+pub const RMEM_DEFAULT: u32 = 4 << 20;
 
-/// `kernel.bpf_stats_enabled=1` while it lives; the old value is written back on drop, failure or not.
-pub struct BpfStats {
+/// A sysctl set while it lives; the old value is written back on drop, failure or not.
+pub struct Sysctl {
+    path: &'static str,
     old: String,
 }
 
-impl BpfStats {
-    pub fn enable() -> Result<Self> {
-        let old = fs::read_to_string(BPF_STATS_SYSCTL)
-            .with_context(|| format!("reading {BPF_STATS_SYSCTL}"))?;
-        fs::write(BPF_STATS_SYSCTL, "1").with_context(|| format!("writing {BPF_STATS_SYSCTL}"))?;
+impl Sysctl {
+    pub fn set(path: &'static str, value: &str) -> Result<Self> {
+        let old = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        fs::write(path, value).with_context(|| format!("writing {path}"))?;
         Ok(Self {
+            path,
             old: old.trim().to_owned(),
         })
     }
+
+    /// `kernel.bpf_stats_enabled=1`.
+    pub fn bpf_stats() -> Result<Self> {
+        Self::set(BPF_STATS_SYSCTL, "1")
+    }
+
+    /// `net.core.rmem_default` = [`RMEM_DEFAULT`].
+    pub fn rmem_default() -> Result<Self> {
+        Self::set(RMEM_DEFAULT_SYSCTL, &RMEM_DEFAULT.to_string())
+    }
 }
 
-impl Drop for BpfStats {
+impl Drop for Sysctl {
     fn drop(&mut self) {
-        let _ = fs::write(BPF_STATS_SYSCTL, &self.old);
+        let _ = fs::write(self.path, &self.old);
     }
 }
 

@@ -81,10 +81,16 @@ pub enum Counter {
     /// Not an outcome but an event, counted besides one: an answer that grew the frame at its head
     /// because the tail had no room.
     GrewHead,
+    /// The table is older than the overwatch's heartbeat allows and the policy is to pass: userspace
+    /// answers (or, with the overwatch gone, nobody does).
+    Stale,
+    /// Not an outcome but an event, counted besides an answer: answered from a table older than the
+    /// heartbeat allows, as the default policy says.
+    ServedStale,
 }
 
 /// How many counter slots there are.
-pub const COUNTER_COUNT: u32 = Counter::GrewHead as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::ServedStale as u32 + 1;
 
 impl Counter {
     /// Every counter, in index order.
@@ -126,6 +132,8 @@ impl Counter {
         Self::LoadStore,
         Self::Internal,
         Self::GrewHead,
+        Self::Stale,
+        Self::ServedStale,
     ];
 
     /// The index into the counters map.
@@ -135,7 +143,7 @@ impl Counter {
 
     /// Whether this is an event counted besides an outcome (every packet has exactly one outcome).
     pub const fn is_event(self) -> bool {
-        matches!(self, Self::GrewHead)
+        matches!(self, Self::GrewHead | Self::ServedStale)
     }
 
     /// Whether this outcome is an answer sent from XDP (the rest are passes to userspace).
@@ -183,6 +191,8 @@ impl Counter {
             Self::LoadStore => "load_store",
             Self::Internal => "internal",
             Self::GrewHead => "grew_head",
+            Self::Stale => "stale",
+            Self::ServedStale => "served_stale",
         }
     }
 }

@@ -225,6 +225,9 @@ pub const INLINE_LISTEN4: usize = 4;
 pub const INLINE_LISTEN6: usize = 2;
 /// [`XdpConfig::flags`]: the listen map holds addresses the inline ones do not.
 pub const LISTEN_MORE: u8 = 1;
+/// [`XdpConfig::flags`]: a stale table (see [`XdpConfig::stale`]) answers nothing; every query goes to
+/// userspace. Without it a stale table keeps answering, counted.
+pub const STALE_PASS: u8 = 2;
 
 /// The XDP program's settings (entry 0 of the config map).
 ///
@@ -249,6 +252,11 @@ pub struct XdpConfig {
     pub listen4: [[u8; 4]; INLINE_LISTEN4],
     /// IPv6 listen addresses.
     pub listen6: [[u8; 16]; INLINE_LISTEN6],
+    /// When the overwatch last said it is alive, `CLOCK_MONOTONIC_COARSE` ns (the clock of
+    /// `bpf_ktime_get_coarse_ns`).
+    pub heartbeat_ns: u64,
+    /// The table is stale once the heartbeat is older than this, ns; 0: never.
+    pub stale_after_ns: u64,
 }
 
 impl XdpConfig {
@@ -279,6 +287,13 @@ impl XdpConfig {
             self.flags |= LISTEN_MORE;
         }
         added
+    }
+
+    /// Whether the table is stale at `now_ns` (`CLOCK_MONOTONIC_COARSE`): the overwatch has not said it is
+    /// alive for longer than [`XdpConfig::stale_after_ns`].
+    #[inline(always)]
+    pub fn stale(&self, now_ns: u64) -> bool {
+        self.stale_after_ns != 0 && now_ns.saturating_sub(self.heartbeat_ns) > self.stale_after_ns
     }
 
     /// Whether we listen on the IPv4 address `dst` by the inline addresses: `Some(answer)`, or `None`
@@ -342,7 +357,7 @@ const _: () =
 const _: () = assert!(size_of::<ListenKey>() == 20);
 // The kernel's LPM trie key: a u32 prefix length, then the data, no padding.
 const _: () = assert!(size_of::<GeoKey>() == 4 + 16);
-const _: () = assert!(size_of::<XdpConfig>() == 8 + 4 * INLINE_LISTEN4 + 16 * INLINE_LISTEN6);
+const _: () = assert!(size_of::<XdpConfig>() == 8 + 4 * INLINE_LISTEN4 + 16 * INLINE_LISTEN6 + 16);
 
 #[cfg(test)]
 mod tests {

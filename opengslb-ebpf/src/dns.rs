@@ -4,7 +4,7 @@
 //! turned around.
 
 use aya_ebpf::{
-    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
 use opengslb_common::{
@@ -13,7 +13,7 @@ use opengslb_common::{
     csum,
     dns::{QBUF, RBUF, Scratch, build_reply_for, launder_query, names_equal, parse_query},
     frame::{self, Dest, Frame, MAX_HEADERS, MAX_L3, dns_offset},
-    maps::{GeoKey, QTYPE_A, RecordKey, XdpConfig, policy},
+    maps::{GeoKey, QTYPE_A, RecordKey, STALE_PASS, XdpConfig, policy},
 };
 
 use crate::{
@@ -77,6 +77,14 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     if usize::from(rec.name_len) != q.name_len || !names_equal(&scratch.name, &rec.name, q.name_len)
     {
         return Err(Counter::Collision);
+    }
+    // A table the overwatch has stopped vouching for: answered anyway (counted), or left to userspace.
+    // SAFETY: a helper without arguments.
+    if cfg.stale_after_ns != 0 && cfg.stale(unsafe { bpf_ktime_get_coarse_ns() }) {
+        if cfg.flags & STALE_PASS != 0 {
+            return Err(Counter::Stale);
+        }
+        maps::bump(Counter::ServedStale);
     }
     let rotation = maps::next_rotation(rec.slot).ok_or(Counter::Internal)?;
     let q = launder_query(scratch, q);

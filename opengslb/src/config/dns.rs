@@ -1,6 +1,9 @@
 //! The `dns` section: where the authoritative server listens, its zones, TTLs, and our `xdp` block.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use crate::name::DnsName;
 use serde::Deserialize;
@@ -142,6 +145,45 @@ pub struct XdpConfig {
     /// size that avoids IP fragmentation on common paths (DNS Flag Day 2020).
     #[serde(default = "default_udp_size")]
     pub udp_size: u16,
+    /// How long the program trusts its table without a heartbeat from the overwatch (written every
+    /// second while its main loop runs); then `when_stale` applies. `0` never. Default `30s`.
+    #[serde(default = "default_stale_after", deserialize_with = "de::duration")]
+    pub stale_after: Duration,
+    /// What a stale table does: `serve` (keep answering from it, counted as `served_stale`) or `pass`
+    /// (answer nothing: every query goes to the userspace server, which is gone if the overwatch is).
+    /// Default `serve`.
+    #[serde(default)]
+    pub when_stale: WhenStale,
+}
+
+/// What the XDP program does with a table whose heartbeat is older than `stale_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenStale {
+    /// Keep answering from it: a hung overwatch leaves DNS as it was, not dark.
+    #[default]
+    Serve,
+    /// Answer nothing from the kernel: nothing stale is ever answered.
+    Pass,
+}
+
+impl std::str::FromStr for WhenStale {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "serve" => Ok(Self::Serve),
+            "pass" => Ok(Self::Pass),
+            _ => Err(format!(
+                "unknown stale policy {s:?} (expected serve or pass)"
+            )),
+        }
+    }
+}
+
+de::deserialize_from_str!(WhenStale, "a stale-table policy: serve or pass");
+
+fn default_stale_after() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Documented defaults, the same ones serde applies to missing keys.
@@ -151,6 +193,8 @@ impl Default for XdpConfig {
             interfaces: Vec::new(),
             mode: XdpMode::default(),
             udp_size: default_udp_size(),
+            stale_after: default_stale_after(),
+            when_stale: WhenStale::default(),
         }
     }
 }

@@ -40,7 +40,7 @@ pub use agent::{
 };
 pub use api::ApiConfig;
 pub use de::{parse_duration, parse_timestamp};
-pub use dns::{DnsConfig, SoaConfig, XdpConfig, XdpMode};
+pub use dns::{DnsConfig, SoaConfig, WhenStale, XdpConfig, XdpMode};
 pub use domain::{AllDownPolicy, Domain, DomainLatencyConfig, LatencyConfig, RoutingAlgorithm};
 pub use logging::{LogFormat, LogLevel, LoggingConfig};
 pub use overwatch::{

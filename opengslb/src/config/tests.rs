@@ -222,8 +222,18 @@ fn defaults_apply_to_missing_keys() {
         "0.0.0.0:53".parse::<SocketAddr>().expect("addr")
     );
     assert_eq!(
-        (config.dns.xdp.mode, config.dns.xdp.udp_size),
-        (XdpMode::Auto, 1232)
+        (
+            config.dns.xdp.mode,
+            config.dns.xdp.udp_size,
+            config.dns.xdp.stale_after,
+            config.dns.xdp.when_stale
+        ),
+        (
+            XdpMode::Auto,
+            1232,
+            Duration::from_secs(30),
+            WhenStale::Serve
+        )
     );
     assert_eq!(config.regions[0].health_check, HealthCheck::default());
     let server = &config.regions[0].servers[0];
@@ -283,6 +293,9 @@ default_ttl: 60 | default_ttl: 2147483648 | dns.default_ttl | at most 2147483647
 60 } | 60, xdp: { interfaces: [lo, lo] } } | dns.xdp.interfaces[1] | duplicate interface
 60 } | 60, xdp: { mode: native } } | dns.xdp.mode | unknown XDP mode "native"
 60 } | 60, xdp: { udp_size: 256 } } | dns.xdp.udp_size | between 512 and 4096
+60 } | 60, xdp: { stale_after: 2s } } | dns.xdp.stale_after | must be 0 (never) or at least 3s
+60 } | 60, xdp: { stale_after: 30 } } | dns.xdp.stale_after | missing unit
+60 } | 60, xdp: { when_stale: drop } } | dns.xdp.when_stale | unknown stale policy "drop"
 name: r1\n | name: r1\n    servers: []\n  - name: r1\n | regions[1].name | duplicate region
 name: r1 | name: '' | regions[0].name | must not be empty
 192.0.2.1 | 10.0.0.999 | regions[0].servers[0].address | invalid IP address "10.0.0.999"

@@ -20,6 +20,8 @@ const MAX_ANSWERS: u8 = opengslb_common::maps::MAX_RECORDS as u8;
 
 /// The longest interface name the kernel accepts (IFNAMSIZ less the NUL).
 const MAX_IFNAME: usize = 15;
+/// The shortest `dns.xdp.stale_after` other than 0.
+const MIN_STALE_AFTER: Duration = Duration::from_secs(3);
 
 /// The largest weight (the original's docs give 1..=1000; 0 is ours, for "no weighted answers").
 const MAX_WEIGHT: u32 = 1000;
@@ -98,6 +100,13 @@ fn validate_dns(config: &Config) -> Result<(), ConfigError> {
         (512..=4096).contains(&dns.xdp.udp_size),
         "dns.xdp.udp_size",
         "must be between 512 and 4096"
+    );
+    // The heartbeat comes every second: less than three would call a busy overwatch dead.
+    ensure!(
+        dns.xdp.stale_after.is_zero() || dns.xdp.stale_after >= MIN_STALE_AFTER,
+        "dns.xdp.stale_after",
+        "must be 0 (never) or at least {}s",
+        MIN_STALE_AFTER.as_secs()
     );
     for (key, value) in [
         ("ttl", dns.soa.ttl),

@@ -33,7 +33,7 @@ use run_metrics::RunMetrics;
 
 use crate::{
     api::{self, Api, ApiError, Change, Readiness, View},
-    config::Config,
+    config::{Config, WhenStale},
     dns::{
         Snapshot, Zone,
         server::{self, ServerConfig},
@@ -97,6 +97,7 @@ fn load_xdp(cfg: &Config, opts: &Options) -> anyhow::Result<(Dataplane, Vec<IpAd
         "cannot load the XDP program (needs root, or CAP_BPF and CAP_NET_ADMIN, and a kernel with XDP)",
     )?;
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
+    dp.set_staleness(xdp_cfg.stale_after, xdp_cfg.when_stale == WhenStale::Pass)?;
     let addrs = listen_addresses(listen.ip(), &xdp_cfg.interfaces)?;
     dp.add_listen(&addrs)?;
     Ok((dp, addrs))
@@ -365,6 +366,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     continue;
                 }
                 _ = tick.tick() => {
+                    shell.publisher.heartbeat();
                     shell.publisher.read_counters();
                     Input::Tick {
                         queued: gossip.as_mut().map(gossip::Gossip::queued).unwrap_or_default(),

@@ -95,6 +95,16 @@ impl Publisher {
         metrics.collect(self.counters.clone());
     }
 
+    /// Tells the XDP program the control plane is alive, so it keeps trusting its table (see
+    /// `dns.xdp.stale_after`); called from the main loop, so a hung loop stops it.
+    pub fn heartbeat(&mut self) {
+        if let Some(dp) = self.dp.as_mut()
+            && let Err(e) = dp.heartbeat()
+        {
+            warn!(error = %e, "XDP heartbeat");
+        }
+    }
+
     /// Reads the XDP counters for the metrics, and the answers per name into the query counts; they live
     /// in per-CPU kernel memory, read through the data plane this publisher owns.
     pub fn read_counters(&mut self) {

@@ -10,6 +10,7 @@ use std::{
     fmt, fs, io,
     net::IpAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::{
@@ -28,7 +29,7 @@ use opengslb_common::{
     counters::{COUNTER_COUNT, Counter},
     maps::{
         CONFIG_MAP, COUNTERS_MAP, GEO_MAP, LAYOUT_VERSION, LISTEN_MAP, ListenKey, PROGRAM_NAME,
-        RECORDS_MAP, ROTATION_MAP, RecordKey, RecordValue, XdpConfig,
+        RECORDS_MAP, ROTATION_MAP, RecordKey, RecordValue, STALE_PASS, XdpConfig,
     },
 };
 use tracing::{info, warn};
@@ -285,10 +286,28 @@ impl Dataplane {
             .map_err(XdpError::Program)
     }
 
-    /// Sets the DNS port and the UDP size we advertise.
+    /// Sets the DNS port and the UDP size we advertise, and stamps the heartbeat.
     pub fn configure(&mut self, port: u16, udp_size: u16) -> Result<(), XdpError> {
         self.cfg.port = port;
         self.cfg.udp_size = udp_size;
+        self.heartbeat()
+    }
+
+    /// After how long without a [`Dataplane::heartbeat`] the table is stale (zero: never), and whether
+    /// a stale table then answers nothing (`pass`) rather than keep answering.
+    pub fn set_staleness(&mut self, after: Duration, pass: bool) -> Result<(), XdpError> {
+        self.cfg.stale_after_ns = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
+        if pass {
+            self.cfg.flags |= STALE_PASS;
+        } else {
+            self.cfg.flags &= !STALE_PASS;
+        }
+        self.heartbeat()
+    }
+
+    /// Tells the program the overwatch is alive: its table is current as of now.
+    pub fn heartbeat(&mut self) -> Result<(), XdpError> {
+        self.cfg.heartbeat_ns = monotonic_coarse_ns();
         self.config.set(0, self.cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
@@ -562,6 +581,17 @@ fn clear_stale_pins(dir: &Path) -> Result<(), XdpError> {
         }
     }
     Ok(())
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in ns: the clock the program reads with `bpf_ktime_get_coarse_ns`.
+fn monotonic_coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec; this clock always exists on Linux ≥ 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 #[cfg(test)]

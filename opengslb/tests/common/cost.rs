@@ -192,6 +192,9 @@ impl Programs {
             object.unwrap_or_else(|| opengslb::xdp::object::bytes().expect("an XDP object"));
         let mut dp = Dataplane::load_bytes(bytes, None).expect("the program passes the verifier");
         dp.configure(53, 1232).unwrap();
+        // As the overwatch runs it by default: the stale check (one clock read per answer) included.
+        dp.set_staleness(std::time::Duration::from_secs(30), false)
+            .unwrap();
         dp.add_listen(&[server4(), server6()]).unwrap();
         dp.apply(&AnswerTable::from_specs(&specs()).render())
             .unwrap();

@@ -11,7 +11,7 @@ mod common;
 
 use std::{path::Path, process::Command, time::Duration};
 
-use common::netns::{Netns, Proc, TempDir, wait_for};
+use common::netns::{Netns, TempDir, wait_for, xdp_only_overwatch};
 use opengslb::xdp::{Counters, pin_dir};
 use opengslb_common::counters::Counter;
 
@@ -73,14 +73,8 @@ fn run(when_stale: &str) {
     std::fs::write(&cfg, config(when_stale)).unwrap();
     let bpffs_root =
         Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-stale{when_stale}", std::process::id()));
-    let mut cmd = ns.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-    // No userspace listener: what is answered, XDP answered.
-    cmd.args(["overwatch", "--xdp-only", "--config"])
-        .arg(&cfg)
-        .arg("--bpffs-root")
-        .arg(&bpffs_root);
     let log = dir.0.join("overwatch.log");
-    let mut server = Proc::spawn(cmd, &log);
+    let mut server = xdp_only_overwatch(&ns, &cfg, &bpffs_root, &log);
     let pid = server.child.as_ref().unwrap().id();
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     let pins = pin_dir(&bpffs_root);

@@ -8,7 +8,7 @@ mod common;
 
 use std::{net::IpAddr, path::Path, process::Command, time::Duration};
 
-use common::netns::{Netns, Proc, TempDir, Veth, wait_for};
+use common::netns::{Netns, Proc, TempDir, Veth, wait_for, xdp_only_overwatch};
 use opengslb::xdp::{AttachMode, Counters, Dataplane, pin_dir};
 
 const SERVER4: &str = "198.18.0.1";
@@ -100,13 +100,8 @@ fn run(mode: &str) {
     std::fs::write(&cfg, config(&veth.a, mode)).unwrap();
     let bpffs_root =
         Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-{mode}", std::process::id()));
-    let mut cmd = srv.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-    cmd.args(["overwatch", "--xdp-only", "--config"])
-        .arg(&cfg)
-        .arg("--bpffs-root")
-        .arg(&bpffs_root);
     let log = dir.0.join("overwatch.log");
-    let mut server = Proc::spawn(cmd, &log);
+    let mut server = xdp_only_overwatch(&srv, &cfg, &bpffs_root, &log);
     let link_pin = pin_dir(&bpffs_root).join(format!("link_{}", veth.a));
     assert!(
         wait_for(Duration::from_secs(20), || link_pin.exists()),

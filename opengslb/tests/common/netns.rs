@@ -164,6 +164,17 @@ impl Drop for Proc {
     }
 }
 
+/// `opengslb overwatch --xdp-only` in `ns` from the config file `cfg`, pinning under `bpffs_root`, its
+/// output in `log`. With no userspace listener, whatever is answered, XDP answered.
+pub fn xdp_only_overwatch(ns: &Netns, cfg: &Path, bpffs_root: &Path, log: &Path) -> Proc {
+    let mut cmd = ns.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
+    cmd.args(["overwatch", "--xdp-only", "--config"])
+        .arg(cfg)
+        .arg("--bpffs-root")
+        .arg(bpffs_root);
+    Proc::spawn(cmd, log)
+}
+
 /// Waits until `f` returns true, up to `timeout`, asking every 50 ms.
 pub fn wait_for(timeout: Duration, f: impl FnMut() -> bool) -> bool {
     wait_every(Duration::from_millis(50), timeout, f)

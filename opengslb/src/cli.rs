@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     agent,
-    config::{Config, DEFAULT_CONFIG_PATH, Mode},
+    config::{self, Config, DEFAULT_CONFIG_PATH, Mode},
     ctl, overwatch, xdp,
 };
 
@@ -22,8 +22,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub log_level: Option<String>,
     /// Without a subcommand: the config file, whose `mode` says what to run (the original's command
-    /// line); default `/etc/opengslb/config.yaml`. It must not be readable by every user: it holds the
-    /// gossip key and tokens.
+    /// line); default `/etc/opengslb/config.yaml`. A file that holds secrets (gossip keys, tokens) must
+    /// be readable and writable by its owner only (`chmod 600`).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Without a subcommand: run this mode whatever the file's `mode` says (`overwatch` or `agent`).
@@ -144,7 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             bpffs_root,
             xdp_only,
         } => {
-            let cfg = load(config.as_deref(), level)?;
+            let cfg = load_to_run(config.as_deref(), level)?;
             if cfg.mode == Mode::Agent {
                 bail!("the config has mode: agent; run it with `opengslb agent --config FILE`");
             }
@@ -165,7 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cmd = match command {
                 None => {
-                    let cfg = load(Some(&config), level)?;
+                    let cfg = load_to_run(Some(&config), level)?;
                     if cfg.mode != Mode::Agent {
                         bail!(
                             "{} has mode: overwatch; `opengslb agent` needs a config with mode: agent",
@@ -211,6 +211,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = load(Some(&file), level)?;
             println!("{}: valid", file.display());
+            if let Err(e) = config::check_file_mode(&file, &cfg) {
+                eprintln!(
+                    "warning: {e}; `opengslb overwatch` and `opengslb agent` refuse it until then"
+                );
+            }
             for d in cfg.domain_records() {
                 println!(
                     "  {} (zone {}): {} A, {} AAAA, ttl {}, {:?}",
@@ -227,7 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Default,
         } => {
-            print!("{}", crate::config::DEFAULT_CONFIG_YAML);
+            print!("{}", config::DEFAULT_CONFIG_YAML);
             Ok(())
         }
         Command::Xdp {
@@ -260,8 +265,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         .map_or(1, ctl::Failure::exit_code)
 }
 
-/// The original's command line: load the file, refuse it if every user can read it (as the original
-/// does: it holds secrets), and run the mode it names (or `--mode`).
+/// The original's command line: load the file (refused if it holds secrets others may read, as the
+/// original refused a world-readable one), and run the mode it names (or `--mode`).
 fn run_file_mode(
     path: Option<&Path>,
     mode: Option<Mode>,
@@ -275,8 +280,7 @@ fn run_file_mode(
             path.display()
         );
     }
-    refuse_world_readable(path)?;
-    let mut cfg = load(Some(path), level)?;
+    let mut cfg = load_to_run(Some(path), level)?;
     if let Some(mode) = mode {
         cfg.mode = mode;
         // The rules differ by mode (an agent needs backends and a token, an overwatch a zone).
@@ -302,20 +306,14 @@ fn run_file_mode(
     }
 }
 
-fn refuse_world_readable(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).with_context(|| format!("config {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o004 != 0 {
-        bail!(
-            "config {} is readable by every user (mode {mode:04o}) and may hold the gossip key and \
-             tokens: `chmod 600 {}` (or `chmod 640` with a group), or run a subcommand, e.g. \
-             `opengslb overwatch --config FILE`, which does not check",
-            path.display(),
-            path.display()
-        );
+/// [`load`] for a process that runs from the file: a file that holds secrets must be private to its
+/// owner ([`config::check_file_mode`]).
+fn load_to_run(path: Option<&Path>, level: Option<&str>) -> anyhow::Result<Config> {
+    let cfg = load(path, level)?;
+    if let Some(p) = path {
+        config::check_file_mode(p, &cfg)?;
     }
-    Ok(())
+    Ok(cfg)
 }
 
 /// Loads the config (the embedded default without a path) and starts logging as it says.

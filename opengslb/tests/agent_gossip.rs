@@ -78,7 +78,7 @@ impl Overwatch {
         } else {
             config.to_owned()
         };
-        std::fs::write(&cfg, text).unwrap();
+        common::write_private(&cfg, &text);
         // One bpffs root per overwatch: the tests run in parallel, and a start clears its root's pins.
         let root = Path::new("/sys/fs/bpf").join(format!("{}-ow{n}", ns.name));
         let mut cmd = ns.command(bin());
@@ -124,9 +124,9 @@ impl Agent {
         let drain = dir.join(format!("drain-{tag}"));
         let socket = dir.join(format!("agent-{tag}.sock"));
         let config = dir.join(format!("agent-{tag}.yaml"));
-        std::fs::write(
+        common::write_private(
             &config,
-            format!(
+            &format!(
                 r#"mode: agent
 logging: {{ format: text }}
 agent:
@@ -151,8 +151,7 @@ agent:
                 socket = socket.display(),
                 extra = spec.extra,
             ),
-        )
-        .unwrap();
+        );
         let mut a = Self {
             ns_name: ns.name.clone(),
             config,

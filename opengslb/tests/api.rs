@@ -46,7 +46,7 @@ impl Lab {
         let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
         let (dns, gossip) = (common::free_port(), common::free_port());
         let config = labs::overwatch(&dir.0, dns, api, gossip, extra);
-        std::fs::write(dir.0.join("overwatch.yaml"), config).unwrap();
+        common::write_private(&dir.0.join("overwatch.yaml"), &config);
         let mut lab = Self {
             dir,
             dns,
@@ -67,7 +67,7 @@ impl Lab {
     /// An agent reporting the API's own port as its backend (a TCP check that always passes).
     fn start_agent(&mut self) {
         let config = labs::agent(&self.dir.0, self.gossip, self.api.port());
-        std::fs::write(self.dir.0.join("agent.yaml"), config).unwrap();
+        common::write_private(&self.dir.0.join("agent.yaml"), &config);
         self.agent = Some(labs::spawn(bin(), &self.dir.0, "agent"));
     }
 
@@ -723,7 +723,7 @@ fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persi
         lab.log()
     );
     let text = std::fs::read_to_string(lab.config_path()).unwrap();
-    std::fs::write(lab.config_path(), text.replace(geo, "")).unwrap();
+    common::write_private(&lab.config_path(), &text.replace(geo, ""));
     lab.hup();
     assert!(
         wait_for(Duration::from_secs(5), || lab.json("/api/v1/geo/mappings")
@@ -734,7 +734,7 @@ fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persi
     );
     assert!(lab.log().contains("no longer validates"), "{}", lab.log());
     assert_eq!(lab.answers_for(shop, RecordType::AAAA), [v6]);
-    std::fs::write(lab.config_path(), text).unwrap();
+    common::write_private(&lab.config_path(), &text);
     lab.hup();
     assert!(
         wait_for(Duration::from_secs(5), || lab.json("/api/v1/geo/mappings")
@@ -814,7 +814,7 @@ api:
 "#,
         data = dir.0.join("data").display(),
     );
-    std::fs::write(dir.0.join("overwatch.yaml"), config).unwrap();
+    common::write_private(&dir.0.join("overwatch.yaml"), &config);
     labs::spawn(bin(), &dir.0, "overwatch")
 }
 

@@ -88,7 +88,7 @@ api:
 "#,
         data = dir.0.join("data").display(),
     );
-    std::fs::write(dir.0.join("overwatch.yaml"), config).unwrap();
+    common::write_private(&dir.0.join("overwatch.yaml"), &config);
     labs::spawn(
         Path::new(env!("CARGO_BIN_EXE_opengslb")),
         &dir.0,

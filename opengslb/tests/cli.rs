@@ -90,7 +90,7 @@ impl Lab {
         let agent = labs::agent(&dir.0, gossip, api.port());
         let mut procs = Vec::new();
         for (mode, config) in [("overwatch", overwatch), ("agent", agent)] {
-            std::fs::write(dir.0.join(format!("{mode}.yaml")), config).unwrap();
+            common::write_private(&dir.0.join(format!("{mode}.yaml")), &config);
             procs.push(labs::spawn(bin(), &dir.0, mode));
         }
         let agent = procs.pop().unwrap();

@@ -88,7 +88,7 @@ fn demo2_agents_drain_a_webapp_out_of_dns_while_its_nginx_stays_up() {
         "data_dir: /var/lib/opengslb",
         &format!("data_dir: {}", dir.0.join("data").display()),
     );
-    std::fs::write(&ow_cfg, text).unwrap();
+    common::write_private(&ow_cfg, &text);
     let bin = Path::new(env!("CARGO_BIN_EXE_opengslb"));
     let mut cmd = ow.command(bin);
     cmd.args(["overwatch", "--config"]).arg(&ow_cfg);
@@ -114,7 +114,7 @@ fn demo2_agents_drain_a_webapp_out_of_dns_while_its_nginx_stays_up() {
             );
             drains.push(drain);
             let cfg = dir.0.join(format!("agent{i}.yaml"));
-            std::fs::write(&cfg, text).unwrap();
+            common::write_private(&cfg, &text);
             let mut cmd = w.command(bin);
             cmd.args(["agent", "--config"]).arg(&cfg);
             Proc::spawn(cmd, &dir.0.join(format!("agent{i}.log")))

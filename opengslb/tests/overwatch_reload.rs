@@ -1,7 +1,8 @@
 //! The overwatch process with the userspace server only (no XDP, no root needed): it answers from its
 //! config, SIGHUP publishes a changed table (new answers, new SOA serial, one more table-sync
 //! observation in the metrics), and a broken config is refused with the running one kept. The original's
-//! bare command line, `opengslb --config FILE`, runs the file's mode and refuses a world-readable file.
+//! bare command line, `opengslb --config FILE`, runs the file's mode; a file with secrets that others can
+//! read is refused, at start and on SIGHUP.
 
 mod common;
 
@@ -201,37 +202,95 @@ fn sighup_publishes_a_new_table_and_refuses_a_broken_config() {
         assert!(text.contains(line), "{line} in\n{text}");
     }
     common::http::promtool_check(&text);
+
+    // A file that now holds a secret, but that others can read, is refused too, and named.
+    use std::os::unix::fs::PermissionsExt as _;
+    let secret = format!(
+        "{}api: {{ token: \"api-token-0123456789\" }}\n",
+        config(dns, met, &[4])
+    );
+    std::fs::write(&cfg, secret).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    hup(&server);
+    let want = format!("run `chmod 600 {}`", cfg.display());
+    assert!(
+        wait_for(Duration::from_secs(10), || logged().contains(&want)),
+        "the refusal says how to fix it: {}",
+        logged()
+    );
+    let (found, text) = scrape_until(met, "opengslb_config_reloads_total{result=\"failure\"} 2\n");
+    assert!(found, "{text}");
+    assert_eq!(
+        a_records(dns),
+        [Ipv4Addr::new(192, 0, 2, 3)],
+        "the running config is kept"
+    );
 }
 
-/// `opengslb --config FILE [--mode M]`, as the original's images run it.
+/// `opengslb --config FILE [--mode M]`, as the original's images run it; a file that holds a secret and
+/// that others can read is refused by every command that runs from it, and named with its mode and the
+/// fix; `config validate` warns.
 #[test]
-fn bare_opengslb_runs_the_files_mode_and_refuses_a_world_readable_file() {
+fn bare_opengslb_runs_the_files_mode_and_refuses_a_file_others_can_read() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = TempDir::new("bare");
     let (dns, met) = (common::free_port(), common::free_port());
     let cfg = dir.0.join("config.yaml");
-    std::fs::write(&cfg, config(dns, met, &[7])).unwrap();
-    let bare = |extra: &[&str]| {
+    let with_token = format!(
+        "{}api: {{ token: \"api-token-0123456789\" }}\n",
+        config(dns, met, &[7])
+    );
+    std::fs::write(&cfg, &with_token).unwrap();
+    let opengslb = |args: &[&str]| {
         let mut cmd = Command::new(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-        cmd.arg("--config").arg(&cfg).args(extra);
+        for arg in args {
+            if *arg == "FILE" {
+                cmd.arg(&cfg);
+            } else {
+                cmd.arg(arg);
+            }
+        }
         cmd
     };
-    let refused = |extra: &[&str]| {
-        let out = bare(extra).output().expect("runs");
-        assert!(!out.status.success(), "{extra:?} must be refused");
+    let bare = |extra: &[&str]| {
+        let mut cmd = opengslb(&["--config", "FILE"]);
+        cmd.args(extra);
+        cmd
+    };
+    let refused = |mut cmd: Command| {
+        let out = cmd.output().expect("runs");
+        assert!(!out.status.success(), "{cmd:?} must be refused");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
 
+    for (mode, who) in [
+        (0o644, "its group and others read"),
+        (0o620, "its group write"),
+    ] {
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(mode)).unwrap();
+        let want = format!(
+            "config {path} holds secrets (api.token) but its mode {mode:04o} lets {who} it: run \
+             `chmod 600 {path}`",
+            path = cfg.display()
+        );
+        for cmd in [bare(&[]), opengslb(&["overwatch", "--config", "FILE"])] {
+            let err = refused(cmd);
+            assert!(err.contains(&want), "{want}\n{err}");
+        }
+        let out = opengslb(&["config", "validate", "FILE"]).output().unwrap();
+        let warning = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && warning.contains(&want), "{warning}");
+    }
+    // Without a secret, the mode is the owner's business.
+    std::fs::write(&cfg, config(dns, met, &[7])).unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = refused(&[]);
-    assert!(
-        err.contains("readable by every user") && err.contains("chmod 600"),
-        "{err}"
-    );
+    let err = refused(bare(&["--mode", "agent"]));
+    assert!(!err.contains("chmod"), "{err}");
 
+    std::fs::write(&cfg, &with_token).unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
     // The file is an overwatch's: as an agent it lacks what an agent needs, and says so.
-    let err = refused(&["--mode", "agent"]);
+    let err = refused(bare(&["--mode", "agent"]));
     assert!(
         err.contains("--mode agent") && err.contains("required in agent mode"),
         "{err}"

@@ -215,13 +215,12 @@ impl Lab {
         let api = SocketAddr::from((Ipv4Addr::LOCALHOST, common::free_port()));
         let (dns, gossip) = (common::free_port(), common::free_port());
         let overwatch = labs::overwatch(&dir.0, dns, api, gossip, "");
-        std::fs::write(dir.0.join("overwatch.yaml"), overwatch).unwrap();
+        common::write_private(&dir.0.join("overwatch.yaml"), &overwatch);
         let overwatch = labs::spawn(bin(), &dir.0, "overwatch");
-        std::fs::write(
-            dir.0.join("agent.yaml"),
-            labs::agent(&dir.0, gossip, api.port()),
-        )
-        .unwrap();
+        common::write_private(
+            &dir.0.join("agent.yaml"),
+            &labs::agent(&dir.0, gossip, api.port()),
+        );
         let agent = labs::spawn(bin(), &dir.0, "agent");
         let lab = Self {
             dir,

@@ -48,7 +48,7 @@ pub use overwatch::{
     OverwatchGossip, OverwatchIdentity, StaleConfig, ValidationConfig,
 };
 pub use region::{ExpectedStatus, HealthCheck, HealthCheckType, Region, Server};
-pub use secret::{GOSSIP_KEY_LEN, GossipKey, Secret};
+pub use secret::{GOSSIP_KEY_LEN, GossipKey, Secret, check_file_mode};
 // The agent reads scraped exposition text with the same scanner as the selectors.
 pub(crate) use selector::Cursor;
 pub use selector::{MetricSelector, SelectorError};
@@ -195,13 +195,28 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The file holds secrets and users other than its owner may read or write it
+    /// ([`check_file_mode`]).
+    #[error(
+        "config {} {detail}: run `chmod 600 {}` (the user opengslb runs as must own it)",
+        .path.display(),
+        .path.display()
+    )]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Which secrets it holds and who else may read or write it.
+        detail: String,
+    },
 }
 
 impl ConfigError {
     /// The key path the error is about, if any.
     pub fn key_path(&self) -> Option<&str> {
         match self {
-            Self::Io { .. } => None,
+            Self::Io { .. } | Self::Exposed { .. } => None,
             Self::Parse { path, .. } | Self::Invalid { path, .. } => {
                 Some(path.as_str()).filter(|p| !p.is_empty())
             }

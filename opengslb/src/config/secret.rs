@@ -1,11 +1,91 @@
 //! Secrets read from the config: service tokens and gossip keys. Their `Debug` output is redacted and no
-//! error message ever quotes them, so they cannot leak into logs.
+//! error message ever quotes them, so they cannot leak into logs; and a file that holds one must be
+//! private to its owner ([`check_file_mode`]), as the original required.
 
-use std::fmt;
+use std::{fmt, path::Path};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::de;
+use super::{Config, ConfigError, de};
+
+impl Config {
+    /// The keys of this config that hold a secret, by path (`overwatch.gossip.encryption_key`,
+    /// `api.token`, ...), overwatch keys first; empty when it holds none (as the embedded default).
+    pub fn secret_keys(&self) -> Vec<&'static str> {
+        let (ow, agent) = (&self.overwatch, &self.agent);
+        [
+            (
+                "overwatch.gossip.encryption_key",
+                ow.gossip.encryption_key.is_some(),
+            ),
+            (
+                "overwatch.gossip.encryption_keys",
+                !ow.gossip.encryption_keys.is_empty(),
+            ),
+            ("overwatch.agent_tokens", !ow.agent_tokens.is_empty()),
+            (
+                "agent.identity.service_token",
+                agent.identity.service_token.is_some(),
+            ),
+            (
+                "agent.gossip.encryption_key",
+                agent.gossip.encryption_key.is_some(),
+            ),
+            (
+                "agent.gossip.encryption_keys",
+                !agent.gossip.encryption_keys.is_empty(),
+            ),
+            ("api.token", self.api.token.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+}
+
+/// Refuses the config file at `path`, loaded as `config`, when it holds a secret ([`Config::secret_keys`])
+/// and users other than its owner may read or write it (any of the mode bits `0o066`): the error names
+/// the file, its mode, the keys and the fix. The original refused a world-readable file; a group that
+/// can read the gossip key can forge every agent's reports, so it is refused too. A file without
+/// secrets may have any mode.
+pub fn check_file_mode(path: &Path, config: &Config) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let secrets = config.secret_keys();
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    exposure(path, meta.permissions().mode() & 0o7777, &secrets)
+}
+
+/// [`check_file_mode`] for a file of mode `mode` that holds `secrets`.
+pub(super) fn exposure(path: &Path, mode: u32, secrets: &[&str]) -> Result<(), ConfigError> {
+    const OPEN: u32 = 0o066;
+    if secrets.is_empty() || mode & OPEN == 0 {
+        return Ok(());
+    }
+    let who = match (mode & 0o060 != 0, mode & 0o006 != 0) {
+        (true, true) => "its group and others",
+        (true, false) => "its group",
+        _ => "others",
+    };
+    let what = match (mode & 0o044 != 0, mode & 0o022 != 0) {
+        (true, true) => "read and write",
+        (true, false) => "read",
+        _ => "write",
+    };
+    Err(ConfigError::Exposed {
+        path: path.to_path_buf(),
+        mode,
+        detail: format!(
+            "holds secrets ({}) but its mode {mode:04o} lets {who} {what} it",
+            secrets.join(", ")
+        ),
+    })
+}
 
 /// A secret string (an agent's service token). `Debug` prints `Secret(<n chars>)`, never the text.
 #[derive(Clone, PartialEq, Eq, Default)]

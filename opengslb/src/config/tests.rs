@@ -1532,3 +1532,82 @@ fn an_agent_reports_at_most_64_backends() {
         "{err}"
     );
 }
+
+#[test]
+fn secret_keys_name_every_secret_a_file_holds() {
+    let keys = |yaml: &str| Config::from_yaml_str(yaml).expect("config").secret_keys();
+    assert!(keys(DEFAULT_CONFIG_YAML).is_empty());
+    assert!(keys(BASE).is_empty());
+    assert_eq!(keys(DEMO2_OVERWATCH), ["overwatch.gossip.encryption_key"]);
+    assert_eq!(
+        keys(DEMO2_AGENT),
+        [
+            "agent.identity.service_token",
+            "agent.gossip.encryption_key"
+        ]
+    );
+    assert_eq!(
+        keys(ALL_KEYS_OVERWATCH),
+        ["overwatch.gossip.encryption_keys", "overwatch.agent_tokens"]
+    );
+    assert_eq!(keys(ALL_KEYS_AGENT), keys(DEMO2_AGENT));
+    assert_eq!(
+        keys(&format!(
+            "{BASE}api: {{ token: \"api-token-0123456789\" }}\n"
+        )),
+        ["api.token"]
+    );
+}
+
+#[test]
+fn a_file_with_secrets_must_be_private_to_its_owner() {
+    let path = Path::new("/etc/opengslb/config.yaml");
+    let secrets = ["overwatch.gossip.encryption_key", "api.token"];
+    for mode in [0o600, 0o400, 0o200, 0o700, 0o711, 0o1600] {
+        assert!(secret::exposure(path, mode, &secrets).is_ok(), "{mode:04o}");
+    }
+    for (mode, who, what) in [
+        (0o644, "its group and others", "read"),
+        (0o640, "its group", "read"),
+        (0o604, "others", "read"),
+        (0o620, "its group", "write"),
+        (0o602, "others", "write"),
+        (0o660, "its group", "read and write"),
+        (0o666, "its group and others", "read and write"),
+        (0o622, "its group and others", "write"),
+    ] {
+        let err = secret::exposure(path, mode, &secrets).expect_err("refused");
+        assert!(
+            matches!(err, ConfigError::Exposed { mode: m, .. } if m == mode),
+            "{err:?}"
+        );
+        assert_eq!(err.key_path(), None);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "config /etc/opengslb/config.yaml holds secrets (overwatch.gossip.encryption_key, \
+                 api.token) but its mode {mode:04o} lets {who} {what} it: run `chmod 600 \
+                 /etc/opengslb/config.yaml` (the user opengslb runs as must own it)"
+            )
+        );
+    }
+    // A file without secrets may have any mode.
+    assert!(secret::exposure(path, 0o666, &[]).is_ok());
+}
+
+#[test]
+fn the_file_mode_check_reads_the_files_mode_only_when_it_holds_secrets() {
+    let missing = Path::new("/nonexistent/opengslb.yaml");
+    let plain = Config::from_yaml_str(BASE).expect("config");
+    assert!(check_file_mode(missing, &plain).is_ok());
+    let keyed = Config::from_yaml_str(DEMO2_OVERWATCH).expect("config");
+    let err = check_file_mode(missing, &keyed).expect_err("no such file");
+    assert!(matches!(err, ConfigError::Io { .. }), "{err}");
+    // A real file: this checkout's copy of the demo config, whatever mode the checkout gave it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/testdata/demo2-overwatch.yaml");
+    let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+    let result = check_file_mode(&file, &keyed);
+    assert_eq!(result.is_err(), mode & 0o066 != 0, "{mode:o}: {result:?}");
+}

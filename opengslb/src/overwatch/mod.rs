@@ -33,7 +33,7 @@ use run_metrics::RunMetrics;
 
 use crate::{
     api::{self, Api, ApiError, Change, Readiness, View},
-    config::{Config, WhenStale},
+    config::{self, Config, WhenStale},
     dns::{
         Snapshot, Zone,
         server::{self, ServerConfig},
@@ -587,11 +587,13 @@ fn load_config(opts: &Options) -> Result<Config, bool> {
         warn!("SIGHUP: running the embedded default config, nothing to reload");
         return Err(false);
     };
-    Config::load(path).map_err(|e| {
-        error!(
-            error = format!("{e:#}"),
-            "SIGHUP: the new config is refused; keeping the running one"
-        );
-        true
-    })
+    Config::load(path)
+        .and_then(|cfg| config::check_file_mode(path, &cfg).map(|()| cfg))
+        .map_err(|e| {
+            error!(
+                error = format!("{e:#}"),
+                "SIGHUP: the new config is refused; keeping the running one"
+            );
+            true
+        })
 }

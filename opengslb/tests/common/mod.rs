@@ -39,6 +39,27 @@ pub fn pin_to_cpu0() {
     }
 }
 
+/// Writes a config file owner-only (0600), as a file that holds secrets (gossip keys, tokens) must be:
+/// the overwatch and the agent refuse it otherwise.
+pub fn write_private(path: &std::path::Path, text: &str) {
+    use std::{
+        io::Write as _,
+        os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    f.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    // A file that was there keeps its mode through open.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -54,8 +54,9 @@ pub struct AgentConfig {
     /// Scheduled maintenance, during which the backends are reported `draining` (ours). Default: none.
     #[serde(default, deserialize_with = "de::nullable")]
     pub maintenance: MaintenanceConfig,
-    /// The Unix socket `opengslb agent drain on|off` talks to (ours); an absolute path. Default
-    /// `/run/opengslb-agent.sock`.
+    /// The Unix socket `opengslb agent drain on|off` talks to (ours); an absolute path. Its directory is
+    /// created if missing. Default `/run/opengslb-agent/agent.sock` (the systemd unit's
+    /// `RuntimeDirectory`, which belongs to the user the agent runs as).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
 }
@@ -78,7 +79,7 @@ impl Default for AgentConfig {
 }
 
 fn default_control_socket() -> PathBuf {
-    PathBuf::from("/run/opengslb-agent.sock")
+    PathBuf::from("/run/opengslb-agent/agent.sock")
 }
 
 fn default_drain_file() -> PathBuf {

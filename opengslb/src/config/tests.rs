@@ -1214,7 +1214,10 @@ fn documented_defaults_are_the_applied_defaults() {
         (24, 48, 0.3, 100_000, 5)
     );
     assert_eq!(a.drain_file, Path::new("/tmp/drain"));
-    assert_eq!(a.control_socket, Path::new("/run/opengslb-agent.sock"));
+    assert_eq!(
+        a.control_socket,
+        Path::new("/run/opengslb-agent/agent.sock")
+    );
     assert!(a.maintenance.windows.is_empty());
 
     let api = ApiConfig::default();

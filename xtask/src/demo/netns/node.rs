@@ -1,7 +1,7 @@
 //! A host of the demo and the processes it runs. A process enters the host's network namespace and a
 //! mount and UTS namespace of its own, where the host's directories (under the run's temp dir) stand on
 //! `/tmp`, `/run` and `/var/lib/opengslb` and the host name is the host's: as in a container, each webapp
-//! has its own `/tmp/drain` and `/run/opengslb-agent.sock`, so Demo 2's config files work unchanged.
+//! has its own `/tmp/drain` and `/run/opengslb-agent/agent.sock`, so Demo 2's config files work unchanged.
 //! `/sys` is a sysfs of the host's network namespace with the machine's bpffs moved onto it; everything
 //! else is the machine's.
 

@@ -17,8 +17,8 @@ pub struct Options {
 pub fn run(root: &Path, opts: Options) -> Result<()> {
     if !is_root() {
         bail!(
-            "xtask run must run as root: loading and attaching XDP needs CAP_BPF and CAP_NET_ADMIN \
-             (try `sudo -E cargo xtask run`)"
+            "xtask run must run as root: loading and attaching XDP needs CAP_BPF, CAP_NET_ADMIN \
+             and CAP_PERFMON (try `sudo -E cargo xtask run`)"
         );
     }
     crate::setup::ensure()?;

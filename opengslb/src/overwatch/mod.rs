@@ -94,7 +94,8 @@ fn load_xdp(cfg: &Config, opts: &Options) -> anyhow::Result<(Dataplane, Vec<IpAd
     let listen = cfg.dns.listen_address;
     let xdp_cfg = &cfg.dns.xdp;
     let mut dp = Dataplane::load(Some(&opts.bpffs_root)).context(
-        "cannot load the XDP program (needs root, or CAP_BPF and CAP_NET_ADMIN, and a kernel with XDP)",
+        "cannot load the XDP program (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, and a kernel \
+         with XDP)",
     )?;
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
     dp.set_staleness(xdp_cfg.stale_after, xdp_cfg.when_stale == WhenStale::Pass)?;

@@ -478,12 +478,26 @@ impl Drop for Dataplane {
     }
 }
 
-/// Pins need a bpffs: refuse clearly where `root` is not on one (e.g. /sys/fs/bpf not mounted).
+/// Pins need a bpffs: refuse clearly where `root` is not on one (e.g. /sys/fs/bpf not mounted), or where
+/// this user cannot reach it (systemd mounts /sys/fs/bpf with mode 0700).
 fn check_bpffs(root: &Path) -> Result<(), XdpError> {
     let mut probe = root.to_path_buf();
-    while !probe.exists() {
-        if !probe.pop() {
-            break;
+    loop {
+        match fs::metadata(&probe) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(XdpError::Pin {
+                    what: "this user cannot reach the pin directory (make one it owns and can enter, \
+                           see docs/operations.md):",
+                    path: root.to_path_buf(),
+                    source: e,
+                });
+            }
+            Err(_) => {
+                if !probe.pop() {
+                    break;
+                }
+            }
         }
     }
     use nix::sys::statfs::{BPF_FS_MAGIC, statfs};

@@ -13,7 +13,7 @@ use ebpf_builder::{BPF_LINKER_INSTALL, DEBIAN_PACKAGES, Missing, Route, bpf_link
 use xtask::{exec, is_root, which};
 
 /// Debian packages of the test and run tools, with a binary each provides (checked off Debian).
-const TOOL_PACKAGES: [(&str, &str); 17] = [
+const TOOL_PACKAGES: [(&str, &str); 19] = [
     ("dnsutils", "dig"),
     ("knot", "knotd"),
     ("knot-dnsutils", "kdig"),
@@ -36,6 +36,10 @@ const TOOL_PACKAGES: [(&str, &str); 17] = [
     // The status page's browser test (tests/status_page.rs): headless Chromium over WebDriver.
     ("chromium", "chromium"),
     ("chromium-driver", "chromedriver"),
+    // The service tests (tests/service.rs): `systemd-analyze verify` on the units, and `setpriv` to run
+    // the overwatch as a user with the unit's capabilities.
+    ("systemd", "systemd-analyze"),
+    ("util-linux", "setpriv"),
 ];
 const BPFFS: &str = "/sys/fs/bpf";
 const MOUNT_BPFFS: &str = "mount -t bpf bpf /sys/fs/bpf";

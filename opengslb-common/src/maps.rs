@@ -289,11 +289,12 @@ impl XdpConfig {
         added
     }
 
-    /// Whether the table is stale at `now_ns` (`CLOCK_MONOTONIC_COARSE`): the overwatch has not said it is
-    /// alive for longer than [`XdpConfig::stale_after_ns`].
+    /// Whether the table is stale now: the overwatch has not said it is alive for longer than
+    /// [`XdpConfig::stale_after_ns`]. `now_ns` reads the clock (`CLOCK_MONOTONIC_COARSE`), and only
+    /// when staleness is on: in the program it is a helper call.
     #[inline(always)]
-    pub fn stale(&self, now_ns: u64) -> bool {
-        self.stale_after_ns != 0 && now_ns.saturating_sub(self.heartbeat_ns) > self.stale_after_ns
+    pub fn stale(&self, now_ns: impl FnOnce() -> u64) -> bool {
+        self.stale_after_ns != 0 && now_ns().saturating_sub(self.heartbeat_ns) > self.stale_after_ns
     }
 
     /// Whether we listen on the IPv4 address `dst` by the inline addresses: `Some(answer)`, or `None`
@@ -362,6 +363,25 @@ const _: () = assert!(size_of::<XdpConfig>() == 8 + 4 * INLINE_LISTEN4 + 16 * IN
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_is_stale_only_past_stale_after_and_the_clock_is_read_only_when_that_is_set() {
+        let mut cfg = XdpConfig {
+            heartbeat_ns: 1_000,
+            ..XdpConfig::default()
+        };
+        let reads = core::cell::Cell::new(0);
+        let clock = || {
+            reads.set(reads.get() + 1);
+            u64::MAX
+        };
+        assert!(!cfg.stale(clock), "0: never stale");
+        assert_eq!(reads.get(), 0, "the clock is not read with staleness off");
+        cfg.stale_after_ns = 500;
+        assert!(!cfg.stale(|| 1_500), "exactly stale_after old");
+        assert!(cfg.stale(|| 1_501));
+        assert!(!cfg.stale(|| 900), "a heartbeat from the future is fresh");
+    }
 
     #[test]
     fn inline_listen_addresses_decide_until_the_map_holds_more() {

@@ -80,7 +80,7 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     }
     // A table the overwatch has stopped vouching for: answered anyway (counted), or left to userspace.
     // SAFETY: a helper without arguments.
-    if cfg.stale_after_ns != 0 && cfg.stale(unsafe { bpf_ktime_get_coarse_ns() }) {
+    if cfg.stale(|| unsafe { bpf_ktime_get_coarse_ns() }) {
         if cfg.flags & STALE_PASS != 0 {
             return Err(Counter::Stale);
         }
@@ -94,8 +94,8 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     let is_geo = opaque(&mut scratch.opaque[2], u64::from(rec.policy)) == u64::from(policy::GEO);
     let region = if is_geo {
         // The source address is read from the copy: make one if the frame was parsed in place.
-        if direct && !load_bytes(ctx, 0, &mut scratch.headers, MAX_HEADERS) {
-            return Err(Counter::LoadStore);
+        if direct {
+            copy_headers(ctx, scratch)?;
         }
         let [a, b, ..] = &mut scratch.opaque;
         let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
@@ -124,8 +124,8 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
         // No tailroom: frames a local socket sent over veth in native mode have almost none. Grow at the
         // head instead (native XDP guarantees 256 bytes of headroom); the headers are written at the new
         // start below, from the copy in scratch (made now if the frame was parsed in place).
-        if direct && !load_bytes(ctx, 0, &mut scratch.headers, MAX_HEADERS) {
-            return Err(Counter::LoadStore);
+        if direct {
+            copy_headers(ctx, scratch)?;
         }
         grow_head(ctx, delta)?;
         maps::bump(Counter::GrewHead);
@@ -161,6 +161,17 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     } else {
         Counter::AnsweredAaaa
     })
+}
+
+/// Copies the headers of a frame parsed in place (so at least [`MAX_HEADERS`] long) into scratch, for
+/// the paths that need them there.
+#[inline(always)]
+fn copy_headers(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), Counter> {
+    if load_bytes(ctx, 0, &mut scratch.headers, MAX_HEADERS) {
+        Ok(())
+    } else {
+        Err(Counter::LoadStore)
+    }
 }
 
 /// The listen check `frame::parse` asks for, inlined: as a function of its own it cost a BPF call per

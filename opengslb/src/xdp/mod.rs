@@ -597,8 +597,9 @@ fn clear_stale_pins(dir: &Path) -> Result<(), XdpError> {
     Ok(())
 }
 
-/// `CLOCK_MONOTONIC_COARSE` in ns: the clock the program reads with `bpf_ktime_get_coarse_ns`.
-fn monotonic_coarse_ns() -> u64 {
+/// `CLOCK_MONOTONIC_COARSE` in ns: the clock the program reads with `bpf_ktime_get_coarse_ns`, and
+/// the heartbeat's.
+pub fn monotonic_coarse_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

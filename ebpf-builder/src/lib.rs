@@ -66,9 +66,32 @@ pub enum Error {
 /// xtask shows it live. Release builds are the ones to load: unoptimised BPF code seldom passes the
 /// verifier.
 pub fn build(workspace_root: &Path, release: bool) -> Result<PathBuf, Error> {
+    build_in(workspace_root, release, &[], &target_dir(workspace_root))
+}
+
+/// A release build of [`PACKAGE`] with `features` (e.g. the `variant-*` builds the restart test loads),
+/// into `target` so that it never replaces [`build`]'s object; returns the object's path.
+pub fn build_variant(
+    workspace_root: &Path,
+    features: &[&str],
+    target: &Path,
+) -> Result<PathBuf, Error> {
+    build_in(workspace_root, true, features, target)
+}
+
+fn build_in(
+    workspace_root: &Path,
+    release: bool,
+    features: &[&str],
+    target: &Path,
+) -> Result<PathBuf, Error> {
     let route = detect_route()?;
-    let mut cmd = ebpf_cargo(route, "build", workspace_root, release);
+    let inherited = env::vars_os().map(|(name, _)| name);
+    let mut cmd = ebpf_cargo_from(route, "build", workspace_root, release, inherited, target);
     cmd.args(["--bin", BIN_NAME]);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     let line = command_line(&cmd);
     eprintln!("ebpf-builder: $ {line}");
     // Our stdout may be a build script's, which cargo parses for `cargo:` lines: send the child's to stderr.
@@ -90,7 +113,7 @@ pub fn build(workspace_root: &Path, release: bool) -> Result<PathBuf, Error> {
     if !status.success() {
         return Err(Error::Failed { cmd: line, status });
     }
-    let path = object_path(workspace_root, release);
+    let path = object_in(target, release);
     if path.is_file() {
         Ok(path)
     } else {
@@ -105,11 +128,12 @@ pub fn target_dir(workspace_root: &Path) -> PathBuf {
 
 /// Where [`build`] leaves the object.
 pub fn object_path(workspace_root: &Path, release: bool) -> PathBuf {
+    object_in(&target_dir(workspace_root), release)
+}
+
+fn object_in(target: &Path, release: bool) -> PathBuf {
     let profile = if release { "release" } else { "debug" };
-    target_dir(workspace_root)
-        .join(TARGET)
-        .join(profile)
-        .join(BIN_NAME)
+    target.join(TARGET).join(profile).join(BIN_NAME)
 }
 
 /// A `cargo <subcommand>` for [`PACKAGE`] on [`TARGET`] through `route`, with a clean environment.
@@ -118,7 +142,15 @@ pub fn object_path(workspace_root: &Path, release: bool) -> PathBuf {
 /// The command runs in `workspace_root` and uses [`target_dir`].
 pub fn ebpf_cargo(route: Route, subcommand: &str, workspace_root: &Path, release: bool) -> Command {
     let inherited = env::vars_os().map(|(name, _)| name);
-    ebpf_cargo_from(route, subcommand, workspace_root, release, inherited)
+    let target = target_dir(workspace_root);
+    ebpf_cargo_from(
+        route,
+        subcommand,
+        workspace_root,
+        release,
+        inherited,
+        &target,
+    )
 }
 
 /// [`ebpf_cargo`] given the names of the inherited variables.
@@ -128,6 +160,7 @@ fn ebpf_cargo_from(
     workspace_root: &Path,
     release: bool,
     inherited: impl IntoIterator<Item = OsString>,
+    target: &Path,
 ) -> Command {
     let program = match route {
         Route::Debian => DEBIAN_CARGO,
@@ -154,7 +187,7 @@ fn ebpf_cargo_from(
     }
     cmd.current_dir(workspace_root)
         .args(["--package", PACKAGE, "--target", TARGET, "--target-dir"])
-        .arg(target_dir(workspace_root));
+        .arg(target);
     if release {
         cmd.arg("--release");
     }
@@ -362,7 +395,14 @@ mod tests {
         // As in a build script, where cargo has set RUSTC to rustup's compiler.
         let inherited =
             ["RUSTC", "RUSTC_BOOTSTRAP", "CARGO_TARGET_DIR", "HOME"].map(OsString::from);
-        let cmd = ebpf_cargo_from(Route::Debian, "build", Path::new("/ws"), true, inherited);
+        let cmd = ebpf_cargo_from(
+            Route::Debian,
+            "build",
+            Path::new("/ws"),
+            true,
+            inherited,
+            &target_dir(Path::new("/ws")),
+        );
         let removed: Vec<_> = cmd.get_envs().filter(|(_, v)| v.is_none()).collect();
         assert_eq!(removed, [(OsStr::new("CARGO_TARGET_DIR"), None)]);
         assert_eq!(

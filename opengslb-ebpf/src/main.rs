@@ -19,6 +19,8 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 /// The entry point.
 #[xdp]
 pub fn opengslb_xdp(ctx: XdpContext) -> u32 {
+    #[cfg(feature = "variant-program")]
+    maps::bump_variant();
     match dns::answer(&ctx) {
         Ok(c) => {
             maps::bump(c);

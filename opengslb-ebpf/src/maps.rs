@@ -24,8 +24,12 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 static RECORDS: HashMap<RecordKey, RecordValue> =
     HashMap::with_max_entries(MAX_ENTRIES, BPF_F_NO_PREALLOC);
 
+#[cfg(not(feature = "variant-layout"))]
 #[map]
 static LISTEN: HashMap<ListenKey, u8> = HashMap::with_max_entries(MAX_LISTEN, 0);
+#[cfg(feature = "variant-layout")]
+#[map]
+static LISTEN: HashMap<ListenKey, u8> = HashMap::with_max_entries(MAX_LISTEN * 2, 0);
 
 #[map]
 static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
@@ -120,6 +124,21 @@ const _: () = assert!(
 pub fn bump(c: Counter) {
     if let Some(p) = COUNTERS.get_ptr_mut(c.index()) {
         // SAFETY: see above.
+        unsafe { *p += 1 };
+    }
+}
+
+/// The compatible program change of the `variant-program` build: packets seen, in a map of its own.
+#[cfg(feature = "variant-program")]
+#[map]
+static VARIANT_SEEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Counts a packet in the `variant-program` build's own map.
+#[cfg(feature = "variant-program")]
+#[inline(always)]
+pub fn bump_variant() {
+    if let Some(p) = VARIANT_SEEN.get_ptr_mut(0) {
+        // SAFETY: as for `bump`.
         unsafe { *p += 1 };
     }
 }

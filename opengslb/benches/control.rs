@@ -502,7 +502,7 @@ fn run_lab(plan: &Plan, f: &mut LabFigures) -> Result<(), String> {
     let log = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
 
     let mut cmd = ns.command(bin());
-    cmd.args(["overwatch", "--config"])
+    cmd.args(["overwatch", "--detach-on-exit", "--config"])
         .arg(&ow_cfg)
         .arg("--bpffs-root")
         .arg(&pins.0);
@@ -725,7 +725,7 @@ fn load_figures(plan: &Plan) -> LoadFigures {
     let mut dp =
         Dataplane::load(None).expect("the XDP program loads (built with the BPF toolchain)");
     dp.configure(53, 1232).expect("configure");
-    dp.add_listen(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+    dp.set_listen(&[IpAddr::V4(Ipv4Addr::LOCALHOST)])
         .expect("listen");
     let program = t.elapsed();
 

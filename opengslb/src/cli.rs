@@ -42,9 +42,15 @@ pub enum Command {
         /// The config file (YAML, the original's format). Without it, the embedded default config.
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Leave XDP attached and pinned on exit (the next start detaches what it finds).
+        /// Detach XDP and remove its pins on exit. Without it, XDP stays attached and keeps answering
+        /// from the last table until the next overwatch takes it over, with no query lost.
         #[arg(long)]
-        keep_attached: bool,
+        detach_on_exit: bool,
+        /// Load the XDP program from this object instead of the one built in (e.g. a newer program build
+        /// rolled out without a new binary; it must come from the same sources' map definitions or
+        /// newer).
+        #[arg(long, value_name = "FILE")]
+        xdp_object: Option<PathBuf>,
         /// The bpffs directory the program's link and maps are pinned under.
         #[arg(long, default_value = xdp::BPFFS_ROOT)]
         bpffs_root: PathBuf,
@@ -123,6 +129,12 @@ pub enum XdpCommand {
         #[arg(long, default_value = xdp::BPFFS_ROOT)]
         bpffs_root: PathBuf,
     },
+    /// Detach the XDP program a stopped overwatch left attached, and remove its pins.
+    Detach {
+        /// The bpffs directory the overwatch pinned under (its `--bpffs-root`).
+        #[arg(long, default_value = xdp::BPFFS_ROOT)]
+        bpffs_root: PathBuf,
+    },
 }
 
 /// Runs a parsed command line.
@@ -140,7 +152,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Overwatch {
             config,
-            keep_attached,
+            detach_on_exit,
+            xdp_object,
             bpffs_root,
             xdp_only,
         } => {
@@ -151,7 +164,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             overwatch::run(
                 cfg,
                 overwatch::Options {
-                    keep_attached,
+                    detach_on_exit,
+                    xdp_object,
                     bpffs_root,
                     xdp_only,
                     config,
@@ -250,6 +264,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{c}");
             Ok(())
         }
+        Command::Xdp {
+            command: XdpCommand::Detach { bpffs_root },
+        } => {
+            crate::logging::init(level, None);
+            if !bpffs_root.exists() {
+                println!("nothing pinned under {}", bpffs_root.display());
+                return Ok(());
+            }
+            xdp::remove_all(&bpffs_root)
+                .with_context(|| format!("removing the pins under {}", bpffs_root.display()))?;
+            println!("detached; removed the pins under {}", bpffs_root.display());
+            Ok(())
+        }
         Command::Api(command) => Ok(ctl::run(command)?),
     }
 }
@@ -296,7 +323,8 @@ fn run_file_mode(
         Mode::Overwatch => overwatch::run(
             cfg,
             overwatch::Options {
-                keep_attached: false,
+                detach_on_exit: false,
+                xdp_object: None,
                 bpffs_root: PathBuf::from(xdp::BPFFS_ROOT),
                 xdp_only: false,
                 config: Some(path.to_path_buf()),

@@ -82,7 +82,7 @@ impl Overwatch {
         // One bpffs root per overwatch: the tests run in parallel, and a start clears its root's pins.
         let root = Path::new("/sys/fs/bpf").join(format!("{}-ow{n}", ns.name));
         let mut cmd = ns.command(bin());
-        cmd.args(["overwatch", "--config"])
+        cmd.args(["overwatch", "--detach-on-exit", "--config"])
             .arg(&cfg)
             .arg("--bpffs-root")
             .arg(&root);

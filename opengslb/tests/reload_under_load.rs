@@ -26,6 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::programs::xdp::XdpMode;
 use common::{
     netns::{Netns, Proc, TempDir, wait_for},
     rng::Rng,
@@ -34,7 +35,7 @@ use hickory_proto::{
     op::{Edns, Message, MessageType, Query, ResponseCode},
     rr::{Name, RData, RecordType},
 };
-use opengslb::xdp::{Counters, pin_dir};
+use opengslb::xdp::{Counters, link_pin, pin_dir};
 use opengslb_common::counters::Counter;
 
 const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
@@ -534,7 +535,7 @@ fn reloads_under_query_load_drop_nothing_and_answer_only_published_states() {
     let bpffs_root =
         Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-reload", std::process::id()));
     let mut cmd = ns.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-    cmd.args(["overwatch", "--config"])
+    cmd.args(["overwatch", "--detach-on-exit", "--config"])
         .arg(&cfg)
         .arg("--bpffs-root")
         .arg(&bpffs_root);
@@ -545,7 +546,7 @@ fn reloads_under_query_load_drop_nothing_and_answer_only_published_states() {
     let reloads_logged = || logged().matches("SIGHUP: config reloaded").count();
 
     // Ready: XDP attached, the userspace server answering, and SIGHUP handled.
-    let link_pin = pin_dir(&bpffs_root).join("link_lo");
+    let link_pin = link_pin(&bpffs_root, "lo", XdpMode::Skb);
     let ready = wait_for(Duration::from_secs(20), || {
         link_pin.exists()
             && catches_sighup(pid)

@@ -17,11 +17,12 @@ use std::{
     time::Duration,
 };
 
+use aya::programs::xdp::XdpMode;
 use common::{
     labs::{self, AGENT_TOKEN, KEY},
     netns::{Netns, Proc, TempDir, Veth, sh, wait_for},
 };
-use opengslb::xdp::{Counters, pin_dir};
+use opengslb::xdp::{Counters, link_pin, pin_dir};
 use opengslb_common::counters::Counter;
 
 const OVERWATCH_UNIT: &str = "opengslb-overwatch.service";
@@ -265,7 +266,7 @@ exec "$@""#;
         .arg(self.user.1.to_string())
         .arg(priv_cmd.get_program())
         .args(priv_cmd.get_args())
-        .args(["overwatch", "--config"])
+        .args(["overwatch", "--detach-on-exit", "--config"])
         .arg(&self.config)
         .arg("--bpffs-root")
         .arg(if bound {
@@ -279,10 +280,7 @@ exec "$@""#;
         Overwatch {
             proc,
             // The pins as the overwatch sees them, through its own mount namespace.
-            pins: pin_dir(&PathBuf::from(format!(
-                "/proc/{pid}/root{}",
-                bind.display()
-            ))),
+            root: PathBuf::from(format!("/proc/{pid}/root{}", bind.display())),
             pid,
             log,
         }
@@ -340,7 +338,7 @@ domains:
 struct Overwatch {
     proc: Proc,
     pid: u32,
-    pins: PathBuf,
+    root: PathBuf,
     log: PathBuf,
 }
 
@@ -391,7 +389,7 @@ fn the_overwatch_runs_unprivileged_with_the_units_capabilities_and_answers_from_
     println!("the unit's capabilities: {caps:?}");
     let started = std::time::Instant::now();
     let mut ow = scene.overwatch(&caps, "overwatch", true);
-    let link = ow.pins.join(format!("link_{}", scene.veth.a));
+    let link = link_pin(&ow.root, &scene.veth.a, XdpMode::Skb);
     assert!(
         wait_for(Duration::from_secs(20), || link.exists() || ow.exited()),
         "the overwatch did not attach XDP: {}",
@@ -415,13 +413,13 @@ fn the_overwatch_runs_unprivileged_with_the_units_capabilities_and_answers_from_
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("xdpgeneric"), "XDP attached: {shown}");
 
-    let before = Counters::read_pinned(&ow.pins).expect("the pinned counters");
+    let before = Counters::read_pinned(&pin_dir(&ow.root)).expect("the pinned counters");
     let queries = 6;
     for _ in 0..queries {
         let got = scene.dig();
         assert_eq!(got, [IpAddr::from([192, 0, 2, 1])], "{}", ow.log());
     }
-    let after = Counters::read_pinned(&ow.pins).unwrap();
+    let after = Counters::read_pinned(&pin_dir(&ow.root)).unwrap();
     assert_eq!(
         after.get(Counter::AnsweredA) - before.get(Counter::AnsweredA),
         queries,

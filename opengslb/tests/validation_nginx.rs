@@ -94,7 +94,7 @@ fn stopping_a_backend_takes_it_out_and_starting_it_brings_it_back() {
     std::fs::write(&cfg, config()).unwrap();
     let bpffs_root = Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-val", std::process::id()));
     let mut cmd = ns.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-    cmd.args(["overwatch", "--config"])
+    cmd.args(["overwatch", "--detach-on-exit", "--config"])
         .arg(&cfg)
         .arg("--bpffs-root")
         .arg(&bpffs_root);

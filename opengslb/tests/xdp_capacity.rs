@@ -85,7 +85,7 @@ fn a_table_larger_than_the_map_loads_and_userspace_answers_the_rest() {
 
     let mut dp = Dataplane::load(None).expect("the program loads");
     dp.configure(53, 1232).unwrap();
-    dp.add_listen(&[server4()]).unwrap();
+    dp.set_listen(&[server4()]).unwrap();
     let plan = dp
         .apply(&rendered)
         .expect("a table larger than the map loads");

@@ -1525,7 +1525,7 @@ fn xdp_and_userspace_agree() {
 
     let mut dp = Dataplane::load(None).expect("the program loads and passes the verifier");
     dp.configure(53, OUR_UDP).unwrap();
-    dp.add_listen(&[server4(), server6()]).unwrap();
+    dp.set_listen(&[server4(), server6()]).unwrap();
     let plan = dp.apply(&rendered).unwrap();
     assert_eq!(
         dp.set_geo(placement.table().prefixes()).unwrap(),

@@ -12,8 +12,9 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use aya::maps::{Array, Map, MapData};
+use aya::programs::xdp::XdpMode;
 use common::netns::{Netns, TempDir, wait_for, xdp_only_overwatch};
-use opengslb::xdp::{Counters, monotonic_coarse_ns, pin_dir};
+use opengslb::xdp::{Counters, link_pin, monotonic_coarse_ns, pin_dir};
 use opengslb_common::{
     counters::Counter,
     maps::{CONFIG_MAP, XdpConfig},
@@ -88,7 +89,9 @@ fn run(when_stale: &str) {
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     let pins = pin_dir(&bpffs_root);
     assert!(
-        wait_for(Duration::from_secs(20), || pins.join("link_lo").exists()),
+        wait_for(Duration::from_secs(20), || {
+            link_pin(&bpffs_root, "lo", XdpMode::Skb).exists()
+        }),
         "the overwatch did not attach: {}",
         logged()
     );

@@ -63,7 +63,7 @@ impl Harness {
         common::require_root();
         let mut dp = Dataplane::load(None).expect("the program loads and passes the verifier");
         dp.configure(53, OUR_UDP).unwrap();
-        dp.add_listen(&[server4(), server6()]).unwrap();
+        dp.set_listen(&[server4(), server6()]).unwrap();
         let rr = Policy::RoundRobin;
         let specs = [
             spec("app.demo.local", 5, rr, 1, [1, 2, 3], [1, 2, 3]),
@@ -599,12 +599,13 @@ fn listen_addresses_past_the_inline_ones_are_answered_on() {
     let mut h = Harness::new();
     let v4 = |i: u8| IpAddr::V4(Ipv4Addr::new(198, 18, 7, i));
     let v6 = |i: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 7, 0, 0, 0, 0, 0, i));
-    // server4 and server6 are inline already; these fill the inline slots and go past them.
-    let extra: Vec<IpAddr> = (1..=INLINE_LISTEN4 as u8 + 1)
-        .map(v4)
+    // With server4 and server6, these fill the inline slots and go past them.
+    let extra: Vec<IpAddr> = [server4(), server6()]
+        .into_iter()
+        .chain((1..=INLINE_LISTEN4 as u8 + 1).map(v4))
         .chain((1..=INLINE_LISTEN6 as u16 + 1).map(v6))
         .collect();
-    h.dp.add_listen(&extra).unwrap();
+    h.dp.set_listen(&extra).unwrap();
     let q = query("app.demo.local.", RecordType::A);
     for dst in [
         v4(1),
@@ -616,6 +617,16 @@ fn listen_addresses_past_the_inline_ones_are_answered_on() {
         h.expect_answer(&w, &q);
     }
     for dst in [v4(99), v6(99)] {
+        let w = Wrap::new(if dst.is_ipv4() { client4() } else { client6() }, dst);
+        h.expect_pass(&frame(&w, &q.to_vec().unwrap()), Counter::WrongAddr);
+    }
+    // Setting fewer addresses removes the others, inline or in the map.
+    h.dp.set_listen(&[server4(), server6()]).unwrap();
+    for dst in [
+        v4(1),
+        v4(INLINE_LISTEN4 as u8 + 1),
+        v6(INLINE_LISTEN6 as u16 + 1),
+    ] {
         let w = Wrap::new(if dst.is_ipv4() { client4() } else { client6() }, dst);
         h.expect_pass(&frame(&w, &q.to_vec().unwrap()), Counter::WrongAddr);
     }

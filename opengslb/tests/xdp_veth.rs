@@ -8,8 +8,9 @@ mod common;
 
 use std::{net::IpAddr, path::Path, process::Command, time::Duration};
 
+use aya::programs::xdp::XdpMode;
 use common::netns::{Netns, Proc, TempDir, Veth, wait_for, xdp_only_overwatch};
-use opengslb::xdp::{AttachMode, Counters, Dataplane, pin_dir};
+use opengslb::xdp::{AttachMode, Counters, Dataplane, link_pin, pin_dir};
 
 const SERVER4: &str = "198.18.0.1";
 const SERVER6: &str = "fd00:5eed::1";
@@ -102,7 +103,12 @@ fn run(mode: &str) {
         Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-{mode}", std::process::id()));
     let log = dir.0.join("overwatch.log");
     let mut server = xdp_only_overwatch(&srv, &cfg, &bpffs_root, &log);
-    let link_pin = pin_dir(&bpffs_root).join(format!("link_{}", veth.a));
+    let used = if mode == "driver" {
+        XdpMode::Driver
+    } else {
+        XdpMode::Skb
+    };
+    let link_pin = link_pin(&bpffs_root, &veth.a, used);
     assert!(
         wait_for(Duration::from_secs(20), || link_pin.exists()),
         "the overwatch did not attach: {}",
@@ -204,10 +210,11 @@ fn embedded_default_config_answers_plain_dig_on_lo() {
     let dir = TempDir::new("lo");
     let bpffs_root = Path::new("/sys/fs/bpf").join(format!("ogs-test-{}-lo", std::process::id()));
     let mut cmd = ns.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-    cmd.arg("overwatch").arg("--bpffs-root").arg(&bpffs_root);
+    cmd.args(["overwatch", "--detach-on-exit", "--bpffs-root"])
+        .arg(&bpffs_root);
     let log = dir.0.join("overwatch.log");
     let mut server = Proc::spawn(cmd, &log);
-    let link_pin = pin_dir(&bpffs_root).join("link_lo");
+    let link_pin = link_pin(&bpffs_root, "lo", XdpMode::Skb);
     assert!(
         wait_for(Duration::from_secs(20), || link_pin.exists()),
         "the overwatch did not attach: {}",
@@ -266,7 +273,7 @@ fn auto_mode_picks_skb_on_a_veth_named_like_a_physical_interface() {
         dp.attach("eth0", AttachMode::Auto).expect("attach")
     });
     assert!(
-        matches!(mode, aya::programs::xdp::XdpMode::Skb),
+        matches!(mode, XdpMode::Skb),
         "auto chose {mode:?} on a veth"
     );
 }

@@ -24,7 +24,10 @@ pub fn run(root: &Path, opts: Options) -> Result<()> {
     crate::setup::ensure()?;
     exec(cargo(root).args(["build", "--release", "--package", "opengslb"]))?;
     let mut cmd = Command::new(target_dir(root).join("release").join("opengslb"));
-    cmd.arg("overwatch").args(opts.args).current_dir(root);
+    // Ctrl-C then leaves nothing answering on lo; a service stays attached across restarts instead.
+    cmd.args(["overwatch", "--detach-on-exit"])
+        .args(opts.args)
+        .current_dir(root);
     eprintln!("$ {}", command_line(&cmd));
     // exec, not spawn: Ctrl-C from the terminal then reaches the overwatch alone (which detaches XDP
     // on its way out), no xtask dies before it, and its exit code is the one the shell sees.

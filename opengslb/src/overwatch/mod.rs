@@ -53,8 +53,10 @@ use crate::{
 /// Process options that are not config keys.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Leave XDP attached and pinned on exit.
-    pub keep_attached: bool,
+    /// Detach XDP and remove its pins on exit, rather than leave it answering for the next overwatch.
+    pub detach_on_exit: bool,
+    /// The XDP object to load instead of the built-in one.
+    pub xdp_object: Option<PathBuf>,
     /// The bpffs directory to pin under.
     pub bpffs_root: PathBuf,
     /// Run no userspace listener and fail if XDP cannot attach (proves the XDP path answers alone).
@@ -93,14 +95,23 @@ fn listen_addresses(listen: IpAddr, interfaces: &[String]) -> anyhow::Result<Vec
 fn load_xdp(cfg: &Config, opts: &Options) -> anyhow::Result<(Dataplane, Vec<IpAddr>)> {
     let listen = cfg.dns.listen_address;
     let xdp_cfg = &cfg.dns.xdp;
-    let mut dp = Dataplane::load(Some(&opts.bpffs_root)).context(
+    let root = Some(opts.bpffs_root.as_path());
+    let loaded = match &opts.xdp_object {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading the XDP object {}", path.display()))?;
+            Dataplane::load_bytes(&bytes, root)
+        }
+        None => Dataplane::load(root),
+    };
+    let mut dp = loaded.context(
         "cannot load the XDP program (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, and a kernel \
          with XDP)",
     )?;
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
     dp.set_staleness(xdp_cfg.stale_after, xdp_cfg.when_stale == WhenStale::Pass)?;
     let addrs = listen_addresses(listen.ip(), &xdp_cfg.interfaces)?;
-    dp.add_listen(&addrs)?;
+    dp.set_listen(&addrs)?;
     Ok((dp, addrs))
 }
 
@@ -116,6 +127,8 @@ fn attach_xdp(
         dp.attach(iface, xdp_cfg.mode)
             .with_context(|| format!("XDP cannot attach to {iface}"))?;
     }
+    dp.commit()
+        .context("XDP is attached, but the pins could not be brought in step")?;
     info!(
         listen = ?addrs,
         port = cfg.dns.listen_address.port(),
@@ -406,11 +419,15 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 }
             }
         }
-        if opts.keep_attached {
-            info!("leaving XDP attached and pinned (--keep-attached)");
-            std::mem::forget(dp);
-        } else {
+        if opts.detach_on_exit {
             dp.shutdown();
+        } else {
+            info!(
+                pins = %opts.bpffs_root.display(),
+                "XDP stays attached, answering from the last table until the next overwatch takes it over \
+                 (`opengslb xdp detach` detaches it)"
+            );
+            dp.leave();
         }
     }
     result

@@ -13,11 +13,14 @@ use crate::table::EntryKey;
 /// reset when an entry gets it (slots are reused), so each entry starts from the total it found.
 ///
 /// Reading a total is a system call, and loading a table writes one entry per slot, so a total is read
-/// only where it is not already known. The map starts empty (the data plane creates it, never adopts
-/// one), so a slot no entry has had holds 0; and once no map entry names a slot nothing counts on it,
-/// so the total read as its last entry left is still its total when another entry gets it.
+/// only where it is not already known. A map the data plane created holds 0 in a slot no entry has had
+/// (an adopted one holds what the previous run's entries answered, so such a slot is read); and once no
+/// map entry names a slot nothing counts on it, so the total read as its last entry left is still its
+/// total when another entry gets it.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Whether the map is a previous run's: its unused slots are not known to hold 0.
+    adopted: bool,
     entries: BTreeMap<EntryKey, (u32, u64)>,
     /// By slot, up to the highest one an entry has had: indexed rather than hashed, since a load
     /// takes every slot in turn.
@@ -48,6 +51,14 @@ pub fn total(rotation: &PerCpuArray<MapData, u64>, slot: u32) -> Option<u64> {
 }
 
 impl Tally {
+    /// A tally of a map the data plane created (`adopted`: took over from a previous run).
+    pub fn new(adopted: bool) -> Self {
+        Self {
+            adopted,
+            ..Self::default()
+        }
+    }
+
     /// An entry was written to the map in `slot`; `read` gives a slot's total.
     pub fn written(
         &mut self,
@@ -98,11 +109,12 @@ impl Tally {
 
     /// The total an entry that now counts on `slot` starts from.
     fn take_slot(&mut self, slot: u32, read: &mut impl FnMut(u32) -> Option<u64>) -> u64 {
+        let adopted = self.adopted;
         let Some(s) = self.slot_mut(slot) else {
             return read(slot).unwrap_or(0);
         };
         let (held, known) = match *s {
-            Slot::Unused => (1, Some(0)),
+            Slot::Unused => (1, (!adopted).then_some(0)),
             Slot::Held(n) => (n + 1, None),
             Slot::Free(known) => (1, known),
         };
@@ -229,6 +241,19 @@ mod tests {
         rot.answer(7, 3);
         let got = summed(t.take(usize::MAX, rot.read()));
         assert_eq!(got, BTreeMap::from([(key(7), 3)]));
+    }
+
+    /// In a map taken over from a previous run, a slot holds what that run's entries answered: an entry
+    /// written there starts from it, and is charged only what it answers itself.
+    #[test]
+    fn an_adopted_maps_slots_are_read() {
+        let (mut t, mut rot) = (Tally::new(true), Rotation::default());
+        rot.answer(4, 40);
+        t.written(&key(0), 4, rot.read());
+        assert_eq!(rot.reads.get(), 1);
+        rot.answer(4, 2);
+        let got = summed(t.take(usize::MAX, rot.read()));
+        assert_eq!(got, BTreeMap::from([(key(0), 2)]));
     }
 
     /// A slot freed by a removal starts its next entry from the total read as the last one left, so

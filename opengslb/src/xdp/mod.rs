@@ -4,6 +4,7 @@
 mod answers;
 mod metrics;
 pub mod object;
+mod pins;
 pub mod sync;
 
 use std::{
@@ -14,7 +15,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{
         Array, HashMap, Map, MapData, MapError, PerCpuArray,
         lpm_trie::{Key as LpmKey, LpmTrie},
@@ -22,13 +23,13 @@ use aya::{
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
-        xdp::XdpMode,
+        xdp::{XdpLink, XdpMode},
     },
 };
 use opengslb_common::{
     counters::{COUNTER_COUNT, Counter},
     maps::{
-        CONFIG_MAP, COUNTERS_MAP, GEO_MAP, LAYOUT_VERSION, LISTEN_MAP, ListenKey, PROGRAM_NAME,
+        CONFIG_MAP, COUNTERS_MAP, GEO_MAP, LISTEN_MAP, LISTEN_MORE, ListenKey, PROGRAM_NAME,
         RECORDS_MAP, ROTATION_MAP, RecordKey, RecordValue, STALE_PASS, XdpConfig,
     },
 };
@@ -42,15 +43,7 @@ use crate::{
     table::{EntryKey, Rendered},
 };
 pub use metrics::CounterMetrics;
-
-/// Where pins live by default. Below it, one directory per map layout, so an upgrade never adopts maps
-/// of another layout.
-pub const BPFFS_ROOT: &str = "/sys/fs/bpf/opengslb";
-
-/// The pin directory for this build's map layout under `root` (default [`BPFFS_ROOT`]).
-pub fn pin_dir(root: &Path) -> PathBuf {
-    root.join(format!("{LAYOUT_VERSION:08x}"))
-}
+pub use pins::{BPFFS_ROOT, link_pin, pin_dir, remove_all};
 
 /// The maps that are pinned, so tools (and `opengslb xdp counters`) can read them while we run.
 const PINNED_MAPS: [&str; 6] = [
@@ -124,7 +117,7 @@ fn mode_name(m: XdpMode) -> &'static str {
 struct Attachment {
     iface: String,
     mode: XdpMode,
-    link: Option<FdLink>,
+    link: FdLink,
     pin: Option<PathBuf>,
 }
 
@@ -191,14 +184,22 @@ pub struct Dataplane {
     geo_current: std::collections::HashMap<([u8; 16], u32), u8>,
     sync: sync::RecordSync,
     attachments: Vec<Attachment>,
-    pinned_maps: Vec<PathBuf>,
     /// The pin root, when pinning.
     root: Option<PathBuf>,
+    /// Whether the maps are a previous run's, which [`Dataplane::commit`] then rids of what this run's
+    /// table does not hold.
+    adopted: bool,
+    /// Where the maps are pinned: the layout's directory, or while fresh maps wait for
+    /// [`Dataplane::commit`], its staging directory.
+    maps_dir: Option<PathBuf>,
+    /// Whether [`Dataplane::set_geo`] has written the trie.
+    geo_set: bool,
 }
 
 impl Dataplane {
     /// Loads the embedded program into the kernel (verifier included) without attaching it. With a pin
-    /// root, the maps are pinned under its [`pin_dir`], after clearing what a crashed run left there.
+    /// root, the maps are pinned there (see [`pins`]): a previous run's are adopted when their layout is
+    /// this program's, else fresh ones wait in a staging directory until [`Dataplane::commit`].
     pub fn load(pin_root: Option<&Path>) -> Result<Self, XdpError> {
         let bytes = object::bytes().ok_or(XdpError::NoObject(
             object::MISSING_REASON.unwrap_or("built without a BPF toolchain"),
@@ -208,7 +209,37 @@ impl Dataplane {
 
     /// [`Dataplane::load`] from given object bytes.
     pub fn load_bytes(bytes: &[u8], pin_root: Option<&Path>) -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(bytes).map_err(|e| XdpError::Load(Box::new(e)))?;
+        let mut loader = EbpfLoader::new();
+        let mut adopted = false;
+        let mut maps_dir = None;
+        if let Some(root) = pin_root {
+            check_bpffs(root)?;
+            let dir = pin_dir(root);
+            let expected = pins::object_shapes(bytes)?;
+            let target = match pins::adoptable(&dir, &expected) {
+                Ok(()) => {
+                    info!(dir = %dir.display(), "adopting the maps a previous run left pinned");
+                    adopted = true;
+                    dir
+                }
+                Err(why) => {
+                    if dir.exists() {
+                        warn!(dir = %dir.display(), why, "the pinned maps do not fit this program: \
+                              fresh ones replace them once it is attached");
+                    }
+                    let staging = pins::staging_dir(root);
+                    pins::fresh_dir(&staging)?;
+                    staging
+                }
+            };
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, target.join(name));
+            }
+            maps_dir = Some(target);
+        }
+        let mut ebpf = loader
+            .load(bytes)
+            .map_err(|e| XdpError::Load(Box::new(e)))?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(XdpError::Program(ProgramError::NotLoaded))?
@@ -216,64 +247,56 @@ impl Dataplane {
             .map_err(XdpError::Program)?;
         prog.load().map_err(XdpError::Program)?;
 
-        let mut pinned_maps = Vec::new();
-        if let Some(root) = pin_root {
-            check_bpffs(root)?;
-            let dir = pin_dir(root);
-            clear_stale_pins(&dir)?;
-            fs::create_dir_all(&dir).map_err(|source| XdpError::Pin {
-                what: "creating",
-                path: dir.clone(),
-                source,
-            })?;
-            for name in PINNED_MAPS {
-                let path = dir.join(name);
-                let map = ebpf.map(name).ok_or(XdpError::Map {
-                    name,
-                    source: MapError::InvalidName { name: name.into() },
-                })?;
-                map.pin(&path).map_err(|e| XdpError::Pin {
-                    what: "pinning",
-                    path: path.clone(),
-                    source: io::Error::other(e.to_string()),
-                })?;
-                pinned_maps.push(path);
-            }
-        }
-
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(XdpError::Map {
                 name,
                 source: MapError::InvalidName { name: name.into() },
             })
         };
-        let records =
+        let records: HashMap<MapData, RecordKey, RecordValue> =
             HashMap::try_from(take(&mut ebpf, RECORDS_MAP)?).map_err(map_err(RECORDS_MAP))?;
         let listen =
             HashMap::try_from(take(&mut ebpf, LISTEN_MAP)?).map_err(map_err(LISTEN_MAP))?;
-        let config = Array::try_from(take(&mut ebpf, CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
+        let config: Array<MapData, XdpConfig> =
+            Array::try_from(take(&mut ebpf, CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?).map_err(map_err(COUNTERS_MAP))?;
-        let geo = LpmTrie::try_from(take(&mut ebpf, GEO_MAP)?).map_err(map_err(GEO_MAP))?;
+        let geo: LpmTrie<MapData, [u8; 16], u8> =
+            LpmTrie::try_from(take(&mut ebpf, GEO_MAP)?).map_err(map_err(GEO_MAP))?;
         let rotation =
             PerCpuArray::try_from(take(&mut ebpf, ROTATION_MAP)?).map_err(map_err(ROTATION_MAP))?;
+        // An adopted config keeps the previous run's listen addresses until `set_listen` replaces them:
+        // a config without them would pass every query meanwhile.
+        let cfg = if adopted {
+            config.get(&0, 0).map_err(map_err(CONFIG_MAP))?
+        } else {
+            XdpConfig::default()
+        };
+        let geo_current = if adopted {
+            geo.iter()
+                .filter_map(Result::ok)
+                .map(|(k, region)| ((k.data(), k.prefix_len()), region))
+                .collect()
+        } else {
+            std::collections::HashMap::new()
+        };
         Ok(Self {
             ebpf,
             records,
             listen,
             config,
-            cfg: XdpConfig::default(),
+            cfg,
             counters,
             rotation,
-            // `Ebpf::load` made the rotation map just now (stale pins are cleared, never adopted): every
-            // slot holds 0, which the tally takes for granted of a slot no entry has had.
-            tally: answers::Tally::default(),
+            tally: answers::Tally::new(adopted),
             geo,
-            geo_current: std::collections::HashMap::new(),
+            geo_current,
             sync: sync::RecordSync::default(),
             attachments: Vec::new(),
-            pinned_maps,
             root: pin_root.map(Path::to_path_buf),
+            adopted,
+            maps_dir,
+            geo_set: false,
         })
     }
 
@@ -311,17 +334,46 @@ impl Dataplane {
         self.config.set(0, self.cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
-    /// Adds addresses the program answers on.
-    pub fn add_listen(&mut self, addrs: &[IpAddr]) -> Result<(), XdpError> {
-        for a in addrs {
-            let key = match a {
+    /// Makes the program answer on exactly `addrs`. New addresses enter the map before the config names
+    /// them, and old ones leave it after, so that a running program (an adopted one's) never passes a
+    /// query for an address it answers on before and after.
+    pub fn set_listen(&mut self, addrs: &[IpAddr]) -> Result<(), XdpError> {
+        let keys: std::collections::HashSet<ListenKey> = addrs
+            .iter()
+            .map(|a| match a {
                 IpAddr::V4(v4) => ListenKey::v4(v4.octets()),
                 IpAddr::V6(v6) => ListenKey::v6(v6.octets()),
-            };
+            })
+            .collect();
+        let mut cfg = XdpConfig {
+            port: self.cfg.port,
+            udp_size: self.cfg.udp_size,
+            flags: self.cfg.flags & !LISTEN_MORE,
+            heartbeat_ns: self.cfg.heartbeat_ns,
+            stale_after_ns: self.cfg.stale_after_ns,
+            ..XdpConfig::default()
+        };
+        for key in &keys {
             self.listen.insert(key, 1, 0).map_err(map_err(LISTEN_MAP))?;
-            self.cfg.add_listen(&key);
+            cfg.add_listen(key);
         }
-        self.config.set(0, self.cfg, 0).map_err(map_err(CONFIG_MAP))
+        self.cfg = cfg;
+        self.config
+            .set(0, self.cfg, 0)
+            .map_err(map_err(CONFIG_MAP))?;
+        let old: Vec<ListenKey> = self
+            .listen
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keys.contains(k))
+            .collect();
+        for key in old {
+            match self.listen.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(LISTEN_MAP)(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Brings the records map in step with a rendered table, writing only what changed.
@@ -351,6 +403,7 @@ impl Dataplane {
     /// [`PrefixTable::lpm_entries`]), writing only what changed: new and changed prefixes first, then
     /// removals. Returns how many prefixes were written or removed.
     pub fn set_geo(&mut self, table: &PrefixTable<u8>) -> Result<usize, XdpError> {
+        self.geo_set = true;
         // A key without a value is one the trie must miss on: 0, no region.
         let wanted: std::collections::HashMap<([u8; 16], u32), u8> = table
             .lpm_entries()
@@ -396,8 +449,45 @@ impl Dataplane {
         self.tally.take(max, |slot| answers::total(rotation, slot))
     }
 
-    /// Attaches to `iface`; returns the mode used. When the data plane pins, the link is pinned too.
+    /// Attaches to `iface`; returns the mode used. When the data plane pins, the link is pinned too; a
+    /// link a previous run left pinned for `iface` in a mode `mode` allows takes the program instead, in
+    /// one step, so that no packet meets an interface without it.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<XdpMode, XdpError> {
+        if let Some(root) = self.root.clone()
+            && let Some((path, was)) = pins::find_link(&root, iface)
+        {
+            let fits = match mode {
+                AttachMode::Auto => true,
+                AttachMode::Driver => was == XdpMode::Driver,
+                AttachMode::Skb => was == XdpMode::Skb,
+            };
+            if fits {
+                match self.replace_through(&path) {
+                    Ok(link) => {
+                        info!(
+                            iface,
+                            mode = mode_name(was),
+                            "XDP program replaced through the pinned link"
+                        );
+                        self.attachments.push(Attachment {
+                            iface: iface.into(),
+                            mode: was,
+                            link,
+                            pin: Some(path),
+                        });
+                        return Ok(was);
+                    }
+                    // E.g. ENOLINK: the interface it was attached to went away.
+                    Err(e) => {
+                        warn!(iface, error = %e, "the pinned XDP link cannot take the program: attaching anew")
+                    }
+                }
+            } else {
+                warn!(iface, from = mode_name(was), to = ?mode, "the XDP mode changes: detaching and attaching \
+                      anew (queries meanwhile go to userspace)");
+            }
+            pins::unpin_link(&path);
+        }
         let prog = self.program_mut()?;
         let try_attach = |prog: &mut Xdp, m: XdpMode| {
             prog.attach(iface, m).map_err(|source| XdpError::Attach {
@@ -421,38 +511,104 @@ impl Dataplane {
             },
         };
         let link = prog.take_link(id).map_err(XdpError::Program)?;
-        let fd_link = FdLink::try_from(link).map_err(|e| XdpError::Attach {
+        let mut link = FdLink::try_from(link).map_err(|e| XdpError::Attach {
             iface: iface.into(),
             mode: mode_name(used),
             source: ProgramError::IOError(io::Error::other(format!(
                 "kernel attached without a BPF link: {e}"
             ))),
         })?;
-        let mut att = Attachment {
-            iface: iface.into(),
-            mode: used,
-            link: Some(fd_link),
-            pin: None,
-        };
+        let mut pin = None;
         if let Some(root) = &self.root {
-            let path = pin_dir(root).join(format!("link_{iface}"));
+            let path = link_pin(root, iface, used);
             // Pinning consumes the link; reopen it from the pin so it can be unpinned on shutdown.
-            if let Some(l) = att.link.take() {
-                let pinned = l.pin(&path).map_err(|e| XdpError::Pin {
-                    what: "pinning",
-                    path: path.clone(),
-                    source: io::Error::other(e.to_string()),
-                })?;
-                att.link = Some(FdLink::from(pinned));
-            }
-            att.pin = Some(path);
+            let pinned = link.pin(&path).map_err(|e| XdpError::Pin {
+                what: "pinning",
+                path: path.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            link = FdLink::from(pinned);
+            pin = Some(path);
         }
         info!(iface, mode = mode_name(used), "XDP attached");
-        self.attachments.push(att);
+        self.attachments.push(Attachment {
+            iface: iface.into(),
+            mode: used,
+            link,
+            pin,
+        });
         Ok(used)
     }
 
-    /// Detaches from every interface and removes every pin.
+    /// Gives the link pinned at `path` this program (`BPF_LINK_UPDATE`: atomic for the packets).
+    fn replace_through(&mut self, path: &Path) -> Result<FdLink, XdpError> {
+        let fail = |what: String| XdpError::Pin {
+            what: "replacing the program through",
+            path: path.to_path_buf(),
+            source: io::Error::other(what),
+        };
+        let pinned = PinnedLink::from_pin(path).map_err(|e| fail(e.to_string()))?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| fail(e.to_string()))?;
+        let prog = self.program_mut()?;
+        let id = prog
+            .attach_to_link(link)
+            .map_err(|e| fail(format!("{e}: {}", source_chain(&e))))?;
+        let link = prog.take_link(id).map_err(XdpError::Program)?;
+        FdLink::try_from(link).map_err(|e| fail(e.to_string()))
+    }
+
+    /// Ends the start-up, once the table is in the maps and the program attached: a previous run's maps
+    /// lose what this run's table does not hold, fresh maps take the place of the pinned ones, and links
+    /// to interfaces no longer configured are detached.
+    pub fn commit(&mut self) -> Result<(), XdpError> {
+        let Some(root) = self.root.clone() else {
+            return Ok(());
+        };
+        for path in pins::links(&root) {
+            if !self
+                .attachments
+                .iter()
+                .any(|a| a.pin.as_ref() == Some(&path))
+            {
+                warn!(link = %path.display(), "detaching XDP from an interface no longer configured");
+                pins::unpin_link(&path);
+            }
+        }
+        if self.adopted {
+            let leftover: Vec<RecordKey> = {
+                let held = self.sync.keys();
+                self.records
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| !held.contains(k))
+                    .collect()
+            };
+            for k in &leftover {
+                match self.records.remove(k) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(RECORDS_MAP)(e)),
+                }
+            }
+            if !self.geo_set {
+                self.set_geo(&PrefixTable::new())?;
+            }
+            info!(
+                removed = leftover.len(),
+                "the adopted maps hold this run's table"
+            );
+        }
+        let dir = pin_dir(&root);
+        if self.maps_dir.as_ref() != Some(&dir)
+            && let Some(staging) = self.maps_dir.take()
+        {
+            pins::promote(&staging, &dir)?;
+            info!(dir = %dir.display(), "fresh maps pinned");
+            self.maps_dir = Some(dir.clone());
+        }
+        pins::remove_other_maps(&root, &dir)
+    }
+
+    /// Detaches from every interface and removes every pin under the pin root.
     pub fn shutdown(&mut self) {
         for att in self.attachments.drain(..) {
             if let Some(path) = &att.pin {
@@ -462,14 +618,32 @@ impl Dataplane {
             drop(att.link);
             info!(iface = %att.iface, mode = mode_name(att.mode), "XDP detached");
         }
-        for path in self.pinned_maps.drain(..) {
-            let _ = fs::remove_file(path);
-        }
-        if let Some(root) = self.root.take() {
-            let _ = fs::remove_dir(pin_dir(&root));
-            let _ = fs::remove_dir(&root);
+        if let Some(root) = self.root.take()
+            && let Err(e) = remove_all(&root)
+        {
+            warn!(error = %e, "cannot remove every pin");
         }
     }
+
+    /// Leaves the program attached and its maps pinned, answering from the last table, for the next
+    /// overwatch to take over.
+    pub fn leave(mut self) {
+        for att in self.attachments.drain(..) {
+            info!(iface = %att.iface, mode = mode_name(att.mode), "XDP stays attached");
+        }
+        // Drop then removes nothing. Without a pin root the links were the fds just dropped: detached.
+        self.root = None;
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
 }
 
 impl Drop for Dataplane {
@@ -566,35 +740,6 @@ fn bus_info(iface: &str) -> Option<String> {
     }
     let len = info.bus_info.iter().position(|&b| b == 0).unwrap_or(32);
     Some(String::from_utf8_lossy(&info.bus_info[..len]).into_owned())
-}
-
-/// Removes what a run that did not shut down cleanly left pinned: its links (which detaches them) and its
-/// maps. A later issue adopts them for hitless restarts instead.
-fn clear_stale_pins(dir: &Path) -> Result<(), XdpError> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let is_link = entry.file_name().to_string_lossy().starts_with("link_");
-        if is_link {
-            match PinnedLink::from_pin(&path) {
-                Ok(l) => {
-                    warn!(path = %path.display(), "detaching an XDP link a previous run left pinned");
-                    let _ = l.unpin();
-                }
-                Err(e) => warn!(path = %path.display(), error = %e, "cannot open stale link pin"),
-            }
-        }
-        if path.exists() {
-            fs::remove_file(&path).map_err(|source| XdpError::Pin {
-                what: "removing stale pin",
-                path: path.clone(),
-                source,
-            })?;
-        }
-    }
-    Ok(())
 }
 
 /// `CLOCK_MONOTONIC_COARSE` in ns: the clock the program reads with `bpf_ktime_get_coarse_ns`, and

@@ -88,6 +88,11 @@ impl RecordSync {
         self.current.remove(name);
     }
 
+    /// The map keys the map holds.
+    pub fn keys(&self) -> HashSet<RecordKey> {
+        self.current.values().map(|(k, _)| *k).collect()
+    }
+
     /// How many entries the map holds.
     pub fn len(&self) -> usize {
         self.current.len()

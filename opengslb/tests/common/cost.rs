@@ -195,7 +195,7 @@ impl Programs {
         // As the overwatch runs it by default: the stale check (one clock read per answer) included.
         dp.set_staleness(std::time::Duration::from_secs(30), false)
             .unwrap();
-        dp.add_listen(&[server4(), server6()]).unwrap();
+        dp.set_listen(&[server4(), server6()]).unwrap();
         dp.apply(&AnswerTable::from_specs(&specs()).render())
             .unwrap();
         let mut geo = opengslb::routing::PrefixTable::new();

@@ -168,7 +168,7 @@ impl Drop for Proc {
 /// output in `log`. With no userspace listener, whatever is answered, XDP answered.
 pub fn xdp_only_overwatch(ns: &Netns, cfg: &Path, bpffs_root: &Path, log: &Path) -> Proc {
     let mut cmd = ns.command(Path::new(env!("CARGO_BIN_EXE_opengslb")));
-    cmd.args(["overwatch", "--xdp-only", "--config"])
+    cmd.args(["overwatch", "--xdp-only", "--detach-on-exit", "--config"])
         .arg(cfg)
         .arg("--bpffs-root")
         .arg(bpffs_root);

@@ -207,7 +207,8 @@ pub fn start<'a>(
             let cfg = dir.join(format!("{}.yaml", server.key));
             fs::write(&cfg, ours_config(mode, &lab.server_if, &data))?;
             let mut c = lab.server_command(&programs.opengslb)?;
-            c.arg("overwatch").arg("--config").arg(&cfg);
+            c.args(["overwatch", "--detach-on-exit", "--config"])
+                .arg(&cfg);
             c.arg("--bpffs-root").arg(bpffs);
             c
         }

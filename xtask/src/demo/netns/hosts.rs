@@ -60,8 +60,14 @@ impl Demo {
         let ow = self.node(OVERWATCH);
         ow.write(OVERWATCH_YAML, overwatch_yaml)?;
         let mut cmd = ow.command(&self.bin)?;
-        cmd.args(["overwatch", "--config", OVERWATCH_YAML, "--bpffs-root"])
-            .arg(&self.bpffs);
+        cmd.args([
+            "overwatch",
+            "--detach-on-exit",
+            "--config",
+            OVERWATCH_YAML,
+            "--bpffs-root",
+        ])
+        .arg(&self.bpffs);
         let log = ow.dir.join("overwatch.log");
         self.procs
             .push(Proc::spawn(OVERWATCH.into(), &mut cmd, log)?);

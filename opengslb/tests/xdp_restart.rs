@@ -119,6 +119,16 @@ struct Lab {
 impl Lab {
     /// Starts an overwatch; returns it once XDP answers for it (its attach and pins are done).
     fn start(&self, object: Option<&Path>, detach_on_exit: bool) -> (Proc, PathBuf) {
+        self.start_until(object, detach_on_exit, "XDP answers A/AAAA")
+    }
+
+    /// Starts an overwatch; returns it once its userspace server listens, with `marker` logged before.
+    fn start_until(
+        &self,
+        object: Option<&Path>,
+        detach_on_exit: bool,
+        marker: &str,
+    ) -> (Proc, PathBuf) {
         let n = self.starts.get() + 1;
         self.starts.set(n);
         let log = self.dir.0.join(format!("overwatch-{n}.log"));
@@ -134,12 +144,10 @@ impl Lab {
             cmd.arg("--detach-on-exit");
         }
         let p = Proc::spawn(cmd, &log);
+        let listening = "userspace DNS server listening";
         let ready = wait_for(Duration::from_secs(30), || {
-            std::fs::read_to_string(&log).is_ok_and(|l| {
-                l.contains("XDP answers A/AAAA") || l.contains("XDP is not available")
-            })
-        }) && std::fs::read_to_string(&log)
-            .is_ok_and(|l| l.contains("XDP answers A/AAAA"));
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains(listening))
+        }) && std::fs::read_to_string(&log).is_ok_and(|l| l.contains(marker));
         assert!(
             ready,
             "overwatch {n} not ready within 30 s:\n{}",
@@ -393,15 +401,20 @@ fn records_in_map(root: &Path) -> usize {
     map.keys().filter(Result::is_ok).count()
 }
 
-/// What `dig +short gone.demo.local` prints from the client namespace.
-fn gone_answer(lab: &Lab) -> String {
+/// The addresses `dig +short NAME` prints from the client namespace, one a line (its error messages,
+/// also on stdout, left out).
+fn dig_short(lab: &Lab, name: &str) -> String {
     let out = Command::new("ip")
         .args(["netns", "exec", &lab.cli.name, "dig"])
         .arg(format!("@{SERVER}"))
-        .args(["gone.demo.local", "A", "+short", "+tries=2", "+time=2"])
+        .args([name, "A", "+short", "+tries=2", "+time=2"])
         .output()
         .expect("dig");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.parse::<Ipv4Addr>().is_ok())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn listen_max_entries(root: &Path) -> u32 {
@@ -557,7 +570,7 @@ fn restarts_and_upgrades_lose_no_query() {
     // says NXDOMAIN).
     let before = records_in_map(&lab.root);
     assert_eq!(
-        gone_answer(&lab),
+        dig_short(&lab, "gone.demo.local"),
         "192.0.2.9",
         "XDP answers gone.demo.local"
     );
@@ -568,7 +581,7 @@ fn restarts_and_upgrades_lose_no_query() {
     assert!(logged.contains("adopting the maps"), "{logged}");
     assert_eq!(records_in_map(&lab.root), before - 1, "{logged}");
     assert_eq!(
-        gone_answer(&lab),
+        dig_short(&lab, "gone.demo.local"),
         "",
         "gone.demo.local is no longer answered"
     );
@@ -584,4 +597,34 @@ fn restarts_and_upgrades_lose_no_query() {
         .expect("opengslb xdp detach");
     assert!(out.status.success(), "{out:?}");
     assert!(!lab.root.exists(), "every pin removed");
+    assert_eq!(dig_short(&lab, NAME), "", "nothing answers once detached");
+
+    // A run that cannot take the data plane over (its program does not load) detaches what the last
+    // one left, so that nothing answers from a table no one updates; its userspace server answers.
+    let (ow, log) = lab.start(None, false);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !logged.contains("replaced through"),
+        "a fresh attach:\n{logged}"
+    );
+    sigterm(ow);
+    assert!(lab.link().exists(), "the link stays pinned");
+    let broken = lab.dir.0.join("broken.o");
+    std::fs::write(&broken, b"not an ELF object").expect("write");
+    let (ow, log) = lab.start_until(
+        Some(&broken),
+        true,
+        "detaching the XDP program a previous run",
+    );
+    assert!(
+        !lab.link().exists(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(
+        dig_short(&lab, NAME).lines().count(),
+        3,
+        "userspace answers"
+    );
+    sigterm(ow);
 }

@@ -115,6 +115,20 @@ fn load_xdp(cfg: &Config, opts: &Options) -> anyhow::Result<(Dataplane, Vec<IpAd
     Ok((dp, addrs))
 }
 
+/// Detaches what a previous run left attached, when this run will not take it over (XDP off in the
+/// config, or its program does not load): nothing should answer from a table no one updates.
+fn retire_previous(root: &std::path::Path) {
+    if std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_some()) {
+        warn!(
+            pins = %root.display(),
+            "detaching the XDP program a previous run left attached: this run cannot update its maps"
+        );
+        if let Err(e) = xdp::remove_all(root) {
+            warn!(error = %e, "cannot remove every pin");
+        }
+    }
+}
+
 /// Attaches the loaded, filled program to the configured interfaces.
 fn attach_xdp(
     dp: &mut Dataplane,
@@ -203,11 +217,16 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             bail!("--xdp-only, but dns.xdp.interfaces is empty");
         }
         info!("dns.xdp.interfaces is empty: every query is answered by the userspace server");
+        retire_previous(&opts.bpffs_root);
         (None, Vec::new())
     } else {
         match load_xdp(&cfg, &opts) {
             Ok((dp, addrs)) => (Some(dp), addrs),
-            Err(e) => (unavailable(e)?, Vec::new()),
+            Err(e) => {
+                let off = unavailable(e)?;
+                retire_previous(&opts.bpffs_root);
+                (off, Vec::new())
+            }
         }
     };
     // Replaced by the first publish below, before the server starts: nothing answers from it.

@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gossip;
 pub mod health;
 pub mod http_client;

@@ -3,6 +3,7 @@
 mod bench;
 mod build_ebpf;
 mod demo;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -34,8 +35,11 @@ enum Subcommand {
     Demo(demo::Options),
     /// Benchmarks next to Knot DNS in network namespaces, and the bench targets; writes docs/benchmarks.md.
     Bench(bench::Options),
-    /// What CI runs: fmt, clippy (userspace and eBPF), the tests, and as root the privileged tests.
+    /// What CI runs: fmt, clippy (userspace and eBPF), the tests, as root the privileged tests, and a
+    /// short fuzz run.
     Test(test::Options),
+    /// Build the fuzz targets (cargo-fuzz) and run each on its corpus, 10 minutes each by default.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Subcommand::Test(opts) => test::test(&root, &opts),
         Subcommand::Demo(opts) => demo::demo(&root, opts),
         Subcommand::Bench(opts) => bench::bench(&root, &opts),
+        Subcommand::Fuzz(opts) => fuzz::fuzz(&root, &opts),
     };
     // Not `main() -> Result`: that prints a backtrace whenever RUST_BACKTRACE is set, burying the message.
     match result {

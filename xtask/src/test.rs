@@ -9,12 +9,14 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use ebpf_builder::{detect_route, ebpf_cargo};
 use xtask::{Totals, cargo, exec, exec_counting, is_root, target_dir};
 
 /// What `opengslb/tests/api_schema.rs` runs; kept within the major version whose flags it passes.
 const SCHEMATHESIS: &str = "schemathesis>=4.32,<5";
+/// Seconds each fuzz target runs in `cargo xtask test`: about a minute for all of them.
+const SHORT_FUZZ_SECONDS: u64 = 8;
 
 /// Installs schemathesis into `target/schemathesis-venv` if it is not there, showing pip's progress, so
 /// that the API schema test runs it rather than installing it inside a test.
@@ -73,6 +75,11 @@ pub fn test(root: &Path, opts: &Options) -> Result<()> {
         privileged.args(["--", "--ignored", "--show-output"]);
         steps.push(("privileged tests", privileged, true));
     }
+    // A short run of every fuzz target on its committed corpus: what it finds again, it still finds.
+    let mut fuzz = Command::new(std::env::current_exe().context("the xtask binary")?);
+    fuzz.current_dir(root)
+        .args(["fuzz", "--seconds", &SHORT_FUZZ_SECONDS.to_string()]);
+    steps.push(("fuzz (short)", fuzz, false));
 
     let total = steps.len();
     let mut unprivileged = Totals::default();

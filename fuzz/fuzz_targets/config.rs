@@ -1,0 +1,4 @@
+//! `opengslb::fuzzing::config`: see its doc.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| opengslb::fuzzing::config(data));

@@ -36,6 +36,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 const WAIT: Duration = Duration::from_secs(10);
 /// The idle timeout of the servers under test.
 const IDLE: Duration = Duration::from_millis(300);
+/// The per-client TCP cap of the test servers: above the overall caps most tests use, below the one
+/// the per-client test uses.
+const PER_CLIENT: usize = 8;
 
 /// A 63-byte label: sixteen AAAA records under it do not fit in 512 bytes.
 const LONG: &str = "big-answer-0123456789-0123456789-0123456789-0123456789-01234567";
@@ -90,6 +93,7 @@ impl Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             udp_sockets: 2,
             tcp_max_connections: max_connections,
+            tcp_max_per_client: PER_CLIENT,
             tcp_idle_timeout: idle,
         };
         let server = server::start(sc, rx, &tracker, token.clone())
@@ -679,6 +683,58 @@ async fn tcp_slow_client_is_held_to_the_idle_limit() {
     trickle.abort();
     wait_for("the timeout counted", || timeouts(&srv) == 1).await;
     srv.check_alive().await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_tcp_connection() {
+    let idle = Duration::from_secs(5);
+    let srv = Server::start(idle, 64).await;
+    let from = |ip: [u8; 4]| async move {
+        let sock = TcpSocket::new_v4().expect("socket");
+        sock.bind(SocketAddr::from((ip, 0))).expect("bind");
+        timeout(WAIT, sock.connect(srv.addr))
+            .await
+            .expect("connect within the wait")
+            .expect("connect")
+    };
+    // A connection from `ip` that gets an answer, trying again while the server has not yet seen a
+    // close that frees a slot.
+    let served = |ip: [u8; 4]| async move {
+        for i in 0..50u16 {
+            let mut s = from(ip).await;
+            let q = query(0x0f00 + i, "app.demo.local", A);
+            s.write_all(&frame(&q)).await.expect("write");
+            let mut len = [0u8; 2];
+            if timeout(WAIT, s.read_exact(&mut len))
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                return s;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no connection from {ip:?} was served");
+    };
+    let mut held = Vec::new();
+    for i in 0..PER_CLIENT as u16 {
+        let mut s = from([127, 0, 0, 1]).await;
+        let q = query(0x0d00 + i, "app.demo.local", A);
+        check_app_answer(&tcp_ask(&mut s, &q).await, &q);
+        held.push(s);
+    }
+    let mut extra = from([127, 0, 0, 1]).await;
+    tcp_wait_closed(&mut extra).await;
+    wait_for("the refusal counted", || refused(&srv) == 1).await;
+    // Another client is served meanwhile, and the first again once it closes one.
+    let mut other = from([127, 0, 0, 2]).await;
+    let q = query(0x0e00, "app.demo.local", A);
+    check_app_answer(&tcp_ask(&mut other, &q).await, &q);
+    drop(held.pop());
+    held.push(served([127, 0, 0, 1]).await);
+    assert_eq!(timeouts(&srv), 0);
+    drop(held);
+    served([127, 0, 0, 1]).await;
     srv.stop().await;
 }
 

@@ -31,7 +31,7 @@ impl Collector for Stats {
         counter(
             &mut encoder,
             "opengslb_dns_tcp_refused",
-            "TCP connections closed at once because the connection cap was reached",
+            "TCP connections closed at once because the connection cap, overall or the client's, was reached",
             self.tcp_refused.load(Relaxed),
         )?;
         counter(

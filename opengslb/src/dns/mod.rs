@@ -2,6 +2,7 @@
 //! responder, and the UDP and TCP listeners.
 
 mod metrics;
+mod per_client;
 pub mod queries;
 pub mod respond;
 pub mod server;

@@ -22,6 +22,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
 use super::{
+    per_client::PerClient,
     queries::QueryCounts,
     respond::{DropReason, Outcome, QueryContext, ReplyKind, respond},
     zone::Snapshot,
@@ -36,6 +37,9 @@ pub struct ServerConfig {
     pub udp_sockets: usize,
     /// Most TCP connections open at once; more are closed on accept.
     pub tcp_max_connections: usize,
+    /// Most TCP connections one client (an IPv4 address, an IPv6 /64) has open at once; more are closed
+    /// on accept, so that one client cannot take every connection.
+    pub tcp_max_per_client: usize,
     /// A TCP connection idle this long (or this slow to send a message) is closed.
     pub tcp_idle_timeout: Duration,
 }
@@ -47,6 +51,7 @@ impl ServerConfig {
             listen,
             udp_sockets: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tcp_max_connections: 1024,
+            tcp_max_per_client: 16,
             tcp_idle_timeout: Duration::from_secs(10),
         }
     }
@@ -57,7 +62,7 @@ impl ServerConfig {
 pub struct Stats {
     replies: [AtomicU64; 10],
     drops: [AtomicU64; 2],
-    /// TCP connections refused at the cap.
+    /// TCP connections refused at the cap, overall or the client's.
     pub tcp_refused: AtomicU64,
     /// TCP connections closed for idling or slowness (reading a message or writing a reply).
     pub tcp_timeouts: AtomicU64,
@@ -271,6 +276,7 @@ async fn tcp_loop(
     token: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(cfg.tcp_max_connections));
+    let per_client = Arc::new(PerClient::default());
     loop {
         let (stream, peer) = tokio::select! {
             () = token.cancelled() => return,
@@ -282,6 +288,11 @@ async fn tcp_loop(
                     continue;
                 }
             },
+        };
+        let Some(client) = per_client.take(peer.ip(), cfg.tcp_max_per_client) else {
+            stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
@@ -304,6 +315,7 @@ async fn tcp_loop(
                 }
             }
             drop(permit);
+            drop(client);
         });
     }
 }

@@ -741,3 +741,44 @@ fn geo_table(entries: &[(&str, u8)]) -> PrefixTable<u8> {
     }
     t
 }
+
+/// 100 000 distinct random names (random case, A and AAAA, over IPv4 and IPv6) beside the ones in the
+/// map: every one is passed as an unknown name and left untouched, and the names in the map are still
+/// answered afterwards.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_hundred_thousand_random_names_are_passed_as_unknown() {
+    let mut h = Harness::new();
+    let mut rng = common::rng::Rng::new(0x5eed_0100_0000_0001);
+    let mut seen = std::collections::HashSet::new();
+    let started = std::time::Instant::now();
+    while seen.len() < 100_000 {
+        let len = 1 + (rng.next_u64() % 40) as usize;
+        let label: String = (0..len)
+            .map(|_| {
+                let c = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
+                    [(rng.next_u64() % 63) as usize];
+                c as char
+            })
+            .collect();
+        if label.starts_with('-') || label.ends_with('-') || !seen.insert(label.to_lowercase()) {
+            continue;
+        }
+        let name = format!("{label}.demo.local");
+        let (t, w) = if rng.next_u64().is_multiple_of(2) {
+            (RecordType::A, Wrap::new(client4(), server4()))
+        } else {
+            (RecordType::AAAA, Wrap::new(client6(), server6()))
+        };
+        let wire = query(&name, t).to_vec().unwrap();
+        h.expect_pass(&frame(&w, &wire), Counter::UnknownName);
+    }
+    println!(
+        "100 000 random names passed as unknown in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    h.expect_answer(
+        &Wrap::new(client4(), server4()),
+        &query("app.demo.local.", RecordType::A),
+    );
+}

@@ -896,6 +896,36 @@ fn directed() -> Vec<Generated> {
             what: format!("directed: type {qtype} query of 512 bytes plus 40 trailing bytes"),
         });
     }
+    // An OPT record outside the additional section: in the answer or the authority section, with or
+    // without another in the additional one (RFC 6891 §6.1.1: only the additional section may hold it).
+    for (section, with_additional) in [(6usize, false), (8, false), (6, true), (8, true)] {
+        let mut w = header(1, u16::from(with_additional));
+        w[section..section + 2].copy_from_slice(&1u16.to_be_bytes());
+        w.extend(question(&labels_of("three.gslb.test"), QTYPE_A));
+        let opt = Opt {
+            udp: 1232,
+            ext_rcode: 0,
+            version: 0,
+            flags: 0,
+            options: Vec::new(),
+        };
+        opt.encode(&mut w);
+        if with_additional {
+            opt.encode(&mut w);
+        }
+        out.push(Generated {
+            wire: w,
+            what: format!(
+                "directed: OPT in the {} section{}",
+                if section == 6 { "answer" } else { "authority" },
+                if with_additional {
+                    " and in the additional one"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
     // The same query of 512 bytes exactly: answerable from XDP.
     {
         let mut w = header(1, 1);

@@ -77,8 +77,12 @@ pub fn test(root: &Path, opts: &Options) -> Result<()> {
     }
     // A short run of every fuzz target on its committed corpus: what it finds again, it still finds.
     let mut fuzz = Command::new(std::env::current_exe().context("the xtask binary")?);
-    fuzz.current_dir(root)
-        .args(["fuzz", "--seconds", &SHORT_FUZZ_SECONDS.to_string()]);
+    fuzz.current_dir(root).args([
+        "fuzz",
+        "--quick",
+        "--seconds",
+        &SHORT_FUZZ_SECONDS.to_string(),
+    ]);
     steps.push(("fuzz (short)", fuzz, false));
 
     let total = steps.len();

@@ -1,6 +1,6 @@
 //! The outcomes the XDP program counts: one answer kind per record type, and one reason for every query it
-//! leaves to userspace (`XDP_PASS`). The program never guesses and never drops, so every packet it sees lands
-//! in exactly one of these.
+//! leaves to userspace (`XDP_PASS`), and the two of response rate limiting. The program never guesses, and
+//! drops only what rate limiting says to, so every packet it sees lands in exactly one of these.
 
 /// One per-CPU counter slot. The discriminant is the index into the `COUNTERS` map.
 #[repr(u32)]
@@ -87,10 +87,15 @@ pub enum Counter {
     /// Not an outcome but an event, counted besides an answer: answered from a table older than the
     /// heartbeat allows, as the default policy says.
     ServedStale,
+    /// Over the client prefix's response rate: dropped (`XDP_DROP`).
+    RateLimited,
+    /// Over the client prefix's response rate, and sent truncated (TC=1, no answers) as the slip
+    /// setting says, so that a real client retries over TCP.
+    RateSlipped,
 }
 
 /// How many counter slots there are.
-pub const COUNTER_COUNT: u32 = Counter::ServedStale as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::RateSlipped as u32 + 1;
 
 impl Counter {
     /// Every counter, in index order.
@@ -134,6 +139,8 @@ impl Counter {
         Self::GrewHead,
         Self::Stale,
         Self::ServedStale,
+        Self::RateLimited,
+        Self::RateSlipped,
     ];
 
     /// The index into the counters map.
@@ -146,7 +153,8 @@ impl Counter {
         matches!(self, Self::GrewHead | Self::ServedStale)
     }
 
-    /// Whether this outcome is an answer sent from XDP (the rest are passes to userspace).
+    /// Whether this outcome is an answer sent from XDP (the rest are passes to userspace, and the rate
+    /// limiter's drops and truncated replies).
     pub const fn is_answer(self) -> bool {
         matches!(self, Self::AnsweredA | Self::AnsweredAaaa)
     }
@@ -193,6 +201,8 @@ impl Counter {
             Self::GrewHead => "grew_head",
             Self::Stale => "stale",
             Self::ServedStale => "served_stale",
+            Self::RateLimited => "rate_limited",
+            Self::RateSlipped => "rate_slipped",
         }
     }
 }

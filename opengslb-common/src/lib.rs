@@ -17,6 +17,7 @@ pub mod csum;
 pub mod dns;
 pub mod frame;
 pub mod maps;
+pub mod ratelimit;
 
 #[cfg(test)]
 extern crate std;

@@ -4,6 +4,8 @@
 
 use core::mem::size_of;
 
+use crate::ratelimit::{MAX_RATE_ENTRIES, RateLimit, RateState};
+
 /// Records: [`RecordKey`] → [`RecordValue`].
 pub const RECORDS_MAP: &str = "RECORDS";
 /// Addresses the XDP program answers on: [`ListenKey`] → `u8` (1).
@@ -22,6 +24,9 @@ pub const SCRATCH_MAP: &str = "SCRATCH";
 /// 16-byte addresses: IPv6 as is, IPv4 mapped as `::ffff:a.b.c.d` with the prefix length + 96, so one
 /// trie serves both families.
 pub const GEO_MAP: &str = "GEO";
+/// Client prefixes → their response rate bucket ([`RateState`]), an LRU hash keyed by the 16-byte
+/// prefix ([`RateLimit::key`]).
+pub const RATE_MAP: &str = "RATE";
 /// The XDP program's function name in the object.
 pub const PROGRAM_NAME: &str = "opengslb_xdp";
 /// The floor program's function name: the least an XDP DNS responder does, which the bench measures ours
@@ -257,6 +262,8 @@ pub struct XdpConfig {
     pub heartbeat_ns: u64,
     /// The table is stale once the heartbeat is older than this, ns; 0: never.
     pub stale_after_ns: u64,
+    /// Response rate limiting per client prefix (off when its interval is 0).
+    pub rate: RateLimit,
 }
 
 impl XdpConfig {
@@ -358,7 +365,10 @@ const _: () =
 const _: () = assert!(size_of::<ListenKey>() == 20);
 // The kernel's LPM trie key: a u32 prefix length, then the data, no padding.
 const _: () = assert!(size_of::<GeoKey>() == 4 + 16);
-const _: () = assert!(size_of::<XdpConfig>() == 8 + 4 * INLINE_LISTEN4 + 16 * INLINE_LISTEN6 + 16);
+const _: () = assert!(
+    size_of::<XdpConfig>()
+        == 8 + 4 * INLINE_LISTEN4 + 16 * INLINE_LISTEN6 + 16 + size_of::<RateLimit>()
+);
 
 #[cfg(test)]
 mod tests {
@@ -430,6 +440,7 @@ mod pod {
     unsafe impl aya::Pod for super::RecordValue {}
     unsafe impl aya::Pod for super::ListenKey {}
     unsafe impl aya::Pod for super::XdpConfig {}
+    unsafe impl aya::Pod for crate::ratelimit::RateState {}
 }
 
 /// A hash of the map layouts, so an upgrade never adopts pinned maps of another layout. It names the
@@ -448,8 +459,10 @@ pub const LAYOUT_VERSION: u32 = {
         MAX_RECORDS as u32,
         MAX_SLOTS as u32,
         MAX_GEO,
+        size_of::<RateState>() as u32,
+        MAX_RATE_ENTRIES,
         // Bump when a field's meaning changes without a size change.
-        3,
+        4,
     ];
     let mut h: u32 = 0x811c_9dc5;
     let mut i = 0;

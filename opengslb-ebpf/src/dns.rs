@@ -11,9 +11,13 @@ use opengslb_common::{
     bounds::opaque,
     counters::Counter,
     csum,
-    dns::{QBUF, RBUF, Scratch, build_reply_for, launder_query, names_equal, parse_query},
-    frame::{self, Dest, Frame, MAX_HEADERS, MAX_L3, dns_offset},
-    maps::{GeoKey, QTYPE_A, RecordKey, STALE_PASS, XdpConfig, policy},
+    dns::{
+        QBUF, Query, RBUF, Scratch, build_reply_for, build_truncated, launder_query, names_equal,
+        parse_query,
+    },
+    frame::{self, Dest, Frame, IPV4_SADDR, IPV6_SADDR, MAX_HEADERS, MAX_L3, dns_offset},
+    maps::{GeoKey, QTYPE_A, RecordKey, RecordValue, STALE_PASS, XdpConfig, geo_key_v4, policy},
+    ratelimit::Verdict,
 };
 
 use crate::{
@@ -21,7 +25,16 @@ use crate::{
     ptr::{headers, load_bytes, store_bytes, verifier_clamp},
 };
 
-/// Answers the frame in place (`Ok`: send it back with `XDP_TX`) or says why not (`Err`: pass it).
+/// The outcomes of a reply sent, passed through [`merge`] as a number.
+const SENT_A: u64 = 0;
+const SENT_AAAA: u64 = 1;
+const SENT_SLIPPED: u64 = 2;
+/// The rate limiter's verdicts that send something, passed through map memory as a number.
+const ANSWER: u64 = 0;
+const SLIP: u64 = 1;
+
+/// Answers the frame in place (`Ok`: send it back with `XDP_TX`) or says why not (`Err`: pass it, or
+/// drop it if [`Counter::RateLimited`]).
 #[inline(always)]
 pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     let cfg = maps::config().ok_or(Counter::Internal)?;
@@ -78,35 +91,47 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
     {
         return Err(Counter::Collision);
     }
+    // One clock read for staleness and rate limiting, and none when both are off.
+    let now = if cfg.stale_after_ns != 0 || cfg.rate.enabled() {
+        // SAFETY: a helper without arguments.
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        0
+    };
     // A table the overwatch has stopped vouching for: answered anyway (counted), or left to userspace.
-    // SAFETY: a helper without arguments.
-    if cfg.stale(|| unsafe { bpf_ktime_get_coarse_ns() }) {
+    if cfg.stale(|| now) {
         if cfg.flags & STALE_PASS != 0 {
             return Err(Counter::Stale);
         }
         maps::bump(Counter::ServedStale);
     }
-    let rotation = maps::next_rotation(rec.slot).ok_or(Counter::Internal)?;
     let q = launder_query(scratch, q);
-    // Geolocation: the source address's region (0: the trie does not place it). After the query is
-    // laundered (before, this would be walked once per name length), and from laundered copies of the
-    // frame's fields, so the branches here narrow nothing the rest uses.
-    let is_geo = opaque(&mut scratch.opaque[2], u64::from(rec.policy)) == u64::from(policy::GEO);
-    let region = if is_geo {
-        // The source address is read from the copy: make one if the frame was parsed in place.
-        if direct {
-            copy_headers(ctx, scratch)?;
+    // Rate limiting comes before the rotation moves on: a response not sent is not counted as an
+    // answer of the name.
+    let verdict = if cfg.rate.enabled() {
+        match rate_verdict(ctx, scratch, cfg, &f, now)? {
+            Verdict::Answer => ANSWER,
+            Verdict::Drop => return Err(Counter::RateLimited),
+            Verdict::Slip => SLIP,
         }
-        let [a, b, ..] = &mut scratch.opaque;
-        let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
-        let v6 = opaque(b, u64::from(f.v6)) != 0;
-        client_region(scratch, l3, v6)
     } else {
-        0
+        ANSWER
     };
-    // verifier: one state whether or not (and how) the trie was asked.
-    let region = opaque(&mut scratch.opaque[0], u64::from(region)) as u8;
-    let reply_len = build_reply_for(scratch, &q, rec, rotation, cfg.udp_size, region)?;
+    // verifier: one state whether or not (and how) the limiter was asked.
+    let verdict = opaque(&mut scratch.opaque[1], verdict);
+    let (reply_len, sent) = if verdict == SLIP {
+        (build_truncated(scratch, &q, cfg.udp_size)?, SENT_SLIPPED)
+    } else {
+        let sent = if q.qtype == QTYPE_A {
+            SENT_A
+        } else {
+            SENT_AAAA
+        };
+        (
+            answer_records(ctx, scratch, cfg, rec, &q, &f, direct)?,
+            sent,
+        )
+    };
     let reply_len = verifier_clamp(reply_len, RBUF);
     if reply_len == 0 {
         return Err(Counter::Internal);
@@ -114,8 +139,7 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
 
     // verifier: merge every path that got here (record type, EDNS, answer count, ...) before growing the
     // frame and rewriting its headers, which would otherwise be walked once per path.
-    let (f, reply_len, is_a, mut direct) =
-        merge(scratch, &f, reply_len, q.qtype == QTYPE_A, direct)?;
+    let (f, reply_len, sent, mut direct) = merge(scratch, &f, reply_len, sent, direct)?;
     let old_len = (ctx.data_end() - ctx.data()) as i64;
     let delta = (f.dns + reply_len) as i64 - old_len;
     // SAFETY: helper calls on our own context; they invalidate every packet pointer, and none is kept
@@ -132,7 +156,7 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
         direct = false;
     }
     // verifier: and merge the grown-at-the-tail and grown-at-the-head paths.
-    let (f, reply_len, is_a, direct) = merge(scratch, &f, reply_len, is_a, direct)?;
+    let (f, reply_len, sent, direct) = merge(scratch, &f, reply_len, sent, direct)?;
     // The frame now ends at dns + reply_len.
     if !store_bytes(ctx, f.dns, &mut scratch.msg, reply_len) {
         return Err(Counter::LoadStore);
@@ -156,11 +180,74 @@ pub fn answer(ctx: &XdpContext) -> Result<Counter, Counter> {
             return Err(Counter::LoadStore);
         }
     }
-    Ok(if is_a {
-        Counter::AnsweredA
-    } else {
-        Counter::AnsweredAaaa
+    Ok(match sent {
+        SENT_A => Counter::AnsweredA,
+        SENT_AAAA => Counter::AnsweredAaaa,
+        _ => Counter::RateSlipped,
     })
+}
+
+/// The answer to `q` from `rec`, built in scratch; returns its length. The rotation moves on.
+#[inline(always)]
+fn answer_records(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    cfg: &XdpConfig,
+    rec: &RecordValue,
+    q: &Query,
+    f: &Frame,
+    direct: bool,
+) -> Result<usize, Counter> {
+    let rotation = maps::next_rotation(rec.slot).ok_or(Counter::Internal)?;
+    // Geolocation: the source address's region (0: the trie does not place it). After the query is
+    // laundered (before, this would be walked once per name length), and from laundered copies of the
+    // frame's fields, so the branches here narrow nothing the rest uses.
+    let is_geo = opaque(&mut scratch.opaque[2], u64::from(rec.policy)) == u64::from(policy::GEO);
+    let region = if is_geo {
+        // The source address is read from the copy: make one if the frame was parsed in place.
+        if direct {
+            copy_headers(ctx, scratch)?;
+        }
+        let [a, b, ..] = &mut scratch.opaque;
+        let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
+        let v6 = opaque(b, u64::from(f.v6)) != 0;
+        client_region(scratch, l3, v6)
+    } else {
+        0
+    };
+    // verifier: one state whether or not (and how) the trie was asked.
+    let region = opaque(&mut scratch.opaque[0], u64::from(region)) as u8;
+    build_reply_for(scratch, q, rec, rotation, cfg.udp_size, region)
+}
+
+/// The rate limiter's verdict on a response to the frame's source address.
+#[inline(always)]
+fn rate_verdict(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    cfg: &XdpConfig,
+    f: &Frame,
+    now: u64,
+) -> Result<Verdict, Counter> {
+    // The source address is read with a helper call whether or not the headers were parsed in place:
+    // a branch on that here would make the verifier walk the rest once per way.
+    let [a, b, ..] = &mut scratch.opaque;
+    let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
+    let v6 = opaque(b, u64::from(f.v6)) != 0;
+    let addr = if v6 {
+        let mut addr = [0u8; 16];
+        if !load_bytes(ctx, l3 + IPV6_SADDR, &mut addr, 16) {
+            return Err(Counter::LoadStore);
+        }
+        addr
+    } else {
+        let mut addr = [0u8; 4];
+        if !load_bytes(ctx, l3 + IPV4_SADDR, &mut addr, 4) {
+            return Err(Counter::LoadStore);
+        }
+        geo_key_v4(addr)
+    };
+    Ok(maps::rate_check(&cfg.rate.key(addr, v6), now, &cfg.rate))
 }
 
 /// Copies the headers of a frame parsed in place (so at least [`MAX_HEADERS`] long) into scratch, for
@@ -202,14 +289,14 @@ fn merge(
     scratch: &mut Scratch,
     f: &Frame,
     reply_len: usize,
-    is_a: bool,
+    sent: u64,
     direct: bool,
-) -> Result<(Frame, usize, bool, bool), Counter> {
+) -> Result<(Frame, usize, u64, bool), Counter> {
     let [a, b, c, d] = &mut scratch.opaque;
     let l3 = verifier_clamp(opaque(a, f.l3 as u64) as usize, MAX_L3);
     let (v6, direct) = unpack(opaque(b, pack(f.v6, direct)));
     let reply_len = verifier_clamp(opaque(c, reply_len as u64) as usize, RBUF);
-    let is_a = opaque(d, u64::from(is_a)) != 0;
+    let sent = opaque(d, sent);
     // verifier: the helpers that take `reply_len` as a size refuse a possible zero.
     if reply_len == 0 {
         return Err(Counter::Internal);
@@ -222,7 +309,7 @@ fn merge(
             dns_len: 0,
         },
         reply_len,
-        is_a,
+        sent,
         direct,
     ))
 }

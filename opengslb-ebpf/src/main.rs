@@ -1,5 +1,6 @@
 //! The OpenGSLB XDP program: answers A/AAAA queries for names in the records map with `XDP_TX`, and passes
-//! everything else to the userspace server, counting why.
+//! everything else to the userspace server, counting why. With rate limiting on, answers over a client
+//! prefix's rate are dropped, or sent truncated.
 #![no_std]
 #![no_main]
 #![deny(
@@ -15,6 +16,7 @@ mod maps;
 mod ptr;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use opengslb_common::counters::Counter;
 
 /// The entry point.
 #[xdp]
@@ -28,7 +30,11 @@ pub fn opengslb_xdp(ctx: XdpContext) -> u32 {
         }
         Err(c) => {
             maps::bump(c);
-            xdp_action::XDP_PASS
+            if c == Counter::RateLimited {
+                xdp_action::XDP_DROP
+            } else {
+                xdp_action::XDP_PASS
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use opengslb_common::{
     counters::{COUNTER_COUNT, Counter},
@@ -14,6 +14,7 @@ use opengslb_common::{
     maps::{
         GeoKey, ListenKey, MAX_ENTRIES, MAX_GEO, MAX_LISTEN, RecordKey, RecordValue, XdpConfig,
     },
+    ratelimit::{MAX_RATE_ENTRIES, RateLimit, RateState, Verdict},
 };
 
 /// `BPF_F_NO_PREALLOC`: elements are freed by RCU, so a value being read is never reused for another key
@@ -40,6 +41,10 @@ static ROTATION: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_ENTRIES, 0
 /// Client prefix (16 bytes, IPv4 mapped as `::ffff:a.b.c.d`) → region id (see `maps::GEO_MAP`).
 #[map]
 static GEO: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_GEO, 0);
+
+/// Client prefix (16 bytes, see `RateLimit::key`) → its response rate bucket.
+#[map]
+static RATE: LruHashMap<[u8; 16], RateState> = LruHashMap::with_max_entries(MAX_RATE_ENTRIES, 0);
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -118,6 +123,23 @@ const _: () = assert!(
     size_of::<GeoKey>() == size_of::<Key<[u8; 16]>>()
         && align_of::<GeoKey>() >= align_of::<Key<[u8; 16]>>()
 );
+
+/// Takes one response from the bucket of the client prefix `key` at `now_ns` (a new prefix gets a full
+/// bucket), or says what to do instead.
+#[inline(always)]
+pub fn rate_check(key: &[u8; 16], now_ns: u64, limit: &RateLimit) -> Verdict {
+    match RATE.get_ptr_mut(key) {
+        // SAFETY: the element stays valid for this RCU read section. Other CPUs may update it at the
+        // same time, and the LRU may hand it to another prefix meanwhile: either loses or mixes one
+        // update, so a prefix gets a response more or less, never a fault.
+        Some(p) => unsafe { (*p).check(now_ns, limit) },
+        None => {
+            // A full map evicts its least recently used prefix; failing that, the response goes out.
+            let _ = RATE.insert(key, RateState::first(now_ns, limit), 0);
+            Verdict::Answer
+        }
+    }
+}
 
 /// Adds one to counter `c` on this CPU.
 #[inline(always)]

@@ -63,7 +63,10 @@ fn main() {
          the kinds interleaved, pinned to CPU 0; the median and the lowest round. The floor is our minimal \
          XDP_TX responder (`opengslb-ebpf/src/floor.rs`: IPv4, one fixed record appended, headers turned \
          around, one counter). Every answer also counts its name for `opengslb_dns_queries_total`: that \
-         count is the entry's rotation counter, which the program kept before, so it adds no instruction.\n"
+         count is the entry's rotation counter, which the program kept before, so it adds no instruction. \
+         The rate-limited rows run with response rate limiting on (`dns.rate_limit`): a limit never \
+         reached (the cost of keeping the client's bucket), and one reached, the response then dropped or \
+         sent truncated.\n"
     );
     let _ = writeln!(md, "| query | median ns | lowest ns | median ÷ floor |");
     let _ = writeln!(md, "|---|---:|---:|---:|");

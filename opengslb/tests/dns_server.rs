@@ -24,6 +24,7 @@ use opengslb::{
     },
     overwatch::table_from_config,
 };
+use opengslb_common::ratelimit::RateLimit;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpSocket, TcpStream, UdpSocket},
@@ -95,6 +96,7 @@ impl Server {
             tcp_max_connections: max_connections,
             tcp_max_per_client: PER_CLIENT,
             tcp_idle_timeout: idle,
+            rate_limit: RateLimit::default(),
         };
         let server = server::start(sc, rx, &tracker, token.clone())
             .await

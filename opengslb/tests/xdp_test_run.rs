@@ -25,6 +25,7 @@ use opengslb::{
 use opengslb_common::{
     counters::Counter,
     maps::{QTYPE_A, policy},
+    ratelimit::RateLimit,
 };
 
 const XDP_PASS: u32 = 2;
@@ -781,4 +782,74 @@ fn a_hundred_thousand_random_names_are_passed_as_unknown() {
         &Wrap::new(client4(), server4()),
         &query("app.demo.local.", RecordType::A),
     );
+}
+
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn limits_the_responses_of_each_client_prefix_and_slips_truncated_ones() {
+    const XDP_DROP: u32 = 1;
+    let mut h = Harness::new();
+    // One response a second and bursts of 4: the few milliseconds this test takes refill nothing, or
+    // a token a second on a machine that stalls (counted below).
+    h.dp.set_rate_limit(RateLimit::new(1, 4, 2, 24, 56))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let flood = Wrap::new(client4(), server4());
+    let q = query("app.demo.local.", RecordType::A);
+    let mut verdicts = Vec::new();
+    for _ in 0..20 {
+        let (action, out, delta) = h.run(&frame(&flood, &q.to_vec().unwrap()));
+        let verdict = match action {
+            XDP_TX if delta.answered() == 1 => "answer",
+            XDP_TX => {
+                assert_eq!(delta.get(Counter::RateSlipped), 1, "{delta}");
+                let reply = take_apart(&flood, &out);
+                let m = Message::from_vec(&reply.dns).expect("hickory parses the slipped reply");
+                assert!(m.metadata.truncation, "TC set");
+                assert!(m.answers.is_empty(), "no records");
+                assert_eq!(m.metadata.id, q.metadata.id);
+                assert_eq!(m.queries, q.queries);
+                "slip"
+            }
+            XDP_DROP => {
+                assert_eq!(delta.get(Counter::RateLimited), 1, "{delta}");
+                "drop"
+            }
+            other => panic!("unexpected action {other}: {delta}"),
+        };
+        verdicts.push(verdict);
+    }
+    let refilled = started.elapsed().as_secs() as usize + 1;
+    let answered = verdicts.iter().filter(|v| **v == "answer").count();
+    println!("20 queries from one prefix: {verdicts:?} ({refilled} s of refill at most)");
+    assert_eq!(verdicts[..4], ["answer"; 4], "the burst");
+    assert!((4..=4 + refilled).contains(&answered), "{answered}");
+    let slipped = verdicts.iter().filter(|v| **v == "slip").count();
+    assert!(
+        slipped.abs_diff((20 - answered) / 2) <= 1,
+        "every second limited reply slips: {verdicts:?}"
+    );
+    // The rest of the /24 shares the bucket; another /24 and IPv6 clients do not.
+    let neighbour = Wrap::new("198.51.100.200".parse().unwrap(), server4());
+    let (action, _, delta) = h.run(&frame(&neighbour, &q.to_vec().unwrap()));
+    assert!(
+        action == XDP_DROP || delta.get(Counter::RateSlipped) == 1,
+        "{delta}"
+    );
+    for src in ["198.51.101.7", "2001:db8:c::7"] {
+        let src: IpAddr = src.parse().unwrap();
+        let server = if src.is_ipv4() { server4() } else { server6() };
+        h.expect_answer(&Wrap::new(src, server), &q);
+    }
+    // Queries XDP passes are left to userspace, which limits them by its own buckets.
+    h.expect_pass(
+        &frame(
+            &flood,
+            &query("nope.demo.local.", RecordType::A).to_vec().unwrap(),
+        ),
+        Counter::UnknownName,
+    );
+    // Off again: the flooding prefix is answered.
+    h.dp.set_rate_limit(RateLimit::default()).unwrap();
+    h.expect_answer(&flood, &q);
 }

@@ -18,7 +18,7 @@ pub use name::{
     names_equal,
 };
 pub use parse::{Query, parse_query};
-pub use reply::{build_reply, build_reply_for};
+pub use reply::{build_reply, build_reply_for, build_truncated};
 pub use select::{
     Draw, answer_count, answer_indices, draw_region, draws, first_index, first_index_of, in_region,
     rotated_index, select,

@@ -2,8 +2,8 @@
 //! for the same query and entry.
 
 use super::{
-    CLASS_IN, EDNS_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, HEADER_LEN, MAX_QUESTION, Query, RBUF,
-    Scratch, TYPE_OPT,
+    CLASS_IN, EDNS_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, FLAG_TC, HEADER_LEN, MAX_QUESTION,
+    Query, RBUF, Scratch, TYPE_OPT,
     select::{answer_count, first_index, rotated_index, select},
 };
 use crate::{
@@ -157,4 +157,32 @@ pub fn build_reply_for(
         crate::bounds::opaque(s3, w.pos as u64) as usize,
         RBUF,
     ))
+}
+
+/// The truncated reply rate limiting slips to `q` (parsed from `s.msg`) in place of an answer: the
+/// answer's header with TC=1 and no records, the question as sent, and the OPT record if the query had
+/// EDNS; returns its length. The userspace server's truncation of the same answer gives the same bytes.
+pub fn build_truncated(s: &mut Scratch, q: &Query, our_udp_size: u16) -> Result<usize, Counter> {
+    let question_len = q.question_end - HEADER_LEN;
+    if question_len > MAX_QUESTION {
+        return Err(Counter::TooBig);
+    }
+    let mut w = Writer {
+        buf: &mut s.msg,
+        pos: 0,
+    };
+    let [i0, i1] = q.id.to_be_bytes();
+    let [f0, f1] = (FLAG_QR | FLAG_AA | FLAG_TC | (q.flags & (FLAG_RD | FLAG_CD))).to_be_bytes();
+    w.put([i0, i1, f0, f1, 0, 1, 0, 0, 0, 0, 0, u8::from(q.edns)])?;
+    w.pos = crate::bounds::clamp(
+        crate::bounds::opaque(&mut s.opaque[2], (HEADER_LEN + question_len) as u64) as usize,
+        HEADER_LEN + MAX_QUESTION,
+    );
+    if q.edns {
+        let [u0, u1] = our_udp_size.to_be_bytes();
+        let [d0, d1] = (if q.dnssec_ok { EDNS_DO } else { 0 }).to_be_bytes();
+        let [o0, o1] = TYPE_OPT.to_be_bytes();
+        w.put([0, o0, o1, u0, u1, 0, 0, d0, d1, 0, 0])?;
+    }
+    Ok(w.pos)
 }

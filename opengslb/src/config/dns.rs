@@ -41,6 +41,72 @@ pub struct DnsConfig {
     /// The zones' name servers (NS records at the apex), as host names. Default: `ns1.<zone>`.
     #[serde(default, deserialize_with = "de::nullable")]
     pub nameservers: Vec<DnsName>,
+    /// Response rate limiting per client prefix, on both paths (ours). Default: off.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// The `dns.rate_limit` block: how many UDP responses a second each client prefix gets, from the XDP
+/// program and from the userspace server (each keeps its own buckets). TCP is never limited: its
+/// source address cannot be spoofed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Responses per second to one client prefix; 0 turns limiting off. Default 0.
+    #[serde(default)]
+    pub responses_per_second: u32,
+    /// How many responses may go back to back before the rate applies. Default: one second's worth
+    /// (`responses_per_second`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Every `slip`-th limited response is sent truncated (TC=1, no answers), so that a real client
+    /// behind the prefix retries over TCP; 0 drops them all, 1 truncates them all. Default 2.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    /// The IPv4 prefix length that makes one client, 8..=32. Default 24.
+    #[serde(default = "default_ipv4_prefix")]
+    pub ipv4_prefix: u8,
+    /// The IPv6 prefix length that makes one client, 32..=128. Default 56.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+impl RateLimitConfig {
+    /// The limits as both paths apply them.
+    pub fn limit(&self) -> opengslb_common::ratelimit::RateLimit {
+        opengslb_common::ratelimit::RateLimit::new(
+            self.responses_per_second,
+            self.burst.unwrap_or(self.responses_per_second),
+            self.slip,
+            self.ipv4_prefix,
+            self.ipv6_prefix,
+        )
+    }
+}
+
+/// Documented defaults, the same ones serde applies to missing keys.
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            responses_per_second: 0,
+            burst: None,
+            slip: default_slip(),
+            ipv4_prefix: default_ipv4_prefix(),
+            ipv6_prefix: default_ipv6_prefix(),
+        }
+    }
+}
+
+fn default_slip() -> u32 {
+    2
+}
+
+fn default_ipv4_prefix() -> u8 {
+    24
+}
+
+fn default_ipv6_prefix() -> u8 {
+    56
 }
 
 /// The `dns.soa` block: the SOA record served at each zone's apex and in negative answers.
@@ -117,6 +183,7 @@ impl Default for DnsConfig {
             xdp: XdpConfig::default(),
             soa: SoaConfig::default(),
             nameservers: Vec::new(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }

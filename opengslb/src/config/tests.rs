@@ -235,6 +235,18 @@ fn defaults_apply_to_missing_keys() {
             WhenStale::Serve
         )
     );
+    assert!(
+        !config.dns.rate_limit.limit().enabled(),
+        "rate limiting is off unless asked for"
+    );
+    assert_eq!(
+        (
+            config.dns.rate_limit.slip,
+            config.dns.rate_limit.ipv4_prefix,
+            config.dns.rate_limit.ipv6_prefix
+        ),
+        (2, 24, 56)
+    );
     assert_eq!(config.regions[0].health_check, HealthCheck::default());
     let server = &config.regions[0].servers[0];
     assert_eq!(
@@ -296,6 +308,12 @@ default_ttl: 60 | default_ttl: 2147483648 | dns.default_ttl | at most 2147483647
 60 } | 60, xdp: { stale_after: 2s } } | dns.xdp.stale_after | must be 0 (never) or at least 3s
 60 } | 60, xdp: { stale_after: 30 } } | dns.xdp.stale_after | missing unit
 60 } | 60, xdp: { when_stale: drop } } | dns.xdp.when_stale | unknown stale policy "drop"
+60 } | 60, rate_limit: { ipv4_prefix: 33 } } | dns.rate_limit.ipv4_prefix | between 8 and 32
+60 } | 60, rate_limit: { ipv6_prefix: 16 } } | dns.rate_limit.ipv6_prefix | between 32 and 128
+60 } | 60, rate_limit: { responses_per_second: 10, burst: 0 } } | dns.rate_limit.burst | at least 1
+60 } | 60, rate_limit: { responses_per_second: 2000000 } } | dns.rate_limit.responses_per_second | at most 1000000
+60 } | 60, rate_limit: { responses_per_second: -1 } } | dns.rate_limit.responses_per_second | -1
+60 } | 60, rate_limit: { rate: 10 } } | dns.rate_limit.rate | unknown field
 name: r1\n | name: r1\n    servers: []\n  - name: r1\n | regions[1].name | duplicate region
 name: r1 | name: '' | regions[0].name | must not be empty
 192.0.2.1 | 10.0.0.999 | regions[0].servers[0].address | invalid IP address "10.0.0.999"

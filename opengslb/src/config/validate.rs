@@ -20,6 +20,9 @@ const MAX_ANSWERS: u8 = opengslb_common::maps::MAX_RECORDS as u8;
 
 /// The longest interface name the kernel accepts (IFNAMSIZ less the NUL).
 const MAX_IFNAME: usize = 15;
+/// The highest `dns.rate_limit.responses_per_second`: beyond a million a second per prefix, a limit
+/// limits nothing.
+const MAX_RATE: u32 = 1_000_000;
 /// The shortest `dns.xdp.stale_after` other than 0.
 const MIN_STALE_AFTER: Duration = Duration::from_secs(3);
 
@@ -107,6 +110,27 @@ fn validate_dns(config: &Config) -> Result<(), ConfigError> {
         "dns.xdp.stale_after",
         "must be 0 (never) or at least {}s",
         MIN_STALE_AFTER.as_secs()
+    );
+    let rl = &dns.rate_limit;
+    ensure!(
+        (8..=32).contains(&rl.ipv4_prefix),
+        "dns.rate_limit.ipv4_prefix",
+        "must be between 8 and 32"
+    );
+    ensure!(
+        (32..=128).contains(&rl.ipv6_prefix),
+        "dns.rate_limit.ipv6_prefix",
+        "must be between 32 and 128"
+    );
+    ensure!(
+        rl.burst != Some(0),
+        "dns.rate_limit.burst",
+        "must be at least 1 (or left out: one second's worth)"
+    );
+    ensure!(
+        rl.responses_per_second <= MAX_RATE,
+        "dns.rate_limit.responses_per_second",
+        "must be at most {MAX_RATE} (0 turns limiting off)"
     );
     for (key, value) in [
         ("ttl", dns.soa.ttl),

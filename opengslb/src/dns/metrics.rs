@@ -39,6 +39,15 @@ impl Collector for Stats {
             "opengslb_dns_tcp_timeouts",
             "TCP connections closed for idling or sending too slowly",
             self.tcp_timeouts.load(Relaxed),
+        )?;
+        counters(
+            &mut encoder,
+            "opengslb_dns_rate_limited",
+            "UDP responses the userspace server held back for their client prefix's rate (dns.rate_limit), by action: dropped, or slipped (sent truncated)",
+            [
+                ([("action", "dropped")], self.rate_limited.load(Relaxed)),
+                ([("action", "slipped")], self.rate_slipped.load(Relaxed)),
+            ],
         )
     }
 }
@@ -82,6 +91,7 @@ mod tests {
             "opengslb_dns_replies_total{kind=\"nxdomain\"} 0\n",
             "opengslb_dns_dropped_total{reason=\"response\"} 0\n",
             "opengslb_dns_tcp_refused_total 3\n",
+            "opengslb_dns_rate_limited_total{action=\"slipped\"} 0\n",
             "# HELP opengslb_dns_tcp_timeouts TCP connections closed for idling or sending too slowly\n",
         ] {
             assert!(text.contains(line), "{line} in {text}");

@@ -4,6 +4,7 @@
 mod metrics;
 mod per_client;
 pub mod queries;
+pub mod rate_limit;
 pub mod respond;
 pub mod server;
 pub mod zone;
@@ -12,5 +13,5 @@ pub mod zone;
 mod tests;
 
 pub use queries::QueryCounts;
-pub use respond::{DropReason, Outcome, QueryContext, ReplyKind, Transport, respond};
+pub use respond::{DropReason, Outcome, QueryContext, ReplyKind, Transport, respond, truncated};
 pub use zone::{Snapshot, Zone, ZoneError};

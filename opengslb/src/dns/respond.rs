@@ -170,6 +170,21 @@ pub fn respond(snap: &Snapshot, query: &[u8], ctx: &QueryContext) -> Outcome {
     Outcome::Reply(bytes, kind)
 }
 
+/// `reply` (one of ours) as rate limiting slips it: TC=1, its header and question, its OPT record, and
+/// no records. For a reply the XDP program could have sent, these are the bytes it slips
+/// (`opengslb_common::dns::build_truncated`). `None` for a reply without a question to echo.
+pub fn truncated(reply: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Message::from_vec(reply).ok()?;
+    if r.queries.is_empty() {
+        return None;
+    }
+    r.metadata.truncation = true;
+    r.answers.clear();
+    r.authorities.clear();
+    r.additionals.clear();
+    r.to_vec().ok()
+}
+
 /// FORMERR to a message that parsed, echoing its question.
 fn formerr(msg: &Message) -> (Message, ReplyKind) {
     let mut r = reply_to(msg);

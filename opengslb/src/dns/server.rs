@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use opengslb_common::ratelimit::{RateLimit, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -24,7 +25,8 @@ use tracing::{debug, info, warn};
 use super::{
     per_client::PerClient,
     queries::QueryCounts,
-    respond::{DropReason, Outcome, QueryContext, ReplyKind, respond},
+    rate_limit::RateLimiter,
+    respond::{DropReason, Outcome, QueryContext, ReplyKind, respond, truncated},
     zone::Snapshot,
 };
 
@@ -42,6 +44,8 @@ pub struct ServerConfig {
     pub tcp_max_per_client: usize,
     /// A TCP connection idle this long (or this slow to send a message) is closed.
     pub tcp_idle_timeout: Duration,
+    /// Responses a second per UDP client prefix (TCP is not limited: its source cannot be spoofed).
+    pub rate_limit: RateLimit,
 }
 
 impl ServerConfig {
@@ -53,6 +57,7 @@ impl ServerConfig {
             tcp_max_connections: 1024,
             tcp_max_per_client: 16,
             tcp_idle_timeout: Duration::from_secs(10),
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -66,6 +71,10 @@ pub struct Stats {
     pub tcp_refused: AtomicU64,
     /// TCP connections closed for idling or slowness (reading a message or writing a reply).
     pub tcp_timeouts: AtomicU64,
+    /// UDP responses not sent: over their client prefix's rate.
+    pub rate_limited: AtomicU64,
+    /// UDP responses sent truncated instead: over their client prefix's rate, and slipped.
+    pub rate_slipped: AtomicU64,
     /// Replies by domain, type and status (shared with the XDP program's counts, which the overwatch
     /// adds; shown by its own collector).
     pub queries: Arc<QueryCounts>,
@@ -137,12 +146,15 @@ pub async fn start(
 ) -> io::Result<DnsServer> {
     let stats = Arc::new(Stats::default());
     let (sockets, tcp, local_addr) = bind(&cfg)?;
+    // One limiter for every socket: the kernel spreads one client's queries over them.
+    let limiter = RateLimiter::new(cfg.rate_limit).map(Arc::new);
     for sock in sockets {
         let sock = UdpSocket::from_std(sock)?;
         tracker.spawn(udp_loop(
             sock,
             snapshots.clone(),
             stats.clone(),
+            limiter.clone(),
             token.clone(),
         ));
     }
@@ -241,6 +253,7 @@ async fn udp_loop(
     sock: UdpSocket,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     stats: Arc<Stats>,
+    limiter: Option<Arc<RateLimiter>>,
     token: CancellationToken,
 ) {
     let mut buf = vec![0u8; 65_535];
@@ -255,11 +268,31 @@ async fn udp_loop(
                 }
             },
         };
+        // Limited before anything is answered: a flood costs a lookup per query, not a reply.
+        let verdict = limiter
+            .as_ref()
+            .map_or(Verdict::Answer, |l| l.check(peer.ip()));
+        if verdict == Verdict::Drop {
+            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let snap = snapshots.borrow().clone();
         let ctx = QueryContext::udp().from_client(peer.ip());
         let outcome = respond(&snap, buf.get(..len).unwrap_or(&[]), &ctx);
-        stats.count(&snap, &outcome);
-        if let Outcome::Reply(bytes, _) = outcome
+        let reply = match outcome {
+            Outcome::Reply(bytes, _) if verdict == Verdict::Slip => {
+                stats.rate_slipped.fetch_add(1, Ordering::Relaxed);
+                truncated(&bytes)
+            }
+            outcome => {
+                stats.count(&snap, &outcome);
+                match outcome {
+                    Outcome::Reply(bytes, _) => Some(bytes),
+                    Outcome::Drop(_) => None,
+                }
+            }
+        };
+        if let Some(bytes) = reply
             && let Err(e) = sock.send_to(&bytes, peer).await
         {
             debug!(error = %e, %peer, "udp send");

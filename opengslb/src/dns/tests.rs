@@ -454,12 +454,9 @@ fn a_weighted_name_is_answered_by_the_fast_path() {
     assert_eq!(parse(&r).answers[0].ttl, 30, "default_ttl");
 }
 
-#[test]
-fn fast_and_full_paths_give_the_same_bytes() {
-    // A query with TC=1 is never taken by the XDP code (it counts `tc`), so the full path answers it; the
-    // reply must be the very bytes the fast path gives the same query without TC.
-    let snap = snapshot();
-    for (opts, flags) in [
+/// Queries without EDNS, with it, and with DO set, with RD and CD in turn.
+fn edns_and_flags() -> [(Vec<Opt>, u16); 3] {
+    [
         (vec![], RD),
         (vec![Opt::new(4096)], RD | CD),
         (
@@ -469,7 +466,15 @@ fn fast_and_full_paths_give_the_same_bytes() {
             }],
             0,
         ),
-    ] {
+    ]
+}
+
+#[test]
+fn fast_and_full_paths_give_the_same_bytes() {
+    // A query with TC=1 is never taken by the XDP code (it counts `tc`), so the full path answers it; the
+    // reply must be the very bytes the fast path gives the same query without TC.
+    let snap = snapshot();
+    for (opts, flags) in edns_and_flags() {
         for (name, qtype) in [("ApP.demo.LOCAL", A), ("app.demo.local", AAAA)] {
             let fast_q = query_full(0x4242, flags, name, qtype, IN, &opts);
             let full_q = query_full(0x4242, flags | TC, name, qtype, IN, &opts);
@@ -480,6 +485,45 @@ fn fast_and_full_paths_give_the_same_bytes() {
             assert_eq!(full_r, fast_r, "{name} {qtype} flags {flags:#06x}");
         }
     }
+}
+
+#[test]
+fn a_slipped_reply_is_the_xdp_programs_truncated_reply() {
+    // Rate limiting's slip: the userspace server truncates the reply it would have sent; the XDP program
+    // builds its truncated reply from the query. They must be the same bytes.
+    let snap = snapshot();
+    for (opts, qflags) in edns_and_flags() {
+        for (name, qtype) in [("ApP.demo.LOCAL", A), ("app.demo.local", AAAA)] {
+            let q = query_full(0x5151, qflags, name, qtype, IN, &opts);
+            let (reply, kind) = ask(&snap, &q, &udp_at(3));
+            assert_eq!(kind, ReplyKind::Fast);
+            let slipped = super::truncated(&reply).expect("a question to echo");
+            let mut s = opengslb_common::dns::Scratch::new();
+            s.msg[..q.len()].copy_from_slice(&q);
+            let parsed =
+                opengslb_common::dns::parse_query(&mut s, q.len()).expect("the gate takes it");
+            let len =
+                opengslb_common::dns::build_truncated(&mut s, &parsed, OUR_UDP).expect("fits");
+            assert_eq!(slipped, &s.msg[..len], "{name} {qtype} flags {qflags:#06x}");
+            assert_eq!(flags(&slipped) & TC, TC);
+            assert_eq!(counts(&slipped), (1, 0, 0, u16::from(!opts.is_empty())));
+            assert_eq!(
+                question_bytes(&slipped),
+                question_bytes(&q),
+                "0x20 case kept"
+            );
+        }
+    }
+    // Other replies keep their RCODE, and lose their records.
+    let (nx, _) = ask(&snap, &query(7, "nope.demo.local", A), &udp_at(0));
+    let slipped = super::truncated(&nx).expect("a question to echo");
+    assert_eq!(rcode(&slipped), rcode(&nx));
+    assert_eq!(counts(&slipped), (1, 0, 0, 0));
+    assert_eq!(
+        super::truncated(&[0; 12]),
+        None,
+        "no question: nothing to slip"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------

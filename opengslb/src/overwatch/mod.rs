@@ -110,6 +110,7 @@ fn load_xdp(cfg: &Config, opts: &Options) -> anyhow::Result<(Dataplane, Vec<IpAd
     )?;
     dp.configure(listen.port(), xdp_cfg.udp_size)?;
     dp.set_staleness(xdp_cfg.stale_after, xdp_cfg.when_stale == WhenStale::Pass)?;
+    dp.set_rate_limit(cfg.dns.rate_limit.limit())?;
     let addrs = listen_addresses(listen.ip(), &xdp_cfg.interfaces)?;
     dp.set_listen(&addrs)?;
     Ok((dp, addrs))
@@ -300,7 +301,10 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             info!("--xdp-only: no userspace DNS listener; queries XDP passes go unanswered");
             None
         } else {
-            let sc = ServerConfig::new(cfg.dns.listen_address);
+            let sc = ServerConfig {
+                rate_limit: cfg.dns.rate_limit.limit(),
+                ..ServerConfig::new(cfg.dns.listen_address)
+            };
             let s = server::start(sc, snap_rx, &tracker, token.clone())
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.dns.listen_address))?;

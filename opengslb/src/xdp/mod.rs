@@ -30,8 +30,9 @@ use opengslb_common::{
     counters::{COUNTER_COUNT, Counter},
     maps::{
         CONFIG_MAP, COUNTERS_MAP, GEO_MAP, LISTEN_MAP, LISTEN_MORE, ListenKey, PROGRAM_NAME,
-        RECORDS_MAP, ROTATION_MAP, RecordKey, RecordValue, STALE_PASS, XdpConfig,
+        RATE_MAP, RECORDS_MAP, ROTATION_MAP, RecordKey, RecordValue, STALE_PASS, XdpConfig,
     },
+    ratelimit::RateLimit,
 };
 use tracing::{info, warn};
 
@@ -45,14 +46,16 @@ use crate::{
 pub use metrics::CounterMetrics;
 pub use pins::{BPFFS_ROOT, link_pin, pin_dir, remove_all};
 
-/// The maps that are pinned, so tools (and `opengslb xdp counters`) can read them while we run.
-const PINNED_MAPS: [&str; 6] = [
+/// The maps that are pinned, so tools (and `opengslb xdp counters`) can read them while we run, and a
+/// restart carries them over (the rate buckets too: a restart does not lift a flood's limit).
+const PINNED_MAPS: [&str; 7] = [
     RECORDS_MAP,
     LISTEN_MAP,
     CONFIG_MAP,
     COUNTERS_MAP,
     ROTATION_MAP,
     GEO_MAP,
+    RATE_MAP,
 ];
 
 /// What can go wrong in the data plane.
@@ -328,6 +331,12 @@ impl Dataplane {
         self.heartbeat()
     }
 
+    /// Limits the responses the program sends each client prefix (`RateLimit::default()`: no limit).
+    pub fn set_rate_limit(&mut self, limit: RateLimit) -> Result<(), XdpError> {
+        self.cfg.rate = limit;
+        self.heartbeat()
+    }
+
     /// Tells the program the overwatch is alive: its table is current as of now.
     pub fn heartbeat(&mut self) -> Result<(), XdpError> {
         self.cfg.heartbeat_ns = monotonic_coarse_ns();
@@ -346,12 +355,12 @@ impl Dataplane {
             })
             .collect();
         let mut cfg = XdpConfig {
-            port: self.cfg.port,
-            udp_size: self.cfg.udp_size,
+            listen4_count: 0,
+            listen6_count: 0,
             flags: self.cfg.flags & !LISTEN_MORE,
-            heartbeat_ns: self.cfg.heartbeat_ns,
-            stale_after_ns: self.cfg.stale_after_ns,
-            ..XdpConfig::default()
+            listen4: Default::default(),
+            listen6: Default::default(),
+            ..self.cfg
         };
         for key in &keys {
             self.listen.insert(key, 1, 0).map_err(map_err(LISTEN_MAP))?;

@@ -19,10 +19,12 @@ use opengslb::{
     table::{AnswerTable, NameSpec, Policy},
     xdp::Dataplane,
 };
-use opengslb_common::maps::FLOOR_PROGRAM_NAME;
+use opengslb_common::{maps::FLOOR_PROGRAM_NAME, ratelimit::RateLimit};
 
 use super::frames::{Wrap, client4, client6, frame, server4, server6};
 
+/// `XDP_DROP`.
+pub const XDP_DROP: u32 = 1;
 /// `XDP_PASS`.
 pub const XDP_PASS: u32 = 2;
 /// `XDP_TX`.
@@ -38,6 +40,39 @@ pub struct Case {
     pub want: u32,
     /// Run by the floor program rather than ours.
     pub floor: bool,
+    /// Run by ours with response rate limiting on, as this says.
+    pub limit: Limit,
+}
+
+/// Response rate limiting for a case: off (the default), or on with a limit that lets every response
+/// through, or none (dropped or slipped after the first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// Off.
+    Off,
+    /// On, never reached: the cost of keeping the client's bucket.
+    Answers,
+    /// On and reached: every response dropped.
+    Drops,
+    /// On and reached: every response sent truncated.
+    Slips,
+}
+
+impl Limit {
+    /// The settings that make a flood of one client behave as this says (after its first response,
+    /// which [`ours`] sends: no token comes back for ages after it).
+    fn settings(self) -> RateLimit {
+        let never_again = |slip| RateLimit {
+            interval_ns: 1 << 62,
+            ..RateLimit::new(1, 1, slip, 24, 56)
+        };
+        match self {
+            Self::Off => RateLimit::default(),
+            Self::Answers => RateLimit::new(1_000_000, 1_000_000, 2, 24, 56),
+            Self::Drops => never_again(0),
+            Self::Slips => never_again(1),
+        }
+    }
 }
 
 /// A query for `name` of type `t`, with EDNS and a cookie if `cookie`.
@@ -122,6 +157,14 @@ pub fn cases() -> Vec<Case> {
         frame,
         want,
         floor: false,
+        limit: Limit::Off,
+    };
+    let limited = |name, want, limit| Case {
+        name,
+        frame: frame(&w4, &a),
+        want,
+        floor: false,
+        limit,
     };
     vec![
         case("A, IPv4", frame(&w4, &a), XDP_TX),
@@ -167,11 +210,19 @@ pub fn cases() -> Vec<Case> {
             XDP_PASS,
         ),
         case("pass: wrong port", frame(&port, &a), XDP_PASS),
+        limited(
+            "A, IPv4, rate limiting on, answered",
+            XDP_TX,
+            Limit::Answers,
+        ),
+        limited("A, IPv4, rate limited: dropped", XDP_DROP, Limit::Drops),
+        limited("A, IPv4, rate limited: truncated", XDP_TX, Limit::Slips),
         Case {
             name: "floor: minimal responder, A, IPv4",
             frame: frame(&w4, &a),
             want: XDP_TX,
             floor: true,
+            limit: Limit::Off,
         },
     ]
 }
@@ -181,6 +232,9 @@ pub fn cases() -> Vec<Case> {
 pub struct Programs {
     /// Ours, with its maps.
     pub dp: Dataplane,
+    /// Ours again, each with rate limiting on as [`Limit::Answers`], [`Limit::Drops`] and
+    /// [`Limit::Slips`] say.
+    pub limited: [Dataplane; 3],
     /// The object holding the floor program.
     pub floor: Ebpf,
 }
@@ -190,19 +244,9 @@ impl Programs {
     pub fn load(object: Option<&[u8]>) -> Self {
         let bytes =
             object.unwrap_or_else(|| opengslb::xdp::object::bytes().expect("an XDP object"));
-        let mut dp = Dataplane::load_bytes(bytes, None).expect("the program passes the verifier");
-        dp.configure(53, 1232).unwrap();
-        // As the overwatch runs it by default: the stale check (one clock read per answer) included.
-        dp.set_staleness(std::time::Duration::from_secs(30), false)
-            .unwrap();
-        dp.set_listen(&[server4(), server6()]).unwrap();
-        dp.apply(&AnswerTable::from_specs(&specs()).render())
-            .unwrap();
-        let mut geo = opengslb::routing::PrefixTable::new();
-        geo.insert("198.51.100.0/24".parse().unwrap(), 2);
-        dp.set_geo(&geo).unwrap();
         Self {
-            dp,
+            dp: ours(bytes, Limit::Off),
+            limited: [Limit::Answers, Limit::Drops, Limit::Slips].map(|l| ours(bytes, l)),
             floor: load_floor(bytes),
         }
     }
@@ -210,10 +254,15 @@ impl Programs {
     /// The program a case runs on.
     pub fn program(&mut self, case: &Case) -> &mut Xdp {
         if case.floor {
-            floor_program(&mut self.floor)
-        } else {
-            self.dp.program_mut().unwrap()
+            return floor_program(&mut self.floor);
         }
+        let dp = match case.limit {
+            Limit::Off => &mut self.dp,
+            Limit::Answers => &mut self.limited[0],
+            Limit::Drops => &mut self.limited[1],
+            Limit::Slips => &mut self.limited[2],
+        };
+        dp.program_mut().unwrap()
     }
 
     /// How many instructions the verifier processed for our program.
@@ -226,6 +275,39 @@ impl Programs {
             .verified_instruction_count()
             .expect("kernel reports verified_insns (≥ 5.16)")
     }
+}
+
+/// Our program from the object `bytes`, with the cases' names and rate limiting as `limit` says.
+fn ours(bytes: &[u8], limit: Limit) -> Dataplane {
+    let mut dp = Dataplane::load_bytes(bytes, None).expect("the program passes the verifier");
+    dp.configure(53, 1232).unwrap();
+    dp.set_rate_limit(limit.settings()).unwrap();
+    // As the overwatch runs it by default: the stale check (one clock read per answer) included.
+    dp.set_staleness(std::time::Duration::from_secs(30), false)
+        .unwrap();
+    dp.set_listen(&[server4(), server6()]).unwrap();
+    dp.apply(&AnswerTable::from_specs(&specs()).render())
+        .unwrap();
+    let mut geo = opengslb::routing::PrefixTable::new();
+    geo.insert("198.51.100.0/24".parse().unwrap(), 2);
+    dp.set_geo(&geo).unwrap();
+    // The first response a client gets: the rest are what a limited client gets.
+    let first = frame(
+        &Wrap::new(client4(), server4()),
+        &query("app.demo.local.", RecordType::A, false),
+    );
+    let mut out = vec![0u8; 4096];
+    let res = dp
+        .program_mut()
+        .unwrap()
+        .test_run(TestRunOptions {
+            data_in: Some(&first),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!(res.return_value, XDP_TX, "the first response is sent");
+    dp
 }
 
 /// The object `bytes` with its floor program loaded into the kernel (and nothing else).

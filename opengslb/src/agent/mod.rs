@@ -287,7 +287,16 @@ async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::R
     }
 
     node.leave().await;
-    // What this life sent and dropped, for whoever checks that its reports all arrived.
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 5 s");
+    }
+    // What this life sent and dropped, for whoever checks that its reports all arrived: after the
+    // node's task stopped, so nothing is sent after the figures.
     let stats = &node.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     info!(
@@ -297,14 +306,6 @@ async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::R
         dropped = stats.drops().iter().map(|(_, n)| n).sum::<u64>(),
         "agent stopped"
     );
-    token.cancel();
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!("some tasks did not stop within 5 s");
-    }
     Ok(())
 }
 

@@ -752,6 +752,76 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cut_oversized_replayed_reordered_and_foreign_datagrams_on_the_wire() {
+        use super::super::seal::{MAX_PAYLOAD, Sealer};
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let (ow, mut events) = Node::start(
+            config(Role::Overwatch, "ow", 7, vec![]),
+            &tracker,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = ow.advertised;
+        let sealer = Sealer::new(&[[7; 32]]).unwrap();
+        let [d1, d2, d3] = [b"1", b"2", b"3"].map(|p| sealer.seal(KIND_REPORT, p));
+        let foreign = Sealer::new(&[[8; 32]]).unwrap().seal(KIND_REPORT, b"x");
+        let oversized = sealer.seal(KIND_REPORT, &vec![0; MAX_PAYLOAD + 1]);
+        let sends: [&[u8]; 9] = [
+            &d2,                 // reordered: the later one first...
+            &d1,                 // ...and the earlier one still opens
+            &d1,                 // replayed
+            &d3[..d3.len() - 1], // cut by a byte: the tag does not match
+            &d3[..10],           // cut short
+            &oversized,          // one byte over the limit
+            &vec![b'O'; 60_000], // far over it (the receive buffer only holds the limit and one)
+            &foreign,            // another key
+            &d3,                 // whole: its cut copies did not use up its counter
+        ];
+        for d in sends {
+            sock.send_to(d, to).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                Ok(Some(Event::Report { payload, .. })) => got.push(payload),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(got, [b"2".to_vec(), b"1".to_vec(), b"3".to_vec()]);
+        let counts = |stats: &NodeStats| -> Vec<(&'static str, u64)> {
+            stats.drops().into_iter().filter(|(_, n)| *n != 0).collect()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while ow.stats.received.load(Ordering::Relaxed) < sends.len() as u64
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            counts(&ow.stats),
+            [
+                ("too_short", 1),
+                ("too_large", 2),
+                ("no_key_opens", 2),
+                ("replayed", 1)
+            ]
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), events.recv())
+                .await
+                .is_err(),
+            "nothing else reached the owner"
+        );
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test]
     async fn a_node_under_another_key_is_dropped_and_counted() {
         let mut p = Pair::start(7, 8).await;
         p.agent.send_report(b"hello".to_vec());

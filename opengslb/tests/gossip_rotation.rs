@@ -688,6 +688,7 @@ fn a_key_rotation_under_load_loses_no_report_and_shuts_out_the_old_key() {
         "the stale agent's datagrams are the only ones refused"
     );
     assert!(stale_said.reports_sent > 0);
+    common::http::promtool_check(&call(ow.metrics, "GET", "/metrics", &[], None).1);
 }
 
 #[test]

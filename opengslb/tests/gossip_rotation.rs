@@ -778,3 +778,76 @@ fn an_agent_refuses_a_config_it_cannot_load_on_sighup_and_keeps_reporting() {
     );
     assert_eq!(ow.refusals(), [], "nothing refused at the overwatch");
 }
+
+#[test]
+fn an_agent_left_out_of_the_rotation_is_out_once_the_old_key_goes_and_back_with_a_sighup() {
+    let dir = TempDir::new("rotation-forgotten");
+    let ow = Overwatch::start(&dir.0, &[KEY]);
+    let mut agents: Vec<Agent> = (0..2)
+        .map(|i| {
+            Agent::start(
+                &dir.0,
+                i,
+                ow.gossip,
+                Ipv4Addr::new(192, 0, 2, 101 + i as u8),
+                &[KEY],
+            )
+        })
+        .collect();
+    let mut dns = Asker::new(SocketAddr::from((Ipv4Addr::LOCALHOST, ow.dns)));
+    let all = expected(&agents);
+    assert!(
+        wait_for(Duration::from_secs(30), || dns
+            .a("app.demo.local", false)
+            .as_ref()
+            == Some(&all)),
+        "both agents in DNS\n{}",
+        ow.log()
+    );
+    let forgotten = agents[1].addr;
+    // Steps a and b skip agent 1: it still seals with the old key, which every ring still opens.
+    for ring in [&[KEY, NEW_KEY][..], &[NEW_KEY, KEY][..]] {
+        ow.rotate(ring);
+        agents[0].write(ring);
+        agents[0].hup_until("SIGHUP: gossip key ring applied");
+    }
+    // Longer than the 0.9 s after which a silent agent is dead: its reports still arrive.
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(dns.a("app.demo.local", false), Some(all.clone()));
+    assert_eq!(ow.reason(forgotten).as_deref(), Some("healthy"));
+    assert_eq!(
+        ow.refusals(),
+        [],
+        "nothing refused while the old key is in every ring"
+    );
+    // Step c: its reports no longer open, and it is out as a dead agent; the other stays.
+    ow.rotate(&[NEW_KEY]);
+    let t = Instant::now();
+    let mut without: Vec<Ipv4Addr> = STATIC.iter().copied().chain([agents[0].addr]).collect();
+    without.sort();
+    assert!(
+        wait_for(AT_ONCE, || dns.a("app.demo.local", false).as_ref()
+            == Some(&without)
+            && ow.reason(forgotten).as_deref() == Some("agent_dead")),
+        "the forgotten agent out: DNS {:?}, API {:?}\n{}",
+        dns.a("app.demo.local", false),
+        ow.reason(forgotten),
+        ow.log()
+    );
+    let out_after = t.elapsed();
+    assert!(dropped(ow.metrics, "no_key_opens") > 0);
+    assert_eq!(ow.reason(agents[0].addr).as_deref(), Some("healthy"));
+    // Its SIGHUP brings it back, no restart needed.
+    agents[1].write(&[NEW_KEY]);
+    let t = Instant::now();
+    agents[1].hup_until("SIGHUP: gossip key ring applied");
+    let back = shows(&ow, &mut dns, &agents, 1, t);
+    println!(
+        "an agent left out of steps a and b: in DNS through them, out {out_after:?} after step c \
+         ({} of its datagrams refused), back {back:?} after its SIGHUP",
+        dropped(ow.metrics, "no_key_opens")
+    );
+    for a in &mut agents {
+        assert!(a.alive(), "{}", a.log());
+    }
+}

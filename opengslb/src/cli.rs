@@ -186,7 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                             config.display()
                         );
                     }
-                    return agent::run(cfg);
+                    return agent::run(cfg, Some(config));
                 }
                 Some(AgentCommand::Drain {
                     state,
@@ -330,7 +330,7 @@ fn run_file_mode(
                 config: Some(path.to_path_buf()),
             },
         ),
-        Mode::Agent => agent::run(cfg),
+        Mode::Agent => agent::run(cfg, Some(path.to_path_buf())),
     }
 }
 

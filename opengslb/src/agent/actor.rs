@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::{metrics::AgentView, predict::Prediction};
 use crate::{
@@ -41,8 +41,6 @@ pub(super) enum Input {
     Predicted(Prediction),
     /// A report is due even if nothing changed (every [`super::REPORT_INTERVAL`]).
     ReportDue,
-    /// SIGHUP, which the agent does not act on.
-    Reload,
     /// SIGTERM or SIGINT.
     Shutdown,
 }
@@ -151,11 +149,6 @@ impl Agent {
         let mut force = false;
         match input {
             Input::Shutdown => return vec![self.leave(wall_ms)],
-            Input::Reload => {
-                warn!(
-                    "SIGHUP: the agent does not reload its config; restart it to apply changes (it leaves and rejoins)"
-                );
-            }
             Input::Probe(i, result) => {
                 if let Some(t) = self.tracked.get_mut(i) {
                     out.push(Effect::Sample {

@@ -3,11 +3,13 @@
 //! `draining` while staying alive, so the overwatch knows draining from dead) while the drain file
 //! exists, while an operator says so (`opengslb agent drain on`), during a maintenance window, or while a
 //! predictive signal fires. On SIGTERM or SIGINT it says it is leaving, so its backends are out at once.
+//! On SIGHUP it reads its config file again and applies a changed gossip key ring ([`reload`]).
 
 mod actor;
 pub mod drain;
 mod metrics;
 mod predict;
+mod reload;
 pub mod signals;
 
 use std::{
@@ -71,17 +73,18 @@ pub fn advertised_address(backend: &AgentBackend, gossip_source: IpAddr) -> IpAd
     }
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> anyhow::Result<()> {
+/// Runs the agent until SIGTERM or SIGINT; `config` is the file SIGHUP re-reads.
+pub fn run(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(run_async(cfg))
+    rt.block_on(run_async(cfg, config))
 }
 
-async fn run_async(cfg: Config) -> anyhow::Result<()> {
+async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let mut running = cfg.clone();
     let agent = &cfg.agent;
     let service_token = agent
         .identity
@@ -229,7 +232,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
 
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    // SIGHUP would end the process by default; an operator who sends it expects a reload, not a leave.
+    // SIGHUP would end the process by default: it means a reload.
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,7 +241,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         let input = tokio::select! {
             _ = int.recv() => Input::Shutdown,
             _ = term.recv() => Input::Shutdown,
-            _ = hup.recv() => Input::Reload,
+            _ = hup.recv() => {
+                reload::on_sighup(config.as_deref(), &mut running, &node);
+                continue;
+            }
             Some((i, result)) = probe_rx.recv() => Input::Probe(i, result),
             Ok(()) = drain_file.changed() => Input::DrainFile(*drain_file.borrow_and_update()),
             Ok(()) = manual.changed() => Input::Manual(*manual.borrow_and_update()),
@@ -289,6 +295,17 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     {
         warn!("some tasks did not stop within 5 s");
     }
+    // What this life sent and dropped, for whoever checks that its reports all arrived: after the
+    // node's task stopped, so nothing is sent after the figures.
+    let stats = &node.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    info!(
+        reports_sent = load(&stats.reports_sent),
+        datagrams_sent = load(&stats.sent),
+        datagrams_received = load(&stats.received),
+        dropped = stats.drops().iter().map(|(_, n)| n).sum::<u64>(),
+        "agent stopped"
+    );
     Ok(())
 }
 

@@ -76,6 +76,95 @@ fn proxy_headers_count_only_when_trusted() {
 }
 
 #[test]
+fn clients_outside_the_allowed_networks_are_refused_ipv4_and_ipv6_even_with_the_token() {
+    const TOKEN: &str = "token-0123456789abcdef";
+    let a = access(
+        &["127.0.0.1/32", "::1/128", "10.1.0.0/16", "2001:db8:1::/48"],
+        false,
+        Some(TOKEN),
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let path = "/api/v1/overwatch/backends/app.example.com/192.0.2.1/80/override";
+    for (peer, want) in [
+        ("127.0.0.1:1", StatusCode::OK),
+        ("127.0.0.2:1", StatusCode::FORBIDDEN),
+        ("10.1.2.3:1", StatusCode::OK),
+        ("10.2.0.1:1", StatusCode::FORBIDDEN),
+        ("192.0.2.1:1", StatusCode::FORBIDDEN),
+        ("[::1]:1", StatusCode::OK),
+        ("[::2]:1", StatusCode::FORBIDDEN),
+        ("[2001:db8:1::5]:1", StatusCode::OK),
+        ("[2001:db8:2::5]:1", StatusCode::FORBIDDEN),
+        ("[fe80::1]:1", StatusCode::FORBIDDEN),
+        ("[::ffff:10.1.0.1]:1", StatusCode::OK),
+        ("[::ffff:192.0.2.1]:1", StatusCode::FORBIDDEN),
+    ] {
+        let get = request(Method::GET, "/api/v1/overrides", peer, &[]);
+        assert_eq!(status(&a, &get), want, "GET from {peer}");
+        let change = request(Method::POST, path, peer, &[("authorization", &bearer)]);
+        assert_eq!(
+            status(&a, &change),
+            want,
+            "a change with the token from {peer}"
+        );
+    }
+    // Every method but GET and HEAD is a change: each needs the token, right.
+    for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        for auth in [
+            &[][..],
+            &[("authorization", "Bearer token-0123456789abcdeX")][..],
+        ] {
+            let req = request(method.clone(), path, "127.0.0.1:1", auth);
+            assert_eq!(
+                status(&a, &req),
+                StatusCode::UNAUTHORIZED,
+                "{method} {auth:?}"
+            );
+        }
+        let req = request(
+            method.clone(),
+            path,
+            "127.0.0.1:1",
+            &[("authorization", &bearer)],
+        );
+        assert_eq!(status(&a, &req), StatusCode::OK, "{method} with the token");
+    }
+}
+
+#[test]
+fn proxy_headers_never_grant_access_unless_trusted() {
+    let a = access(&["127.0.0.0/8", "::1/128"], false, None);
+    let spoofs: [&[(&str, &str)]; 6] = [
+        &[("x-forwarded-for", "127.0.0.1")],
+        &[("x-forwarded-for", "::1")],
+        &[("x-forwarded-for", "127.0.0.1, 192.0.2.9")],
+        &[("x-real-ip", "127.0.0.1")],
+        &[("forwarded", "for=127.0.0.1")],
+        &[("x-forwarded-for", "127.0.0.1"), ("x-real-ip", "::1")],
+    ];
+    for peer in ["192.0.2.9:1", "[2001:db8::9]:1", "[::ffff:192.0.2.9]:1"] {
+        for headers in spoofs {
+            for method in [Method::GET, Method::POST] {
+                let req = request(method.clone(), "/api/v1/overrides", peer, headers);
+                assert_eq!(
+                    status(&a, &req),
+                    StatusCode::FORBIDDEN,
+                    "{method} from {peer} with {headers:?}"
+                );
+            }
+        }
+    }
+    // Nor do they take access away from an allowed peer when untrusted.
+    let req = request(
+        Method::GET,
+        "/api/v1/overrides",
+        "[::1]:1",
+        &[("x-forwarded-for", "192.0.2.9")],
+    );
+    assert_eq!(status(&a, &req), StatusCode::OK);
+}
+
+#[test]
 fn changes_need_the_token_and_reads_do_not() {
     let a = access(&["127.0.0.0/8"], false, Some("token-0123456789abcdef"));
     let path = "/api/v1/overwatch/backends/app.example.com/192.0.2.1/80/override";

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::node::NodeStats;
-use crate::metrics::{Collector, DescriptorEncoder, counters};
+use crate::metrics::{Collector, DescriptorEncoder, counter, counters};
 
 impl Collector for NodeStats {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -25,6 +25,12 @@ impl Collector for NodeStats {
                 ("send_failed", &self.send_errors),
             ]
             .map(|(dir, v)| ([("direction", dir)], v.load(Relaxed))),
+        )?;
+        counter(
+            &mut encoder,
+            "opengslb_gossip_reports_sent",
+            "Of the datagrams sent, reports: one per overwatch per report (an agent's; 0 on an overwatch)",
+            self.reports_sent.load(Relaxed),
         )
     }
 }
@@ -49,6 +55,7 @@ mod tests {
             "opengslb_gossip_datagrams_total{direction=\"received\"} 0\n",
             "opengslb_gossip_dropped_total{reason=\"queue_full\"} 1\n",
             "opengslb_gossip_dropped_total{reason=\"no_key_opens\"} 0\n",
+            "opengslb_gossip_reports_sent_total 0\n",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

@@ -99,6 +99,8 @@ pub struct NodeStats {
     pub received: AtomicU64,
     /// Datagrams sent.
     pub sent: AtomicU64,
+    /// Of those, reports (one per overwatch a report goes to).
+    pub reports_sent: AtomicU64,
     /// Opened datagrams of an unknown kind.
     pub unknown_kind: AtomicU64,
     /// Opened SWIM datagrams foca refused.
@@ -129,6 +131,17 @@ impl NodeStats {
     }
 }
 
+/// Why [`Node::set_keys`] refused a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeysError {
+    /// The ring is empty: there would be nothing to seal with.
+    #[error("the gossip key ring is empty")]
+    Empty,
+    /// The node has stopped.
+    #[error("the gossip node has stopped")]
+    Stopped,
+}
+
 enum Command {
     Report(Vec<u8>),
     Ack(SocketAddr, Vec<u8>),
@@ -139,6 +152,9 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
+    /// The key ring; a new value is applied by the node's task (a watch, not a command, so that setting
+    /// it never waits or fails on a full queue, and only the latest ring counts).
+    keys: Arc<watch::Sender<Vec<GossipKey>>>,
     seeds: watch::Receiver<Vec<SocketAddr>>,
     overwatches: watch::Receiver<BTreeSet<SocketAddr>>,
     /// The node's counters.
@@ -183,6 +199,7 @@ impl Node {
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let (ow_tx, ow_rx) = watch::channel(BTreeSet::new());
         let (timer_tx, timer_rx) = mpsc::channel(1024);
+        let (keys_tx, keys_rx) = watch::channel(cfg.keys.clone());
         let stats = Arc::new(NodeStats::default());
         info!(role = cfg.role.as_str(), name = %cfg.name, bind = %bound, advertised = %advertised, "gossip node up");
         let task = Task {
@@ -200,10 +217,11 @@ impl Node {
             token: token.clone(),
             left: false,
         };
-        tracker.spawn(task.run(cmd_rx, timer_rx));
+        tracker.spawn(task.run(cmd_rx, timer_rx, keys_rx));
         Ok((
             Self {
                 commands: cmd_tx,
+                keys: Arc::new(keys_tx),
                 seeds,
                 overwatches: ow_rx,
                 stats,
@@ -227,6 +245,18 @@ impl Node {
         if self.commands.try_send(Command::Ack(to, payload)).is_err() {
             self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Replaces the key ring of the running node: the first key seals from the next datagram on, every
+    /// key opens. Membership, timers and replay windows stay, so a rotation loses nothing. The node
+    /// applies it between two datagrams, at once.
+    pub fn set_keys(&self, keys: &[GossipKey]) -> Result<(), KeysError> {
+        if keys.is_empty() {
+            return Err(KeysError::Empty);
+        }
+        self.keys
+            .send(keys.to_vec())
+            .map_err(|_| KeysError::Stopped)
     }
 
     /// Leaves the cluster: tells the members, then returns (within a second at most).
@@ -333,6 +363,7 @@ impl Task {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut timers: mpsc::Receiver<Timer<Member>>,
+        mut keys: watch::Receiver<Vec<GossipKey>>,
     ) {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
@@ -344,6 +375,10 @@ impl Task {
                     Ok((len, from)) => self.receive(&buf[..len], from).await,
                     Err(e) => debug!(error = %e, "gossip receive failed"),
                 },
+                Ok(()) = keys.changed() => {
+                    let ring = keys.borrow_and_update().clone();
+                    self.set_ring(&ring);
+                }
                 Some(timer) = timers.recv() => {
                     if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
                         debug!(error = %e, "foca timer");
@@ -356,7 +391,9 @@ impl Task {
                         let targets: BTreeSet<SocketAddr> =
                             self.seeds.borrow().iter().copied().collect();
                         for to in targets {
-                            self.send(&datagram, to).await;
+                            if self.send(&datagram, to).await {
+                                self.stats.reports_sent.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     Command::Ack(to, payload) => {
@@ -400,6 +437,20 @@ impl Task {
                     }
                 }
             }
+        }
+    }
+
+    fn set_ring(&mut self, ring: &[GossipKey]) {
+        let bytes: Vec<[u8; 32]> = ring.iter().map(|k| *k.as_bytes()).collect();
+        // Node::set_keys refuses an empty ring, the only way either can fail; both or neither change.
+        match (self.sealer.set_ring(&bytes), self.opener.set_ring(&bytes)) {
+            (Ok(()), Ok(())) => {
+                info!(
+                    keys = ring.len(),
+                    "gossip key ring replaced: the first key seals, every key opens"
+                )
+            }
+            (a, b) => warn!(error = ?a.err().or(b.err()), "gossip key ring not replaced"),
         }
     }
 
@@ -465,14 +516,17 @@ impl Task {
         }
     }
 
-    async fn send(&self, datagram: &[u8], to: SocketAddr) {
+    /// Sends one datagram; whether it went.
+    async fn send(&self, datagram: &[u8], to: SocketAddr) -> bool {
         match self.socket.send_to(datagram, to).await {
             Ok(_) => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                true
             }
             Err(e) => {
                 self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
                 debug!(%to, error = %e, "gossip send failed");
+                false
             }
         }
     }
@@ -645,6 +699,126 @@ mod tests {
         .await;
         assert!(!matches!(got, Ok(true)), "the impostor got a report");
         p.stop().await;
+    }
+
+    fn ring(keys: &[u8]) -> Vec<GossipKey> {
+        keys.iter()
+            .map(|k| GossipKey::from_bytes([*k; 32]))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_live_key_rotation_loses_no_report_and_shuts_out_the_old_key() {
+        let mut p = Pair::start(7, 7).await;
+        let drops = |n: &Node| n.stats.drops().iter().map(|(_, c)| c).sum::<u64>();
+        p.agent.send_report(b"0".to_vec());
+        assert_eq!(p.next_report().await.as_deref(), Some(&b"0"[..]));
+        // The three steps, the overwatch first in each, with a report after every change.
+        let steps: [(&[u8], &[u8]); 3] = [(&[7, 9], b"a"), (&[9, 7], b"b"), (&[9], b"c")];
+        for (keys, tag) in steps {
+            for node in [p.ow.clone(), p.agent.clone()] {
+                node.set_keys(&ring(keys)).unwrap();
+                // The ring is applied by the node's task; a report sent now may still use the old
+                // one, which every ring of this step opens.
+                p.agent.send_report(tag.to_vec());
+                assert_eq!(p.next_report().await.as_deref(), Some(tag));
+            }
+        }
+        assert_eq!(drops(&p.ow), 0, "{:?}", p.ow.stats.drops());
+        assert_eq!(drops(&p.agent), 0, "{:?}", p.agent.stats.drops());
+        assert_eq!(p.ow.set_keys(&[]), Err(KeysError::Empty));
+        // A node still on the old key is shut out and counted.
+        let seed = NodeAddress {
+            host: "127.0.0.1".into(),
+            port: p.ow.advertised.port(),
+        };
+        let stale_cfg = config(Role::Agent, "stale", 7, vec![seed]);
+        let (stale, _stale_events) = Node::start(stale_cfg, &p.tracker, p.token.clone())
+            .await
+            .unwrap();
+        stale.send_report(b"stale".to_vec());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while drops(&p.ow) == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(drops(&p.ow) >= 1, "{:?}", p.ow.stats.drops());
+        assert_eq!(
+            drops(&p.ow),
+            p.ow.stats.seal_drops.lock().unwrap().no_key_opens
+        );
+        p.agent.send_report(b"after".to_vec());
+        assert_eq!(p.next_report().await.as_deref(), Some(&b"after"[..]));
+        p.stop().await;
+    }
+
+    #[tokio::test]
+    async fn cut_oversized_replayed_reordered_and_foreign_datagrams_on_the_wire() {
+        use super::super::seal::{MAX_PAYLOAD, Sealer};
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let (ow, mut events) = Node::start(
+            config(Role::Overwatch, "ow", 7, vec![]),
+            &tracker,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = ow.advertised;
+        let sealer = Sealer::new(&[[7; 32]]).unwrap();
+        let [d1, d2, d3] = [b"1", b"2", b"3"].map(|p| sealer.seal(KIND_REPORT, p));
+        let foreign = Sealer::new(&[[8; 32]]).unwrap().seal(KIND_REPORT, b"x");
+        let oversized = sealer.seal(KIND_REPORT, &vec![0; MAX_PAYLOAD + 1]);
+        let sends: [&[u8]; 9] = [
+            &d2,                 // reordered: the later one first...
+            &d1,                 // ...and the earlier one still opens
+            &d1,                 // replayed
+            &d3[..d3.len() - 1], // cut by a byte: the tag does not match
+            &d3[..10],           // cut short
+            &oversized,          // one byte over the limit
+            &vec![b'O'; 60_000], // far over it (the receive buffer only holds the limit and one)
+            &foreign,            // another key
+            &d3,                 // whole: its cut copies did not use up its counter
+        ];
+        for d in sends {
+            sock.send_to(d, to).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                Ok(Some(Event::Report { payload, .. })) => got.push(payload),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(got, [b"2".to_vec(), b"1".to_vec(), b"3".to_vec()]);
+        let counts = |stats: &NodeStats| -> Vec<(&'static str, u64)> {
+            stats.drops().into_iter().filter(|(_, n)| *n != 0).collect()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while ow.stats.received.load(Ordering::Relaxed) < sends.len() as u64
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            counts(&ow.stats),
+            [
+                ("too_short", 1),
+                ("too_large", 2),
+                ("no_key_opens", 2),
+                ("replayed", 1)
+            ]
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), events.recv())
+                .await
+                .is_err(),
+            "nothing else reached the owner"
+        );
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 
     #[tokio::test]

@@ -162,6 +162,17 @@ impl Sealer {
         })
     }
 
+    /// Seals with the first key of `ring` from now on. The epoch, the counter and the nonce prefix
+    /// stay: receivers keep one replay window for this sender across a key rotation, and nonces keep
+    /// rising, so none repeats even if the ring goes back to an earlier key.
+    pub fn set_ring(&mut self, ring: &[[u8; KEY_LEN]]) -> Result<(), SetupError> {
+        self.key = build_ring(ring)?
+            .into_iter()
+            .next()
+            .ok_or(SetupError::EmptyRing)?;
+        Ok(())
+    }
+
     /// This sealer's epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -387,6 +398,13 @@ impl Opener {
         })
     }
 
+    /// Opens with the keys of `ring` from now on. The replay windows and drop counts stay: a rotation
+    /// must not let a datagram seen before it in again.
+    pub fn set_ring(&mut self, ring: &[[u8; KEY_LEN]]) -> Result<(), SetupError> {
+        self.ring = build_ring(ring)?;
+        Ok(())
+    }
+
     /// Datagrams dropped so far, by reason.
     pub fn drops(&self) -> DropCounts {
         self.drops
@@ -549,6 +567,45 @@ mod tests {
             let mut opener = Opener::new(&ring).unwrap();
             assert_eq!(opener.open(&d).unwrap().payload, b"rotate");
         }
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_epoch_the_counter_and_the_replay_windows() {
+        let mut sealer = Sealer::new(&[K1]).unwrap();
+        let mut opener = Opener::new(&[K1]).unwrap();
+        let before = sealer.seal(1, b"before");
+        assert!(opener.open(&before).is_ok());
+        // Step a: the new key joins every ring second; K1 still seals.
+        opener.set_ring(&[K1, K2]).unwrap();
+        sealer.set_ring(&[K1, K2]).unwrap();
+        let a = sealer.seal(1, b"a");
+        assert!(Opener::new(&[K1]).unwrap().open(&a).is_ok(), "still K1");
+        assert!(opener.open(&a).is_ok());
+        // Step b: K2 seals; one sender epoch, one window, counters still rising.
+        opener.set_ring(&[K2, K1]).unwrap();
+        sealer.set_ring(&[K2, K1]).unwrap();
+        let b = sealer.seal(1, b"b");
+        assert_eq!(
+            Opener::new(&[K1]).unwrap().open(&b),
+            Err(SealError::NoKeyOpens),
+            "now K2"
+        );
+        let opened = opener.open(&b).unwrap();
+        assert_eq!(opened.sender_epoch, sealer.epoch());
+        assert_eq!(opener.epochs(), 1);
+        // A datagram seen before the rotation is still a replay after it.
+        assert_eq!(opener.open(&a), Err(SealError::Replayed));
+        // Step c: K1 is gone; what it sealed no longer opens, what K2 sealed does.
+        opener.set_ring(&[K2]).unwrap();
+        let stale = Sealer::new(&[K1]).unwrap().seal(1, b"stale");
+        assert_eq!(opener.open(&stale), Err(SealError::NoKeyOpens));
+        assert!(opener.open(&sealer.seal(1, b"c")).is_ok());
+        assert_eq!(opener.drops().no_key_opens, 1);
+        assert_eq!(opener.drops().replayed, 1);
+        // An empty ring is refused and changes nothing.
+        assert_eq!(opener.set_ring(&[]), Err(SetupError::EmptyRing));
+        assert_eq!(sealer.set_ring(&[]), Err(SetupError::EmptyRing));
+        assert!(opener.open(&sealer.seal(1, b"still")).is_ok());
     }
 
     #[test]

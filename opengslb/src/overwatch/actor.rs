@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     api::{ApiError, BookView, Change, Targets},
-    config::Config,
+    config::{Config, GossipKey},
     gossip::{
         node::Event,
         wire::{ACK_VERSION, Ack, AckBackend, MAX_NODE_ID, Served},
@@ -87,6 +87,8 @@ pub(super) enum Effect {
         /// The encoded [`Ack`].
         payload: Vec<u8>,
     },
+    /// Seal and open gossip with this key ring from now on (a reload changed it).
+    GossipKeys(Vec<GossipKey>),
     /// Stop the loop.
     Stop,
 }
@@ -241,8 +243,9 @@ impl Overwatch {
                 self.publish_if(changed, now)
             }
             Input::Reload(new) => {
-                self.reload(*new);
-                let mut out = vec![Effect::Probes(self.control.probes()), self.objects_effect()];
+                let ring = self.reload(*new);
+                let mut out: Vec<Effect> = ring.into_iter().map(Effect::GossipKeys).collect();
+                out.extend([Effect::Probes(self.control.probes()), self.objects_effect()]);
                 out.extend(self.publish(now, true));
                 out
             }
@@ -358,26 +361,79 @@ impl Overwatch {
         }
     }
 
-    /// Takes a new config: domains, servers and agent tokens; the rest needs a restart, and says so.
-    fn reload(&mut self, new: Config) {
+    /// Takes a new config: domains, servers, agent tokens and the gossip key ring (returned when it
+    /// changed, for the running node); the rest needs a restart, and says so by key.
+    fn reload(&mut self, mut new: Config) -> Option<Vec<GossipKey>> {
         let running = &self.running;
-        if new.dns.listen_address != running.dns.listen_address
-            || new.dns.xdp != running.dns.xdp
-            || new.dns.zones != running.dns.zones
-            || new.dns.soa != running.dns.soa
-            || new.dns.nameservers != running.dns.nameservers
-            || new.metrics != running.metrics
-            || new.overwatch.gossip != running.overwatch.gossip
-            || new.logging != running.logging
-        {
+        let (old_g, new_g) = (&running.overwatch.gossip, &new.overwatch.gossip);
+        let ring_changed = old_g.key_ring() != new_g.key_ring();
+        // Gossip runs only with a key: turning it on or off starts or stops the node, a restart.
+        let ring_live =
+            ring_changed && !old_g.key_ring().is_empty() && !new_g.key_ring().is_empty();
+        let restart: Vec<&str> = [
+            (
+                "dns.listen_address",
+                new.dns.listen_address != running.dns.listen_address,
+            ),
+            ("dns.xdp", new.dns.xdp != running.dns.xdp),
+            ("dns.zones", new.dns.zones != running.dns.zones),
+            ("dns.soa", new.dns.soa != running.dns.soa),
+            (
+                "dns.nameservers",
+                new.dns.nameservers != running.dns.nameservers,
+            ),
+            ("metrics", new.metrics != running.metrics),
+            (
+                "overwatch.gossip.encryption_key (turning gossip on or off)",
+                ring_changed && !ring_live,
+            ),
+            (
+                "overwatch.gossip.bind_address",
+                new_g.bind_address != old_g.bind_address,
+            ),
+            (
+                "overwatch.gossip.probe_interval",
+                new_g.probe_interval != old_g.probe_interval,
+            ),
+            (
+                "overwatch.gossip.probe_timeout",
+                new_g.probe_timeout != old_g.probe_timeout,
+            ),
+            (
+                "overwatch.gossip.gossip_interval",
+                new_g.gossip_interval != old_g.gossip_interval,
+            ),
+            ("logging", new.logging != running.logging),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !restart.is_empty() {
             warn!(
-                "SIGHUP: changes to dns.listen_address, dns.xdp, dns.zones, dns.soa, dns.nameservers, metrics, overwatch.gossip or logging need a restart; applying the domains, servers and agent tokens only"
+                keys = %restart.join(", "),
+                "SIGHUP: changes to these keys need a restart; applying the domains, servers, agent tokens and gossip key ring only"
+            );
+        }
+        // The gossip section stays as it runs, so that a later reload compares with what runs (and
+        // warns again while a change waits for a restart); only a live ring is taken.
+        let mut gossip = old_g.clone();
+        if ring_live {
+            gossip.encryption_key.clone_from(&new_g.encryption_key);
+            gossip.encryption_keys.clone_from(&new_g.encryption_keys);
+        }
+        let ring = ring_live.then(|| gossip.key_ring().to_vec());
+        new.overwatch.gossip = gossip;
+        if let Some(r) = &ring {
+            info!(
+                keys = r.len(),
+                "SIGHUP: gossip key ring changed: applied to the running node"
             );
         }
         info!("SIGHUP: config reloaded");
         self.running = new;
         // The stored objects join the new file's config, as at start-up.
         self.apply_objects();
+        ring
     }
 
     fn publish_if(&mut self, changed: bool, now: Instant) -> Vec<Effect> {

@@ -515,6 +515,14 @@ impl Shell {
                         node.send_ack(to, payload);
                     }
                 }
+                Effect::GossipKeys(keys) => match &self.gossip {
+                    Some(node) => {
+                        if let Err(e) = node.set_keys(&keys) {
+                            error!(error = %e, "the gossip key ring could not be replaced");
+                        }
+                    }
+                    None => warn!("the gossip key ring changed, but gossip is not running"),
+                },
                 Effect::Stop => return false,
             }
         }

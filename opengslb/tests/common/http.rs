@@ -43,7 +43,32 @@ pub fn call(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+    call_from(None, addr, method, path, headers, body)
+}
+
+/// [`call`] from the local address `from` (e.g. 127.0.0.2, to be another client on loopback).
+pub fn call_from(
+    from: Option<SocketAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
+    let connected = match from {
+        None => TcpStream::connect_timeout(&addr, Duration::from_secs(3)),
+        Some(from) => (|| {
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            s.bind(&from.into())?;
+            s.connect_timeout(&addr.into(), Duration::from_secs(3))?;
+            Ok(s.into())
+        })(),
+    };
+    let Ok(mut s) = connected else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(3)));

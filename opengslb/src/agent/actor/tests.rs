@@ -238,7 +238,6 @@ fn a_report_goes_out_at_once_on_a_change_and_when_due_otherwise() {
 
     // Nothing changed: nothing sent until the report is due.
     assert!(sent(&a.handle(Input::Probe(0, pass()), now, WALL)).is_empty());
-    assert!(sent(&a.handle(Input::Reload, now, WALL)).is_empty());
     assert_eq!(sent(&a.handle(Input::ReportDue, now, WALL)).len(), 1);
     // A result for a backend the agent does not have changes nothing.
     let out = a.handle(Input::Probe(7, pass()), now, WALL);

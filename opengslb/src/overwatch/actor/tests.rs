@@ -507,3 +507,81 @@ fn an_applied_report_is_acked_after_the_publish_that_reflects_it() {
         (4, vec![Served::AllDown])
     );
 }
+
+/// [`config`] with `gossip` as its `overwatch.gossip` block.
+fn config_with_gossip(gossip: &str) -> Config {
+    let text = format!(
+        "dns: {{ zones: [example.com] }}
+overwatch:
+  gossip: {gossip}
+  agent_tokens: {{ app.example.com: \"{TOKEN}\" }}
+regions:
+  - name: eu
+    servers:
+      - {{ address: 192.0.2.1, service: app.example.com }}
+domains:
+  - {{ name: app.example.com, regions: [eu] }}
+"
+    );
+    Config::from_yaml_str(&text).expect("test config")
+}
+
+fn rings(out: &[Effect]) -> Vec<Vec<GossipKey>> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::GossipKeys(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_hands_a_changed_key_ring_to_the_node_and_keeps_the_rest_of_gossip_as_it_runs() {
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "HxgZGhscHR4fEBESExQVFhcICQoLDA0ODwABAgMEBQY=";
+    let key = |k: &str| GossipKey::from_base64(k).expect("key");
+    let t0 = Instant::now();
+    let mut ow = started(
+        &config_with_gossip(&format!("{{ encryption_key: \"{K1}\" }}")),
+        t0,
+    );
+    let mut reload = |gossip: String| {
+        ow.handle(
+            Input::Reload(Box::new(config_with_gossip(&gossip))),
+            t0,
+            WALL,
+        )
+    };
+    // Step a: the new key second. The same ring again changes nothing.
+    let step_a = format!("{{ encryption_keys: [\"{K1}\", \"{K2}\"] }}");
+    assert_eq!(rings(&reload(step_a.clone())), [vec![key(K1), key(K2)]]);
+    assert!(rings(&reload(step_a)).is_empty());
+    // A one-key ring written either way is the same ring.
+    let out = reload(format!("{{ encryption_key: \"{K2}\" }}"));
+    assert_eq!(rings(&out), [vec![key(K2)]]);
+    assert!(rings(&reload(format!("{{ encryption_keys: [\"{K2}\"] }}"))).is_empty());
+    // The ring goes live with another gossip change; that change waits for a restart, and the running
+    // config keeps the address the node is bound to.
+    let out = reload(format!(
+        "{{ bind_address: \"127.0.0.1:7000\", encryption_keys: [\"{K1}\", \"{K2}\"] }}"
+    ));
+    assert_eq!(rings(&out), [vec![key(K1), key(K2)]]);
+    assert!(
+        published(&out).is_some(),
+        "the rest of the reload still publishes"
+    );
+    // Turning gossip off needs a restart: the ring stays as it runs.
+    assert!(rings(&reload("{}".to_owned())).is_empty());
+    let out = reload(format!("{{ encryption_keys: [\"{K1}\", \"{K2}\"] }}"));
+    assert!(rings(&out).is_empty(), "the ring that runs");
+    let Some(Effect::Objects { effective, .. }) =
+        out.iter().find(|e| matches!(e, Effect::Objects { .. }))
+    else {
+        panic!("a reload shows the effective config");
+    };
+    assert_eq!(
+        effective.overwatch.gossip.bind_address,
+        "0.0.0.0:7946".parse::<SocketAddr>().unwrap(),
+        "the bound address, not the file's"
+    );
+}

@@ -1,6 +1,7 @@
 //! Who may call: the client's address against `api.allowed_networks` (IPv4 rules never match an IPv6
-//! client; an IPv4-mapped client counts as IPv4), taken from the first `X-Forwarded-For` or `X-Real-IP`
-//! entry only with `trust_proxy_headers`; and, when `api.token` is set, a bearer token on every change.
+//! client; an IPv4-mapped client counts as IPv4), taken from the last `X-Forwarded-For` entry (the
+//! address our proxy saw; entries before it are whatever the client wrote) or `X-Real-IP` only with
+//! `trust_proxy_headers`; and, when `api.token` is set, a bearer token on every change.
 //! Liveness, readiness and version are open to every client, as in the original, so that probes work;
 //! so is the OpenAPI document, which holds nothing about this overwatch's state.
 
@@ -52,18 +53,19 @@ impl Access {
                 .get("x-forwarded-for")
                 .or_else(|| headers.get("x-real-ip"));
             if let Some(value) = forwarded {
-                let first = value
+                // A proxy appends the address it saw: a client can write anything before it.
+                let last = value
                     .to_str()
                     .ok()
-                    .and_then(|v| v.split(',').next())
+                    .and_then(|v| v.rsplit(',').next())
                     .map(str::trim)
                     .unwrap_or_default();
-                return first
+                return last
                     .parse::<IpAddr>()
                     .map(|ip| ip.to_canonical())
                     .map_err(|_| {
                         ApiError::bad_request(format!(
-                            "proxy header client address {first:?} is not an IP address"
+                            "proxy header client address {last:?} is not an IP address"
                         ))
                     });
             }

@@ -47,7 +47,8 @@ fn ipv4_rules_never_match_ipv6_clients_and_mapped_clients_are_ipv4() {
 
 #[test]
 fn proxy_headers_count_only_when_trusted() {
-    let fwd = [("x-forwarded-for", "203.0.113.7, 10.0.0.1")];
+    // The client wrote 10.0.0.1; the proxy appended the address it saw, 203.0.113.7.
+    let fwd = [("x-forwarded-for", "10.0.0.1, 203.0.113.7")];
     let req = request(Method::GET, "/api/v1/overrides", "127.0.0.1:1", &fwd);
     assert_eq!(
         status(&access(&["127.0.0.0/8"], false, None), &req),
@@ -60,6 +61,11 @@ fn proxy_headers_count_only_when_trusted() {
     assert_eq!(
         status(&access(&["203.0.113.0/24"], true, None), &req),
         StatusCode::OK
+    );
+    assert_eq!(
+        status(&access(&["10.0.0.0/8"], true, None), &req),
+        StatusCode::FORBIDDEN,
+        "what the client wrote before the proxy's entry grants nothing"
     );
     let real = [("x-real-ip", "203.0.113.8")];
     let req = request(Method::GET, "/api/v1/overrides", "127.0.0.1:1", &real);

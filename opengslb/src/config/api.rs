@@ -25,8 +25,8 @@ pub struct ApiConfig {
         deserialize_with = "de::cidr_list"
     )]
     pub allowed_networks: Vec<IpNet>,
-    /// Take the client address from the first `X-Forwarded-For` (or `X-Real-IP`) entry; only behind a
-    /// proxy that sets it. Default false.
+    /// Take the client address from the last `X-Forwarded-For` entry (the one the proxy appended), else
+    /// `X-Real-IP`; only behind a proxy that every client goes through. Default false.
     #[serde(default)]
     pub trust_proxy_headers: bool,
     /// A bearer token every change (any method but GET and HEAD) must present as

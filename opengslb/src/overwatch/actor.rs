@@ -379,6 +379,10 @@ impl Overwatch {
             ("dns.zones", new.dns.zones != running.dns.zones),
             ("dns.soa", new.dns.soa != running.dns.soa),
             (
+                "dns.rate_limit",
+                new.dns.rate_limit != running.dns.rate_limit,
+            ),
+            (
                 "dns.nameservers",
                 new.dns.nameservers != running.dns.nameservers,
             ),

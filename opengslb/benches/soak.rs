@@ -155,8 +155,9 @@ fn section(set: &Settings, smoke: bool, f: &Figures) -> Value {
         m,
         "{agents} agents (real `opengslb agent` processes, each checking a TCP listener of its own) \
          report five names to one overwatch, in a network namespace the bench creates; dnsperf sends \
-         {qps} A queries a second across a veth pair (XDP answers them), and a poller asks every name \
-         every ~5 ms plainly (XDP) and with EDNS Client Subnet (userspace). Meanwhile a change every \
+         {qps} A queries a second across a veth pair (XDP answers them), and a poller asks each name \
+         with a change pending every few ms (the others in turn, every ~5 ms) plainly (XDP) and with EDNS Client \
+         Subnet (userspace). Meanwhile a change every \
          100–400 ms: a drain by the drain file or the control socket, or an API override, each returned \
          0.3–2.5 s after DNS shows it out; a SIGHUP every 3 s; one agent killed with SIGKILL and \
          restarted every minute. {warm} s of warm-up, then {soak} s measured for memory; the times \
@@ -189,6 +190,7 @@ fn section(set: &Settings, smoke: bool, f: &Figures) -> Value {
          | dnsperf: sent, answered | {sent}, {done} in {secs:.0} s ({qps:.0} qps) |\n\
          | XDP: plain A answered, ECS queries passed to userspace | {xa}, {xe} |\n\
          | poll rounds (a path silent for 250 ms) | {polls} ({silent}) |\n\
+         | resolution: how much earlier a change may have reached DNS than measured, p50 / max | {res} |\n\
          | rounds missing a backend that was back in DNS | {abs} |\n\
          | overwatch VmRSS after the warm-up → end (most seen) | {r0} → {r1} KiB ({g:+.1} %; {rmax} KiB) |\n\
          | SIGHUPs, logged reloads, `reloads_total{{success}}` | {rs}, {rl}, {rok} |\n\
@@ -205,6 +207,11 @@ fn section(set: &Settings, smoke: bool, f: &Figures) -> Value {
         xe = f.xdp_passed_ecs,
         polls = f.polls,
         silent = f.poll_timeouts,
+        res = f.resolution.map_or("–".into(), |r| format!(
+            "{} / {}",
+            show(r.p50),
+            show(r.max)
+        )),
         abs = f.absences,
         r0 = f.rss_start_kib,
         r1 = f.rss_end_kib,
@@ -270,6 +277,7 @@ fn section(set: &Settings, smoke: bool, f: &Figures) -> Value {
             "xdp_passed_ecs": f.xdp_passed_ecs,
             "polls": f.polls,
             "poll_timeouts": f.poll_timeouts,
+            "resolution_ms": f.resolution.as_ref().map(stats_json),
             "absences": f.absences,
             "rss_kib": {"start": f.rss_start_kib, "end": f.rss_end_kib, "max": f.rss_max_kib},
             "rss_growth_percent": f.rss_growth_percent(),

@@ -7,9 +7,10 @@
 //! Two network namespaces joined by a veth pair. The server side holds the overwatch (XDP on its veth
 //! end in generic mode and the userspace server on the same address; gossip, API and metrics on its
 //! loopback), the fifty agents, and the TCP listeners their checks connect to (one thread accepts for
-//! all). The client side holds dnsperf, the steady load, and the poller, which asks every name plainly
-//! (the XDP program answers) and with EDNS Client Subnet (which XDP passes to userspace) every few
-//! milliseconds and judges each answer against the changes asked for: a change has reached DNS at the
+//! all). The client side holds dnsperf, the steady load, and the poller, which asks names plainly (the
+//! XDP program answers) and with EDNS Client Subnet (which XDP passes to userspace), each name with a
+//! change pending every few milliseconds and the others in turn, and judges each answer against the changes
+//! asked for: a change has reached DNS at the
 //! first round, sent after it was asked for, in which both paths agree with it; a drained backend seen
 //! again before it was returned, or an address that is no backend of the name, is a failure.
 
@@ -54,8 +55,9 @@ const API: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST
 const METRICS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 const GOSSIP: &str = "127.0.0.1:7946";
 
-/// The poller's pause between rounds (a round asks every name on both paths).
+/// The poller's pause between rounds (a round asks a name on both paths), and while a change is pending.
 const POLL_EVERY: Duration = Duration::from_millis(5);
+const POLL_PENDING: Duration = Duration::from_millis(1);
 /// One poll waits this long for its reply: a lost datagram costs a round, not seconds of blindness.
 const POLL_TIMEOUT: Duration = Duration::from_millis(250);
 /// Between SIGHUPs.
@@ -135,6 +137,8 @@ pub struct Figures {
     /// Poll rounds, and those in which a path did not answer within [`POLL_TIMEOUT`].
     pub polls: u64,
     pub poll_timeouts: u64,
+    /// How much earlier than measured each change may have reached DNS: the poll's resolution.
+    pub resolution: Option<Stats>,
     pub load: Load,
     /// Plain A queries the XDP program answered, and queries it passed to userspace for Client Subnet.
     pub xdp_answered: u64,
@@ -299,6 +303,15 @@ impl Figures {
                 ms(d.p50),
                 ms(d.p99),
                 ms(d.max)
+            );
+        }
+        if let Some(r) = self.resolution {
+            let _ = writeln!(
+                s,
+                "  resolution (each time is at most this much above the true one): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                ms(r.p50),
+                ms(r.p99),
+                ms(r.max)
             );
         }
         let _ = writeln!(
@@ -583,6 +596,11 @@ struct Shared {
     absence_examples: Vec<String>,
     polls: u64,
     poll_timeouts: u64,
+    /// When the last round of each name was sent.
+    last_sent: [Option<Instant>; SERVICES],
+    /// For each change seen: how much earlier it may have reached DNS than measured (from the later of
+    /// the previous round of its name and the change to the round that saw it).
+    resolution: Vec<Duration>,
 }
 
 impl Shared {
@@ -641,6 +659,8 @@ impl Shared {
             let t = self.tracks[i];
             if t.seen == Some(got) && self.counting {
                 self.took.entry(t.kind).or_default().push(got - t.asked);
+                let before = self.last_sent[s].map_or(t.asked, |l| l.max(t.asked));
+                self.resolution.push(got - before);
             }
         }
         for f in failures {
@@ -663,11 +683,34 @@ fn poll(shared: &Mutex<Shared>, stop: &AtomicBool, deadline: Instant) {
     let mut dns = Asker::from((Ipv4Addr::UNSPECIFIED, 0).into(), (SERVER, 53).into());
     dns.set_timeout(POLL_TIMEOUT);
     let names: Vec<String> = (0..SERVICES).map(pool).collect();
+    let mut next = 0;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        for (s, name) in names.iter().enumerate() {
+        // Every name with a change DNS does not show yet, each time, so its time is measured finely;
+        // and one more name in turn, so every name is watched for backends that should not be there.
+        let mut due: Vec<usize> = {
+            let sh = shared.lock().expect("shared");
+            (0..SERVICES)
+                .filter(|&s| {
+                    (s..AGENTS)
+                        .step_by(SERVICES)
+                        .any(|i| sh.tracks[i].seen.is_none())
+                })
+                .collect()
+        };
+        // Finely while a change is pending (a few tenths of the time), at rest otherwise.
+        let pause = if due.is_empty() {
+            POLL_EVERY
+        } else {
+            POLL_PENDING
+        };
+        if !due.contains(&next) {
+            due.push(next);
+        }
+        next = (next + 1) % SERVICES;
+        for s in due {
             let sent = Instant::now();
-            let xdp = dns.a(name, false);
-            let user = dns.a(name, true);
+            let xdp = dns.a(&names[s], false);
+            let user = dns.a(&names[s], true);
             let got = Instant::now();
             let mut sh = shared.lock().expect("shared");
             sh.polls += 1;
@@ -675,8 +718,9 @@ fn poll(shared: &Mutex<Shared>, stop: &AtomicBool, deadline: Instant) {
                 (Some(x), Some(u)) => sh.observe(s, sent, got, &x, &u),
                 _ => sh.poll_timeouts += 1,
             }
+            sh.last_sent[s] = Some(sent);
         }
-        thread::sleep(POLL_EVERY);
+        thread::sleep(pause);
     }
 }
 
@@ -838,6 +882,8 @@ pub fn run(set: &Settings) -> Figures {
         absence_examples: Vec::new(),
         polls: 0,
         poll_timeouts: 0,
+        last_sent: [None; SERVICES],
+        resolution: Vec::new(),
     });
     let stop = AtomicBool::new(false);
     let churn_over = AtomicBool::new(false);
@@ -1194,6 +1240,7 @@ pub fn run(set: &Settings) -> Figures {
         f.absence_examples = std::mem::take(&mut sh.absence_examples);
         f.polls = sh.polls;
         f.poll_timeouts = sh.poll_timeouts;
+        f.resolution = Stats::of(&sh.resolution);
 
         let log = ow_text();
         f.deaths = log.matches("agent missed its reports").count()

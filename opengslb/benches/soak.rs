@@ -197,6 +197,7 @@ fn section(set: &Settings, smoke: bool, f: &Figures) -> Value {
          | drains asked, draining reports logged by the agents | {da}, {dr} |\n\
          | agent reports by result | {rep:?} |\n\
          | kills, agents declared dead | {kills}, {deaths} |\n\
+         | `/api/v1/overwatch/stats` at the end | {api} |\n\
          | ERROR lines in the logs | {errs} |\n\
          | failures | {fails} |\n",
         sent = f.load.sent,
@@ -225,6 +226,7 @@ fn section(set: &Settings, smoke: bool, f: &Figures) -> Value {
         rep = f.reports,
         kills = f.kills,
         deaths = f.deaths,
+        api = f.api_end,
         errs = f.error_lines.len(),
         fails = problems.len(),
     );

@@ -162,6 +162,8 @@ pub struct Figures {
     pub alive_at_end: u64,
     pub dead_at_end: u64,
     pub overrides_at_end: u64,
+    /// `/api/v1/overwatch/stats` at the end, as read.
+    pub api_end: String,
     /// Agents the overwatch declared dead, and how many were killed.
     pub deaths: usize,
     pub kills: usize,
@@ -358,10 +360,11 @@ impl Figures {
         );
         let _ = writeln!(
             s,
-            "  at the end: {} agents alive, {} dead, {} overrides; {} agents declared dead for {} kills; {} ERROR lines",
+            "  at the end: {} agents alive, {} dead, {} overrides; API: {}; {} agents declared dead for {} kills; {} ERROR lines",
             self.alive_at_end,
             self.dead_at_end,
             self.overrides_at_end,
+            self.api_end,
             self.deaths,
             self.kills,
             self.error_lines.len()
@@ -1282,6 +1285,31 @@ pub fn run(set: &Settings) -> Figures {
         .find_map(|l| l.strip_prefix("opengslb_overwatch_overrides_active "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(u64::MAX);
+    // The API's view of the same end: every agent's backend and the static one healthy, none draining,
+    // no override.
+    let (code, body) = srv.enter(|| call(API, "GET", "/api/v1/overwatch/stats", &[], None));
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let all = AGENTS as u64 + 1;
+    for (key, want) in [
+        ("active_agents", AGENTS as u64),
+        ("total_backends", all),
+        ("healthy_backends", all),
+        ("draining_backends", 0),
+        ("active_overrides", 0),
+    ] {
+        let got = stats[key].as_u64();
+        let _ = write!(
+            f.api_end,
+            "{}{key} {}",
+            if f.api_end.is_empty() { "" } else { ", " },
+            got.map_or("?".into(), |n| n.to_string())
+        );
+        if got != Some(want) {
+            f.failures.push(format!(
+                "/api/v1/overwatch/stats at the end: {key} {got:?}, want {want} ({code} {body})"
+            ));
+        }
+    }
 
     // Down, agents first (SIGTERM to all at once: each leaves), then the overwatch.
     for a in &agents {

@@ -28,19 +28,36 @@ pub fn ecs_edns() -> Edns {
 pub struct Asker {
     sock: UdpSocket,
     id: u16,
+    timeout: Duration,
 }
 
 impl Asker {
     /// A socket connected to `server`.
     pub fn new(server: SocketAddr) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        sock.connect(server).expect("connect");
-        Self { sock, id: 1 }
+        Self::from("127.0.0.1:0".parse().expect("address"), server)
     }
 
-    /// The A records of `name`, sorted; `None` when no reply came within 3 s (a debug-build server on a
-    /// loaded machine can be slow; inside a wait loop only a failure waits that long). With `ecs` the query
-    /// carries Client Subnet.
+    /// A socket bound to `local` (`0.0.0.0:0` for a server across a veth pair: a loopback source
+    /// never leaves `lo`), connected to `server`.
+    pub fn from(local: SocketAddr, server: SocketAddr) -> Self {
+        let sock = UdpSocket::bind(local).expect("bind");
+        sock.connect(server).expect("connect");
+        Self {
+            sock,
+            id: 1,
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// How long [`a`](Self::a) waits for a reply (3 s unless set): a poller that measures times sets it
+    /// short, so one lost datagram costs a retry rather than seconds of blindness.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The A records of `name`, sorted; `None` when no reply came within the timeout, 3 s by default (a
+    /// debug-build server on a loaded machine can be slow; inside a wait loop only a failure waits that
+    /// long). With `ecs` the query carries Client Subnet.
     pub fn a(&mut self, name: &str, ecs: bool) -> Option<Vec<Ipv4Addr>> {
         self.id = self.id.wrapping_add(1);
         let mut m = Message::query();
@@ -53,7 +70,7 @@ impl Asker {
             m.set_edns(ecs_edns());
         }
         self.sock.send(&m.to_vec().expect("encode")).ok()?;
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + self.timeout;
         let mut buf = [0u8; 4096];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -9,6 +9,7 @@ pub mod labs;
 pub mod netns;
 pub mod nginx;
 pub mod rng;
+pub mod soak;
 pub mod xtask;
 
 /// How long a change the design makes at once (an agent's drain or leave, reported the moment it

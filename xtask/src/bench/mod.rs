@@ -43,6 +43,14 @@ pub struct Options {
     /// Use this opengslb binary instead of building the release one (the smoke test passes its own).
     #[arg(long)]
     pub opengslb: Option<PathBuf>,
+    /// Run only these parts (comma-separated): `traffic` (the servers' runs) and bench target names
+    /// (`control`, `xdp_cost`, `soak`). Writes no report unless `--out` is given: a partial run would
+    /// overwrite the other sections' figures.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The soak's length in minutes, after its minute of warm-up (a smoke run soaks 10 s).
+    #[arg(long, default_value_t = 10.0)]
+    pub soak_minutes: f64,
 }
 
 /// The tools the runs drive, each from a package `cargo xtask setup` installs.
@@ -55,9 +63,22 @@ const TOOLS: [(&str, &str); 6] = [
     ("taskset", "util-linux"),
 ];
 
-/// How long a bench target may run.
-fn target_limit(smoke: bool) -> Duration {
-    Duration::from_secs(if smoke { 180 } else { 420 })
+/// How long a bench target may run: the soak its length, its warm-up and 10 minutes more (fifty
+/// agents to start and settle, every change to return); the others a fixed bound.
+fn target_limit(name: &str, opts: &Options) -> Duration {
+    match (name, opts.smoke) {
+        (_, true) => Duration::from_secs(180),
+        ("soak", false) => Duration::from_secs_f64((opts.soak_minutes + 1.0 + 10.0) * 60.0),
+        _ => Duration::from_secs(420),
+    }
+}
+
+/// The arguments a bench target gets besides `--json-out` and `--smoke`.
+fn target_args(name: &str, opts: &Options) -> Vec<String> {
+    match name {
+        "soak" => vec!["--minutes".into(), opts.soak_minutes.to_string()],
+        _ => Vec::new(),
+    }
 }
 
 pub fn bench(root: &Path, opts: &Options) -> Result<()> {
@@ -69,11 +90,15 @@ pub fn bench(root: &Path, opts: &Options) -> Result<()> {
         );
     }
     stop::install()?;
-    let out = match (&opts.out, opts.smoke) {
+    if !(opts.soak_minutes.is_finite() && opts.soak_minutes > 0.0) {
+        bail!("--soak-minutes must be a positive number of minutes");
+    }
+    let out = match (&opts.out, opts.smoke || !opts.only.is_empty()) {
         (Some(p), _) => Some(root.join(p)),
         (None, false) => Some(root.join("docs/benchmarks.md")),
         (None, true) => None,
     };
+    let runs = |part: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == part);
 
     let started = Instant::now();
     crate::setup::ensure()?;
@@ -98,23 +123,37 @@ pub fn bench(root: &Path, opts: &Options) -> Result<()> {
 
     let started = Instant::now();
     let plan = traffic::Plan::new(opts.smoke);
-    eprintln!(
-        "bench: traffic runs, at least {:.0} s",
-        traffic::min_duration(&plan, servers::SERVERS.len()).as_secs_f64()
-    );
+    if runs("traffic") {
+        eprintln!(
+            "bench: traffic runs, at least {:.0} s",
+            traffic::min_duration(&plan, servers::SERVERS.len()).as_secs_f64()
+        );
+    }
     let pid = std::process::id();
     let dir = std::env::temp_dir().join(format!("{}-{pid}", lab::PREFIX));
     let bpffs = Path::new("/sys/fs/bpf").join(format!("{}-{pid}", lab::PREFIX));
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _cleanup = RemoveOnDrop(vec![dir.clone(), bpffs.clone()]);
-    let measured = traffic::run(&plan, &programs.servers, &dir, &bpffs)?;
+    let measured = if runs("traffic") {
+        traffic::run(&plan, &programs.servers, &dir, &bpffs)?
+    } else {
+        Vec::new()
+    };
     let mut sections = Vec::new();
     for (name, exe) in &programs.targets {
         eprintln!("bench: bench target {name}");
-        sections.push((
-            name.clone(),
-            targets::run(exe, &dir, opts.smoke, target_limit(opts.smoke))?,
-        ));
+        let section = targets::run(
+            exe,
+            &dir,
+            opts.smoke,
+            &target_args(name, opts),
+            target_limit(name, opts),
+        )?;
+        if !opts.only.is_empty() {
+            // No report is written: the section goes to the terminal.
+            eprintln!("{}", section["markdown"].as_str().unwrap_or(""));
+        }
+        sections.push((name.clone(), section));
     }
     let measure = started.elapsed();
 
@@ -125,7 +164,11 @@ pub fn bench(root: &Path, opts: &Options) -> Result<()> {
             build,
             measure,
         },
-        traffic_goals: goals::traffic(&measured),
+        traffic_goals: if runs("traffic") {
+            goals::traffic(&measured)
+        } else {
+            Vec::new()
+        },
         plan,
         smoke: opts.smoke,
         measured,
@@ -171,7 +214,19 @@ fn build(root: &Path, opts: &Options) -> Result<Built> {
             target_dir(root).join("release/opengslb")
         }
     };
-    let names = targets::names(root)?;
+    let all = targets::names(root)?;
+    for part in &opts.only {
+        if part != "traffic" && !all.contains(part) {
+            bail!(
+                "--only {part}: not `traffic` nor a bench target ({})",
+                all.join(", ")
+            );
+        }
+    }
+    let names: Vec<String> = all
+        .into_iter()
+        .filter(|n| opts.only.is_empty() || opts.only.contains(n))
+        .collect();
     eprintln!(
         "bench: bench targets: {}",
         if names.is_empty() {
@@ -208,9 +263,11 @@ fn write_report(run: &mut Run, out: &Path) -> Result<()> {
             (m.server.label.to_owned(), points)
         })
         .collect();
-    plot::answered(&plots.join("answered.svg"), &series)?;
-    run.plots
-        .push(("answered", "bench/answered.svg".to_owned()));
+    if !series.is_empty() {
+        plot::answered(&plots.join("answered.svg"), &series)?;
+        run.plots
+            .push(("answered", "bench/answered.svg".to_owned()));
+    }
     if let Some((cases, floor)) = xdp_cost_figures(&run.sections) {
         plot::cost(&plots.join("cost.svg"), &cases, floor)?;
         run.plots.push(("cost", "bench/cost.svg".to_owned()));

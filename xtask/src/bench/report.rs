@@ -80,7 +80,8 @@ impl Run {
             "# Benchmarks\n\n\
              Written by `cargo xtask bench` (as root), plots included; rerun it to measure this machine and \
              rewrite this page (`--json` prints every figure as one JSON object, `--smoke` checks the bench \
-             in seconds without touching this page). This run measured for {:.0} s (install {:.0} s and \
+             in seconds without touching this page, `--only soak` runs one part, printing its section \
+             without touching this page either, and `--soak-minutes N` sets the soak's length). This run measured for {:.0} s (install {:.0} s and \
              build {:.0} s apart). Absolute figures vary about 2× between machines of this kind and with \
              their load: compare within one run, as the ratios below do.\n",
             t.measure.as_secs_f64(),

@@ -109,9 +109,9 @@ fn executables(messages: &str) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// Runs one bench executable (stdout to our stderr, which keeps `--json`'s stdout one object), for at
-/// most `limit`; the section it wrote, checked for its shape.
-pub fn run(exe: &Path, dir: &Path, smoke: bool, limit: Duration) -> Result<Value> {
+/// Runs one bench executable with `args` besides its usual ones (stdout to our stderr, which keeps
+/// `--json`'s stdout one object), for at most `limit`; the section it wrote, checked for its shape.
+pub fn run(exe: &Path, dir: &Path, smoke: bool, args: &[String], limit: Duration) -> Result<Value> {
     let name = exe
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -122,6 +122,7 @@ pub fn run(exe: &Path, dir: &Path, smoke: bool, limit: Duration) -> Result<Value
     if smoke {
         cmd.arg("--smoke");
     }
+    cmd.args(args);
     let line = command_line(&cmd);
     eprintln!("$ {line}");
     let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;

@@ -73,7 +73,7 @@ fn default_data_dir() -> PathBuf {
 
 /// Reads `agent_tokens`: a mapping of service to one token or a list of tokens. Two spellings of one
 /// name (`App.example.com`, `app.example.com.`) are one service with both lists.
-fn agent_tokens<'de, D: serde::Deserializer<'de>>(
+pub(super) fn agent_tokens<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<DnsName, Vec<Secret>>, D::Error> {
     #[derive(Deserialize)]
@@ -339,7 +339,7 @@ fn default_sync_timeout() -> Duration {
 
 /// The geolocation block (`overwatch.geolocation`, or top-level `geolocation` as the original's docs write
 /// it): how `geolocation` routing maps a client address to a region.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeolocationConfig {
     /// A MaxMind GeoIP2/GeoLite2 country database (`.mmdb`); must exist when set. Without it, only
@@ -350,14 +350,32 @@ pub struct GeolocationConfig {
     /// clients get any healthy backend).
     #[serde(default)]
     pub default_region: Option<String>,
-    /// Use the EDNS Client Subnet of a query (RFC 7871) rather than the resolver's address. Default false
-    /// (the original's code; its docs say true).
-    #[serde(default)]
+    /// Place a query that carries an EDNS Client Subnet option (RFC 7871) by that subnet rather than by
+    /// the resolver's address. `false`: the option is still parsed and echoed, with scope 0 (the answer
+    /// holds for every client of the resolver), and the client is placed by the source address. Default
+    /// true (the original's docs; its code said false).
+    #[serde(default = "default_ecs_enabled")]
     pub ecs_enabled: bool,
     /// Address ranges placed in a region before the database is asked; the longest prefix wins.
     /// Default: none.
     #[serde(default, deserialize_with = "de::nullable")]
     pub custom_mappings: Vec<CustomMapping>,
+}
+
+/// Documented defaults, the same ones serde applies to missing keys.
+impl Default for GeolocationConfig {
+    fn default() -> Self {
+        Self {
+            database_path: None,
+            default_region: None,
+            ecs_enabled: default_ecs_enabled(),
+            custom_mappings: Vec::new(),
+        }
+    }
+}
+
+fn default_ecs_enabled() -> bool {
+    true
 }
 
 /// One entry of `custom_mappings`.

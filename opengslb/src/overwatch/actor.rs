@@ -408,6 +408,10 @@ impl Overwatch {
                 new_g.gossip_interval != old_g.gossip_interval,
             ),
             ("logging", new.logging != running.logging),
+            (
+                "overwatch.identity",
+                new.overwatch.identity != running.overwatch.identity,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

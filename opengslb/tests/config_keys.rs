@@ -1,13 +1,14 @@
 //! The original's config keys, end to end through `opengslb overwatch`: `overwatch.validation`'s
 //! `check_interval` and `check_timeout` bound how often a backend is probed and how long a probe may take
-//! (measured from the backend's side), and Demo 2's file and a file holding every key of the original's
+//! (measured from the backend's side); `agent.heartbeat.interval` sets the report period an agent
+//! announces (read from its sealed reports) when shorter than 300 ms; and Demo 2's file and a file holding every key of the original's
 //! format start with no key logged as "accepted but not acted on" but learned-latency routing's.
 
 mod common;
 
 use std::{
     io::Read as _,
-    net::{SocketAddr, TcpListener},
+    net::{SocketAddr, TcpListener, UdpSocket},
     path::Path,
     process::Command,
     sync::{Arc, Mutex},
@@ -15,7 +16,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::netns::{Netns, Proc, TempDir, wait_for};
+use common::{
+    labs,
+    netns::{Netns, Proc, TempDir, wait_for},
+};
+use opengslb::{
+    config::GossipKey,
+    gossip::{
+        seal::Opener,
+        wire::{KIND_REPORT, Report},
+    },
+};
 
 /// One connection: when it was accepted, and how long the peer kept it open (once it closed it).
 type Seen = (Instant, Option<Duration>);
@@ -244,4 +255,83 @@ fn demo2_and_every_original_key_leave_only_learned_latency_keys_not_acted_on() {
     want.sort();
     println!("not acted on: {keys:?}");
     assert_eq!(keys, want, "{log}");
+}
+
+/// The reports an agent with `heartbeat` (its `agent.heartbeat` block) sends in 2 s, opened: it
+/// reports to a UDP socket of the test's, its backend a listening port here.
+fn reports_of(tag: &str, heartbeat: &str) -> Vec<(Instant, Report)> {
+    let dir = TempDir::new(tag);
+    let backend = TcpListener::bind("127.0.0.1:0").expect("backend");
+    let tap = UdpSocket::bind("127.0.0.1:0").expect("tap");
+    let config = format!(
+        "{}  heartbeat: {heartbeat}\n",
+        labs::agent(
+            &dir.0,
+            tap.local_addr().expect("tap").port(),
+            backend.local_addr().expect("backend").port()
+        )
+    );
+    common::write_private(&dir.0.join("agent.yaml"), &config);
+    let _agent = labs::spawn(Path::new(env!("CARGO_BIN_EXE_opengslb")), &dir.0, "agent");
+    let key = *GossipKey::from_base64(labs::KEY).expect("key").as_bytes();
+    let mut opener = Opener::new(&[key]).expect("opener");
+    tap.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 65536];
+    let mut reports = Vec::new();
+    // The first report waits for a first passing check (1 s interval, first probe within a second).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline
+        && reports
+            .first()
+            .is_none_or(|(t, _): &(Instant, Report)| t.elapsed() < Duration::from_secs(2))
+    {
+        let Ok(n) = tap.recv(&mut buf) else { continue };
+        let Ok(opened) = opener.open(&buf[..n]) else {
+            continue;
+        };
+        if opened.kind == KIND_REPORT {
+            reports.push((
+                Instant::now(),
+                Report::decode(&opened.payload).expect("report"),
+            ));
+        }
+    }
+    assert!(
+        !reports.is_empty(),
+        "{tag}: no report within 15 s\n{}",
+        std::fs::read_to_string(dir.0.join("agent.log")).unwrap_or_default()
+    );
+    reports
+}
+
+#[test]
+fn the_heartbeat_interval_sets_the_report_period_below_300ms() {
+    for (tag, heartbeat, want_ms) in [
+        ("hb-fast", "{ interval: 100ms, missed_threshold: 4 }", 100),
+        ("hb-demo2", "{ interval: 5s, missed_threshold: 3 }", 300),
+    ] {
+        let reports = reports_of(tag, heartbeat);
+        let mut gaps: Vec<Duration> = reports
+            .windows(2)
+            .map(|w| w[1].0.duration_since(w[0].0))
+            .collect();
+        gaps.sort();
+        let median = gaps.get(gaps.len() / 2).copied().unwrap_or_default();
+        println!(
+            "{heartbeat}: {} reports in 2 s, median gap {median:?}",
+            reports.len()
+        );
+        // What the overwatch's dead-agent deadline is computed from: interval x missed_threshold.
+        for (_, r) in &reports {
+            assert_eq!(r.interval_ms, want_ms, "{heartbeat}");
+        }
+        let missed = if want_ms == 100 { 4 } else { 3 };
+        assert_eq!(reports[0].1.missed_threshold, missed, "{heartbeat}");
+        // Reports do go at that pace: in 2 s a 300 ms period sends 8 to 10 (with the ones a change
+        // sends at once), 100 ms about 22.
+        if want_ms == 100 {
+            assert!(reports.len() > 15, "{heartbeat}: {} reports", reports.len());
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! of the original's config is modelled by a typed struct; keys the original does not know either are
 //! refused, so a typo is an error, and every error names the key path it is about, e.g.
 //! `domains[0].routing_algorithm: unknown algorithm "foo" (...)`. Keys we accept but do not act on yet are
-//! listed by [`Config::unused_sections`] (see `keys.rs`), so the binary can warn about them.
+//! listed by [`Config::unused_sections`] (see `keys.rs`), so the binary can warn about them; a file's
+//! `includes` are merged in by [`Config::load`] (see `includes.rs`).
 //! [`Config::domain_records`] gives the ready-to-serve view of the static records.
 //!
 //! Defaults are the original's code defaults unless `docs/config.md` says otherwise; where the original's docs and

@@ -115,7 +115,8 @@ pub struct OverwatchIdentity {
     /// This node's name in gossip and the API. Default: none, meaning the host name.
     #[serde(default)]
     pub node_id: Option<String>,
-    /// The region this node serves (informational). Default: none.
+    /// The region this node serves from, shown by `/api/v1/cluster/status` (the original put it in its
+    /// gossip metadata, which nothing read). Default: none.
     #[serde(default)]
     pub region: Option<String>,
 }
@@ -202,10 +203,12 @@ pub struct ValidationConfig {
     /// static backends never removed from DNS (original-opengslb.md §0.3); we follow the docs.
     #[serde(default = "default_validation_enabled")]
     pub enabled: bool,
-    /// Time between validation rounds, at least 1s. Default 30s.
+    /// The longest time between two probes of a backend, at least 1s; a region's shorter
+    /// `health_check.interval` applies to its servers. Default 30s.
     #[serde(default = "default_check_interval", deserialize_with = "de::duration")]
     pub check_interval: Duration,
-    /// Time one validation probe may take, at least 100ms and less than `check_interval`. Default 5s.
+    /// The longest time one probe may take, at least 100ms and less than `check_interval`; a region's
+    /// shorter `health_check.timeout` applies to its servers. Default 5s.
     #[serde(default = "default_check_timeout", deserialize_with = "de::duration")]
     pub check_timeout: Duration,
 }
@@ -266,8 +269,8 @@ fn default_remove_after() -> Duration {
 
 /// The `overwatch.dnssec` block. We do not sign (`docs/dns-behaviour.md`: DO=1 queries get unsigned answers), and neither
 /// did the original, whose signer was never wired in. `enabled: true` is therefore refused at start-up,
-/// rather than letting an operator believe the zones are signed; the other keys are accepted for
-/// compatibility and not acted on.
+/// rather than letting an operator believe the zones are signed; with nothing to sign, the other keys have
+/// nothing to configure and are accepted silently.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnssecConfig {

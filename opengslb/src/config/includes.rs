@@ -79,9 +79,10 @@ pub(super) fn merge(
     unused: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let main = absolute(main);
+    let id = identity(&main);
     let mut state = State {
-        chain: vec![main.clone()],
-        seen: vec![main.clone()],
+        chain: vec![id.clone()],
+        seen: vec![id],
         names: HashMap::new(),
     };
     for r in &config.regions {
@@ -96,10 +97,12 @@ pub(super) fn merge(
     state.include(config, &main, &patterns, unused)
 }
 
+/// Files are named as written (made absolute, so relative includes resolve from the directory a file was
+/// named in, symlinks and all, as the original does) and told apart by their canonical path.
 struct State {
-    /// The files from the main one down to the one being read.
+    /// The files from the main one down to the one being read, canonical.
     chain: Vec<PathBuf>,
-    /// Every file read so far.
+    /// Every file read so far, canonical.
     seen: Vec<PathBuf>,
     /// Which file defined each region and domain name.
     names: HashMap<(&'static str, String), PathBuf>,
@@ -128,10 +131,11 @@ impl State {
         file: PathBuf,
         unused: &mut Vec<String>,
     ) -> Result<(), ConfigError> {
-        if let Some(at) = self.chain.iter().position(|f| *f == file) {
+        let id = identity(&file);
+        if let Some(at) = self.chain.iter().position(|f| *f == id) {
             let cycle: Vec<String> = self.chain[at..]
                 .iter()
-                .chain([&file])
+                .chain([&id])
                 .map(|f| f.display().to_string())
                 .collect();
             return Err(error(
@@ -139,7 +143,7 @@ impl State {
                 format!("include cycle: {}", cycle.join(" -> ")),
             ));
         }
-        if self.seen.contains(&file) {
+        if self.seen.contains(&id) {
             return Err(error(
                 &file,
                 "included twice: each file may be included once",
@@ -173,10 +177,10 @@ impl State {
                 }
             }
         }
-        self.seen.push(file.clone());
+        self.seen.push(id.clone());
         let nested = inc.includes.clone();
         self.absorb(config, inc, &file)?;
-        self.chain.push(file.clone());
+        self.chain.push(id);
         self.include(config, &file, &nested, unused)?;
         self.chain.pop();
         Ok(())
@@ -301,11 +305,14 @@ fn check_mode(file: &Path, secrets: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `path` made absolute and without symlinks where it can be, so that one file has one name.
+/// `path` made absolute, symlinks kept: the name relative includes resolve from.
 fn absolute(path: &Path) -> PathBuf {
-    path.canonicalize()
-        .or_else(|_| std::path::absolute(path))
-        .unwrap_or_else(|_| path.to_path_buf())
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What tells files apart: the canonical path, where there is one.
+fn identity(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn error(file: &Path, message: impl Into<String>) -> ConfigError {

@@ -1249,6 +1249,24 @@ fn includes_are_merged_relative_to_the_file_that_names_them() {
     );
 }
 
+/// As in the original, a relative include resolves from the directory the file was named in, so a
+/// symlinked main file includes the files beside the link.
+#[test]
+fn includes_resolve_beside_a_symlinked_file() {
+    let d = Scratch::new("inclink");
+    let real = d.write("real/main.yaml", &format!("{BASE}includes: [extra.yaml]\n"));
+    d.write(
+        "etc/extra.yaml",
+        &region("rx", "192.0.2.8", "www.example.com"),
+    );
+    let link = d.0.join("etc/main.yaml");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let c = Config::load(&link).expect("through the link");
+    assert_eq!(c.regions.last().map(|r| r.name.as_str()), Some("rx"));
+    let err = Config::load(&real).expect_err("no extra.yaml beside the real file");
+    assert!(err.to_string().contains("real/extra.yaml"), "{err}");
+}
+
 #[test]
 fn bad_includes_are_refused_naming_the_file() {
     let d = Scratch::new("badinc");

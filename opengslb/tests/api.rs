@@ -393,6 +393,8 @@ fn the_api_reads_state_and_sets_overrides_that_reach_dns_and_persist() {
     );
     let cluster = lab.json("/api/v1/cluster/status?expected_agents=1");
     assert_eq!(cluster["cluster_healthy"], true, "{cluster}");
+    // The overwatch's own region (`overwatch.identity.region`).
+    assert_eq!(cluster["overwatch"]["region"], "eu", "{cluster}");
     assert_eq!(
         lab.json("/api/v1/cluster/status?expected_agents=2")["cluster_healthy"],
         false

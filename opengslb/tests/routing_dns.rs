@@ -1,6 +1,7 @@
 //! The routing algorithms through the DNS server, end to end: an overwatch process (userspace server
 //! only, no root needed) answering weighted, failover and geolocation names; geolocation by custom CIDR,
-//! by the MaxMind test database and by EDNS Client Subnet, with the scope echoed.
+//! by the MaxMind test database and by EDNS Client Subnet, with the scope echoed; and with
+//! `geolocation.ecs_enabled: false`, by the source address whatever the Client Subnet says.
 
 mod common;
 
@@ -21,7 +22,8 @@ use hickory_proto::{
     },
 };
 
-fn config(port: u16) -> String {
+/// The overwatch's config; `ecs` is its `geolocation.ecs_enabled`.
+fn config(port: u16, ecs: bool) -> String {
     let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb");
     format!(
         r#"mode: overwatch
@@ -30,6 +32,7 @@ overwatch:
   geolocation:
     database_path: "{db}"
     default_region: eu
+    ecs_enabled: {ecs}
     custom_mappings:
       - {{ cidr: 192.0.2.0/25, region: us }}
 dns:
@@ -98,16 +101,14 @@ fn ask(port: u16, name: &str, ecs: Option<(IpAddr, u8)>) -> (Vec<Ipv4Addr>, Opti
     (addrs, scope)
 }
 
-#[test]
-fn weighted_failover_and_geolocation_through_the_dns_server() {
-    let dir = TempDir::new("routing");
-    let port = common::free_port();
+/// Starts an overwatch on `config(port, ecs)` in `dir` and waits until it answers.
+fn start(dir: &TempDir, port: u16, ecs: bool) -> Proc {
     let cfg = dir.0.join("overwatch.yaml");
-    std::fs::write(&cfg, config(port)).unwrap();
+    std::fs::write(&cfg, config(port, ecs)).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_opengslb"));
     cmd.args(["overwatch", "--config"]).arg(&cfg);
     let log = dir.0.join("log");
-    let _server = Proc::spawn(cmd, &log);
+    let server = Proc::spawn(cmd, &log);
     assert!(
         wait_for(Duration::from_secs(20), || !ask(port, "f.lab.test.", None)
             .0
@@ -115,6 +116,14 @@ fn weighted_failover_and_geolocation_through_the_dns_server() {
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    server
+}
+
+#[test]
+fn weighted_failover_and_geolocation_through_the_dns_server() {
+    let dir = TempDir::new("routing");
+    let port = common::free_port();
+    let _server = start(&dir, port, true);
 
     // Weighted 300:100: three quarters of the first answers go to .1.
     let mut counts: HashMap<Ipv4Addr, u32> = HashMap::new();
@@ -166,5 +175,21 @@ fn weighted_failover_and_geolocation_through_the_dns_server() {
     );
     assert_eq!(a, [eu]);
     // No ECS: the source address (127.0.0.1) is in no rule nor the database: the default region.
+    assert_eq!(ask(port, "g.lab.test.", None).0, [eu]);
+}
+
+/// `geolocation.ecs_enabled: false`: the Client Subnet option is parsed and echoed with scope 0 (the answer
+/// holds for every client of the resolver), and the client is placed by the source address.
+#[test]
+fn with_ecs_off_a_client_subnet_is_echoed_but_not_used() {
+    let dir = TempDir::new("routing-noecs");
+    let port = common::free_port();
+    let _server = start(&dir, port, false);
+    let eu = Ipv4Addr::new(192, 0, 2, 21);
+    // Subnets the custom rule and the database place in us: the source address (127.0.0.1) decides, eu.
+    for subnet in ["192.0.2.64", "203.0.113.0"] {
+        let (a, scope) = ask(port, "g.lab.test.", Some((subnet.parse().unwrap(), 24)));
+        assert_eq!((a, scope), (vec![eu], Some(0)), "ECS {subnet}");
+    }
     assert_eq!(ask(port, "g.lab.test.", None).0, [eu]);
 }

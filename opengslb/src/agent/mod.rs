@@ -1,5 +1,5 @@
 //! The agent: runs beside the app, checks its backends, and reports them to every overwatch, sealed, at
-//! once on every change and every [`REPORT_INTERVAL`] otherwise. It drains its backends (reports them
+//! once on every change and every [`REPORT_INTERVAL`] (or `agent.heartbeat.interval`, if shorter) otherwise. It drains its backends (reports them
 //! `draining` while staying alive, so the overwatch knows draining from dead) while the drain file
 //! exists, while an operator says so (`opengslb agent drain on`), during a maintenance window, or while a
 //! predictive signal fires. On SIGTERM or SIGINT it says it is leaving, so its backends are out at once.
@@ -41,9 +41,9 @@ use crate::{
     metrics::Metrics,
 };
 
-/// How often a report goes out when nothing changes. With the default `missed_threshold` of 3, an
-/// overwatch declares a silent agent dead after about 0.9 s.
-pub const REPORT_INTERVAL: Duration = Duration::from_millis(300);
+/// The longest time between two reports; `agent.heartbeat.interval` may shorten it
+/// ([`HeartbeatConfig::report_interval`](crate::config::HeartbeatConfig::report_interval)).
+pub use crate::config::REPORT_INTERVAL;
 
 /// Health checks in flight at once.
 const PROBE_CONCURRENCY: usize = 8;
@@ -208,13 +208,14 @@ async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::R
     let (checks_tx, mut predicted) =
         predict::Predictor::new(&agent.predictive)?.spawn(&tracker, token.clone());
 
+    let report_every = agent.heartbeat.report_interval();
     let base = Report {
         version: REPORT_VERSION,
         agent_id: id.clone(),
         started_ms,
         sent_ms: started_ms,
         seq: 0,
-        interval_ms: REPORT_INTERVAL.as_millis() as u32,
+        interval_ms: u32::try_from(report_every.as_millis()).unwrap_or(u32::MAX),
         missed_threshold: agent
             .heartbeat
             .missed_threshold
@@ -226,7 +227,7 @@ async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::R
         signals: Signals::default(),
     };
     let reason_room = reason_room(&base, &reported)?;
-    info!(agent = %id, backends = tracked.len(), overwatches = agent.gossip.overwatch_nodes.len(), drain_file = %agent.drain_file.display(), "agent running");
+    info!(agent = %id, backends = tracked.len(), overwatches = agent.gossip.overwatch_nodes.len(), report_every = ?report_every, drain_file = %agent.drain_file.display(), "agent running");
     let file = *drain_file.borrow_and_update();
     let mut state = Agent::new(agent, base, tracked, reason_room, file);
 
@@ -234,7 +235,7 @@ async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::R
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     // SIGHUP would end the process by default: it means a reload.
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut report_tick = tokio::time::interval(REPORT_INTERVAL);
+    let mut report_tick = tokio::time::interval(report_every);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut schedule_tick = tokio::time::interval(Duration::from_secs(1));
     'run: loop {

@@ -125,7 +125,8 @@ pub struct GeoOut {
     /// Its name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_region: Option<String>,
-    /// What a query with the client's address as its EDNS Client Subnet would get instead.
+    /// What a query with the client's address as its EDNS Client Subnet would get instead (absent when
+    /// `geolocation.ecs_enabled` is false: such a query is placed by its source address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ecs: Option<EcsOut>,
     /// Each record's region.
@@ -258,15 +259,17 @@ fn policy_out(view: &View, entry: &Entry, client: Option<IpAddr>) -> PolicyOut {
         }
         Policy::Geo { default_region } => {
             let placement = view.placement.as_ref();
-            let ecs = client.zip(placement).map(|(c, p)| {
-                let (region_id, scope_prefix) = p.by_subnet(c);
-                EcsOut {
-                    region_id,
-                    region: region_name(region_id),
-                    scope_prefix,
-                    records: strings(&entry.answer(ROTATION, region_id)),
-                }
-            });
+            let ecs = client
+                .zip(placement.filter(|p| p.honours_ecs()))
+                .map(|(c, p)| {
+                    let (region_id, scope_prefix) = p.by_subnet(c);
+                    EcsOut {
+                        region_id,
+                        region: region_name(region_id),
+                        scope_prefix,
+                        records: strings(&entry.answer(ROTATION, region_id)),
+                    }
+                });
             let client_region_id = client.map(|c| placement.map_or(0, |p| p.by_source(c)));
             out.geo = Some(GeoOut {
                 default_region_id: default_region,

@@ -567,6 +567,8 @@ pub(super) struct ClusterQuery {
 #[derive(Serialize, ToSchema)]
 pub(super) struct OverwatchOut {
     node_id: String,
+    /// `overwatch.identity.region`; null when not configured.
+    region: Option<String>,
     /// `ready` or `starting`.
     status: &'static str,
     uptime_seconds: u64,
@@ -642,6 +644,7 @@ pub(super) async fn cluster(
         cluster_healthy: view.readiness.ready() && alive >= q.expected_agents.unwrap_or(0),
         overwatch: OverwatchOut {
             node_id: view.node_id.clone(),
+            region: view.region.clone(),
             status: if view.readiness.ready() {
                 "ready"
             } else {

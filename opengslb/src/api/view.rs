@@ -37,6 +37,8 @@ pub struct View {
     pub validation_enabled: bool,
     /// This overwatch's name.
     pub node_id: String,
+    /// The region this overwatch serves from (`overwatch.identity.region`), if configured.
+    pub region: Option<String>,
     /// When it started, in ms since the Unix epoch.
     pub started_ms: u64,
     /// The config running: the file's, with the objects made through the API.

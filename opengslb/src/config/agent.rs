@@ -25,6 +25,14 @@ pub const MAX_BACKENDS: usize = 64;
 /// overwatch's book can always make room.
 pub const MAX_MISSED: u32 = 10;
 
+/// The longest time between two reports of an agent: with the default `missed_threshold` of 3, an
+/// overwatch declares a silent agent dead within about a second, whatever `agent.heartbeat.interval`
+/// says above it.
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The shortest `agent.heartbeat.interval`.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
 /// The `agent` section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,12 +106,14 @@ pub struct AgentIdentity {
     /// its code defaults to empty). Default: none.
     #[serde(default)]
     pub region: Option<String>,
-    /// Where the agent's certificate is kept. Default `/var/lib/opengslb/agent.crt`.
-    #[serde(default = "default_cert_path")]
-    pub cert_path: PathBuf,
-    /// Where the agent's private key is kept. Default `/var/lib/opengslb/agent.key`.
-    #[serde(default = "default_key_path")]
-    pub key_path: PathBuf,
+    /// The original's self-signed agent certificate. Refused when set: our agents have no certificate
+    /// (they are authenticated by the gossip key that seals their reports and by `service_token`), and
+    /// accepting the path would suggest a certificate is in use. Default: none.
+    #[serde(default)]
+    pub cert_path: Option<PathBuf>,
+    /// The original's agent private key. Refused when set, as `cert_path`. Default: none.
+    #[serde(default)]
+    pub key_path: Option<PathBuf>,
 }
 
 /// Documented defaults, the same ones serde applies to missing keys.
@@ -112,18 +122,10 @@ impl Default for AgentIdentity {
         Self {
             service_token: None,
             region: None,
-            cert_path: default_cert_path(),
-            key_path: default_key_path(),
+            cert_path: None,
+            key_path: None,
         }
     }
-}
-
-fn default_cert_path() -> PathBuf {
-    PathBuf::from("/var/lib/opengslb/agent.crt")
-}
-
-fn default_key_path() -> PathBuf {
-    PathBuf::from("/var/lib/opengslb/agent.key")
 }
 
 /// One entry of `agent.backends`.
@@ -250,16 +252,27 @@ de::deserialize_from_str!(
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
-    /// Time between keep-alive messages, at least 1s. Default 10s.
+    /// The longest time between two reports, at least 100ms. The original sent an empty keep-alive this
+    /// often (and ignored it on the overwatch); ours sends its full report every
+    /// [`Self::report_interval`]: this value when shorter than [`REPORT_INTERVAL`], else that. Default
+    /// 10s (so 300 ms).
     #[serde(
         default = "default_heartbeat_interval",
         deserialize_with = "de::duration"
     )]
     pub interval: Duration,
-    /// Consecutive failed sends before the agent logs at error level rather than warn, at least 1 (the
-    /// original's docs say "before deregistration"; its code only changes the log level). Default 3.
+    /// Report intervals an overwatch may miss before it declares the agent dead, 1..=[`MAX_MISSED`] (the
+    /// original's docs say "missed heartbeats before deregistration"; its code only changed a log
+    /// level). Default 3.
     #[serde(default = "default_missed_threshold")]
     pub missed_threshold: u32,
+}
+
+impl HeartbeatConfig {
+    /// How often the agent reports when nothing changes: `interval`, at most [`REPORT_INTERVAL`].
+    pub fn report_interval(&self) -> Duration {
+        self.interval.min(REPORT_INTERVAL)
+    }
 }
 
 /// Documented defaults, the same ones serde applies to missing keys.

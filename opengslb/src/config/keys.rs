@@ -10,16 +10,19 @@ use serde_norway::Value;
 /// Key paths the code acts on, with everything under them unless [`NOT_YET`] says otherwise.
 pub(super) const ACTED_ON: &[&str] = &[
     "mode",
+    "includes",
     "dns",
     "regions",
     "domains",
     "metrics",
     "logging",
-    "overwatch.validation.enabled",
-    "overwatch.identity.node_id",
+    "overwatch.validation",
+    "overwatch.identity",
     "overwatch.gossip",
     "overwatch.agent_tokens",
     "overwatch.data_dir",
+    // `enabled: true` is refused; with nothing to sign, the other keys have nothing to configure.
+    "overwatch.dnssec",
     "api",
     "agent",
     "overwatch.stale",
@@ -27,22 +30,12 @@ pub(super) const ACTED_ON: &[&str] = &[
     "geolocation",
     "latency_config.smoothing_factor",
     "latency_config.max_latency_ms",
+    "domains[].latency_config.smoothing_factor",
     "domains[].latency_config.max_latency_ms",
 ];
 
 /// Exceptions inside [`ACTED_ON`]: keys under an acted-on path that are not acted on yet.
-pub(super) const NOT_YET: &[&str] = &[
-    "domains[].latency_config",
-    // ECS is always honoured when a query carries it.
-    "overwatch.geolocation.ecs_enabled",
-    "geolocation.ecs_enabled",
-    // Agents identify by host name and backends; no certificates.
-    "agent.identity.cert_path",
-    "agent.identity.key_path",
-    // Reports go every 300 ms; `missed_threshold` of them missed make the agent dead.
-    "agent.heartbeat.interval",
-    "agent.latency_learning",
-];
+pub(super) const NOT_YET: &[&str] = &["domains[].latency_config", "agent.latency_learning"];
 
 /// Whether the key at `path` is acted on.
 pub(super) fn acted_on(path: &str) -> bool {

@@ -4,7 +4,8 @@
 //! of the original's config is modelled by a typed struct; keys the original does not know either are
 //! refused, so a typo is an error, and every error names the key path it is about, e.g.
 //! `domains[0].routing_algorithm: unknown algorithm "foo" (...)`. Keys we accept but do not act on yet are
-//! listed by [`Config::unused_sections`] (see `keys.rs`), so the binary can warn about them.
+//! listed by [`Config::unused_sections`] (see `keys.rs`), so the binary can warn about them; a file's
+//! `includes` are merged in by [`Config::load`] (see `includes.rs`).
 //! [`Config::domain_records`] gives the ready-to-serve view of the static records.
 //!
 //! Defaults are the original's code defaults unless `docs/config.md` says otherwise; where the original's docs and
@@ -15,6 +16,7 @@ mod api;
 mod de;
 mod dns;
 mod domain;
+mod includes;
 mod keys;
 mod logging;
 mod overwatch;
@@ -35,8 +37,8 @@ use serde_norway::Value;
 pub use agent::{
     AgentBackend, AgentConfig, AgentGossip, AgentIdentity, CpuThreshold, ErrorRateConfig,
     ErrorRateSource, HeartbeatConfig, LatencyLearningConfig, MAX_BACKENDS, MAX_MISSED,
-    MaintenanceConfig, MaintenanceWindow, MemoryThreshold, NodeAddress, PredictiveConfig, Weekday,
-    WindowStart,
+    MIN_HEARTBEAT, MaintenanceConfig, MaintenanceWindow, MemoryThreshold, NodeAddress,
+    PredictiveConfig, REPORT_INTERVAL, Weekday, WindowStart,
 };
 pub use api::ApiConfig;
 pub use de::{parse_duration, parse_timestamp};
@@ -101,10 +103,11 @@ pub struct Config {
     /// [`LatencyConfig`].
     #[serde(default, deserialize_with = "de::nullable")]
     pub latency_config: LatencyConfig,
-    /// Other files the original merges in. Refused for now: ignoring it would silently drop their regions
-    /// and domains.
-    #[serde(default)]
-    includes: Option<Value>,
+    /// Other files merged into this one, each a path or glob pattern relative to this file's directory:
+    /// their regions, domains, agent backends and geolocation mappings are appended, their agent tokens
+    /// merged by service (see `includes.rs`). Only a config read from a file may have it. Default: none.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub includes: Vec<String>,
     /// The paths of the keys written in the file that are not acted on yet, filled by
     /// [`Config::from_yaml_str`].
     #[serde(skip)]
@@ -195,6 +198,15 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A file named by `includes` is missing, unreadable, exposed, malformed, holds a key only the main
+    /// file may set, or closes a cycle.
+    #[error("includes: {}: {message}", .file.display())]
+    Include {
+        /// The included file (or the one that names it, for a bad entry).
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The file holds secrets and users other than its owner may read or write it
     /// ([`check_file_mode`]).
     #[error(
@@ -217,6 +229,7 @@ impl ConfigError {
     pub fn key_path(&self) -> Option<&str> {
         match self {
             Self::Io { .. } | Self::Exposed { .. } => None,
+            Self::Include { .. } => Some("includes"),
             Self::Parse { path, .. } | Self::Invalid { path, .. } => {
                 Some(path.as_str()).filter(|p| !p.is_empty())
             }
@@ -335,20 +348,36 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_yaml_str(&text)
+        Self::parse(&text, Some(path))
     }
 
-    /// Parses and validates a config from YAML text.
+    /// Parses and validates a config from YAML text. Text has no directory to resolve `includes`
+    /// against, so a config with includes must be read with [`Self::load`].
     pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        Self::parse(yaml, None)
+    }
+
+    /// Parses `yaml`, read from `file` if it was, merges its includes, and validates the whole.
+    fn parse(yaml: &str, file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config: Self =
             serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(yaml))
                 .map_err(|e| ConfigError::from_yaml(&e))?;
+        // The typed parse succeeded, so the text is valid YAML.
+        let mut unused = serde_norway::from_str::<Value>(yaml)
+            .map(|doc| keys::unused_keys(&doc))
+            .unwrap_or_default();
+        if !config.includes.is_empty() {
+            let Some(file) = file else {
+                return Err(ConfigError::invalid(
+                    "includes",
+                    "only a config read from a file may include others (their paths are relative to it)",
+                ));
+            };
+            includes::merge(&mut config, file, &mut unused)?;
+        }
         config.normalize();
         validate::validate(&config)?;
-        // The typed parse succeeded, so the text is valid YAML.
-        if let Ok(doc) = serde_norway::from_str::<Value>(yaml) {
-            config.unused = keys::unused_keys(&doc);
-        }
+        config.unused = unused;
         Ok(config)
     }
 

@@ -73,7 +73,7 @@ fn default_data_dir() -> PathBuf {
 
 /// Reads `agent_tokens`: a mapping of service to one token or a list of tokens. Two spellings of one
 /// name (`App.example.com`, `app.example.com.`) are one service with both lists.
-fn agent_tokens<'de, D: serde::Deserializer<'de>>(
+pub(super) fn agent_tokens<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<DnsName, Vec<Secret>>, D::Error> {
     #[derive(Deserialize)]
@@ -115,7 +115,8 @@ pub struct OverwatchIdentity {
     /// This node's name in gossip and the API. Default: none, meaning the host name.
     #[serde(default)]
     pub node_id: Option<String>,
-    /// The region this node serves (informational). Default: none.
+    /// The region this node serves from, shown by `/api/v1/cluster/status` (the original put it in its
+    /// gossip metadata, which nothing read). Default: none.
     #[serde(default)]
     pub region: Option<String>,
 }
@@ -202,10 +203,12 @@ pub struct ValidationConfig {
     /// static backends never removed from DNS (original-opengslb.md §0.3); we follow the docs.
     #[serde(default = "default_validation_enabled")]
     pub enabled: bool,
-    /// Time between validation rounds, at least 1s. Default 30s.
+    /// The longest time between two probes of a backend, at least 1s; a region's shorter
+    /// `health_check.interval` applies to its servers. Default 30s.
     #[serde(default = "default_check_interval", deserialize_with = "de::duration")]
     pub check_interval: Duration,
-    /// Time one validation probe may take, at least 100ms and less than `check_interval`. Default 5s.
+    /// The longest time one probe may take, at least 100ms and less than `check_interval`; a region's
+    /// shorter `health_check.timeout` applies to its servers. Default 5s.
     #[serde(default = "default_check_timeout", deserialize_with = "de::duration")]
     pub check_timeout: Duration,
 }
@@ -266,8 +269,8 @@ fn default_remove_after() -> Duration {
 
 /// The `overwatch.dnssec` block. We do not sign (`docs/dns-behaviour.md`: DO=1 queries get unsigned answers), and neither
 /// did the original, whose signer was never wired in. `enabled: true` is therefore refused at start-up,
-/// rather than letting an operator believe the zones are signed; the other keys are accepted for
-/// compatibility and not acted on.
+/// rather than letting an operator believe the zones are signed; with nothing to sign, the other keys have
+/// nothing to configure and are accepted silently.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnssecConfig {
@@ -339,7 +342,7 @@ fn default_sync_timeout() -> Duration {
 
 /// The geolocation block (`overwatch.geolocation`, or top-level `geolocation` as the original's docs write
 /// it): how `geolocation` routing maps a client address to a region.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeolocationConfig {
     /// A MaxMind GeoIP2/GeoLite2 country database (`.mmdb`); must exist when set. Without it, only
@@ -350,14 +353,32 @@ pub struct GeolocationConfig {
     /// clients get any healthy backend).
     #[serde(default)]
     pub default_region: Option<String>,
-    /// Use the EDNS Client Subnet of a query (RFC 7871) rather than the resolver's address. Default false
-    /// (the original's code; its docs say true).
-    #[serde(default)]
+    /// Place a query that carries an EDNS Client Subnet option (RFC 7871) by that subnet rather than by
+    /// the resolver's address. `false`: the option is still parsed and echoed, with scope 0 (the answer
+    /// holds for every client of the resolver), and the client is placed by the source address. Default
+    /// true (the original's docs; its code said false).
+    #[serde(default = "default_ecs_enabled")]
     pub ecs_enabled: bool,
     /// Address ranges placed in a region before the database is asked; the longest prefix wins.
     /// Default: none.
     #[serde(default, deserialize_with = "de::nullable")]
     pub custom_mappings: Vec<CustomMapping>,
+}
+
+/// Documented defaults, the same ones serde applies to missing keys.
+impl Default for GeolocationConfig {
+    fn default() -> Self {
+        Self {
+            database_path: None,
+            default_region: None,
+            ecs_enabled: default_ecs_enabled(),
+            custom_mappings: Vec::new(),
+        }
+    }
+}
+
+fn default_ecs_enabled() -> bool {
+    true
 }
 
 /// One entry of `custom_mappings`.

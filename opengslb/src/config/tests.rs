@@ -124,16 +124,8 @@ fn demo2_overwatch_config_is_accepted() {
             format: LogFormat::Text
         }
     );
-    assert_eq!(
-        config.unused_sections(),
-        [
-            "overwatch.identity.region",
-            "overwatch.validation.check_interval",
-            "overwatch.validation.check_timeout",
-            "overwatch.dnssec.enabled",
-            "overwatch.dnssec.security_acknowledgment",
-        ]
-    );
+    // Every key of Demo 2's overwatch file is acted on.
+    assert_eq!(config.unused_sections(), Vec::<String>::new());
     assert!(config.metrics.enabled);
     assert_eq!(config.metrics.address.port(), 9090);
     let records = config.domain_records();
@@ -183,8 +175,12 @@ fn demo2_agent_config_is_accepted() {
     assert_eq!(agent.heartbeat.missed_threshold, 3);
     assert_eq!(agent.drain_file, Path::new("/tmp/drain"));
     assert_eq!(agent.predictive, PredictiveConfig::default());
-    // Everything the agent reads is acted on but for the heartbeat interval (reports go every 300 ms).
-    assert_eq!(config.unused_sections(), ["agent.heartbeat.interval"]);
+    // Every key is acted on; a 5 s heartbeat keeps reports every 300 ms.
+    assert_eq!(config.unused_sections(), Vec::<String>::new());
+    assert_eq!(
+        agent.heartbeat.report_interval(),
+        Duration::from_millis(300)
+    );
 }
 
 /// Both demos (docker and namespaces) ship Demo 2's config files; the overwatch's adds only XDP on eth0.
@@ -292,7 +288,7 @@ default_ttl: 60 | default_ttl: 60, ttl_default: 5 | dns.ttl_default | unknown fi
 weight: 1, | weight: 1, wieght: 2, | regions[0].servers[0].wieght | unknown field
 ttl: 30 | ttl: 30, routing: rr | domains[0].routing | unknown field
 failure_threshold: 3 | failure_threshold: 3, retries: 1 | regions[0].health_check.retries | unknown field
-dns: | includes: [more.yaml]\ndns: | includes | not supported
+dns: | includes: [more.yaml]\ndns: | includes | only a config read from a file may include others
 dns: { | mode: master\ndns: { | mode | unknown mode "master"
 dns: { | dns: { listen_address: "localhost:53", | dns.listen_address | invalid listen address "localhost:53"
 dns: { | dns: { listen_address: "1.2.3.4:0", | dns.listen_address | port must be between 1 and 65535
@@ -521,12 +517,25 @@ fn acted_on_keys_follow_the_longest_entry() {
         assert!(acted_on(path), "{path}");
     }
     for path in [
-        "dnsx",
-        "domains[].latency_config.min_samples",
         "overwatch.validation.check_interval",
+        "overwatch.validation.check_timeout",
+        "overwatch.identity.region",
+        "overwatch.dnssec.enabled",
+        "overwatch.dnssec.key_sync.peers",
         "agent.heartbeat.interval",
         "geolocation.ecs_enabled",
+        "overwatch.geolocation.ecs_enabled",
+        "includes",
+        "domains[].latency_config.smoothing_factor",
+    ] {
+        assert!(acted_on(path), "{path}");
+    }
+    // Learned-latency routing's keys, and nothing else.
+    for path in [
+        "dnsx",
+        "domains[].latency_config.min_samples",
         "latency_config.min_samples",
+        "agent.latency_learning.enabled",
     ] {
         assert!(!acted_on(path), "{path}");
     }
@@ -597,7 +606,8 @@ $ | overwatch: { validation: { enabled: maybe } } | overwatch.validation.enabled
 $ | overwatch: { stale: { threshold: 500ms } } | overwatch.stale.threshold | below the 1s minimum
 $ | overwatch: { stale: { threshold: 15s, remove_after: 15s } } | overwatch.stale.remove_after | longer than threshold (15s)
 $ | overwatch: { stale: { remove_after: 10 } } | overwatch.stale.remove_after | missing unit
-$ | overwatch: { dnssec: { enabled: true } } | overwatch.dnssec.enabled | DNSSEC signing is not implemented
+$ | overwatch: { dnssec: { enabled: true } } | overwatch.dnssec.enabled | DNSSEC signing is not supported
+$ | overwatch: { dnssec: { enabled: true } } | overwatch.dnssec.enabled | sign upstream
 $ | overwatch: { dnssec: { key_sync: { timeout: 2h } } } | overwatch.dnssec.key_sync.timeout | shorter than poll_interval
 $ | overwatch: { dnssec: { key_sync: { poll_interval: 0 } } } | overwatch.dnssec.key_sync.poll_interval | below the 1s minimum
 $ | overwatch: { data_dir: "" } | overwatch.data_dir | must not be empty
@@ -683,7 +693,11 @@ overwatch_nodes: ["10.0.0.1:7946"] | overwatch_nodes: [] | agent.gossip.overwatc
 "10.0.0.1:7946"] | "10.0.0.1:7946", "2001:db8::1:7946"] | agent.gossip.overwatch_nodes[1] | must be in brackets
 10.0.0.1:7946 | overwatch:0 | agent.gossip.overwatch_nodes[0] | between 1 and 65535
 10.0.0.1:7946 | over watch:7946 | agent.gossip.overwatch_nodes[0] | IP address or a DNS name
-interval: 5s | interval: 500ms | agent.heartbeat.interval | below the 1s minimum
+interval: 5s | interval: 50ms | agent.heartbeat.interval | below the 100ms minimum
+interval: 5s | interval: 0s | agent.heartbeat.interval | below the 100ms minimum
+region: r1, | region: r1, cert_path: /var/lib/opengslb/agent.crt, | agent.identity.cert_path | agents use no certificate
+region: r1, | region: r1, key_path: /var/lib/opengslb/agent.key, | agent.identity.key_path | Remove this key
+region: r1, | region: r1, cert_path: /a.crt, | agent.identity.cert_path | agent.identity.service_token
 missed_threshold: 3 | missed_threshold: 0 | agent.heartbeat.missed_threshold | between 1 and 10
 missed_threshold: 3 | missed_threshold: 11 | agent.heartbeat.missed_threshold | between 1 and 10
 $ |   predictive: { cpu: { threshold: 150 } } | agent.predictive.cpu.threshold | 150 is outside (0, 100]
@@ -846,7 +860,7 @@ fn every_overwatch_key_arrives() {
         Some(Path::new("./Cargo.toml"))
     );
     assert_eq!(geo.default_region.as_deref(), Some("eu"));
-    assert!(geo.ecs_enabled);
+    assert!(!geo.ecs_enabled);
     let maps: Vec<(String, &str, Option<&str>)> = geo
         .custom_mappings
         .iter()
@@ -891,9 +905,9 @@ fn every_overwatch_key_arrives() {
     assert_eq!(
         c.latency_config_of(app),
         LatencyConfig {
-            smoothing_factor: 0.5,
+            smoothing_factor: 0.2,
             max_latency_ms: 250,
-            min_samples: 4
+            min_samples: 3
         }
     );
     assert_eq!(
@@ -925,23 +939,14 @@ fn every_overwatch_key_arrives() {
         (LogLevel::Trace, LogFormat::Text)
     );
     assert_eq!(c.metrics.address.port(), 9091);
-    // Every key of the file is either acted on or listed, and none is listed twice.
-    let unused = c.unused_sections();
-    assert!(
-        !unused.contains(&"overwatch.gossip.encryption_keys".to_owned()),
-        "{unused:?}"
+    // Every key of the file is acted on but learned-latency routing's minimum sample count.
+    assert_eq!(
+        c.unused_sections(),
+        [
+            "domains[].latency_config.min_samples",
+            "latency_config.min_samples"
+        ]
     );
-    assert!(unused.contains(&"latency_config.min_samples".to_owned()));
-    assert!(!unused.contains(&"domains[].latency_config.max_latency_ms".to_owned()));
-    assert!(
-        !unused
-            .iter()
-            .any(|k| k.starts_with("dns.") || k.starts_with("regions"))
-    );
-    let mut sorted = unused.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(sorted.len(), unused.len());
 }
 
 #[test]
@@ -953,8 +958,6 @@ fn every_agent_key_arrives() {
         Some("agent-token-0123456789")
     );
     assert_eq!(a.identity.region.as_deref(), Some("eu"));
-    assert_eq!(a.identity.cert_path, Path::new("/etc/opengslb/agent.crt"));
-    assert_eq!(a.identity.key_path, Path::new("/etc/opengslb/agent.key"));
     let b = &a.backends[0];
     assert_eq!(
         b.service, "app.example.com",
@@ -1068,6 +1071,320 @@ fn every_agent_key_arrives() {
 }
 
 #[test]
+fn every_agent_key_is_acted_on_but_latency_learning() {
+    let c = Config::from_yaml_str(ALL_KEYS_AGENT).expect("all agent keys");
+    // Learned-latency routing's ten keys, and only those (`tests/config_keys.rs` names each).
+    let unused = c.unused_sections();
+    assert_eq!(unused.len(), 10, "{unused:?}");
+    assert!(
+        unused
+            .iter()
+            .all(|k| k.starts_with("agent.latency_learning.")),
+        "{unused:?}"
+    );
+}
+
+#[test]
+fn the_heartbeat_interval_bounds_the_report_period() {
+    let period = |interval: &str| {
+        let yaml = AGENT_BASE.replacen("interval: 5s", &format!("interval: {interval}"), 1);
+        let c = Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{interval}: {e}"));
+        c.agent.heartbeat.report_interval()
+    };
+    // The original's values (10 s by default, Demo 2's 5 s) keep our 300 ms; a shorter one is taken.
+    for (interval, ms) in [
+        ("10s", 300),
+        ("5s", 300),
+        ("300ms", 300),
+        ("200ms", 200),
+        ("100ms", 100),
+    ] {
+        assert_eq!(period(interval), Duration::from_millis(ms), "{interval}");
+    }
+    assert_eq!(
+        AgentConfig::default().heartbeat.report_interval(),
+        REPORT_INTERVAL
+    );
+}
+
+#[test]
+fn ecs_is_honoured_unless_turned_off() {
+    for (geo, want) in [
+        ("overwatch: { geolocation: { default_region: r1 } }", true),
+        (
+            "geolocation: { default_region: r1, ecs_enabled: true }",
+            true,
+        ),
+        (
+            "geolocation: { default_region: r1, ecs_enabled: false }",
+            false,
+        ),
+        ("overwatch: { geolocation: { ecs_enabled: false } }", false),
+    ] {
+        let c = Config::from_yaml_str(&format!("{BASE}{geo}\n")).expect(geo);
+        assert_eq!(c.geolocation().map(|g| g.ecs_enabled), Some(want), "{geo}");
+        assert!(
+            c.unused_sections().is_empty(),
+            "{geo}: {:?}",
+            c.unused_sections()
+        );
+    }
+}
+
+#[test]
+fn dnssec_off_is_accepted_silently_whatever_its_other_keys() {
+    let yaml = format!(
+        "{BASE}overwatch:\n  dnssec: {{ enabled: false, security_acknowledgment: x, algorithm: RSASHA256, \
+         key_sync: {{ peers: [a], poll_interval: 1h, timeout: 5s }} }}\n"
+    );
+    let c = Config::from_yaml_str(&yaml).expect("dnssec off");
+    assert!(c.unused_sections().is_empty(), "{:?}", c.unused_sections());
+}
+
+/// A scratch directory for the include tests, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ogs-cfg-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    /// Writes `text` to `name` (under the directory; parents created), mode 0600.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn region(name: &str, addr: &str, service: &str) -> String {
+    format!(
+        "regions:\n  - {{ name: {name}, servers: [{{ address: {addr}, service: {service} }}] }}\n"
+    )
+}
+
+#[test]
+fn includes_are_merged_relative_to_the_file_that_names_them() {
+    let d = Scratch::new("inc");
+    // Main file: r1 and www. It includes conf.d/*.yaml (two files, read in name order) and sub/b.yaml,
+    // which includes c.yaml next to itself.
+    let main = d.write(
+        "main.yaml",
+        &format!(
+            "{BASE}includes: [\"conf.d/*.yaml\", sub/b.yaml]\n\
+             overwatch:\n  agent_tokens: {{ www.example.com: main-token-0123456 }}\n  \
+             geolocation: {{ default_region: r1, custom_mappings: [{{ cidr: 10.0.0.0/8, region: r1 }}] }}\n"
+        ),
+    );
+    d.write(
+        "conf.d/10-api.yaml",
+        &format!(
+            "{}domains:\n  - {{ name: api.example.com, regions: [r2], latency_config: {{ min_samples: 2 }} }}\n\
+             overwatch:\n  agent_tokens: {{ WWW.example.com.: included-token-01, api.example.com: api-token-0123456 }}\n",
+            region("r2", "192.0.2.2", "api.example.com")
+        ),
+    );
+    d.write(
+        "conf.d/20-geo.yaml",
+        "overwatch: { geolocation: { custom_mappings: [{ cidr: 10.1.0.0/16, region: r2 }] } }\n",
+    );
+    std::fs::create_dir_all(d.0.join("conf.d/skipped.d")).expect("a directory the glob skips");
+    d.write(
+        "sub/b.yaml",
+        &format!(
+            "includes: [c.yaml]\n{}",
+            region("r3", "192.0.2.3", "www.example.com")
+        ),
+    );
+    d.write(
+        "sub/c.yaml",
+        "agent:\n  backends: [{ service: www.example.com, address: 127.0.0.1, port: 80 }]\n",
+    );
+    let c = Config::load(&main).expect("merged config");
+    let regions: Vec<&str> = c.regions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(regions, ["r1", "r2", "r3"]);
+    let domains: Vec<&str> = c.domains.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(domains, ["www.example.com", "api.example.com"]);
+    assert_eq!(c.agent.backends.len(), 1);
+    // Tokens merge by service: the included file's replace the main file's for the same service.
+    let tokens: Vec<(String, Vec<&str>)> = c
+        .overwatch
+        .agent_tokens
+        .iter()
+        .map(|(s, t)| (s.to_string(), t.iter().map(Secret::expose).collect()))
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            ("api.example.com".to_owned(), vec!["api-token-0123456"]),
+            ("www.example.com".to_owned(), vec!["included-token-01"]),
+        ]
+    );
+    let maps: Vec<String> = c
+        .geolocation()
+        .expect("geolocation")
+        .custom_mappings
+        .iter()
+        .map(|m| m.cidr.to_string())
+        .collect();
+    assert_eq!(maps, ["10.0.0.0/8", "10.1.0.0/16"]);
+    // An included domain serves the servers of an included region.
+    assert_eq!(c.domain_records()[1].v4, [Ipv4Addr::new(192, 0, 2, 2)]);
+    // A key of an included file that is not acted on is listed like one of the main file.
+    assert_eq!(
+        c.unused_sections(),
+        ["domains[].latency_config.min_samples"]
+    );
+}
+
+/// As in the original, a relative include resolves from the directory the file was named in, so a
+/// symlinked main file includes the files beside the link.
+#[test]
+fn includes_resolve_beside_a_symlinked_file() {
+    let d = Scratch::new("inclink");
+    let real = d.write("real/main.yaml", &format!("{BASE}includes: [extra.yaml]\n"));
+    d.write(
+        "etc/extra.yaml",
+        &region("rx", "192.0.2.8", "www.example.com"),
+    );
+    let link = d.0.join("etc/main.yaml");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let c = Config::load(&link).expect("through the link");
+    assert_eq!(c.regions.last().map(|r| r.name.as_str()), Some("rx"));
+    let err = Config::load(&real).expect_err("no extra.yaml beside the real file");
+    assert!(err.to_string().contains("real/extra.yaml"), "{err}");
+}
+
+#[test]
+fn bad_includes_are_refused_naming_the_file() {
+    let d = Scratch::new("badinc");
+    let refused = |main_tail: &str, files: &[(&str, &str)], fragment: &str| {
+        for (name, text) in files {
+            d.write(name, text);
+        }
+        let main = d.write("main.yaml", &format!("{BASE}{main_tail}"));
+        let err = Config::load(&main).expect_err(fragment);
+        let text = err.to_string();
+        assert_eq!(err.key_path(), Some("includes"), "{text}");
+        assert!(text.starts_with("includes: "), "{text}");
+        assert!(text.contains(fragment), "{text:?} lacks {fragment:?}");
+        text
+    };
+    let text = refused("includes: [missing.yaml]\n", &[], "No such file");
+    assert!(
+        text.contains("missing.yaml") && text.contains("main.yaml"),
+        "{text}"
+    );
+    // A cycle, named file by file.
+    let text = refused(
+        "includes: [a.yaml]\n",
+        &[
+            ("a.yaml", "includes: [b.yaml]\n"),
+            ("b.yaml", "includes: [a.yaml]\n"),
+        ],
+        "include cycle",
+    );
+    assert!(
+        text.contains("a.yaml -> ") && text.contains("b.yaml -> "),
+        "{text}"
+    );
+    refused("includes: [main.yaml]\n", &[], "include cycle");
+    refused(
+        "includes: [a.yaml, a.yaml]\n",
+        &[("a.yaml", "regions: []\n")],
+        "included twice",
+    );
+    // Keys only the main file may set.
+    let text = refused(
+        "includes: [a.yaml]\n",
+        &[("a.yaml", "dns: { default_ttl: 5 }\n")],
+        "unknown field `dns`",
+    );
+    assert!(text.contains("set the rest in the main file"), "{text}");
+    refused(
+        "includes: [a.yaml]\n",
+        &[("a.yaml", "overwatch: { stale: { threshold: 5s } }\n")],
+        "overwatch.stale",
+    );
+    refused(
+        "includes: [a.yaml]\n",
+        &[("a.yaml", &region("r1", "192.0.2.9", "www.example.com"))],
+        "duplicate region name \"r1\"",
+    );
+    refused(
+        "includes: [sub]\n",
+        &[("sub/x.yaml", "regions: []\n")],
+        "is a directory",
+    );
+    refused(
+        "includes: [a.yaml]\n",
+        &[(
+            "a.yaml",
+            "regions: [ { name: x, servers: [{ address: nope }] } ]\n",
+        )],
+        "regions[0].servers[0].address",
+    );
+    // Nesting is bounded.
+    let mut files = Vec::new();
+    for i in 0..=includes::MAX_DEPTH {
+        files.push((
+            format!("deep{i}.yaml"),
+            format!("includes: [deep{}.yaml]\n", i + 1),
+        ));
+    }
+    files.push((
+        format!("deep{}.yaml", includes::MAX_DEPTH + 1),
+        String::new(),
+    ));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    refused("includes: [deep0.yaml]\n", &files, "nest deeper than 10");
+    // A glob that matches nothing is no error (an empty conf.d); text given without a file may not include.
+    let main = d.write("ok.yaml", &format!("{BASE}includes: [\"none.d/*.yaml\"]\n"));
+    assert!(Config::load(&main).is_ok());
+}
+
+#[test]
+fn an_included_file_others_may_write_or_read_with_tokens_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = Scratch::new("incmode");
+    let main = d.write("main.yaml", &format!("{BASE}includes: [a.yaml]\n"));
+    let inc = d.write("a.yaml", "regions: []\n");
+    let chmod = |mode: u32| {
+        std::fs::set_permissions(&inc, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    chmod(0o646);
+    let err = Config::load(&main).expect_err("world-writable").to_string();
+    assert!(err.contains("lets anyone write it"), "{err}");
+    chmod(0o644);
+    assert!(Config::load(&main).is_ok());
+    std::fs::write(
+        &inc,
+        "overwatch: { agent_tokens: { www.example.com: tok-0123456789abcdef } }\n",
+    )
+    .expect("write");
+    let err = Config::load(&main).expect_err("tokens readable by others");
+    assert!(matches!(err, ConfigError::Exposed { .. }), "{err}");
+    assert!(err.to_string().contains("overwatch.agent_tokens"), "{err}");
+    chmod(0o600);
+    assert!(Config::load(&main).is_ok());
+}
+
+#[test]
 fn documented_defaults_are_the_applied_defaults() {
     // Each section written empty, as `{}` and as a bare key, gives its documented `Default`.
     for body in ["{}", ""] {
@@ -1167,7 +1484,7 @@ fn documented_defaults_are_the_applied_defaults() {
         GeolocationConfig {
             database_path: None,
             default_region: None,
-            ecs_enabled: false,
+            ecs_enabled: true,
             custom_mappings: vec![]
         }
     );
@@ -1177,12 +1494,8 @@ fn documented_defaults_are_the_applied_defaults() {
     assert_eq!(a.identity.service_token, None);
     assert_eq!(a.identity.region, None);
     assert_eq!(
-        a.identity.cert_path,
-        Path::new("/var/lib/opengslb/agent.crt")
-    );
-    assert_eq!(
-        a.identity.key_path,
-        Path::new("/var/lib/opengslb/agent.key")
+        (&a.identity.cert_path, &a.identity.key_path),
+        (&None, &None)
     );
     assert!(
         a.backends.is_empty()

@@ -52,11 +52,6 @@ macro_rules! ensure {
 
 /// Checks every rule; the first failure is returned.
 pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
-    ensure!(
-        config.includes.is_none(),
-        "includes",
-        "not supported yet: merge the included files into this one"
-    );
     validate_dns(config)?;
     // Before the domains, which inherit it: a bad top-level value is named where it is written.
     validate_latency("latency_config", &config.latency_config)?;
@@ -413,8 +408,9 @@ fn validate_overwatch(config: &Config) -> Result<(), ConfigError> {
     ensure!(
         !dnssec.enabled,
         "overwatch.dnssec.enabled",
-        "DNSSEC signing is not implemented: answers are unsigned (the Go original never signed either); \
-         set enabled: false"
+        "DNSSEC signing is not supported: answers are unsigned (the Go original never signed either). \
+         Set enabled: false (or remove the overwatch.dnssec section), and sign upstream if the zone must be \
+         signed: serve it from a signing primary or a signing proxy in front of this server"
     );
     let sync = &dnssec.key_sync;
     check_interval_timeout(
@@ -508,6 +504,18 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
             "must not be empty"
         );
     }
+    for (key, value) in [
+        ("cert_path", &agent.identity.cert_path),
+        ("key_path", &agent.identity.key_path),
+    ] {
+        ensure!(
+            value.is_none(),
+            format!("agent.identity.{key}"),
+            "agents use no certificate: they are authenticated by the shared gossip key \
+             (agent.gossip.encryption_key) that seals every report and by agent.identity.service_token, \
+             checked against overwatch.agent_tokens. Remove this key"
+        );
+    }
     ensure!(
         !is_agent || !agent.backends.is_empty(),
         "agent.backends",
@@ -564,16 +572,20 @@ fn validate_agent(config: &Config) -> Result<(), ConfigError> {
         "agent.gossip.overwatch_nodes",
         "at least one overwatch address (host:port) is required in agent mode"
     );
-    check_min(
+    let beat = agent.heartbeat.interval;
+    ensure!(
+        beat >= super::MIN_HEARTBEAT,
         "agent.heartbeat.interval",
-        agent.heartbeat.interval,
-        MIN_INTERVAL,
-    )?;
+        "{beat:?} is below the {:?} minimum: reports that often load every overwatch for nothing, and a \
+         pause of a few of them would call the agent dead",
+        super::MIN_HEARTBEAT
+    );
     ensure!(
         (1..=super::MAX_MISSED).contains(&agent.heartbeat.missed_threshold),
         "agent.heartbeat.missed_threshold",
-        "must be between 1 and {} (reports go every 300 ms)",
-        super::MAX_MISSED
+        "must be between 1 and {} (reports go every {:?})",
+        super::MAX_MISSED,
+        agent.heartbeat.report_interval()
     );
     validate_predictive(&agent.predictive)?;
     validate_latency_learning(&agent.latency_learning)?;

@@ -343,10 +343,10 @@ fn records_for(
         let Some(entry) = snap.table.entry(&key) else {
             return Vec::new();
         };
-        // Geolocation by the Client Subnet address if the query has one (echoing the scope the answer
-        // holds for), else by the source address as the XDP program places it.
+        // Geolocation by the Client Subnet address if the query has one and ECS is honoured (echoing the
+        // scope the answer holds for), else by the source address as the XDP program places it.
         let region = match entry.policy {
-            Policy::Geo { .. } => match subnet_of(query_msg) {
+            Policy::Geo { .. } => match subnet_of(query_msg).filter(|_| snap.honours_ecs()) {
                 Some(addr) => {
                     let (region, prefix) = snap.subnet_region(addr);
                     scope.set(Some(prefix));

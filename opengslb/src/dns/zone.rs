@@ -229,6 +229,12 @@ impl Snapshot {
         self.placement.as_ref().map_or(0, |p| p.by_source(client))
     }
 
+    /// Whether an EDNS Client Subnet option places the client (`geolocation.ecs_enabled`); when not, the
+    /// option is still parsed and echoed, with scope 0.
+    pub fn honours_ecs(&self) -> bool {
+        self.placement.as_ref().is_none_or(|p| p.honours_ecs())
+    }
+
     /// The region id of an EDNS Client Subnet address, and the scope prefix length to echo.
     pub fn subnet_region(&self, client: IpAddr) -> (u8, u8) {
         self.placement

@@ -408,6 +408,10 @@ impl Overwatch {
                 new_g.gossip_interval != old_g.gossip_interval,
             ),
             ("logging", new.logging != running.logging),
+            (
+                "overwatch.identity",
+                new.overwatch.identity != running.overwatch.identity,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -418,8 +422,8 @@ impl Overwatch {
                 "SIGHUP: changes to these keys need a restart; applying the domains, servers, agent tokens and gossip key ring only"
             );
         }
-        // The gossip section stays as it runs, so that a later reload compares with what runs (and
-        // warns again while a change waits for a restart); only a live ring is taken.
+        // The gossip section and the identity stay as they run, so that a later reload compares with
+        // what runs (and warns again while a change waits for a restart); only a live ring is taken.
         let mut gossip = old_g.clone();
         if ring_live {
             gossip.encryption_key.clone_from(&new_g.encryption_key);
@@ -427,6 +431,9 @@ impl Overwatch {
         }
         let ring = ring_live.then(|| gossip.key_ring().to_vec());
         new.overwatch.gossip = gossip;
+        new.overwatch
+            .identity
+            .clone_from(&running.overwatch.identity);
         if let Some(r) = &ring {
             info!(
                 keys = r.len(),

@@ -69,7 +69,9 @@ impl Control {
 
     fn configure(&mut self, cfg: &Config) {
         self.domains = DomainInfo::from_config(cfg);
-        self.placement = geo_resolver(cfg).map(|r| Arc::new(Placement::new(r, region_ids(cfg))));
+        let ecs = cfg.geolocation().is_none_or(|g| g.ecs_enabled);
+        self.placement =
+            geo_resolver(cfg).map(|r| Arc::new(Placement::new(r, region_ids(cfg)).with_ecs(ecs)));
         let default_region = self.placement.as_ref().map_or(0, |p| p.default_region());
         self.routings = cfg
             .domain_records()
@@ -203,14 +205,17 @@ fn geo_resolver(cfg: &Config) -> Option<Arc<GeoResolver>> {
     Some(Arc::new(r))
 }
 
-/// Per static backend: its thresholds, and the probe of its region's health check.
+/// Per static backend: its thresholds, and the probe of its region's health check. Every backend is probed
+/// at least every `overwatch.validation.check_interval` and each probe is bounded by `check_timeout` (the
+/// original's validation cycle); a region's `health_check.interval` and `timeout`, when shorter, apply to
+/// its servers. The latency average uses the smoothing factor of the backend's domain.
 fn probe_plan(cfg: &Config) -> (HashMap<BackendKey, CheckPolicy>, Vec<Scheduled<BackendKey>>) {
     let mut checks = HashMap::new();
     let mut probes = Vec::new();
-    if !cfg.overwatch.validation.enabled {
+    let validation = &cfg.overwatch.validation;
+    if !validation.enabled {
         return (checks, probes);
     }
-    let smoothing = cfg.latency_config.smoothing_factor;
     for region in &cfg.regions {
         let hc: &HealthCheck = &region.health_check;
         for s in &region.servers {
@@ -218,15 +223,24 @@ fn probe_plan(cfg: &Config) -> (HashMap<BackendKey, CheckPolicy>, Vec<Scheduled<
             if checks.contains_key(&key) {
                 continue;
             }
+            let smoothing = cfg
+                .domains
+                .iter()
+                .find(|d| d.name == s.service)
+                .map_or(cfg.latency_config.smoothing_factor, |d| {
+                    cfg.latency_config_of(d).smoothing_factor
+                });
             checks.insert(key.clone(), CheckPolicy::from_health_check(hc, smoothing));
+            let mut check = CheckSpec::from_config(hc, s.host.as_deref());
+            check.timeout = check.timeout.min(validation.check_timeout);
             probes.push(Scheduled {
                 key,
                 target: Target {
                     address: s.address,
                     port: s.port,
-                    check: CheckSpec::from_config(hc, s.host.as_deref()),
+                    check,
                 },
-                interval: hc.interval,
+                interval: hc.interval.min(validation.check_interval),
             });
         }
     }

@@ -258,6 +258,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                 .node_id
                 .clone()
                 .unwrap_or_else(crate::gossip::member::hostname),
+            region: cfg.overwatch.identity.region.clone(),
             started_ms: unix_ms(),
             config_source: opts.config.as_ref().map_or_else(
                 || "(the embedded default)".to_owned(),
@@ -352,7 +353,13 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
         let (probe_tx, mut probe_rx) = mpsc::channel(1024);
         let probes = overwatch.probes();
         if !probes.is_empty() {
-            info!(backends = probes.len(), "external validation running");
+            let v = &cfg.overwatch.validation;
+            info!(
+                backends = probes.len(),
+                every_at_most = ?v.check_interval,
+                timeout_at_most = ?v.check_timeout,
+                "external validation running"
+            );
         }
         shell.prober = Some(Prober::spawn(
             probes,

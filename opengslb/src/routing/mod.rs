@@ -22,6 +22,7 @@ pub struct Placement {
     resolver: Arc<GeoResolver>,
     ids: HashMap<String, u8>,
     table: Arc<GeoTable>,
+    ecs: bool,
 }
 
 impl Placement {
@@ -32,7 +33,20 @@ impl Placement {
             resolver,
             ids,
             table,
+            ecs: true,
         }
+    }
+
+    /// The same, honouring an EDNS Client Subnet option (`geolocation.ecs_enabled`, the default) or not:
+    /// when not, a query with one is placed by its source address, like any other.
+    pub fn with_ecs(mut self, ecs: bool) -> Self {
+        self.ecs = ecs;
+        self
+    }
+
+    /// Whether an EDNS Client Subnet option places the client.
+    pub fn honours_ecs(&self) -> bool {
+        self.ecs
     }
 
     /// The resolver it places by, to ask which region an address gets and why.

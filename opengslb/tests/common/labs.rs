@@ -16,13 +16,14 @@ pub const TOKEN: &str = "api-token-0123456789";
 /// The token agents of `app.demo.local` present.
 pub const AGENT_TOKEN: &str = "app-token-0123456789";
 
-/// The overwatch's config: its store under `dir`, DNS on 127.0.0.1:`dns`, the API on `api`, gossip on
+/// The overwatch's config (in region `eu`): its store under `dir`, DNS on 127.0.0.1:`dns`, the API on `api`, gossip on
 /// 127.0.0.1:`gossip`; `extra` goes into its `overwatch` section (YAML lines indented by two spaces).
 pub fn overwatch(dir: &Path, dns: u16, api: SocketAddr, gossip: u16, extra: &str) -> String {
     format!(
         r#"mode: overwatch
 logging: {{ format: text }}
 overwatch:
+  identity: {{ region: eu }}
   validation: {{ enabled: false }}
   gossip: {{ bind_address: "127.0.0.1:{gossip}", encryption_key: "{KEY}" }}
   agent_tokens: {{ app.demo.local: "{AGENT_TOKEN}" }}

@@ -585,3 +585,61 @@ fn a_reload_hands_a_changed_key_ring_to_the_node_and_keeps_the_rest_of_gossip_as
         "the bound address, not the file's"
     );
 }
+
+/// [`config`] with `extra` lines in its `overwatch` section.
+fn config_with_overwatch(extra: &str) -> Config {
+    let text = format!(
+        "dns: {{ zones: [example.com] }}
+overwatch:
+{extra}regions:
+  - name: eu
+    servers:
+      - {{ address: 192.0.2.1, service: app.example.com }}
+    health_check: {{ interval: 20s, timeout: 4s }}
+domains:
+  - {{ name: app.example.com, regions: [eu] }}
+"
+    );
+    Config::from_yaml_str(&text).expect("test config")
+}
+
+#[test]
+fn a_reload_applies_the_validation_cycle_and_keeps_the_identity_as_it_runs() {
+    let t0 = Instant::now();
+    let mut ow = Overwatch::new(&config_with_overwatch("  identity: { region: eu }\n"));
+    ow.handle(Input::Start, t0, WALL);
+    let period = |p: &[Scheduled<BackendKey>]| -> Vec<(Duration, Duration)> {
+        p.iter()
+            .map(|s| (s.interval, s.target.check.timeout))
+            .collect()
+    };
+    let periods = |out: &[Effect]| {
+        out.iter()
+            .find_map(|e| match e {
+                Effect::Probes(p) => Some(period(p)),
+                _ => None,
+            })
+            .expect("a reload replaces the probe set")
+    };
+    let secs = Duration::from_secs;
+    // The region's own 20 s / 4 s are shorter than the 30 s / 5 s defaults.
+    assert_eq!(period(&ow.probes()), [(secs(20), secs(4))]);
+    let out = ow.handle(
+        Input::Reload(Box::new(config_with_overwatch(
+            "  identity: { region: us }\n  validation: { check_interval: 5s, check_timeout: 2s }\n",
+        ))),
+        t0,
+        WALL,
+    );
+    assert_eq!(periods(&out), [(secs(5), secs(2))]);
+    let Some(Effect::Objects { effective, .. }) =
+        out.iter().find(|e| matches!(e, Effect::Objects { .. }))
+    else {
+        panic!("a reload shows the effective config");
+    };
+    assert_eq!(
+        effective.overwatch.identity.region.as_deref(),
+        Some("eu"),
+        "the region shown until a restart"
+    );
+}

@@ -12,7 +12,12 @@
 //!   latency data, fastest first (ties in config order), those above `max_latency` dropped unless all
 //!   are; a family with no data at all rotates.
 //! - **geolocation**: every record with its region id; the client's region is found per query.
+//!
+//! A backend that came back within its domain's `slow_start` window ([`ramp`]) counts for part of its
+//! weight under `weighted`; under `round-robin` the family is drawn as `weighted` with equal weights while
+//! one of its backends ramps, so the ramp goes through the one slot table both DNS paths index.
 
+pub mod ramp;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +43,8 @@ pub struct Candidate {
     pub region: u8,
     /// Smoothed validation-probe latency; `None` until there is enough data.
     pub latency: Option<Duration>,
+    /// The [`ramp::step`] of a backend ramping up after it came back; `None`: its full share.
+    pub ramp: Option<u32>,
 }
 
 /// How a name routes, as the table needs it.
@@ -61,8 +68,11 @@ impl Routing {
 
     /// The table form of one family's candidates (all of one family), each address once.
     pub fn family(&self, cands: &[Candidate]) -> Family {
+        let ramping = cands.iter().any(|c| c.ramp.is_some());
         let (policy, ordered) = match self.algorithm {
+            RoutingAlgorithm::RoundRobin if ramping => (Policy::Weighted, ramped(cands, Some(1))),
             RoutingAlgorithm::RoundRobin => (Policy::RoundRobin, cands.to_vec()),
+            RoutingAlgorithm::Weighted if ramping => (Policy::Weighted, ramped(cands, None)),
             RoutingAlgorithm::Weighted => (Policy::Weighted, cands.to_vec()),
             RoutingAlgorithm::Failover => (Policy::FixedOrder, cands.to_vec()),
             RoutingAlgorithm::Geolocation => (
@@ -83,6 +93,17 @@ impl Routing {
             records: once_each(&ordered),
         }
     }
+}
+
+/// The candidates with their weights (or `equal` for each) as they count in their ramp step.
+fn ramped(cands: &[Candidate], equal: Option<u32>) -> Vec<Candidate> {
+    cands
+        .iter()
+        .map(|c| Candidate {
+            weight: ramp::weight(equal.unwrap_or(c.weight), c.ramp),
+            ..*c
+        })
+        .collect()
 }
 
 /// The candidates with latency data, fastest first (a stable sort: ties keep config order), those

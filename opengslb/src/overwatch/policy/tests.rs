@@ -9,6 +9,7 @@ fn cand(last: u8, weight: u32, region: u8) -> Candidate {
         weight,
         region,
         latency: None,
+        ramp: None,
     }
 }
 

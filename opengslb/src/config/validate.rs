@@ -8,9 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    Config, ConfigError, GeolocationConfig, GossipKey, HealthCheck, HealthCheckType, MAX_SLOW_START,
-    MIN_SLOW_START, Mode,
-    WindowStart,
+    Config, ConfigError, GeolocationConfig, GossipKey, HealthCheck, HealthCheckType,
+    MAX_SLOW_START, MIN_SLOW_START, Mode, WindowStart,
 };
 
 /// The largest TTL a record may carry (RFC 2181 §8).

@@ -198,9 +198,11 @@ impl Control {
             .iter()
             .filter_map(|key| {
                 let b = self.registry.get(key)?;
-                let ramp = self.came_back.get(key).zip(d.slow_start).and_then(|(&at, w)| {
-                    ramp::step(now.saturating_duration_since(at), w)
-                });
+                let ramp = self
+                    .came_back
+                    .get(key)
+                    .zip(d.slow_start)
+                    .and_then(|(&at, w)| ramp::step(now.saturating_duration_since(at), w));
                 Some(Candidate {
                     addr: key.address,
                     weight: b.weight,

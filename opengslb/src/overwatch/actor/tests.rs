@@ -773,7 +773,11 @@ domains:
     let mut ow = started(&cfg, t0);
     let agent = "192.0.2.7";
     let out = ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
-    assert_eq!(share(&out, "app.example.com", agent), Some(0.5), "new: no ramp");
+    assert_eq!(
+        share(&out, "app.example.com", agent),
+        Some(0.5),
+        "new: no ramp"
+    );
     let out = ow.handle(Input::Gossip(vec![report(2, Says::Draining)]), t0, WALL);
     assert_eq!(share(&out, "app.example.com", agent), Some(0.0));
     let back = t0 + Duration::from_secs(1);

@@ -68,7 +68,11 @@ mod tests {
         assert_eq!(weight(100, None), 1100);
         assert_eq!(weight(100, Some(1)), 100);
         assert_eq!(weight(100, Some(10)), 1000);
-        assert_eq!(weight(1, Some(1)), 1, "an eleventh of a weight of 1 is still 1 in elevenths");
+        assert_eq!(
+            weight(1, Some(1)),
+            1,
+            "an eleventh of a weight of 1 is still 1 in elevenths"
+        );
         assert_eq!(weight(0, Some(5)), 0, "weight 0 stays out");
         assert_eq!(weight(u32::MAX, None), u32::MAX, "saturates, never wraps");
         assert_eq!(weight(7, Some(99)), 77, "a step past the last is full");

@@ -68,11 +68,18 @@ impl Routing {
 
     /// The table form of one family's candidates (all of one family), each address once.
     pub fn family(&self, cands: &[Candidate]) -> Family {
-        let ramping = cands.iter().any(|c| c.ramp.is_some());
         let (policy, ordered) = match self.algorithm {
-            RoutingAlgorithm::RoundRobin if ramping => (Policy::Weighted, ramped(cands, Some(1))),
-            RoutingAlgorithm::RoundRobin => (Policy::RoundRobin, cands.to_vec()),
-            RoutingAlgorithm::Weighted if ramping => (Policy::Weighted, ramped(cands, None)),
+            RoutingAlgorithm::RoundRobin => {
+                let once = by_address(cands);
+                if once.iter().any(|c| c.ramp.is_some()) {
+                    (Policy::Weighted, ramped(&once, Some(1)))
+                } else {
+                    (Policy::RoundRobin, cands.to_vec())
+                }
+            }
+            RoutingAlgorithm::Weighted if cands.iter().any(|c| c.ramp.is_some()) => {
+                (Policy::Weighted, ramped(cands, None))
+            }
             RoutingAlgorithm::Weighted => (Policy::Weighted, cands.to_vec()),
             RoutingAlgorithm::Failover => (Policy::FixedOrder, cands.to_vec()),
             RoutingAlgorithm::Geolocation => (
@@ -104,6 +111,19 @@ fn ramped(cands: &[Candidate], equal: Option<u32>) -> Vec<Candidate> {
             ..*c
         })
         .collect()
+}
+
+/// Each address once, as a round-robin answer counts it: two backends on one address (two ports) are one
+/// record, ramping only while both do (then by the further along).
+fn by_address(cands: &[Candidate]) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::with_capacity(cands.len());
+    for c in cands {
+        match out.iter_mut().find(|o| o.addr == c.addr) {
+            Some(o) => o.ramp = o.ramp.zip(c.ramp).map(|(a, b)| a.max(b)),
+            None => out.push(*c),
+        }
+    }
+    out
 }
 
 /// The candidates with latency data, fastest first (a stable sort: ties keep config order), those

@@ -20,6 +20,11 @@ const TOKEN: &str = "app-token-0123456789";
 const WALL: u64 = 1_700_000_000_000;
 
 fn config(extra_server: &str) -> Config {
+    config_with(extra_server, "")
+}
+
+/// [`config`], with `domain` (`, key: value` pairs) added to the domain's keys.
+fn config_with(extra_server: &str, domain: &str) -> Config {
     Config::from_yaml_str(&format!(
         "dns: {{ zones: [example.com] }}
 overwatch:
@@ -31,7 +36,7 @@ regions:
       - {{ address: 192.0.2.1, service: app.example.com }}
 {extra_server}
 domains:
-  - {{ name: app.example.com, regions: [eu] }}
+  - {{ name: app.example.com, regions: [eu]{domain} }}
 "
     ))
     .expect("test config")
@@ -756,20 +761,7 @@ fn a_backend_that_comes_back_ramps_up_in_steps_on_the_tick_then_answers_as_befor
 #[test]
 fn an_agent_backend_ramps_when_its_drain_ends_but_not_when_it_first_appears() {
     let t0 = Instant::now();
-    let cfg = Config::from_yaml_str(&format!(
-        "dns: {{ zones: [example.com] }}
-overwatch:
-  gossip: {{ encryption_key: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" }}
-  agent_tokens: {{ app.example.com: \"{TOKEN}\" }}
-regions:
-  - name: eu
-    servers:
-      - {{ address: 192.0.2.1, service: app.example.com }}
-domains:
-  - {{ name: app.example.com, regions: [eu], routing_algorithm: weighted, slow_start: 2s }}
-"
-    ))
-    .expect("test config");
+    let cfg = config_with("", ", routing_algorithm: weighted, slow_start: 2s");
     let mut ow = started(&cfg, t0);
     let agent = "192.0.2.7";
     let out = ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);

@@ -462,11 +462,13 @@ fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persi
     let (status, reply) = lab.change(
         "POST",
         "/api/v1/domains",
-        Some(r#"{"name": "Shop.Demo.Local.", "regions": ["us"], "ttl": 30, "max_answers": 4}"#),
+        Some(
+            r#"{"name": "Shop.Demo.Local.", "regions": ["us"], "ttl": 30, "max_answers": 4, "slow_start": "30s"}"#,
+        ),
     );
     assert_eq!(
-        (status, reply["name"].as_str()),
-        (201, Some("shop.demo.local")),
+        (status, reply["name"].as_str(), reply["slow_start"].as_str()),
+        (201, Some("shop.demo.local"), Some("30s")),
         "{reply}"
     );
     assert_eq!(
@@ -547,6 +549,13 @@ fn domains_regions_servers_and_mappings_made_through_the_api_reach_dns_and_persi
         400,
         "bad_request",
         "domains[bad.demo.local].ttl: must be at most",
+    );
+    let bad_window = r#"{"name": "bad.demo.local", "regions": ["us"], "slow_start": "2h"}"#;
+    refused(
+        &lab.change("POST", "/api/v1/domains", Some(bad_window)),
+        400,
+        "bad_request",
+        "domains[bad.demo.local].slow_start: 7200s is outside 1s..=1h",
     );
     refused(
         &lab.change(

@@ -329,6 +329,101 @@ fn answers_weighted_names_by_the_slot_table() {
     assert_eq!(seen, [IpAddr::V4(v4(51)), IpAddr::V4(v4(52))]);
 }
 
+/// `domains[].slow_start`: the tables the control plane publishes during a ramp are ordinary weighted
+/// entries, and XDP answers each step by its slot table: the returning backend's share rises step by step
+/// (round-robin names drawn as equal weights while they ramp) and is the full one once the window is over.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn answers_a_slow_start_ramp_by_each_step_s_slot_table() {
+    use std::time::{Duration, Instant};
+
+    use opengslb::{
+        config::Config,
+        overwatch::control::Control,
+        registry::{BackendKey, Override},
+    };
+
+    common::pin_to_cpu0();
+    let mut h = Harness::new();
+    let cfg = Config::from_yaml_str(&format!(
+        "dns: {{ zones: [demo.local] }}
+regions:
+  - name: eu
+    servers:
+      - {{ address: {}, service: w.demo.local, weight: 3 }}
+      - {{ address: {}, service: w.demo.local, weight: 1 }}
+      - {{ address: {}, service: rr.demo.local }}
+      - {{ address: {}, service: rr.demo.local }}
+domains:
+  - {{ name: w.demo.local, regions: [eu], routing_algorithm: weighted, slow_start: 10s }}
+  - {{ name: rr.demo.local, regions: [eu], slow_start: 10s }}
+",
+        v4(61),
+        v4(62),
+        v4(63),
+        v4(64)
+    ))
+    .unwrap();
+    let mut control = Control::new(&cfg);
+    let t0 = Instant::now();
+    let returning = [("w.demo.local", v4(62)), ("rr.demo.local", v4(64))];
+    let keys = returning.map(|(n, a)| BackendKey::new(n.parse().unwrap(), IpAddr::V4(a), 80));
+    control.publish(t0);
+    for k in &keys {
+        let out = Override {
+            healthy: false,
+            reason: "test".into(),
+            by: "test".into(),
+            at_ms: 0,
+        };
+        control.registry.set_override(k, out).unwrap();
+    }
+    control.publish(t0 + Duration::from_secs(1));
+    for k in &keys {
+        control.registry.clear_override(k).unwrap();
+    }
+    let back = t0 + Duration::from_secs(2);
+
+    let w = Wrap::new(client4(), server4());
+    let mut shares: Vec<[f64; 2]> = Vec::new();
+    for after in [0, 3, 6, 9, 10] {
+        let table = control.publish(back + Duration::from_secs(after)).table;
+        let plan = h.dp.apply(&table.render()).unwrap();
+        assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
+        let mut step = [0.0; 2];
+        for (share, (name, addr)) in step.iter_mut().zip(returning) {
+            let entry = table.get(&name.parse().unwrap(), QTYPE_A).unwrap();
+            // Every rotation of the slot table (or of the records, round-robin) four times over: exact.
+            let n = 4 * entry.slots.len().max(entry.records.len());
+            let qname = format!("{name}.");
+            let hits = (0..n)
+                .filter(|_| {
+                    addrs(&h.expect_answer(&w, &query(&qname, RecordType::A))) == [IpAddr::V4(addr)]
+                })
+                .count();
+            *share = hits as f64 / n as f64;
+            // The share XDP gives is the one the slot table (userspace's draw) gives.
+            let by_table = (0..n as u32)
+                .filter(|&r| entry.answer(r, 0) == [IpAddr::V4(addr)])
+                .count();
+            assert_eq!(hits, by_table, "{name} {after} s after its return");
+        }
+        println!(
+            "{after:2} s after the return: XDP shares weighted {:.3}, round-robin {:.3}",
+            step[0], step[1]
+        );
+        shares.push(step);
+    }
+    for i in 0..2 {
+        assert!(
+            shares.windows(2).all(|p| p[0][i] < p[1][i]),
+            "rising step by step: {shares:?}"
+        );
+    }
+    assert!(shares[0][0] < 0.05 && shares[0][1] < 0.1, "{shares:?}");
+    assert_eq!(shares[4], [0.25, 0.5], "the full shares after the window");
+}
+
 #[test]
 #[ignore = "needs root: run by cargo xtask test"]
 fn answers_failover_names_in_order_without_rotation() {

@@ -139,6 +139,8 @@ pub(super) struct DomainOut {
     /// `all`, `last-healthy`, `empty`; `null`: the config's default.
     all_down: Option<String>,
     latency_config: LatencyOut,
+    /// How long a backend that comes back ramps up to its full share, e.g. `30s`; `null`: off.
+    slow_start: Option<String>,
     /// `config` or `api`.
     source: &'static str,
 }
@@ -169,6 +171,8 @@ pub(super) struct DomainIn {
     max_answers: Option<u8>,
     all_down: Option<String>,
     latency_config: Option<LatencyIn>,
+    /// A duration such as `30s`, 1s..=1h; absent: off.
+    slow_start: Option<String>,
 }
 
 /// A domain's `latency_config` in a body.
@@ -195,6 +199,10 @@ fn domain_out(d: &Domain, api_made: bool) -> DomainOut {
             max_latency_ms: r.latency_config.max_latency_ms,
             min_samples: r.latency_config.min_samples,
         },
+        slow_start: r.slow_start_ms.map(|ms| match ms % 1000 {
+            0 => format!("{}s", ms / 1000),
+            _ => format!("{ms}ms"),
+        }),
         source: source(api_made),
     }
 }

@@ -1,7 +1,7 @@
 //! The `domains` list: the names we answer for, and how each one picks among its backends; and the
 //! latency routing tuning (`latency_config`, top-level and per domain).
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use crate::name::DnsName;
 use serde::Deserialize;
@@ -38,7 +38,17 @@ pub struct Domain {
     /// [`Config::latency_config_of`](super::Config::latency_config_of) resolves it.
     #[serde(default, deserialize_with = "de::nullable")]
     pub latency_config: DomainLatencyConfig,
+    /// How long a backend that comes back (recovered, drain off, override cleared) takes to reach its
+    /// full share of `weighted` and `round-robin` answers, [`MIN_SLOW_START`]..=[`MAX_SLOW_START`]
+    /// (ours; docs/control-plane.md, "Slow start"). Default: none, a backend takes its full share at once.
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub slow_start: Option<Duration>,
 }
+
+/// The shortest `slow_start`: the overwatch re-renders a ramp at most once a second.
+pub const MIN_SLOW_START: Duration = Duration::from_secs(1);
+/// The longest `slow_start`: a backend kept off its share for longer is better left out.
+pub const MAX_SLOW_START: Duration = Duration::from_secs(3600);
 
 fn default_max_answers() -> u8 {
     1

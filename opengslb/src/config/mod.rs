@@ -29,6 +29,7 @@ mod validate;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::name::DnsName;
 use serde::Deserialize;
@@ -43,7 +44,10 @@ pub use agent::{
 pub use api::ApiConfig;
 pub use de::{parse_duration, parse_timestamp};
 pub use dns::{DnsConfig, SoaConfig, WhenStale, XdpConfig, XdpMode};
-pub use domain::{AllDownPolicy, Domain, DomainLatencyConfig, LatencyConfig, RoutingAlgorithm};
+pub use domain::{
+    AllDownPolicy, Domain, DomainLatencyConfig, LatencyConfig, MAX_SLOW_START, MIN_SLOW_START,
+    RoutingAlgorithm,
+};
 pub use logging::{LogFormat, LogLevel, LoggingConfig};
 pub use overwatch::{
     CustomMapping, DnssecConfig, GeolocationConfig, KeySyncConfig, OverwatchConfig,
@@ -338,6 +342,8 @@ pub struct DomainRecords {
     pub zone: String,
     /// What to answer when every backend is out ([`Config::all_down_of`]).
     pub all_down: AllDownPolicy,
+    /// How long a backend that comes back ramps up to its full share; `None`: at once.
+    pub slow_start: Option<Duration>,
 }
 
 impl Config {
@@ -454,6 +460,7 @@ impl Config {
                         .map(DnsName::to_string)
                         .unwrap_or_default(),
                     all_down: self.all_down_of(domain),
+                    slow_start: domain.slow_start,
                 };
                 let servers = domain
                     .regions

@@ -335,6 +335,9 @@ ttl: 30 | ttl: 4294967295 | domains[0].ttl | at most 2147483647
 ttl: 30 | ttl: 30, routing_algorithm: foo | domains[0].routing_algorithm | unknown algorithm "foo" (expected one of round-robin, weighted, failover
 max_answers: 1 | max_answers: 0 | domains[0].max_answers | between 1 and 16
 max_answers: 1 | max_answers: 17 | domains[0].max_answers | between 1 and 16
+max_answers: 1 | max_answers: 1, slow_start: 2h | domains[0].slow_start | outside 1s..=1h
+max_answers: 1 | max_answers: 1, slow_start: 500ms | domains[0].slow_start | outside 1s..=1h
+max_answers: 1 | max_answers: 1, slow_start: soon | domains[0].slow_start | invalid duration
 weight: 1, service: www.example.com | weight: 1 | regions[0].servers[0].service | missing field `service`
 "#;
 

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    Config, ConfigError, GeolocationConfig, GossipKey, HealthCheck, HealthCheckType, Mode,
-    WindowStart,
+    Config, ConfigError, GeolocationConfig, GossipKey, HealthCheck, HealthCheckType,
+    MAX_SLOW_START, MIN_SLOW_START, Mode, WindowStart,
 };
 
 /// The largest TTL a record may carry (RFC 2181 §8).
@@ -187,6 +187,13 @@ fn validate_domains(config: &Config) -> Result<(), ConfigError> {
         );
         let latency = config.latency_config_of(domain);
         validate_latency(&key("latency_config"), &latency)?;
+        if let Some(window) = domain.slow_start {
+            ensure!(
+                (MIN_SLOW_START..=MAX_SLOW_START).contains(&window),
+                key("slow_start"),
+                "{window:?} is outside 1s..=1h (leave the key out to turn slow start off)"
+            );
+        }
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! external validation probes. From it comes the answer table both DNS paths answer from.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -10,7 +10,7 @@ use std::{
 
 use tracing::warn;
 
-use super::policy::{Candidate, Routing};
+use super::policy::{Candidate, Routing, ramp};
 use crate::{
     config::{Config, HealthCheck, RoutingAlgorithm},
     health::{CheckOutcome, CheckPolicy, CheckSpec, Scheduled, Target},
@@ -33,6 +33,10 @@ pub struct Control {
     probes: Vec<Scheduled<BackendKey>>,
     /// Where clients are, when the config has a geolocation resolver.
     placement: Option<Arc<Placement>>,
+    /// The backends of domains with `slow_start` that the last publish left out of their healthy set.
+    out: HashSet<BackendKey>,
+    /// When each backend still ramping came back into its domain's healthy set.
+    came_back: HashMap<BackendKey, Instant>,
 }
 
 /// What the DNS paths answer from.
@@ -56,6 +60,8 @@ impl Control {
             checks: HashMap::new(),
             probes: Vec::new(),
             placement: None,
+            out: HashSet::new(),
+            came_back: HashMap::new(),
         };
         c.configure(cfg);
         c
@@ -119,12 +125,13 @@ impl Control {
     pub fn publish(&mut self, now: Instant) -> Published {
         let sets = self.registry.answer_sets(&self.domains, now);
         self.registry.remember_healthy(&self.domains, &sets);
+        self.track_returns(&sets, now);
         let specs: Vec<NameSpec> = self
             .domains
             .iter()
             .zip(&self.routings)
             .zip(&sets)
-            .map(|((d, routing), set)| self.name_spec(d, routing, set))
+            .map(|((d, routing), set)| self.name_spec(d, routing, set, now))
             .collect();
         let names = self
             .domains
@@ -145,17 +152,63 @@ impl Control {
         }
     }
 
-    fn name_spec(&self, d: &DomainInfo, routing: &Routing, set: &AnswerSet) -> NameSpec {
+    /// Notes, for the domains with `slow_start`, which backends came back into their domain's healthy set
+    /// since the last publish (from being out: a backend new to the registry does not ramp, so a start
+    /// or an agent's first report takes no slow start), and forgets those whose ramp is over or that are
+    /// out again. A name answering by its all-down policy has no healthy set: its backends count as out.
+    fn track_returns(&mut self, sets: &[AnswerSet], now: Instant) {
+        let mut out = HashSet::new();
+        let mut windows = HashMap::new();
+        for (d, set) in self.domains.iter().zip(sets) {
+            let Some(window) = d.slow_start else {
+                continue;
+            };
+            windows.insert(&d.name, window);
+            let healthy: HashSet<&BackendKey> = if set.all_down {
+                HashSet::new()
+            } else {
+                set.keys.iter().collect()
+            };
+            for b in self.registry.backends_of(&d.name) {
+                if !healthy.contains(&b.key) {
+                    out.insert(b.key.clone());
+                } else if self.out.contains(&b.key) {
+                    self.came_back.insert(b.key.clone(), now);
+                }
+            }
+        }
+        self.came_back.retain(|key, at| {
+            !out.contains(key)
+                && windows
+                    .get(&key.service)
+                    .is_some_and(|&w| ramp::step(now.saturating_duration_since(*at), w).is_some())
+        });
+        self.out = out;
+    }
+
+    fn name_spec(
+        &self,
+        d: &DomainInfo,
+        routing: &Routing,
+        set: &AnswerSet,
+        now: Instant,
+    ) -> NameSpec {
         let candidates: Vec<Candidate> = set
             .keys
             .iter()
             .filter_map(|key| {
                 let b = self.registry.get(key)?;
+                let ramp = self
+                    .came_back
+                    .get(key)
+                    .zip(d.slow_start)
+                    .and_then(|(&at, w)| ramp::step(now.saturating_duration_since(at), w));
                 Some(Candidate {
                     addr: key.address,
                     weight: b.weight,
                     region: self.placement.as_ref().map_or(0, |p| p.id(&b.region)),
                     latency: b.validation.ewma_latency,
+                    ramp,
                 })
             })
             .collect();

@@ -98,6 +98,8 @@ pub struct DomainInfo {
     pub max_answers: u8,
     /// What to answer when every backend is out.
     pub all_down: AllDown,
+    /// How long a backend that comes back ramps up to its full share; `None`: at once.
+    pub slow_start: Option<Duration>,
 }
 
 impl DomainInfo {
@@ -112,6 +114,7 @@ impl DomainInfo {
                 AllDownPolicy::LastHealthy => AllDown::LastHealthy,
                 AllDownPolicy::Empty => AllDown::Empty,
             },
+            slow_start: d.slow_start,
         }
     }
 

@@ -820,6 +820,7 @@ fn domain(name: &str, all_down: AllDown) -> DomainInfo {
         ttl: 30,
         max_answers: 2,
         all_down,
+        slow_start: None,
     }
 }
 

@@ -112,6 +112,9 @@ pub struct DomainRecord {
     pub all_down: Option<AllDownPolicy>,
     /// Latency routing tuning over the top-level values.
     pub latency_config: LatencyRecord,
+    /// `slow_start` in milliseconds; `None` (and records written before it existed): off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_ms: Option<u64>,
 }
 
 /// A domain's `latency_config`.
@@ -141,6 +144,9 @@ impl DomainRecord {
                 max_latency_ms: l.max_latency_ms,
                 min_samples: l.min_samples,
             },
+            slow_start_ms: d
+                .slow_start
+                .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -159,6 +165,7 @@ impl DomainRecord {
                 max_latency_ms: l.max_latency_ms,
                 min_samples: l.min_samples,
             },
+            slow_start: self.slow_start_ms.map(Duration::from_millis),
         }
     }
 }

@@ -54,6 +54,7 @@ fn a_domain(name: &str) -> DomainRecord {
             max_latency_ms: None,
             min_samples: Some(3),
         },
+        slow_start_ms: Some(30_000),
     }
 }
 

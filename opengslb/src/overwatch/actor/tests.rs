@@ -20,6 +20,11 @@ const TOKEN: &str = "app-token-0123456789";
 const WALL: u64 = 1_700_000_000_000;
 
 fn config(extra_server: &str) -> Config {
+    config_with(extra_server, "")
+}
+
+/// [`config`], with `domain` (`, key: value` pairs) added to the domain's keys.
+fn config_with(extra_server: &str, domain: &str) -> Config {
     Config::from_yaml_str(&format!(
         "dns: {{ zones: [example.com] }}
 overwatch:
@@ -31,7 +36,7 @@ regions:
       - {{ address: 192.0.2.1, service: app.example.com }}
 {extra_server}
 domains:
-  - {{ name: app.example.com, regions: [eu] }}
+  - {{ name: app.example.com, regions: [eu]{domain} }}
 "
     ))
     .expect("test config")
@@ -642,4 +647,138 @@ fn a_reload_applies_the_validation_cycle_and_keeps_the_identity_as_it_runs() {
         Some("eu"),
         "the region shown until a restart"
     );
+}
+
+/// Two weighted and two round-robin backends, with a 10 s slow start.
+fn config_slow_start() -> Config {
+    Config::from_yaml_str(
+        "dns: { zones: [example.com] }
+regions:
+  - name: eu
+    servers:
+      - { address: 192.0.2.1, service: w.example.com }
+      - { address: 192.0.2.2, service: w.example.com }
+      - { address: 192.0.2.3, service: rr.example.com }
+      - { address: 192.0.2.4, service: rr.example.com }
+domains:
+  - { name: w.example.com, regions: [eu], routing_algorithm: weighted, slow_start: 10s }
+  - { name: rr.example.com, regions: [eu], slow_start: 10s }
+",
+    )
+    .expect("test config")
+}
+
+/// The share of first answers `name` gives `addr` over 640 rotations (every slot table 10 times over), if the
+/// effects publish.
+fn share(effects: &[Effect], name: &str, addr: &str) -> Option<f64> {
+    let (name, addr): (DnsName, IpAddr) = (name.parse().expect("name"), addr.parse().expect("a"));
+    effects.iter().find_map(|e| match e {
+        Effect::Publish(p) => {
+            let entry = p.table.get(&name, 1)?;
+            let hits = (0..640)
+                .filter(|&r| entry.answer(r, 0).first() == Some(&addr))
+                .count();
+            Some(hits as f64 / 640.0)
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn a_backend_that_comes_back_ramps_up_in_steps_on_the_tick_then_answers_as_before() {
+    let t0 = Instant::now();
+    let cfg = config_slow_start();
+    let mut ow = Overwatch::new(&cfg);
+    let out = ow.handle(Input::Start, t0, WALL);
+    // Nothing came back at start: full shares at once.
+    assert_eq!(share(&out, "w.example.com", "192.0.2.2"), Some(0.5));
+    assert_eq!(share(&out, "rr.example.com", "192.0.2.4"), Some(0.5));
+    let before = match out.iter().find(|e| matches!(e, Effect::Publish(_))) {
+        Some(Effect::Publish(p)) => p.table.clone(),
+        _ => unreachable!("a first publish"),
+    };
+
+    let key = |name: &str, last: u8| {
+        BackendKey::new(
+            name.parse().expect("name"),
+            IpAddr::from([192, 0, 2, last]),
+            80,
+        )
+    };
+    let o = Override {
+        healthy: false,
+        reason: "maintenance".into(),
+        by: "test".into(),
+        at_ms: WALL,
+    };
+    let down = vec![
+        Change::SetOverride(key("w.example.com", 2), o.clone()),
+        Change::SetOverride(key("rr.example.com", 4), o),
+    ];
+    let out = ow.handle(Input::Api(down), t0 + Duration::from_secs(1), WALL);
+    assert_eq!(share(&out, "w.example.com", "192.0.2.2"), Some(0.0));
+
+    let back = t0 + Duration::from_secs(2);
+    let up = vec![
+        Change::ClearOverride(key("w.example.com", 2)),
+        Change::ClearOverride(key("rr.example.com", 4)),
+    ];
+    let out = ow.handle(Input::Api(up), back, WALL);
+    // Step 1 of 10: an eleventh of its weight, 1 slot in 12.
+    let mut w = vec![share(&out, "w.example.com", "192.0.2.2").expect("a publish")];
+    let mut rr = vec![share(&out, "rr.example.com", "192.0.2.4").expect("a publish")];
+    assert!(w[0] > 0.0 && w[0] < 0.1, "{w:?}");
+    assert!(rr[0] > 0.0 && rr[0] < 0.1, "{rr:?}");
+
+    // Half a second on, the same step: nothing to publish.
+    let tick = |ow: &mut Overwatch, at| ow.handle(Input::Tick { queued: Vec::new() }, at, WALL);
+    let out = tick(&mut ow, back + Duration::from_millis(500));
+    assert!(!out.iter().any(|e| matches!(e, Effect::Publish(_))));
+
+    // One tick a second: a new step each, full shares at the window's end, then no more publishes.
+    let mut last = None;
+    for s in 1..=13 {
+        let out = tick(&mut ow, back + Duration::from_secs(s));
+        if let Some(Effect::Publish(p)) = out.iter().find(|e| matches!(e, Effect::Publish(_))) {
+            assert!(s <= 10, "a publish {s} s after the return");
+            last = Some(p.table.clone());
+            w.push(share(&out, "w.example.com", "192.0.2.2").expect("a share"));
+            rr.push(share(&out, "rr.example.com", "192.0.2.4").expect("a share"));
+        }
+    }
+    println!("weighted shares by step: {w:?}\nround-robin shares by step: {rr:?}");
+    assert_eq!(w.len(), 11, "ten steps, then the full share: {w:?}");
+    assert!(w.windows(2).all(|p| p[0] < p[1]), "rising: {w:?}");
+    assert!(rr.windows(2).all(|p| p[0] < p[1]), "rising: {rr:?}");
+    assert_eq!((w[10], rr[10]), (0.5, 0.5));
+    assert_eq!(
+        last.as_deref(),
+        Some(before.as_ref()),
+        "after the ramp, the very table of before"
+    );
+}
+
+#[test]
+fn an_agent_backend_ramps_when_its_drain_ends_but_not_when_it_first_appears() {
+    let t0 = Instant::now();
+    let cfg = config_with("", ", routing_algorithm: weighted, slow_start: 2s");
+    let mut ow = started(&cfg, t0);
+    let agent = "192.0.2.7";
+    let out = ow.handle(Input::Gossip(vec![report(1, Says::Healthy)]), t0, WALL);
+    assert_eq!(
+        share(&out, "app.example.com", agent),
+        Some(0.5),
+        "new: no ramp"
+    );
+    let out = ow.handle(Input::Gossip(vec![report(2, Says::Draining)]), t0, WALL);
+    assert_eq!(share(&out, "app.example.com", agent), Some(0.0));
+    let back = t0 + Duration::from_secs(1);
+    let out = ow.handle(Input::Gossip(vec![report(3, Says::Healthy)]), back, WALL);
+    let first = share(&out, "app.example.com", agent).expect("a publish");
+    assert!(first > 0.0 && first < 0.1, "drain off: ramps from {first}");
+    // Half the window on, with the agent's next report.
+    let queued = vec![report(4, Says::Healthy)];
+    let out = ow.handle(Input::Tick { queued }, back + Duration::from_secs(1), WALL);
+    let half = share(&out, "app.example.com", agent).expect("a publish");
+    assert!(first < half && half < 0.5, "half way: {half}");
 }

@@ -12,7 +12,12 @@
 //!   latency data, fastest first (ties in config order), those above `max_latency` dropped unless all
 //!   are; a family with no data at all rotates.
 //! - **geolocation**: every record with its region id; the client's region is found per query.
+//!
+//! A backend that came back within its domain's `slow_start` window ([`ramp`]) counts for part of its
+//! weight under `weighted`; under `round-robin` the family is drawn as `weighted` with equal weights while
+//! one of its backends ramps, so the ramp goes through the one slot table both DNS paths index.
 
+pub mod ramp;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +43,8 @@ pub struct Candidate {
     pub region: u8,
     /// Smoothed validation-probe latency; `None` until there is enough data.
     pub latency: Option<Duration>,
+    /// The [`ramp::step`] of a backend ramping up after it came back; `None`: its full share.
+    pub ramp: Option<u32>,
 }
 
 /// How a name routes, as the table needs it.
@@ -62,7 +69,17 @@ impl Routing {
     /// The table form of one family's candidates (all of one family), each address once.
     pub fn family(&self, cands: &[Candidate]) -> Family {
         let (policy, ordered) = match self.algorithm {
-            RoutingAlgorithm::RoundRobin => (Policy::RoundRobin, cands.to_vec()),
+            RoutingAlgorithm::RoundRobin => {
+                let once = by_address(cands);
+                if once.iter().any(|c| c.ramp.is_some()) {
+                    (Policy::Weighted, ramped(&once, Some(1)))
+                } else {
+                    (Policy::RoundRobin, cands.to_vec())
+                }
+            }
+            RoutingAlgorithm::Weighted if cands.iter().any(|c| c.ramp.is_some()) => {
+                (Policy::Weighted, ramped(cands, None))
+            }
             RoutingAlgorithm::Weighted => (Policy::Weighted, cands.to_vec()),
             RoutingAlgorithm::Failover => (Policy::FixedOrder, cands.to_vec()),
             RoutingAlgorithm::Geolocation => (
@@ -83,6 +100,30 @@ impl Routing {
             records: once_each(&ordered),
         }
     }
+}
+
+/// The candidates with their weights (or `equal` for each) as they count in their ramp step.
+fn ramped(cands: &[Candidate], equal: Option<u32>) -> Vec<Candidate> {
+    cands
+        .iter()
+        .map(|c| Candidate {
+            weight: ramp::weight(equal.unwrap_or(c.weight), c.ramp),
+            ..*c
+        })
+        .collect()
+}
+
+/// Each address once, as a round-robin answer counts it: two backends on one address (two ports) are one
+/// record, ramping only while both do (then by the further along).
+fn by_address(cands: &[Candidate]) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::with_capacity(cands.len());
+    for c in cands {
+        match out.iter_mut().find(|o| o.addr == c.addr) {
+            Some(o) => o.ramp = o.ramp.zip(c.ramp).map(|(a, b)| a.max(b)),
+            None => out.push(*c),
+        }
+    }
+    out
 }
 
 /// The candidates with latency data, fastest first (a stable sort: ties keep config order), those

@@ -9,6 +9,7 @@ fn cand(last: u8, weight: u32, region: u8) -> Candidate {
         weight,
         region,
         latency: None,
+        ramp: None,
     }
 }
 
@@ -232,5 +233,65 @@ fn geolocation_draws_from_the_clients_region_then_the_default_then_all() {
     assert_eq!(
         answers(&only_3, &cands[2..], 1, 0..2),
         [addrs(&cands, &[2]), addrs(&cands, &[3])]
+    );
+}
+
+fn ramping(mut c: Candidate, step: u32) -> Candidate {
+    c.ramp = Some(step);
+    c
+}
+
+/// The share of first records `addr` gets over `picks` rotations.
+fn first_share(r: &Routing, cands: &[Candidate], addr: IpAddr, picks: u32) -> f64 {
+    let hits = answers(r, cands, 1, 0..picks)
+        .iter()
+        .filter(|a| a.first() == Some(&addr))
+        .count();
+    hits as f64 / f64::from(picks)
+}
+
+#[test]
+fn a_ramping_backend_gets_its_step_s_part_of_its_weight() {
+    let w = routing(RoutingAlgorithm::Weighted);
+    // 3:1, the second in step 1 of 10: 33:1 (weights scaled by 11).
+    let cands = [cand(1, 3, 0), ramping(cand(2, 1, 0), 1)];
+    let fam = w.family(&cands);
+    assert_eq!(fam.policy, Policy::Weighted);
+    let weights: Vec<u32> = fam.records.iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [33, 1]);
+    assert!((first_share(&w, &cands, cands[1].addr, 34 * 4) - 1.0 / 34.0).abs() < 1e-9);
+    // Not ramping: the family as before, unscaled.
+    let full = [cand(1, 3, 0), cand(2, 1, 0)];
+    assert_eq!(
+        w.family(&full)
+            .records
+            .iter()
+            .map(|r| r.weight)
+            .collect::<Vec<_>>(),
+        [3, 1]
+    );
+}
+
+#[test]
+fn a_ramping_round_robin_family_is_drawn_as_equal_weights_ramped() {
+    let rr = routing(RoutingAlgorithm::RoundRobin);
+    let cands = [cand(1, 100, 0), cand(2, 5, 0), ramping(cand(3, 0, 0), 5)];
+    let fam = rr.family(&cands);
+    assert_eq!(fam.policy, Policy::Weighted);
+    let weights: Vec<u32> = fam.records.iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [11, 11, 5], "configured weights play no part");
+    // Two ports on one address are one record: it ramps only while both do.
+    let ports = [
+        cand(1, 1, 0),
+        ramping(cand(2, 1, 0), 2),
+        ramping(cand(2, 1, 0), 4),
+    ];
+    let weights: Vec<u32> = rr.family(&ports).records.iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [11, 4]);
+    let half = [cand(1, 1, 0), ramping(cand(2, 1, 0), 2), cand(2, 1, 0)];
+    assert_eq!(
+        rr.family(&half),
+        rr.family(&[cand(1, 1, 0), cand(2, 1, 0), cand(2, 1, 0)]),
+        "served at full by its other port: plain round-robin"
     );
 }

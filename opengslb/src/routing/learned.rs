@@ -1,0 +1,351 @@
+//! The learned-latency table: what agents measured of real clients' round-trip times, by client subnet and
+//! backend, and the backend that is fastest for a client's subnet.
+//!
+//! Agents aggregate the RTTs of their app's connections per client subnet and report each subnet's moving
+//! average with its sample count; a report replaces what the table held for that subnet and backend (the
+//! agent's average already carries the history). The table is bounded: past `max_subnets` the subnet
+//! updated longest ago goes, and an entry older than `ttl` neither counts nor stays (`prune`). An entry
+//! counts for a choice once it has `min_samples` samples, so one odd connection does not move a subnet.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::Hash,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+
+/// The bounds and granularity of a [`LearnedTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The prefix length an IPv4 client is grouped by.
+    pub v4_prefix: u8,
+    /// The prefix length an IPv6 client is grouped by.
+    pub v6_prefix: u8,
+    /// The most subnets held; the subnet updated longest ago makes room.
+    pub max_subnets: usize,
+    /// How long an entry counts after its last report.
+    pub ttl: Duration,
+    /// The samples an entry needs before it counts.
+    pub min_samples: u64,
+}
+
+impl Default for Limits {
+    /// The original's defaults: /24 and /48, 100,000 subnets, 7 days, 5 samples.
+    fn default() -> Self {
+        Self {
+            v4_prefix: 24,
+            v6_prefix: 48,
+            max_subnets: 100_000,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            min_samples: 5,
+        }
+    }
+}
+
+/// One backend's latency as seen from one subnet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Learned {
+    /// The moving average of the round-trip time.
+    pub rtt: Duration,
+    /// How many RTT samples the average is made of.
+    pub samples: u64,
+    /// When it was last reported.
+    pub updated: Instant,
+}
+
+#[derive(Debug)]
+struct Subnet<B> {
+    backends: HashMap<B, Learned>,
+    /// This subnet's key in `LearnedTable::by_age`.
+    age_key: (Instant, u64),
+}
+
+/// The learned-latency table of backends `B` (see the module docs).
+#[derive(Debug)]
+pub struct LearnedTable<B> {
+    limits: Limits,
+    subnets: HashMap<IpNet, Subnet<B>>,
+    /// Subnets by their last update, oldest first; the counter orders updates made at one instant.
+    by_age: BTreeMap<(Instant, u64), IpNet>,
+    counter: u64,
+    evicted: u64,
+}
+
+impl<B: Eq + Hash + Clone> LearnedTable<B> {
+    /// An empty table with `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            subnets: HashMap::new(),
+            by_age: BTreeMap::new(),
+            counter: 0,
+            evicted: 0,
+        }
+    }
+
+    /// The table's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The subnet `addr` is grouped in (an IPv4-mapped IPv6 address as IPv4).
+    pub fn subnet_of(&self, addr: IpAddr) -> IpNet {
+        let addr = addr.to_canonical();
+        let len = match addr {
+            IpAddr::V4(_) => self.limits.v4_prefix.min(32),
+            IpAddr::V6(_) => self.limits.v6_prefix.min(128),
+        };
+        // The length is within the family's bound, so this cannot fail.
+        IpNet::new(addr, len).map_or_else(|_| IpNet::from(addr), |net| net.trunc())
+    }
+
+    /// Records that `backend`, seen from `subnet` (any address in it, or a wider or narrower prefix: it is
+    /// regrouped by the table's prefix lengths), has an average RTT `rtt` over `samples` samples, as of
+    /// `now`.
+    pub fn observe(
+        &mut self,
+        subnet: IpNet,
+        backend: B,
+        rtt: Duration,
+        samples: u64,
+        now: Instant,
+    ) {
+        let net = self.subnet_of(subnet.network());
+        self.counter += 1;
+        let age_key = (now, self.counter);
+        let learned = Learned {
+            rtt,
+            samples,
+            updated: now,
+        };
+        if let Some(entry) = self.subnets.get_mut(&net) {
+            self.by_age.remove(&entry.age_key);
+            entry.age_key = age_key;
+            entry.backends.insert(backend, learned);
+        } else {
+            while self.subnets.len() >= self.limits.max_subnets.max(1) {
+                let Some((_, oldest)) = self.by_age.pop_first() else {
+                    break;
+                };
+                self.subnets.remove(&oldest);
+                self.evicted += 1;
+            }
+            self.subnets.insert(
+                net,
+                Subnet {
+                    backends: HashMap::from([(backend, learned)]),
+                    age_key,
+                },
+            );
+        }
+        self.by_age.insert(age_key, net);
+    }
+
+    /// Of `candidates`, the one with the lowest average RTT from `client`'s subnet among those whose
+    /// entries count (enough samples, not older than the TTL); the first of them on a tie. `None` when
+    /// none has an entry that counts: the caller falls back.
+    pub fn fastest<'a>(
+        &self,
+        client: IpAddr,
+        candidates: impl IntoIterator<Item = &'a B>,
+        now: Instant,
+    ) -> Option<&'a B>
+    where
+        B: 'a,
+    {
+        let subnet = self.subnets.get(&self.subnet_of(client))?;
+        let mut best: Option<(&'a B, Duration)> = None;
+        for candidate in candidates {
+            let Some(learned) = subnet.backends.get(candidate) else {
+                continue;
+            };
+            if !self.counts(learned, now) {
+                continue;
+            }
+            if best.is_none_or(|(_, rtt)| learned.rtt < rtt) {
+                best = Some((candidate, learned.rtt));
+            }
+        }
+        best.map(|(backend, _)| backend)
+    }
+
+    /// Removes the entries older than the TTL, and the subnets left empty; returns how many entries went.
+    pub fn prune(&mut self, now: Instant) -> usize {
+        let ttl = self.limits.ttl;
+        let mut removed = 0;
+        let mut emptied = Vec::new();
+        for (net, subnet) in &mut self.subnets {
+            let before = subnet.backends.len();
+            subnet
+                .backends
+                .retain(|_, learned| now.saturating_duration_since(learned.updated) <= ttl);
+            removed += before - subnet.backends.len();
+            if subnet.backends.is_empty() {
+                emptied.push((*net, subnet.age_key));
+            }
+        }
+        for (net, age_key) in emptied {
+            self.subnets.remove(&net);
+            self.by_age.remove(&age_key);
+        }
+        removed
+    }
+
+    /// Every entry: subnet, backend, what was learned.
+    pub fn entries(&self) -> impl Iterator<Item = (IpNet, &B, &Learned)> {
+        self.subnets.iter().flat_map(|(net, subnet)| {
+            subnet
+                .backends
+                .iter()
+                .map(move |(backend, learned)| (*net, backend, learned))
+        })
+    }
+
+    /// How many subnets the table holds.
+    pub fn subnet_count(&self) -> usize {
+        self.subnets.len()
+    }
+
+    /// How many subnets were evicted to keep within `max_subnets`.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    fn counts(&self, learned: &Learned, now: Instant) -> bool {
+        learned.samples >= self.limits.min_samples
+            && now.saturating_duration_since(learned.updated) <= self.limits.ttl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn clients_are_grouped_by_the_configured_prefixes() {
+        let table = LearnedTable::<&str>::new(Limits::default());
+        assert_eq!(
+            table.subnet_of("198.51.100.77".parse().unwrap()),
+            net("198.51.100.0/24")
+        );
+        assert_eq!(
+            table.subnet_of("::ffff:198.51.100.77".parse().unwrap()),
+            net("198.51.100.0/24")
+        );
+        assert_eq!(
+            table.subnet_of("2001:db8:1:2::9".parse().unwrap()),
+            net("2001:db8:1::/48")
+        );
+        let narrow = LearnedTable::<&str>::new(Limits {
+            v4_prefix: 200,
+            v6_prefix: 64,
+            ..Limits::default()
+        });
+        assert_eq!(
+            narrow.subnet_of("198.51.100.77".parse().unwrap()),
+            net("198.51.100.77/32")
+        );
+        assert_eq!(
+            narrow.subnet_of("2001:db8:1:2::9".parse().unwrap()),
+            net("2001:db8:1:2::/64")
+        );
+    }
+
+    #[test]
+    fn each_subnet_gets_its_fastest_backend_once_it_has_enough_samples() {
+        let now = Instant::now();
+        let mut table = LearnedTable::new(Limits::default());
+        table.observe(net("10.1.0.0/24"), "near-a", ms(5), 10, now);
+        table.observe(net("10.1.0.0/24"), "near-b", ms(80), 10, now);
+        table.observe(net("10.2.0.7/32"), "near-a", ms(90), 10, now);
+        table.observe(net("10.2.0.0/24"), "near-b", ms(4), 10, now);
+        let all = ["near-a", "near-b"];
+        let a: IpAddr = "10.1.0.200".parse().unwrap();
+        let b: IpAddr = "10.2.0.3".parse().unwrap();
+        assert_eq!(table.fastest(a, &all, now), Some(&"near-a"));
+        assert_eq!(table.fastest(b, &all, now), Some(&"near-b"));
+        // Only healthy candidates are offered: the fastest of those.
+        assert_eq!(table.fastest(a, &["near-b"], now), Some(&"near-b"));
+        // A subnet nothing was learned for: the caller falls back.
+        assert_eq!(table.fastest("10.3.0.1".parse().unwrap(), &all, now), None);
+        // Too few samples do not count.
+        table.observe(net("10.1.0.0/24"), "near-b", ms(1), 4, now);
+        assert_eq!(table.fastest(a, &all, now), Some(&"near-a"));
+        table.observe(net("10.1.0.0/24"), "near-b", ms(1), 5, now);
+        assert_eq!(table.fastest(a, &all, now), Some(&"near-b"));
+        // A tie goes to the first candidate.
+        table.observe(net("10.1.0.0/24"), "near-a", ms(1), 5, now);
+        assert_eq!(table.fastest(a, &all, now), Some(&"near-a"));
+        assert_eq!(
+            table.fastest(a, &["near-b", "near-a"], now),
+            Some(&"near-b")
+        );
+    }
+
+    #[test]
+    fn old_entries_stop_counting_and_are_pruned() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            ttl: Duration::from_secs(60),
+            ..Limits::default()
+        };
+        let mut table = LearnedTable::new(limits);
+        table.observe(net("10.1.0.0/24"), "a", ms(5), 10, t0);
+        table.observe(
+            net("10.1.0.0/24"),
+            "b",
+            ms(50),
+            10,
+            t0 + Duration::from_secs(30),
+        );
+        let client: IpAddr = "10.1.0.1".parse().unwrap();
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(table.fastest(client, &["a", "b"], later), Some(&"b"));
+        assert_eq!(table.prune(later), 1);
+        assert_eq!(table.entries().count(), 1);
+        assert_eq!(table.prune(t0 + Duration::from_secs(91)), 1);
+        assert_eq!(table.subnet_count(), 0);
+        assert_eq!(table.fastest(client, &["a", "b"], later), None);
+    }
+
+    #[test]
+    fn the_subnet_updated_longest_ago_makes_room() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            max_subnets: 2,
+            ..Limits::default()
+        };
+        let mut table = LearnedTable::new(limits);
+        table.observe(net("10.1.0.0/24"), "a", ms(5), 10, t0);
+        table.observe(net("10.2.0.0/24"), "a", ms(5), 10, t0);
+        // Refreshing 10.1 makes 10.2 the oldest.
+        table.observe(net("10.1.0.0/24"), "b", ms(5), 10, t0);
+        table.observe(net("10.3.0.0/24"), "a", ms(5), 10, t0);
+        assert_eq!(table.subnet_count(), 2);
+        assert_eq!(table.evicted(), 1);
+        let held: Vec<IpNet> = {
+            let mut v: Vec<_> = table.entries().map(|(n, _, _)| n).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        assert_eq!(held, [net("10.1.0.0/24"), net("10.3.0.0/24")]);
+        // Bounded however many subnets arrive.
+        for i in 0..1000u32 {
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8));
+            table.observe(IpNet::from(IpAddr::V4(addr)), "a", ms(1), 10, t0);
+        }
+        assert_eq!(table.subnet_count(), 2);
+        assert_eq!(table.by_age.len(), 2);
+    }
+}

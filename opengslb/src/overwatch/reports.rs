@@ -130,7 +130,7 @@ impl Reports {
                 let up = matches!(event, Event::MemberUp(_));
                 self.members.insert((m.name.clone(), m.addr), (m.role, up));
             }
-            Event::Report { .. } | Event::Ack { .. } => {}
+            Event::Report { .. } | Event::Latency { .. } | Event::Ack { .. } => {}
         }
         match event {
             Event::Report {
@@ -183,7 +183,10 @@ impl Reports {
                 changed
             }
             // An overwatch reports to no one, so its node passes on no acks.
-            Event::MemberUp(_) | Event::MemberDown(_) | Event::Ack { .. } => false,
+            Event::MemberUp(_)
+            | Event::MemberDown(_)
+            | Event::Ack { .. }
+            | Event::Latency { .. } => false,
         }
     }
 

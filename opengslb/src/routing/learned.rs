@@ -11,6 +11,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     hash::Hash,
     net::IpAddr,
+    sync::{PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -44,6 +45,25 @@ impl Default for Limits {
     }
 }
 
+/// Who said what a [`Learned`] entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An agent, from its backend's kernel.
+    Agent,
+    /// An operator, through the API (`POST /api/v1/overwatch/latency`).
+    Api,
+}
+
+impl Source {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Api => "api",
+        }
+    }
+}
+
 /// One backend's latency as seen from one subnet.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Learned {
@@ -53,6 +73,8 @@ pub struct Learned {
     pub samples: u64,
     /// When it was last reported.
     pub updated: Instant,
+    /// Who reported it.
+    pub source: Source,
 }
 
 #[derive(Debug)]
@@ -103,7 +125,7 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
 
     /// Records that `backend`, seen from `subnet` (any address in it, or a wider or narrower prefix: it is
     /// regrouped by the table's prefix lengths), has an average RTT `rtt` over `samples` samples, as of
-    /// `now`.
+    /// `now`, from an agent.
     pub fn observe(
         &mut self,
         subnet: IpNet,
@@ -112,6 +134,19 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         samples: u64,
         now: Instant,
     ) {
+        self.insert(subnet, backend, rtt, samples, now, Source::Agent);
+    }
+
+    /// [`LearnedTable::observe`] from any source.
+    pub fn insert(
+        &mut self,
+        subnet: IpNet,
+        backend: B,
+        rtt: Duration,
+        samples: u64,
+        now: Instant,
+        source: Source,
+    ) {
         let net = self.subnet_of(subnet.network());
         self.counter += 1;
         let age_key = (now, self.counter);
@@ -119,6 +154,7 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
             rtt,
             samples,
             updated: now,
+            source,
         };
         if let Some(entry) = self.subnets.get_mut(&net) {
             self.by_age.remove(&entry.age_key);
@@ -144,12 +180,13 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
     }
 
     /// Of `candidates`, the one with the lowest average RTT from `client`'s subnet among those whose
-    /// entries count (enough samples, not older than the TTL); the first of them on a tie. `None` when
-    /// none has an entry that counts: the caller falls back.
+    /// entries count (at least `min_samples` samples and the table's own minimum, not older than the
+    /// TTL); the first of them on a tie. `None` when none has an entry that counts: the caller falls back.
     pub fn fastest<'a>(
         &self,
         client: IpAddr,
         candidates: impl IntoIterator<Item = &'a B>,
+        min_samples: u64,
         now: Instant,
     ) -> Option<&'a B>
     where
@@ -161,7 +198,7 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
             let Some(learned) = subnet.backends.get(candidate) else {
                 continue;
             };
-            if !self.counts(learned, now) {
+            if !self.counts(learned, now) || learned.samples < min_samples {
                 continue;
             }
             if best.is_none_or(|(_, rtt)| learned.rtt < rtt) {
@@ -213,9 +250,54 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         self.evicted
     }
 
+    /// New limits: new prefix lengths regroup nothing already held (entries keep their subnet until they
+    /// age out), a lower `max_subnets` takes effect at the next new subnet.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     fn counts(&self, learned: &Learned, now: Instant) -> bool {
         learned.samples >= self.limits.min_samples
             && now.saturating_duration_since(learned.updated) <= self.limits.ttl
+    }
+}
+
+/// The overwatch's learned-latency table of backend addresses (a round-trip time belongs to the path to a
+/// host, not to a port or a service), shared by the control loop that writes agents' reports into it, the
+/// userspace DNS path that answers from it, and the API. Each query of a `learned-latency` name reads it
+/// under a read lock; writes are a report's worth of entries at a time.
+#[derive(Debug)]
+pub struct LearnedLatency(RwLock<LearnedTable<IpAddr>>);
+
+impl Default for LearnedLatency {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl LearnedLatency {
+    /// An empty table with `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self(RwLock::new(LearnedTable::new(limits)))
+    }
+
+    /// Reads the table.
+    pub fn read<T>(&self, f: impl FnOnce(&LearnedTable<IpAddr>) -> T) -> T {
+        f(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Of `records`, the one measured fastest from `client`'s subnet now, with at least `min_samples`
+    /// samples ([`LearnedTable::fastest`]).
+    pub fn fastest(&self, client: IpAddr, records: &[IpAddr], min_samples: u32) -> Option<IpAddr> {
+        self.read(|t| {
+            t.fastest(client, records, u64::from(min_samples), Instant::now())
+                .copied()
+        })
+    }
+
+    /// Changes the table.
+    pub fn write<T>(&self, f: impl FnOnce(&mut LearnedTable<IpAddr>) -> T) -> T {
+        f(&mut self.0.write().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -272,22 +354,25 @@ mod tests {
         let all = ["near-a", "near-b"];
         let a: IpAddr = "10.1.0.200".parse().unwrap();
         let b: IpAddr = "10.2.0.3".parse().unwrap();
-        assert_eq!(table.fastest(a, &all, now), Some(&"near-a"));
-        assert_eq!(table.fastest(b, &all, now), Some(&"near-b"));
+        assert_eq!(table.fastest(a, &all, 0, now), Some(&"near-a"));
+        assert_eq!(table.fastest(b, &all, 0, now), Some(&"near-b"));
         // Only healthy candidates are offered: the fastest of those.
-        assert_eq!(table.fastest(a, &["near-b"], now), Some(&"near-b"));
+        assert_eq!(table.fastest(a, &["near-b"], 0, now), Some(&"near-b"));
         // A subnet nothing was learned for: the caller falls back.
-        assert_eq!(table.fastest("10.3.0.1".parse().unwrap(), &all, now), None);
+        assert_eq!(
+            table.fastest("10.3.0.1".parse().unwrap(), &all, 0, now),
+            None
+        );
         // Too few samples do not count.
         table.observe(net("10.1.0.0/24"), "near-b", ms(1), 4, now);
-        assert_eq!(table.fastest(a, &all, now), Some(&"near-a"));
+        assert_eq!(table.fastest(a, &all, 0, now), Some(&"near-a"));
         table.observe(net("10.1.0.0/24"), "near-b", ms(1), 5, now);
-        assert_eq!(table.fastest(a, &all, now), Some(&"near-b"));
+        assert_eq!(table.fastest(a, &all, 0, now), Some(&"near-b"));
         // A tie goes to the first candidate.
         table.observe(net("10.1.0.0/24"), "near-a", ms(1), 5, now);
-        assert_eq!(table.fastest(a, &all, now), Some(&"near-a"));
+        assert_eq!(table.fastest(a, &all, 0, now), Some(&"near-a"));
         assert_eq!(
-            table.fastest(a, &["near-b", "near-a"], now),
+            table.fastest(a, &["near-b", "near-a"], 0, now),
             Some(&"near-b")
         );
     }
@@ -310,12 +395,12 @@ mod tests {
         );
         let client: IpAddr = "10.1.0.1".parse().unwrap();
         let later = t0 + Duration::from_secs(61);
-        assert_eq!(table.fastest(client, &["a", "b"], later), Some(&"b"));
+        assert_eq!(table.fastest(client, &["a", "b"], 0, later), Some(&"b"));
         assert_eq!(table.prune(later), 1);
         assert_eq!(table.entries().count(), 1);
         assert_eq!(table.prune(t0 + Duration::from_secs(91)), 1);
         assert_eq!(table.subnet_count(), 0);
-        assert_eq!(table.fastest(client, &["a", "b"], later), None);
+        assert_eq!(table.fastest(client, &["a", "b"], 0, later), None);
     }
 
     #[test]

@@ -153,10 +153,8 @@ domains:
     assert!(log().contains("external validation running"), "{}", log());
 }
 
-/// The keys the original's format has that learned-latency routing will act on: the only ones left.
+/// The keys the original's format has that the agents' latency learning will act on: the only ones left.
 const LEARNED_LATENCY_KEYS: &[&str] = &[
-    "domains[].latency_config.min_samples",
-    "latency_config.min_samples",
     "agent.latency_learning.enabled",
     "agent.latency_learning.poll_interval",
     "agent.latency_learning.min_connection_age",

@@ -105,7 +105,8 @@ pub struct PolicyOut {
 /// Learned latency from the client's subnet.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LearnedOut {
-    /// The client's subnet, as the table groups it.
+    /// The subnet whose figures decided (the longest holding the client with a choice), else the longest
+    /// holding it, else the /24 or /48 it would be grouped in.
     pub subnet: String,
     /// The record measured fastest from it, which goes first; absent when nothing that counts was
     /// learned there (the answer is then geolocation's).
@@ -327,21 +328,23 @@ fn policy_out(view: &View, entry: &Entry, client: Option<IpAddr>) -> PolicyOut {
 
 fn learned_out(view: &View, entry: &Entry, client: IpAddr, min_samples: u32) -> LearnedOut {
     view.learned.read(|t| {
-        let subnet = t.subnet_of(client);
+        let now = std::time::Instant::now();
+        let fastest = t.fastest(client, &entry.records, u64::from(min_samples), now);
+        // The subnet that decided, else the longest holding the client, else how an address is grouped.
+        let subnet = t
+            .subnets_of(client)
+            .find(|net| {
+                t.subnet(*net)
+                    .any(|(addr, _)| Some(addr) == fastest || fastest.is_none())
+            })
+            .unwrap_or_else(|| t.subnet_of(client));
         LearnedOut {
             subnet: subnet.to_string(),
-            fastest: t
-                .fastest(
-                    client,
-                    &entry.records,
-                    u64::from(min_samples),
-                    std::time::Instant::now(),
-                )
-                .map(ToString::to_string),
+            fastest: fastest.map(ToString::to_string),
             records: t
-                .entries()
-                .filter(|(net, addr, _)| *net == subnet && entry.records.contains(addr))
-                .map(|(_, addr, l)| LearnedRecord {
+                .subnet(subnet)
+                .filter(|(addr, _)| entry.records.contains(addr))
+                .map(|(addr, l)| LearnedRecord {
                     address: addr.to_string(),
                     rtt_ms: l.rtt.as_secs_f64() * 1000.0,
                     samples: l.samples,

@@ -67,7 +67,7 @@ pub struct LatencyTable {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyIn {
-    /// The client subnet (a CIDR) or a client address: regrouped by the table's prefix lengths.
+    /// The client subnet (a CIDR, held at its length) or a client address (grouped in its /24 or /48).
     pub subnet: String,
     /// The backend's address.
     pub backend: String,
@@ -149,13 +149,14 @@ pub(super) async fn list(State(api): State<Api>) -> Json<LatencyTable> {
     })
 }
 
-/// The subnet of a body: a CIDR, or an address.
-fn subnet(text: &str) -> Result<IpNet, ApiError> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            ApiError::bad_request(format!("subnet: {text:?} is not a CIDR or an IP address"))
-        })
+/// The subnet of a body: a CIDR (`Ok`), or an address (`Err`) to group as agents do by default.
+fn subnet(text: &str) -> Result<Result<IpNet, IpAddr>, ApiError> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(Ok(net));
+    }
+    text.parse::<IpAddr>().map(Err).map_err(|_| {
+        ApiError::bad_request(format!("subnet: {text:?} is not a CIDR or an IP address"))
+    })
 }
 
 /// Puts a latency in the table, as an agent's report would.
@@ -174,7 +175,7 @@ pub(super) async fn put(
     b: Result<Json<LatencyIn>, JsonRejection>,
 ) -> Result<(StatusCode, Json<LatencyEntry>), ApiError> {
     let l = body(b)?;
-    let net = subnet(&l.subnet)?;
+    let parsed = subnet(&l.subnet)?;
     let backend = address(&l.backend)?;
     if !(l.latency_ms > 0.0 && l.latency_ms <= MAX_LATENCY_MS) {
         return Err(ApiError::bad_request(format!(
@@ -205,11 +206,11 @@ pub(super) async fn put(
         )));
     }
     let held = view.learned.write(|t| {
-        t.insert(net, backend, rtt, samples, now.at, Source::Api);
-        let subnet = t.subnet_of(net.network());
-        t.entries()
-            .find(|(n, a, _)| *n == subnet && **a == backend)
-            .map(|(n, a, l)| entry(&view, n, *a, l, now))
+        let net = parsed.unwrap_or_else(|addr| t.subnet_of(addr));
+        let held = t.insert(net, backend, rtt, samples, now.at, Source::Api);
+        t.subnet(held)
+            .find(|(a, _)| **a == backend)
+            .map(|(a, l)| entry(&view, held, *a, l, now))
     });
     held.map(|e| (StatusCode::CREATED, Json(e)))
         .ok_or_else(|| ApiError::internal("the entry was not kept"))

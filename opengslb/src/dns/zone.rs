@@ -244,11 +244,13 @@ impl Snapshot {
         self.learned.as_ref()?.fastest(client, records, min_samples)
     }
 
-    /// The prefix length `client`'s learned-latency subnet has (0 without a table).
+    /// The scope a learned-latency answer for `client` holds for ([`LearnedTable::scope_of`]).
+    ///
+    /// [`LearnedTable::scope_of`]: crate::routing::learned::LearnedTable::scope_of
     pub fn learned_prefix(&self, client: IpAddr) -> u8 {
         self.learned
             .as_ref()
-            .map_or(0, |l| l.read(|t| t.subnet_of(client).prefix_len()))
+            .map_or(0, |l| l.read(|t| t.scope_of(client)))
     }
 
     /// The region id of a packet's source address, as the XDP program's trie gives it (0: none).

@@ -3,9 +3,12 @@
 //!
 //! Agents aggregate the RTTs of their app's connections per client subnet and report each subnet's moving
 //! average with its sample count; a report replaces what the table held for that subnet and backend (the
-//! agent's average already carries the history). The table is bounded: past `max_subnets` the subnet
-//! updated longest ago goes, and an entry older than `ttl` neither counts nor stays (`prune`). An entry
-//! counts for a choice once it has `min_samples` samples, so one odd connection does not move a subnet.
+//! agent's average already carries the history). Subnets are kept at the prefix length the agent grouped
+//! them by (`agent.latency_learning.ipv4_prefix`, `ipv6_prefix`), and a client is looked up by the longest
+//! one holding it, so an agent's grouping is honoured whatever it is. The table is bounded: past
+//! `max_subnets` the subnet updated longest ago goes, and an entry older than `ttl` neither counts nor
+//! stays (`prune`). An entry counts for a choice once it has `min_samples` samples, so one odd connection
+//! does not move a subnet.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -17,12 +20,12 @@ use std::{
 
 use ipnet::IpNet;
 
-/// The bounds and granularity of a [`LearnedTable`].
+/// The bounds of a [`LearnedTable`], and how a single address put in by hand is grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The prefix length an IPv4 client is grouped by.
+    /// The prefix length an IPv4 address is grouped by ([`LearnedTable::subnet_of`]).
     pub v4_prefix: u8,
-    /// The prefix length an IPv6 client is grouped by.
+    /// The prefix length an IPv6 address is grouped by.
     pub v6_prefix: u8,
     /// The most subnets held; the subnet updated longest ago makes room.
     pub max_subnets: usize,
@@ -93,6 +96,24 @@ pub struct LearnedTable<B> {
     by_age: BTreeMap<(Instant, u64), IpNet>,
     counter: u64,
     evicted: u64,
+    /// The prefix lengths subnets are held at, IPv4's then IPv6's, with how many subnets have each.
+    lengths: [BTreeMap<u8, usize>; 2],
+}
+
+/// The index of an address's family in [`LearnedTable::lengths`].
+fn family(addr: IpAddr) -> usize {
+    usize::from(addr.is_ipv6())
+}
+
+/// `net` with its host bits cleared, an IPv4-mapped IPv6 network as IPv4.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_or(net, |n| n.trunc()),
+            None => net.trunc(),
+        },
+        _ => net.trunc(),
+    }
 }
 
 impl<B: Eq + Hash + Clone> LearnedTable<B> {
@@ -104,6 +125,7 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
             by_age: BTreeMap::new(),
             counter: 0,
             evicted: 0,
+            lengths: [BTreeMap::new(), BTreeMap::new()],
         }
     }
 
@@ -112,7 +134,8 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         self.limits
     }
 
-    /// The subnet `addr` is grouped in (an IPv4-mapped IPv6 address as IPv4).
+    /// The subnet a single address is grouped in by the limits' prefix lengths (an IPv4-mapped IPv6
+    /// address as IPv4).
     pub fn subnet_of(&self, addr: IpAddr) -> IpNet {
         let addr = addr.to_canonical();
         let len = match addr {
@@ -123,9 +146,8 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         IpNet::new(addr, len).map_or_else(|_| IpNet::from(addr), |net| net.trunc())
     }
 
-    /// Records that `backend`, seen from `subnet` (any address in it, or a wider or narrower prefix: it is
-    /// regrouped by the table's prefix lengths), has an average RTT `rtt` over `samples` samples, as of
-    /// `now`, from an agent.
+    /// Records that `backend`, seen from `subnet` (held at its own prefix length, host bits cleared), has
+    /// an average RTT `rtt` over `samples` samples, as of `now`, from an agent.
     pub fn observe(
         &mut self,
         subnet: IpNet,
@@ -137,7 +159,7 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         self.insert(subnet, backend, rtt, samples, now, Source::Agent);
     }
 
-    /// [`LearnedTable::observe`] from any source.
+    /// [`LearnedTable::observe`] from any source; returns the subnet as held.
     pub fn insert(
         &mut self,
         subnet: IpNet,
@@ -146,8 +168,8 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         samples: u64,
         now: Instant,
         source: Source,
-    ) {
-        let net = self.subnet_of(subnet.network());
+    ) -> IpNet {
+        let net = canonical(subnet);
         self.counter += 1;
         let age_key = (now, self.counter);
         let learned = Learned {
@@ -166,8 +188,12 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
                     break;
                 };
                 self.subnets.remove(&oldest);
+                self.forget_length(oldest);
                 self.evicted += 1;
             }
+            *self.lengths[family(net.network())]
+                .entry(net.prefix_len())
+                .or_default() += 1;
             self.subnets.insert(
                 net,
                 Subnet {
@@ -177,35 +203,68 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
             );
         }
         self.by_age.insert(age_key, net);
+        net
     }
 
-    /// Of `candidates`, the one with the lowest average RTT from `client`'s subnet among those whose
-    /// entries count (at least `min_samples` samples and the table's own minimum, not older than the
-    /// TTL); the first of them on a tie. `None` when none has an entry that counts: the caller falls back.
+    /// The subnets holding `client`, longest prefix first.
+    pub fn subnets_of(&self, client: IpAddr) -> impl Iterator<Item = IpNet> + '_ {
+        let client = client.to_canonical();
+        self.lengths[family(client)]
+            .keys()
+            .rev()
+            .filter_map(move |len| IpNet::new(client, *len).ok().map(|n| n.trunc()))
+            .filter(|net| self.subnets.contains_key(net))
+    }
+
+    /// The longest prefix length subnets of `client`'s family are held at (0 when none are): any client
+    /// inside a prefix that long gets the same choice, so it is the scope an EDNS Client Subnet answer
+    /// holds for.
+    pub fn scope_of(&self, client: IpAddr) -> u8 {
+        self.lengths[family(client.to_canonical())]
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Of `candidates`, the one with the lowest average RTT from the longest subnet holding `client` that
+    /// has an entry that counts (at least `min_samples` samples and the table's own minimum, not older
+    /// than the TTL) for any of them; the first of them on a tie. `None` when none has one: the caller
+    /// falls back.
     pub fn fastest<'a>(
         &self,
         client: IpAddr,
-        candidates: impl IntoIterator<Item = &'a B>,
+        candidates: impl IntoIterator<Item = &'a B> + Clone,
         min_samples: u64,
         now: Instant,
     ) -> Option<&'a B>
     where
         B: 'a,
     {
-        let subnet = self.subnets.get(&self.subnet_of(client))?;
-        let mut best: Option<(&'a B, Duration)> = None;
-        for candidate in candidates {
-            let Some(learned) = subnet.backends.get(candidate) else {
-                continue;
-            };
-            if !self.counts(learned, now) || learned.samples < min_samples {
-                continue;
+        self.subnets_of(client).find_map(|net| {
+            let subnet = self.subnets.get(&net)?;
+            let mut best: Option<(&'a B, Duration)> = None;
+            for candidate in candidates.clone() {
+                let Some(learned) = subnet.backends.get(candidate) else {
+                    continue;
+                };
+                if !self.counts(learned, now) || learned.samples < min_samples {
+                    continue;
+                }
+                if best.is_none_or(|(_, rtt)| learned.rtt < rtt) {
+                    best = Some((candidate, learned.rtt));
+                }
             }
-            if best.is_none_or(|(_, rtt)| learned.rtt < rtt) {
-                best = Some((candidate, learned.rtt));
-            }
-        }
-        best.map(|(backend, _)| backend)
+            best.map(|(backend, _)| backend)
+        })
+    }
+
+    /// What was learned from `subnet` (as held: host bits cleared), by backend.
+    pub fn subnet(&self, subnet: IpNet) -> impl Iterator<Item = (&B, &Learned)> {
+        self.subnets
+            .get(&canonical(subnet))
+            .into_iter()
+            .flat_map(|s| s.backends.iter())
     }
 
     /// Removes the entries older than the TTL, and the subnets left empty; returns how many entries went.
@@ -226,8 +285,19 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         for (net, age_key) in emptied {
             self.subnets.remove(&net);
             self.by_age.remove(&age_key);
+            self.forget_length(net);
         }
         removed
+    }
+
+    fn forget_length(&mut self, net: IpNet) {
+        let lengths = &mut self.lengths[family(net.network())];
+        if let Some(n) = lengths.get_mut(&net.prefix_len()) {
+            *n -= 1;
+            if *n == 0 {
+                lengths.remove(&net.prefix_len());
+            }
+        }
     }
 
     /// Every entry: subnet, backend, what was learned.
@@ -250,8 +320,7 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         self.evicted
     }
 
-    /// New limits: new prefix lengths regroup nothing already held (entries keep their subnet until they
-    /// age out), a lower `max_subnets` takes effect at the next new subnet.
+    /// New limits: a lower `max_subnets` takes effect at the next new subnet.
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
     }
@@ -350,17 +419,35 @@ mod tests {
         table.observe(net("10.1.0.0/24"), "near-a", ms(5), 10, now);
         table.observe(net("10.1.0.0/24"), "near-b", ms(80), 10, now);
         table.observe(net("10.2.0.7/32"), "near-a", ms(90), 10, now);
-        table.observe(net("10.2.0.0/24"), "near-b", ms(4), 10, now);
+        table.observe(net("10.2.0.99/24"), "near-b", ms(4), 10, now);
         let all = ["near-a", "near-b"];
         let a: IpAddr = "10.1.0.200".parse().unwrap();
         let b: IpAddr = "10.2.0.3".parse().unwrap();
         assert_eq!(table.fastest(a, &all, 0, now), Some(&"near-a"));
         assert_eq!(table.fastest(b, &all, 0, now), Some(&"near-b"));
+        // Each subnet is held at its own length (host bits cleared); the longest holding a client
+        // decides, and the answer's scope is the longest length in use.
+        let host: IpAddr = "10.2.0.7".parse().unwrap();
+        assert_eq!(
+            table.subnets_of(host).collect::<Vec<_>>(),
+            [net("10.2.0.7/32"), net("10.2.0.0/24")]
+        );
+        assert_eq!(table.fastest(host, &all, 0, now), Some(&"near-a"));
+        assert_eq!(
+            table.fastest(host, &["near-b"], 0, now),
+            Some(&"near-b"),
+            "else the /24"
+        );
+        assert_eq!(table.scope_of(host), 32);
+        assert_eq!(table.scope_of("2001:db8::1".parse().unwrap()), 0);
+        // An IPv4-mapped subnet is held as IPv4.
+        table.observe(net("::ffff:10.3.0.0/120"), "near-b", ms(1), 10, now);
+        assert_eq!(table.subnet(net("10.3.0.0/24")).count(), 1);
         // Only healthy candidates are offered: the fastest of those.
         assert_eq!(table.fastest(a, &["near-b"], 0, now), Some(&"near-b"));
         // A subnet nothing was learned for: the caller falls back.
         assert_eq!(
-            table.fastest("10.3.0.1".parse().unwrap(), &all, 0, now),
+            table.fastest("10.4.0.1".parse().unwrap(), &all, 0, now),
             None
         );
         // Too few samples do not count.
@@ -432,5 +519,8 @@ mod tests {
         }
         assert_eq!(table.subnet_count(), 2);
         assert_eq!(table.by_age.len(), 2);
+        assert_eq!(table.lengths[0].values().sum::<usize>(), 2);
+        assert_eq!(table.prune(t0 + Duration::from_secs(8 * 24 * 3600)), 2);
+        assert!(table.lengths[0].is_empty());
     }
 }

@@ -32,7 +32,7 @@ pub(super) const ACTED_ON: &[&str] = &[
 ];
 
 /// Exceptions inside [`ACTED_ON`]: keys under an acted-on path that are not acted on yet.
-pub(super) const NOT_YET: &[&str] = &["agent.latency_learning"];
+pub(super) const NOT_YET: &[&str] = &[];
 
 /// Whether the key at `path` is acted on.
 pub(super) fn acted_on(path: &str) -> bool {

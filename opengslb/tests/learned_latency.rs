@@ -27,6 +27,7 @@ use common::{
     delay::DelayLine,
     dnsq::Asker,
     http,
+    labs::KEY,
     netns::{Netns, Proc, TempDir, sh, wait_every},
     nginx::Nginx,
 };
@@ -41,7 +42,6 @@ const PORT: u16 = 8080;
 const DNS: u16 = 5300;
 const GOSSIP: u16 = 7946;
 const API: &str = "127.0.0.1:8081";
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const TOKEN: &str = "lab-token-0123456789";
 /// The agent's learning settings: what the wait below is 3x of.
 const POLL_S: u64 = 1;

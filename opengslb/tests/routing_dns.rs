@@ -1,7 +1,8 @@
 //! The routing algorithms through the DNS server, end to end: an overwatch process (userspace server
-//! only, no root needed) answering weighted, failover and geolocation names; geolocation by custom CIDR,
-//! by the MaxMind test database and by EDNS Client Subnet, with the scope echoed; and with
-//! `geolocation.ecs_enabled: false`, by the source address whatever the Client Subnet says.
+//! only, no root needed) answering weighted, failover, geolocation and learned-latency names;
+//! geolocation by custom CIDR, by the MaxMind test database and by EDNS Client Subnet, with the scope
+//! echoed; with `geolocation.ecs_enabled: false`, by the source address whatever the Client Subnet says;
+//! learned latency put in through the API sending each subnet to its fastest backend.
 
 mod common;
 
@@ -22,7 +23,7 @@ use hickory_proto::{
     },
 };
 
-/// The overwatch's config; `ecs` is its `geolocation.ecs_enabled`.
+/// The overwatch's config; `ecs` is its `geolocation.ecs_enabled`; the API on `port + 1`.
 fn config(port: u16, ecs: bool) -> String {
     let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb");
     format!(
@@ -38,6 +39,10 @@ overwatch:
 dns:
   listen_address: "127.0.0.1:{port}"
   zones: [lab.test]
+api:
+  enabled: true
+  address: "127.0.0.1:{api}"
+  allowed_networks: [127.0.0.0/8]
 regions:
   - name: eu
     countries: [DE]
@@ -47,16 +52,20 @@ regions:
       - {{ address: 192.0.2.11, service: f.lab.test }}
       - {{ address: 192.0.2.12, service: f.lab.test }}
       - {{ address: 192.0.2.21, service: g.lab.test }}
+      - {{ address: 192.0.2.41, service: l.lab.test }}
   - name: us
     countries: [US]
     servers:
       - {{ address: 192.0.2.31, service: g.lab.test }}
+      - {{ address: 192.0.2.51, service: l.lab.test }}
 domains:
   - {{ name: w.lab.test, routing_algorithm: weighted, regions: [eu] }}
   - {{ name: f.lab.test, routing_algorithm: failover, regions: [eu] }}
   - {{ name: g.lab.test, routing_algorithm: geolocation, regions: [eu, us] }}
+  - {{ name: l.lab.test, routing_algorithm: learned-latency, regions: [eu, us] }}
 "#,
-        db = db.display()
+        db = db.display(),
+        api = port + 1
     )
 }
 
@@ -192,4 +201,149 @@ fn with_ecs_off_a_client_subnet_is_echoed_but_not_used() {
         assert_eq!((a, scope), (vec![eu], Some(0)), "ECS {subnet}");
     }
     assert_eq!(ask(port, "g.lab.test.", None).0, [eu]);
+}
+
+/// `learned-latency`: before anything is learned, geolocation's answer; once a subnet has latencies, its
+/// fastest backend, by the Client Subnet address or by the source address, the scope at least the learned
+/// subnet's /24; the table as the API shows it; bad entries refused.
+#[test]
+fn learned_latency_sends_each_subnet_to_its_fastest_backend() {
+    let dir = TempDir::new("routing-learned");
+    let port = common::free_port();
+    let _server = start(&dir, port, true);
+    let api = SocketAddr::from((Ipv4Addr::LOCALHOST, port + 1));
+    assert!(wait_for(Duration::from_secs(10), || {
+        common::http::call(api, "GET", "/api/v1/live", &[], None).0 == 200
+    }));
+    let eu = Ipv4Addr::new(192, 0, 2, 41);
+    let us = Ipv4Addr::new(192, 0, 2, 51);
+    let us_clients: IpAddr = "203.0.113.0".parse().unwrap();
+    let de_clients: IpAddr = "198.51.100.0".parse().unwrap();
+    // Nothing learned: geolocation (the database says US and DE), scope the learned subnet's /24.
+    assert_eq!(
+        ask(port, "l.lab.test.", Some((us_clients, 24))),
+        (vec![us], Some(24))
+    );
+    assert_eq!(ask(port, "l.lab.test.", Some((de_clients, 24))).0, [eu]);
+    assert_eq!(
+        ask(port, "l.lab.test.", None).0,
+        [eu],
+        "127.0.0.1: the default region"
+    );
+    // US clients measured faster to the eu backend, DE clients to the us one, loopback to us.
+    let put = |subnet: &str, backend: Ipv4Addr, ms: f64| {
+        let body = format!(
+            r#"{{"subnet":"{subnet}","backend":"{backend}","latency_ms":{ms},"samples":10}}"#
+        );
+        common::http::call(api, "POST", "/api/v1/overwatch/latency", &[], Some(&body))
+    };
+    for (subnet, backend, ms) in [
+        ("203.0.113.0/24", eu, 5.0),
+        ("203.0.113.0/24", us, 80.0),
+        ("198.51.100.7", us, 3.0),
+        ("198.51.100.0/24", eu, 50.0),
+        ("127.0.0.0/24", us, 1.0),
+    ] {
+        let (status, body) = put(subnet, backend, ms);
+        assert_eq!(status, 201, "{subnet} {backend}: {body}");
+    }
+    assert_eq!(
+        ask(
+            port,
+            "l.lab.test.",
+            Some(("203.0.113.77".parse().unwrap(), 32))
+        ),
+        (vec![eu], Some(24)),
+        "the learned choice holds for the /24"
+    );
+    assert_eq!(ask(port, "l.lab.test.", Some((de_clients, 24))).0, [us]);
+    assert_eq!(
+        ask(port, "l.lab.test.", None).0,
+        [us],
+        "by the source address"
+    );
+    // A subnet with nothing learned still gets geolocation (outside the database: the default region).
+    assert_eq!(
+        ask(
+            port,
+            "l.lab.test.",
+            Some(("203.0.114.0".parse().unwrap(), 24))
+        )
+        .0,
+        [eu]
+    );
+    let (status, table) = common::http::call(api, "GET", "/api/v1/overwatch/latency", &[], None);
+    assert_eq!(status, 200, "{table}");
+    let table: serde_json::Value = serde_json::from_str(&table).unwrap();
+    println!("the table: {table:#}");
+    assert_eq!(table["count"], 5, "{table}");
+    assert_eq!(table["subnet_count"], 3, "{table}");
+    let de = table["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subnet"] == "198.51.100.0/24" && e["backend"] == "192.0.2.51")
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(
+        (
+            &de["ewma_ms"],
+            &de["sample_count"],
+            &de["source"],
+            &de["region"]
+        ),
+        (
+            &serde_json::json!(3.0),
+            &serde_json::json!(10),
+            &serde_json::json!("api"),
+            &serde_json::json!("us")
+        )
+    );
+    // Bad entries: a clear 400 (or the extractor's 422), the table unchanged.
+    for (body, want) in [
+        (
+            r#"{"subnet":"nope","backend":"192.0.2.41","latency_ms":1}"#,
+            400,
+        ),
+        (
+            r#"{"subnet":"10.0.0.0/8","backend":"x","latency_ms":1}"#,
+            400,
+        ),
+        (
+            r#"{"subnet":"10.0.0.0/8","backend":"192.0.2.41","latency_ms":0}"#,
+            400,
+        ),
+        (
+            r#"{"subnet":"10.0.0.0/8","backend":"192.0.2.41","latency_ms":1,"samples":0}"#,
+            400,
+        ),
+        (
+            r#"{"subnet":"10.0.0.0/8","backend":"192.0.2.41","latency_ms":1,"region":"us"}"#,
+            400,
+        ),
+        (
+            r#"{"subnet":"10.0.0.0/8","backend":"192.0.2.41","latency_ms":1,"bogus":1}"#,
+            422,
+        ),
+    ] {
+        let (status, answer) =
+            common::http::call(api, "POST", "/api/v1/overwatch/latency", &[], Some(body));
+        assert_eq!(status, want, "{body}: {answer}");
+        assert!(answer.contains("\"error\""), "{answer}");
+    }
+    let (_, after) = common::http::call(api, "GET", "/api/v1/overwatch/latency", &[], None);
+    let after: serde_json::Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(after["count"], 5, "{after}");
+    // The explanation shows the learned choice.
+    let (status, why) = common::http::call(
+        api,
+        "GET",
+        "/api/v1/dns/explain?name=l.lab.test&client=198.51.100.9",
+        &[],
+        None,
+    );
+    assert_eq!(status, 200, "{why}");
+    let why: serde_json::Value = serde_json::from_str(&why).unwrap();
+    assert_eq!(why["policy"]["kind"], "learned_latency", "{why}");
+    assert_eq!(why["policy"]["learned"]["fastest"], "192.0.2.51", "{why}");
+    assert_eq!(why["records"], serde_json::json!(["192.0.2.51"]), "{why}");
 }

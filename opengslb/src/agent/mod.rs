@@ -7,6 +7,7 @@
 
 mod actor;
 pub mod drain;
+pub mod latency;
 mod metrics;
 mod predict;
 mod reload;
@@ -123,8 +124,39 @@ async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::R
     };
     let (node, mut events) = Node::start(node_cfg, &tracker, token.clone()).await?;
     let shown = Arc::new(AgentMetrics::default());
+    let learning = Arc::new(latency::LatencyStats::default());
     if cfg.metrics.enabled {
-        serve_metrics(&cfg, &node, shown.clone(), &tracker, token.clone()).await?;
+        serve_metrics(
+            &cfg,
+            &node,
+            (shown.clone(), learning.clone()),
+            &tracker,
+            token.clone(),
+        )
+        .await?;
+    }
+    if agent.latency_learning.enabled {
+        let measured = agent
+            .backends
+            .iter()
+            .zip(&reported)
+            .map(|(b, (service, addr, port))| latency::Measured {
+                service: service.clone(),
+                checked: b.address,
+                reported: *addr,
+                port: *port,
+            })
+            .collect();
+        latency::spawn(
+            &agent.latency_learning,
+            measured,
+            (id.clone(), service_token.clone()),
+            node.clone(),
+            learning,
+            &tracker,
+            token.clone(),
+        );
+        info!(poll = ?agent.latency_learning.poll_interval, report = ?agent.latency_learning.report_interval, "learning clients' latency from the kernel's TCP connections");
     }
     let started_ms = crate::gossip::unix_ms();
     let (confirm_tx, confirm_rx) = watch::channel(drain::Confirm {
@@ -315,13 +347,14 @@ async fn run_async(cfg: Config, config: Option<std::path::PathBuf>) -> anyhow::R
 async fn serve_metrics(
     cfg: &Config,
     node: &Node,
-    shown: Arc<AgentMetrics>,
+    (shown, learning): (Arc<AgentMetrics>, Arc<latency::LatencyStats>),
     tracker: &TaskTracker,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut metrics = Metrics::new();
     metrics.collect(node.stats.clone());
     metrics.collect(shown);
+    metrics.collect(learning);
     let listener = tokio::net::TcpListener::bind(cfg.metrics.address)
         .await
         .with_context(|| format!("metrics.address {}", cfg.metrics.address))?;

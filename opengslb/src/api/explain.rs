@@ -86,7 +86,7 @@ pub struct Explanation {
 /// How an answer draws from the entry's records.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolicyOut {
-    /// `round_robin`, `fixed_order`, `weighted` or `geolocation`.
+    /// `round_robin`, `fixed_order`, `weighted`, `geolocation` or `learned_latency`.
     pub kind: &'static str,
     /// `fixed_order`: the records in the order answers take them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,9 +94,37 @@ pub struct PolicyOut {
     /// `weighted`: each record's share of the weight slot table.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<Vec<WeightOut>>,
-    /// `geolocation`: the client's region and each record's.
+    /// `geolocation`, and `learned_latency`'s fallback: the client's region and each record's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geo: Option<GeoOut>,
+    /// `learned_latency` with a client: what agents measured from its subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned: Option<LearnedOut>,
+}
+
+/// Learned latency from the client's subnet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LearnedOut {
+    /// The subnet whose figures decided (the longest holding the client with a choice), else the longest
+    /// holding it, else the /24 or /48 it would be grouped in.
+    pub subnet: String,
+    /// The record measured fastest from it, which goes first; absent when nothing that counts was
+    /// learned there (the answer is then geolocation's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fastest: Option<String>,
+    /// Each record's learned round-trip time from the subnet, in ms, and its sample count.
+    pub records: Vec<LearnedRecord>,
+}
+
+/// One record's learned latency from a subnet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LearnedRecord {
+    /// The record.
+    pub address: String,
+    /// The moving average of the round-trip time, in ms.
+    pub rtt_ms: f64,
+    /// The samples it is made of.
+    pub samples: u64,
 }
 
 /// One record's share under `weighted`.
@@ -193,6 +221,7 @@ fn policy_kind(p: Policy) -> &'static str {
         Policy::FixedOrder => "fixed_order",
         Policy::Weighted => "weighted",
         Policy::Geo { .. } => "geolocation",
+        Policy::Learned { .. } => "learned_latency",
     }
 }
 
@@ -232,6 +261,7 @@ fn policy_out(view: &View, entry: &Entry, client: Option<IpAddr>) -> PolicyOut {
         order: None,
         weights: None,
         geo: None,
+        learned: None,
     };
     let region_name = |id: u8| {
         view.placement
@@ -257,7 +287,10 @@ fn policy_out(view: &View, entry: &Entry, client: Option<IpAddr>) -> PolicyOut {
                     .collect(),
             );
         }
-        Policy::Geo { default_region } => {
+        Policy::Geo { default_region } | Policy::Learned { default_region, .. } => {
+            if let Policy::Learned { min_samples, .. } = entry.policy {
+                out.learned = client.map(|c| learned_out(view, entry, c, min_samples));
+            }
             let placement = view.placement.as_ref();
             let ecs = client
                 .zip(placement.filter(|p| p.honours_ecs()))
@@ -293,6 +326,34 @@ fn policy_out(view: &View, entry: &Entry, client: Option<IpAddr>) -> PolicyOut {
     out
 }
 
+fn learned_out(view: &View, entry: &Entry, client: IpAddr, min_samples: u32) -> LearnedOut {
+    view.learned.read(|t| {
+        let now = std::time::Instant::now();
+        let fastest = t.fastest(client, &entry.records, u64::from(min_samples), now);
+        // The subnet that decided, else the longest holding the client, else how an address is grouped.
+        let subnet = t
+            .subnets_of(client)
+            .find(|net| {
+                t.subnet(*net)
+                    .any(|(addr, _)| Some(addr) == fastest || fastest.is_none())
+            })
+            .unwrap_or_else(|| t.subnet_of(client));
+        LearnedOut {
+            subnet: subnet.to_string(),
+            fastest: fastest.map(ToString::to_string),
+            records: t
+                .subnet(subnet)
+                .filter(|(addr, _)| entry.records.contains(addr))
+                .map(|(addr, l)| LearnedRecord {
+                    address: addr.to_string(),
+                    rtt_ms: l.rtt.as_secs_f64() * 1000.0,
+                    samples: l.samples,
+                })
+                .collect(),
+        }
+    })
+}
+
 /// What a query for `name` and `qtype` from `client` gets in `view`; `None` if the name is not
 /// configured.
 pub fn explain(
@@ -305,7 +366,7 @@ pub fn explain(
     let entry = view.table.get(name, qtype);
     // Both DNS paths place a query without Client Subnet by its source address.
     let region = match entry.map(|e| e.policy) {
-        Some(Policy::Geo { .. }) => client
+        Some(Policy::Geo { .. } | Policy::Learned { .. }) => client
             .zip(view.placement.as_ref())
             .map_or(0, |(c, p)| p.by_source(c)),
         _ => 0,
@@ -338,11 +399,23 @@ pub fn explain(
         ttl: entry.map(|e| e.ttl),
         max_answers: entry.map(|e| e.max_answers),
         rotation: ROTATION,
-        records: entry.map_or_else(Vec::new, |e| strings(&e.answer(ROTATION, region))),
+        records: entry.map_or_else(Vec::new, |e| strings(&answer(view, e, client, region))),
         candidates: entry.map_or_else(Vec::new, |e| strings(&e.records)),
         backends,
         generated_at: rfc3339(view.wall_ms),
     })
+}
+
+/// The records an answer carries at [`ROTATION`] for `client` in `region`, as the DNS paths draw them.
+fn answer(view: &View, entry: &Entry, client: Option<IpAddr>, region: u8) -> Vec<IpAddr> {
+    let drawn = entry.answer(ROTATION, region);
+    let (Policy::Learned { min_samples, .. }, Some(client)) = (entry.policy, client) else {
+        return drawn;
+    };
+    match view.learned.fastest(client, &entry.records, min_samples) {
+        Some(first) => entry.first_then(first, drawn),
+        None => drawn,
+    }
 }
 
 /// What a query gets now, and why each backend of the name is in or out.

@@ -8,6 +8,7 @@ mod crud;
 mod error;
 mod explain;
 mod handlers;
+mod latency;
 mod openapi;
 mod overrides;
 mod page;
@@ -121,6 +122,7 @@ pub fn router(api: Api) -> Router {
             post(overrides::set).delete(overrides::clear),
         )
         .route("/overwatch/stats", get(handlers::stats))
+        .route("/overwatch/latency", get(latency::list).post(latency::put))
         .route("/overwatch/agents", get(handlers::agents))
         .route("/overwatch/agents/{id}", get(handlers::agent))
         .route("/cluster/status", get(handlers::cluster))

@@ -12,7 +12,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{crud, error::ErrorBody, explain, handlers, overrides, validate};
+use super::{crud, error::ErrorBody, explain, handlers, latency, overrides, validate};
 
 /// The document.
 #[derive(OpenApi)]
@@ -34,6 +34,8 @@ use super::{crud, error::ErrorBody, explain, handlers, overrides, validate};
         overrides::set,
         overrides::clear,
         handlers::stats,
+        latency::list,
+        latency::put,
         handlers::agents,
         handlers::agent,
         handlers::cluster,

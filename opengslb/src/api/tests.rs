@@ -221,6 +221,8 @@ fn the_openapi_document_covers_every_route_with_json_errors() {
             "/api/v1/overwatch/backends/{service}/{address}/{port}/override",
         ),
         ("get", "/api/v1/overwatch/stats"),
+        ("get", "/api/v1/overwatch/latency"),
+        ("post", "/api/v1/overwatch/latency"),
         ("get", "/api/v1/overwatch/agents"),
         ("get", "/api/v1/overwatch/agents/{id}"),
         ("get", "/api/v1/cluster/status"),

@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     name::DnsName,
     registry::{BackendStatus, NameStatus},
-    routing::Placement,
+    routing::{Placement, learned::LearnedLatency},
     store::objects::ApiObjects,
     table::AnswerTable,
 };
@@ -27,6 +27,8 @@ pub struct View {
     pub table: Arc<AnswerTable>,
     /// Where the published table places clients; `None` without a geolocation resolver.
     pub placement: Option<Arc<Placement>>,
+    /// The learned-latency table `learned-latency` names answer from (shared, live).
+    pub learned: Arc<LearnedLatency>,
     /// The book of agents and the gossip members; `None` when gossip is off.
     pub book: Option<Arc<BookView>>,
     /// The configured regions, in config order.
@@ -88,6 +90,8 @@ impl View {
 pub struct BookView {
     /// Reports by result.
     pub reports: Vec<(&'static str, u64)>,
+    /// Learned-latency reports by result.
+    pub latency_reports: Vec<(&'static str, u64)>,
     /// Each agent.
     pub agents: Vec<AgentRow>,
     /// The gossip members SWIM has told of, up or down.

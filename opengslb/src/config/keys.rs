@@ -28,14 +28,11 @@ pub(super) const ACTED_ON: &[&str] = &[
     "overwatch.stale",
     "overwatch.geolocation",
     "geolocation",
-    "latency_config.smoothing_factor",
-    "latency_config.max_latency_ms",
-    "domains[].latency_config.smoothing_factor",
-    "domains[].latency_config.max_latency_ms",
+    "latency_config",
 ];
 
 /// Exceptions inside [`ACTED_ON`]: keys under an acted-on path that are not acted on yet.
-pub(super) const NOT_YET: &[&str] = &["domains[].latency_config", "agent.latency_learning"];
+pub(super) const NOT_YET: &[&str] = &[];
 
 /// Whether the key at `path` is acted on.
 pub(super) fn acted_on(path: &str) -> bool {

@@ -26,7 +26,7 @@ use opengslb_common::{
 use super::zone::{Snapshot, Zone};
 use crate::{
     name::DnsName,
-    table::{EntryKey, Policy},
+    table::{Entry, EntryKey, Policy},
 };
 
 /// How the query arrived.
@@ -313,6 +313,30 @@ fn subnet_of(msg: &Message) -> Option<IpAddr> {
     }
 }
 
+/// A `learned-latency` answer: the record agents measured fastest from `client`'s subnet first, then the
+/// geolocation draw's other records, as many as the entry answers with. Under EDNS Client Subnet the scope
+/// is at least the learned subnet's prefix, with or without a learned choice, since another subnet inside
+/// the geolocation rule's may have one.
+fn learned_first(
+    snap: &Snapshot,
+    entry: &Entry,
+    drawn: Vec<IpAddr>,
+    client: IpAddr,
+    min_samples: u32,
+    by_ecs: bool,
+    scope: &Cell<Option<u8>>,
+) -> Vec<IpAddr> {
+    if by_ecs {
+        scope.set(Some(
+            scope.get().unwrap_or(0).max(snap.learned_prefix(client)),
+        ));
+    }
+    let Some(fastest) = snap.learned_fastest(client, &entry.records, min_samples) else {
+        return drawn;
+    };
+    entry.first_then(fastest, drawn)
+}
+
 /// An A or AAAA record for `ip`.
 fn address_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
     let rdata = match ip {
@@ -345,8 +369,9 @@ fn records_for(
         };
         // Geolocation by the Client Subnet address if the query has one and ECS is honoured (echoing the
         // scope the answer holds for), else by the source address as the XDP program places it.
+        let ecs = subnet_of(query_msg).filter(|_| snap.honours_ecs());
         let region = match entry.policy {
-            Policy::Geo { .. } => match subnet_of(query_msg).filter(|_| snap.honours_ecs()) {
+            Policy::Geo { .. } | Policy::Learned { .. } => match ecs {
                 Some(addr) => {
                     let (region, prefix) = snap.subnet_region(addr);
                     scope.set(Some(prefix));
@@ -357,8 +382,21 @@ fn records_for(
             _ => 0,
         };
         let rotation = ctx.rotation.unwrap_or_else(|| snap.next_rotation_of(&key));
-        entry
-            .answer(rotation, region)
+        let mut answer = entry.answer(rotation, region);
+        if let Policy::Learned { min_samples, .. } = entry.policy
+            && let Some(client) = ecs.or(ctx.client)
+        {
+            answer = learned_first(
+                snap,
+                entry,
+                answer,
+                client,
+                min_samples,
+                ecs.is_some(),
+                scope,
+            );
+        }
+        answer
             .into_iter()
             .map(|ip| address_record(&owner, entry.ttl, ip))
             .collect()

@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::{
     config::Config,
     name::DnsName,
-    routing::Placement,
+    routing::{Placement, learned::LearnedLatency},
     table::{AnswerTable, EntryKey, Rendered},
 };
 
@@ -149,8 +149,10 @@ pub struct Snapshot {
     rotation: HashMap<EntryKey, AtomicU32>,
     /// The entries exactly as the XDP map holds them (by their map key), with their table key.
     fast: HashMap<RecordKey, (EntryKey, RecordValue)>,
-    /// Where clients are, for `geolocation` entries.
+    /// Where clients are, for `geolocation` and `learned-latency` entries.
     placement: Option<Arc<Placement>>,
+    /// What agents learned of clients' latency, for `learned-latency` entries.
+    learned: Option<Arc<LearnedLatency>>,
     /// The configured names (with or without records), by lowercase wire form, for the query counters.
     domains: HashMap<Box<[u8]>, Arc<str>>,
 }
@@ -213,6 +215,7 @@ impl Snapshot {
             rotation,
             fast,
             placement: None,
+            learned: None,
             domains,
         }
     }
@@ -222,6 +225,32 @@ impl Snapshot {
     pub fn with_placement(mut self, placement: Option<Arc<Placement>>) -> Self {
         self.placement = placement;
         self
+    }
+
+    /// Sets the learned-latency table `learned-latency` entries answer from.
+    pub fn with_learned(mut self, learned: Arc<LearnedLatency>) -> Self {
+        self.learned = Some(learned);
+        self
+    }
+
+    /// Of `records`, the one agents measured fastest from `client`'s subnet (with at least `min_samples`
+    /// samples).
+    pub fn learned_fastest(
+        &self,
+        client: IpAddr,
+        records: &[IpAddr],
+        min_samples: u32,
+    ) -> Option<IpAddr> {
+        self.learned.as_ref()?.fastest(client, records, min_samples)
+    }
+
+    /// The scope a learned-latency answer for `client` holds for ([`LearnedTable::scope_of`]).
+    ///
+    /// [`LearnedTable::scope_of`]: crate::routing::learned::LearnedTable::scope_of
+    pub fn learned_prefix(&self, client: IpAddr) -> u8 {
+        self.learned
+            .as_ref()
+            .map_or(0, |l| l.read(|t| t.scope_of(client)))
     }
 
     /// The region id of a packet's source address, as the XDP program's trie gives it (0: none).

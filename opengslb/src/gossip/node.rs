@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use super::{
     member::{Member, Role},
     seal::{DropCounts, MAX_DATAGRAM, Opener, SealError, Sealer},
-    wire::{KIND_ACK, KIND_REPORT, KIND_SWIM},
+    wire::{KIND_ACK, KIND_LATENCY, KIND_REPORT, KIND_SWIM},
 };
 use crate::config::{GossipKey, NodeAddress};
 
@@ -76,6 +76,13 @@ pub enum Event {
         payload: Vec<u8>,
         /// The sending process's epoch (a new one after every restart).
         sender_epoch: u64,
+        /// Where it came from.
+        from: SocketAddr,
+    },
+    /// An agent's learned-latency payload opened (still to be decoded and authenticated).
+    Latency {
+        /// The payload.
+        payload: Vec<u8>,
         /// Where it came from.
         from: SocketAddr,
     },
@@ -143,7 +150,8 @@ pub enum KeysError {
 }
 
 enum Command {
-    Report(Vec<u8>),
+    /// A payload of this kind for every overwatch: a report, or learned latency.
+    Report(u8, Vec<u8>),
     Ack(SocketAddr, Vec<u8>),
     Leave(oneshot::Sender<()>),
 }
@@ -234,7 +242,23 @@ impl Node {
     /// Sends a report payload, sealed, to the configured overwatches (the seeds). Never blocks: when the
     /// node is behind, the report is dropped (the next one follows within an interval).
     pub fn send_report(&self, payload: Vec<u8>) {
-        if self.commands.try_send(Command::Report(payload)).is_err() {
+        if self
+            .commands
+            .try_send(Command::Report(KIND_REPORT, payload))
+            .is_err()
+        {
+            self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a learned-latency payload, sealed, to the configured overwatches, as [`Node::send_report`]
+    /// does (and dropped like one when the node is behind: the next period's replaces it).
+    pub fn send_latency(&self, payload: Vec<u8>) {
+        if self
+            .commands
+            .try_send(Command::Report(KIND_LATENCY, payload))
+            .is_err()
+        {
             self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -386,12 +410,12 @@ impl Task {
                     self.drain().await;
                 }
                 Some(cmd) = commands.recv() => match cmd {
-                    Command::Report(payload) => {
-                        let datagram = self.sealer.seal(KIND_REPORT, &payload);
+                    Command::Report(kind, payload) => {
+                        let datagram = self.sealer.seal(kind, &payload);
                         let targets: BTreeSet<SocketAddr> =
                             self.seeds.borrow().iter().copied().collect();
                         for to in targets {
-                            if self.send(&datagram, to).await {
+                            if self.send(&datagram, to).await && kind == KIND_REPORT {
                                 self.stats.reports_sent.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -475,6 +499,10 @@ impl Task {
             KIND_REPORT => self.emit(Event::Report {
                 payload: opened.payload,
                 sender_epoch: opened.sender_epoch,
+                from,
+            }),
+            KIND_LATENCY => self.emit(Event::Latency {
+                payload: opened.payload,
                 from,
             }),
             // Only the overwatches this node reports to can acknowledge its reports; the check is by

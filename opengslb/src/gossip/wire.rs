@@ -21,6 +21,17 @@ pub const KIND_REPORT: u8 = 2;
 /// acks existed counts it as an unknown kind and drops it, so mixed versions keep working.
 pub const KIND_ACK: u8 = 3;
 
+/// Sealed kind of an agent's learned client latencies ([`LatencyReport`]). An overwatch built before
+/// learned latency counts it as an unknown kind and drops it, so mixed versions keep working.
+pub const KIND_LATENCY: u8 = 4;
+
+/// Version of [`LatencyReport`]; bumped on any incompatible change.
+pub const LATENCY_VERSION: u16 = 1;
+
+/// The most client subnets one [`LatencyReport`] carries: an agent with more sends several, so each fits
+/// one datagram (an entry is at most about 30 bytes).
+pub const MAX_LATENCY_SUBNETS: usize = 128;
+
 /// Version of [`Report`]; bumped on any incompatible change.
 pub const REPORT_VERSION: u16 = 1;
 
@@ -296,6 +307,74 @@ impl Ack {
     }
 }
 
+/// One client subnet's round-trip time to a backend, as the backend's kernel measured its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetLatency {
+    /// The subnet's first address.
+    pub network: IpAddr,
+    /// Its prefix length (at most 32 for IPv4, 128 for IPv6).
+    pub prefix_len: u8,
+    /// The moving average of the connections' smoothed RTTs, in µs.
+    pub rtt_us: u32,
+    /// How many connection samples the average is made of.
+    pub samples: u32,
+}
+
+/// What an agent learned of its clients' latency to one of its backends, sent every
+/// `agent.latency_learning.report_interval` on its own datagrams (kind [`KIND_LATENCY`]), beside the
+/// health reports, so the health path never grows or waits for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    /// [`LATENCY_VERSION`].
+    pub version: u16,
+    /// The agent's identity, as in its health reports.
+    pub agent_id: String,
+    /// When this report was sent, in ms since the Unix epoch (refused outside a short window, as reports).
+    pub sent_ms: u64,
+    /// The agent's service token, checked as in its health reports.
+    pub token: Secret,
+    /// The backend's service.
+    pub service: String,
+    /// The backend's address, as in the health reports.
+    pub address: IpAddr,
+    /// The backend's port.
+    pub port: u16,
+    /// Up to [`MAX_LATENCY_SUBNETS`] subnets.
+    pub subnets: Vec<SubnetLatency>,
+}
+
+impl LatencyReport {
+    /// Encodes the report.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain owned data into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes and bounds-checks a latency report.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let report: Self = decode_versioned(bytes, LATENCY_VERSION)?;
+        report.check()?;
+        Ok(report)
+    }
+
+    fn check(&self) -> Result<(), WireError> {
+        let ident = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+        };
+        bounded("agent_id", ident(&self.agent_id, MAX_TEXT))?;
+        bounded("token", self.token.expose().len() <= MAX_TEXT)?;
+        bounded("service", ident(&self.service, MAX_SERVICE))?;
+        bounded("port", self.port != 0)?;
+        bounded("subnets", self.subnets.len() <= MAX_LATENCY_SUBNETS)?;
+        for s in &self.subnets {
+            let max_len = if s.network.is_ipv4() { 32 } else { 128 };
+            bounded("subnets.prefix_len", s.prefix_len <= max_len)?;
+            bounded("subnets.samples", s.samples > 0)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +389,70 @@ mod tests {
         ] {
             assert_eq!(postcard::to_allocvec(&status).unwrap(), [code]);
         }
+    }
+
+    fn latency_report(subnets: usize) -> LatencyReport {
+        LatencyReport {
+            version: LATENCY_VERSION,
+            agent_id: "web-1-0a1b2c3d".into(),
+            sent_ms: 1_790_000_000_500,
+            token: Secret::new("a-service-token-1234"),
+            service: "app.demo.local".into(),
+            address: "2001:db8::21".parse().unwrap(),
+            port: 443,
+            subnets: (0..subnets)
+                .map(|i| SubnetLatency {
+                    network: std::net::Ipv6Addr::from(u128::MAX - ((i as u128) << 80)).into(),
+                    prefix_len: 48,
+                    rtt_us: u32::MAX,
+                    samples: u32::MAX,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn latency_reports_round_trip_fit_a_datagram_and_refuse_what_is_out_of_bounds() {
+        let full = latency_report(MAX_LATENCY_SUBNETS);
+        let bytes = full.encode();
+        assert_eq!(LatencyReport::decode(&bytes), Ok(full.clone()));
+        // The largest report (longest fields, widest numbers) still fits one sealed datagram.
+        let mut widest = full.clone();
+        widest.agent_id = "a".repeat(MAX_TEXT);
+        widest.token = Secret::new("t".repeat(MAX_TEXT));
+        widest.service = "s".repeat(MAX_SERVICE);
+        assert!(
+            widest.encode().len() <= crate::gossip::seal::MAX_PAYLOAD,
+            "{} bytes",
+            widest.encode().len()
+        );
+        let refused = |r: LatencyReport| LatencyReport::decode(&r.encode());
+        let mut r = latency_report(MAX_LATENCY_SUBNETS + 1);
+        assert!(matches!(
+            refused(r.clone()),
+            Err(WireError::Bounds { field: "subnets" })
+        ));
+        r = latency_report(1);
+        r.subnets[0].prefix_len = 129;
+        assert!(matches!(refused(r.clone()), Err(WireError::Bounds { .. })));
+        r = latency_report(1);
+        r.subnets[0].network = "10.0.0.0".parse().unwrap();
+        r.subnets[0].prefix_len = 33;
+        assert!(matches!(refused(r.clone()), Err(WireError::Bounds { .. })));
+        r = latency_report(1);
+        r.subnets[0].samples = 0;
+        assert!(matches!(refused(r.clone()), Err(WireError::Bounds { .. })));
+        r = latency_report(1);
+        r.service = "bad name".into();
+        assert!(matches!(refused(r.clone()), Err(WireError::Bounds { .. })));
+        r = latency_report(1);
+        r.version = LATENCY_VERSION + 1;
+        assert_eq!(refused(r), Err(WireError::Version(LATENCY_VERSION + 1)));
+        // Garbage and truncation are refused, never a panic.
+        assert!(LatencyReport::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(LatencyReport::decode(&longer).is_err());
     }
 
     fn report() -> Report {

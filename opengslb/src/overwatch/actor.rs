@@ -213,17 +213,28 @@ impl Overwatch {
                 out
             }
             Input::Gossip(events) => {
-                let changed = self
-                    .reports
-                    .as_mut()
-                    .is_some_and(|r| r.handle(events, &mut self.control.registry, now, wall_ms));
+                let changed = self.reports.as_mut().is_some_and(|r| {
+                    r.handle(
+                        events,
+                        &mut self.control.registry,
+                        &self.control.learned,
+                        now,
+                        wall_ms,
+                    )
+                });
                 let mut out = self.publish_if(changed, now);
                 out.extend(self.acks());
                 out
             }
             Input::Deadline { queued } => {
                 let changed = self.reports.as_mut().is_some_and(|r| {
-                    let applied = r.handle(queued, &mut self.control.registry, now, wall_ms);
+                    let applied = r.handle(
+                        queued,
+                        &mut self.control.registry,
+                        &self.control.learned,
+                        now,
+                        wall_ms,
+                    );
                     r.expire(&mut self.control.registry, now) | applied
                 });
                 let mut out = self.publish_if(changed, now);
@@ -252,9 +263,16 @@ impl Overwatch {
             Input::Tick { queued } => {
                 let mut out = Vec::new();
                 self.control.registry.expire(now);
+                self.control.prune_learned(now);
                 // Expiry also forgets long-gone agents, which no alive agent's deadline would prompt.
                 if let Some(r) = self.reports.as_mut() {
-                    r.handle(queued, &mut self.control.registry, now, wall_ms);
+                    r.handle(
+                        queued,
+                        &mut self.control.registry,
+                        &self.control.learned,
+                        now,
+                        wall_ms,
+                    );
                     r.expire(&mut self.control.registry, now);
                     // Once a second, not per report: a view walks every agent.
                     out.push(Effect::Book(r.view(now, wall_ms)));

@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 use crate::name::DnsName;
 use crate::{
     config::Secret,
-    gossip::wire::{Report, Status, WireError},
+    gossip::wire::{LatencyReport, Report, Status, WireError},
     registry::{AgentReport, AgentSays, BackendKey},
     store::{PinRecord, Store, StoreError, legacy},
 };
@@ -67,6 +67,9 @@ pub enum Refusal {
     Stale,
     /// The book is full ([`MAX_AGENTS`]).
     Capacity,
+    /// Learned latency from an agent the book does not hold alive: its health reports authenticate it
+    /// first.
+    NotAlive,
 }
 
 impl Refusal {
@@ -79,6 +82,7 @@ impl Refusal {
             Self::Clock => "clock",
             Self::Stale => "stale",
             Self::Capacity => "capacity",
+            Self::NotAlive => "not_alive",
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct AgentBook {
     agents: HashMap<String, AgentEntry>,
     /// Reports by result (`applied`, `left`, or a refusal).
     pub counts: BTreeMap<&'static str, u64>,
+    /// Learned-latency reports by result (`applied`, or a refusal).
+    pub latency_counts: BTreeMap<&'static str, u64>,
     /// The last report applied, until taken.
     applied: Option<AckDue>,
 }
@@ -193,6 +199,7 @@ impl AgentBook {
             pins: Pins::disabled(),
             agents: HashMap::new(),
             counts: BTreeMap::new(),
+            latency_counts: BTreeMap::new(),
             applied: None,
         };
         book.reload(agent_tokens, data_dir, services);
@@ -238,6 +245,40 @@ impl AgentBook {
         };
         *self.counts.entry(label).or_default() += 1;
         result
+    }
+
+    /// Reads and authenticates one learned-latency payload. Its agent must be alive in the book under the
+    /// same identity (its id and token, which its health reports authenticated), its service configured
+    /// and its token good for it, and it must be fresh ([`CLOCK_WINDOW`]): a key holder without the
+    /// service's token cannot steer clients.
+    pub fn on_latency(&mut self, payload: &[u8], wall_ms: u64) -> Result<LatencyReport, Refusal> {
+        let result = self.judge_latency(payload, wall_ms);
+        let label = match &result {
+            Ok(_) => "applied",
+            Err(r) => r.as_str(),
+        };
+        *self.latency_counts.entry(label).or_default() += 1;
+        result
+    }
+
+    fn judge_latency(&mut self, payload: &[u8], wall_ms: u64) -> Result<LatencyReport, Refusal> {
+        let report = LatencyReport::decode(payload).map_err(Refusal::Malformed)?;
+        let service = DnsName::new(&report.service)
+            .ok()
+            .filter(|s| self.services.contains(s))
+            .ok_or_else(|| Refusal::UnknownService {
+                service: report.service.clone(),
+            })?;
+        if report.sent_ms.abs_diff(wall_ms) > CLOCK_WINDOW.as_millis() as u64 {
+            return Err(Refusal::Clock);
+        }
+        let token = digest(report.token.expose());
+        let id = format!("{}@{}", report.agent_id, &to_hex(&token)[..32]);
+        if self.agents.get(&id).is_none_or(|a| a.life != Life::Alive) {
+            return Err(Refusal::NotAlive);
+        }
+        self.authenticate(&[service], token)?;
+        Ok(report)
     }
 
     fn judge(&mut self, a: Arrival<'_>) -> Result<Accepted, Refusal> {

@@ -15,7 +15,10 @@ use crate::{
     config::{Config, HealthCheck, RoutingAlgorithm},
     health::{CheckOutcome, CheckPolicy, CheckSpec, Scheduled, Target},
     registry::{AnswerSet, BackendKey, DomainInfo, NameStatus, Registry},
-    routing::{GeoDb, GeoResolver, Placement},
+    routing::{
+        GeoDb, GeoResolver, Placement,
+        learned::{LearnedLatency, Limits},
+    },
     table::{AnswerTable, NameSpec},
 };
 
@@ -37,6 +40,10 @@ pub struct Control {
     out: HashSet<BackendKey>,
     /// When each backend still ramping came back into its domain's healthy set.
     came_back: HashMap<BackendKey, Instant>,
+    /// What agents measured of clients' latency, for `learned-latency` names; kept across reloads.
+    pub learned: Arc<LearnedLatency>,
+    /// When `learned` was last pruned.
+    pruned: Option<Instant>,
 }
 
 /// What the DNS paths answer from.
@@ -48,6 +55,8 @@ pub struct Published {
     pub placement: Option<Arc<Placement>>,
     /// Each domain, and whether its all-down policy chose its answers.
     pub names: Vec<NameStatus>,
+    /// The learned-latency table `learned-latency` names answer from, per query.
+    pub learned: Arc<LearnedLatency>,
 }
 
 impl Control {
@@ -62,6 +71,13 @@ impl Control {
             placement: None,
             out: HashSet::new(),
             came_back: HashMap::new(),
+            learned: Arc::new(LearnedLatency::new(Limits {
+                // Agents report a subnet once it has their `latency_learning.min_samples`; each name then
+                // asks for its own `latency_config.min_samples`.
+                min_samples: 1,
+                ..Limits::default()
+            })),
+            pruned: None,
         };
         c.configure(cfg);
         c
@@ -99,12 +115,29 @@ impl Control {
                     algorithm,
                     max_latency,
                     default_region,
+                    min_samples: domain.map_or(1, |x| cfg.latency_config_of(x).min_samples),
                 }
             })
             .collect();
         let (checks, probes) = probe_plan(cfg);
         self.checks = checks;
         self.probes = probes;
+    }
+
+    /// Drops learned latencies older than the table's TTL, at most once a minute: they no longer count
+    /// anyway, this gives their memory back.
+    pub fn prune_learned(&mut self, now: Instant) {
+        if self
+            .pruned
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.pruned = Some(now);
+        let removed = self.learned.write(|t| t.prune(now));
+        if removed > 0 {
+            tracing::debug!(removed, "learned latencies past their TTL dropped");
+        }
     }
 
     /// What external validation probes (empty when `overwatch.validation.enabled` is false).
@@ -149,6 +182,7 @@ impl Control {
             table: Arc::new(AnswerTable::from_specs(&specs)),
             placement: self.placement.clone(),
             names,
+            learned: self.learned.clone(),
         }
     }
 
@@ -207,7 +241,10 @@ impl Control {
                     addr: key.address,
                     weight: b.weight,
                     region: self.placement.as_ref().map_or(0, |p| p.id(&b.region)),
-                    latency: b.validation.ewma_latency,
+                    latency: b
+                        .validation
+                        .ewma_latency
+                        .filter(|_| b.validation.latency_samples >= routing.min_samples),
                     ramp,
                 })
             })

@@ -491,6 +491,7 @@ impl Shell {
                     // What the API explains is what the DNS paths answer from, not a recomputation.
                     self.view.table = p.table.clone();
                     self.view.placement.clone_from(&p.placement);
+                    self.view.learned.clone_from(&p.learned);
                     self.publisher.publish(p);
                     self.view.readiness.published = true;
                     view_changed = true;

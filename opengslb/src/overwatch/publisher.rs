@@ -148,7 +148,10 @@ impl Publisher {
     pub fn publish(&mut self, published: Published) {
         let started = Instant::now();
         let Published {
-            table, placement, ..
+            table,
+            placement,
+            learned,
+            ..
         } = published;
         // The trie changes only with the config (each config builds a new one). A failed write is tried
         // again at the next publish: `self.geo` keeps the table last written in full.
@@ -211,7 +214,8 @@ impl Publisher {
             self.serial,
             self.udp_size,
         )
-        .with_placement(placement);
+        .with_placement(placement)
+        .with_learned(learned);
         self.tx.send_replace(Arc::new(snap));
         self.table_sync.observe(started.elapsed().as_secs_f64());
     }

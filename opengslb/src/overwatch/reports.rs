@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::agents::{Accepted, AckDue, AgentBook, Arrival, Refusal};
@@ -15,6 +16,7 @@ use crate::{
     config::Config,
     gossip::{member::Role, node::Event},
     registry::Registry,
+    routing::learned::LearnedLatency,
 };
 
 /// Members the view keeps at most; past it, those down are forgotten.
@@ -105,19 +107,58 @@ impl Reports {
         &self.book
     }
 
-    /// Applies events to the registry; returns whether the answers may have changed.
+    /// Applies events to the registry, and agents' learned latency to `learned`; returns whether the
+    /// answers may have changed (learned latency changes no table: the DNS path reads it per query).
     pub fn handle(
         &mut self,
         events: Vec<Event>,
         registry: &mut Registry,
+        learned: &LearnedLatency,
         now: Instant,
         wall_ms: u64,
     ) -> bool {
         let mut changed = false;
         for event in events {
-            changed |= self.apply(event, registry, now, wall_ms);
+            if let Event::Latency { payload, from } = event {
+                self.learn(&payload, from, learned, now, wall_ms);
+            } else {
+                changed |= self.apply(event, registry, now, wall_ms);
+            }
         }
         changed
+    }
+
+    /// One agent's learned latency to one backend, into the table, by the backend's address.
+    fn learn(
+        &mut self,
+        payload: &[u8],
+        from: SocketAddr,
+        learned: &LearnedLatency,
+        now: Instant,
+        wall_ms: u64,
+    ) {
+        match self.book.on_latency(payload, wall_ms) {
+            Ok(report) => learned.write(|t| {
+                for s in &report.subnets {
+                    // The wire check bounded the prefix by the family.
+                    if let Ok(net) = IpNet::new(s.network, s.prefix_len) {
+                        let rtt = Duration::from_micros(u64::from(s.rtt_us));
+                        t.observe(
+                            net,
+                            report.address.to_canonical(),
+                            rtt,
+                            u64::from(s.samples),
+                            now,
+                        );
+                    }
+                }
+            }),
+            Err(refusal) => {
+                if self.should_warn(from, now) {
+                    warn!(%from, why = ?refusal, "learned-latency report refused (further refusals from this sender are counted, and logged at most every 10 s)");
+                }
+            }
+        }
     }
 
     fn apply(&mut self, event: Event, registry: &mut Registry, now: Instant, wall_ms: u64) -> bool {
@@ -130,7 +171,7 @@ impl Reports {
                 let up = matches!(event, Event::MemberUp(_));
                 self.members.insert((m.name.clone(), m.addr), (m.role, up));
             }
-            Event::Report { .. } | Event::Ack { .. } => {}
+            Event::Report { .. } | Event::Latency { .. } | Event::Ack { .. } => {}
         }
         match event {
             Event::Report {
@@ -183,7 +224,10 @@ impl Reports {
                 changed
             }
             // An overwatch reports to no one, so its node passes on no acks.
-            Event::MemberUp(_) | Event::MemberDown(_) | Event::Ack { .. } => false,
+            Event::MemberUp(_)
+            | Event::MemberDown(_)
+            | Event::Ack { .. }
+            | Event::Latency { .. } => false,
         }
     }
 

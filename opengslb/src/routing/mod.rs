@@ -4,6 +4,7 @@
 //! DNS paths (docs/control-plane.md, "Routing").
 
 mod geo;
+pub mod learned;
 mod prefix;
 
 #[cfg(test)]

@@ -44,6 +44,17 @@ pub enum Policy {
         /// The region id (1..=255; 0: none) of clients placed nowhere.
         default_region: u8,
     },
+    /// `learned-latency`: the backend agents measured fastest from the client's subnet
+    /// ([`LearnedLatency`](crate::routing::learned::LearnedLatency)) first, then the rest as
+    /// [`Policy::Geo`] draws them; a subnet with nothing learned gets the `Geo` answer (round-robin among
+    /// all without regions). Userspace only: the table changes with every report, not every publish, so
+    /// the XDP program passes these queries up.
+    Learned {
+        /// As [`Policy::Geo`]'s.
+        default_region: u8,
+        /// The samples a learned latency needs to count (`latency_config.min_samples`).
+        min_samples: u32,
+    },
 }
 
 impl Policy {
@@ -54,12 +65,21 @@ impl Policy {
             Self::FixedOrder => policy::FIXED_ORDER,
             Self::Weighted => policy::WEIGHTED,
             Self::Geo { .. } => policy::GEO,
+            Self::Learned { .. } => policy::USERSPACE,
+        }
+    }
+
+    /// The code [`Entry::answer`] draws by: a [`Policy::Learned`] entry's fallback is geolocation.
+    const fn draw_code(self) -> u8 {
+        match self {
+            Self::Learned { .. } => policy::GEO,
+            other => other.code(),
         }
     }
 
     const fn default_region(self) -> u8 {
         match self {
-            Self::Geo { default_region } => default_region,
+            Self::Geo { default_region } | Self::Learned { default_region, .. } => default_region,
             _ => 0,
         }
     }
@@ -116,7 +136,7 @@ pub struct Entry {
     pub records: Vec<IpAddr>,
     /// [`Policy::Weighted`]: the weight slot table ([`weight_slots`]), indices into `records`.
     pub slots: Vec<u8>,
-    /// [`Policy::Geo`]: each record's region id (0: none).
+    /// [`Policy::Geo`] and [`Policy::Learned`]: each record's region id (0: none).
     pub regions: Vec<u8>,
 }
 
@@ -139,11 +159,23 @@ impl Entry {
                 Vec::new()
             },
             regions: match family.policy {
-                Policy::Geo { .. } => records.iter().map(|r| r.region).collect(),
+                Policy::Geo { .. } | Policy::Learned { .. } => {
+                    records.iter().map(|r| r.region).collect()
+                }
                 _ => Vec::new(),
             },
             records: records.iter().map(|r| r.addr).collect(),
         }
+    }
+
+    /// A [`Policy::Learned`] answer: `first` (the backend measured fastest from the client's subnet), then
+    /// the other records of `drawn` (the geolocation draw), as many as one answer carries.
+    pub fn first_then(&self, first: IpAddr, drawn: Vec<IpAddr>) -> Vec<IpAddr> {
+        let mut out = Vec::with_capacity(drawn.len().max(1));
+        out.push(first);
+        out.extend(drawn.into_iter().filter(|ip| *ip != first));
+        out.truncate(usize::from(self.max_answers.max(1)));
+        out
     }
 
     /// The records one answer carries at rotation position `rotation`, for a client in region `region`
@@ -155,7 +187,7 @@ impl Entry {
             *dst = *s;
         }
         let draw = Draw {
-            policy: self.policy.code(),
+            policy: self.policy.draw_code(),
             max_answers: self.max_answers,
             count: self.records.len(),
             slots: &slots,

@@ -3,7 +3,7 @@
 
 use std::{
     io::ErrorKind,
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
@@ -14,13 +14,15 @@ use hickory_proto::{
 
 /// An OPT record carrying Client Subnet 198.51.100.0/24 (a documentation prefix).
 pub fn ecs_edns() -> Edns {
+    subnet_edns(Ipv4Addr::new(198, 51, 100, 0).into(), 24)
+}
+
+/// An OPT record carrying Client Subnet `addr`/`prefix`.
+pub fn subnet_edns(addr: IpAddr, prefix: u8) -> Edns {
     let mut e = Edns::new();
     e.set_max_payload(1232);
-    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-        Ipv4Addr::new(198, 51, 100, 0).into(),
-        24,
-        0,
-    )));
+    e.options_mut()
+        .insert(EdnsOption::Subnet(ClientSubnet::new(addr, prefix, 0)));
     e
 }
 
@@ -59,6 +61,15 @@ impl Asker {
     /// debug-build server on a loaded machine can be slow; inside a wait loop only a failure waits that
     /// long). With `ecs` the query carries Client Subnet.
     pub fn a(&mut self, name: &str, ecs: bool) -> Option<Vec<Ipv4Addr>> {
+        self.a_with(name, ecs.then(ecs_edns))
+    }
+
+    /// [`a`](Self::a), the query carrying Client Subnet `addr`/`prefix`.
+    pub fn a_for(&mut self, name: &str, addr: IpAddr, prefix: u8) -> Option<Vec<Ipv4Addr>> {
+        self.a_with(name, Some(subnet_edns(addr, prefix)))
+    }
+
+    fn a_with(&mut self, name: &str, edns: Option<Edns>) -> Option<Vec<Ipv4Addr>> {
         self.id = self.id.wrapping_add(1);
         let mut m = Message::query();
         m.metadata.id = self.id;
@@ -66,8 +77,8 @@ impl Asker {
             Name::from_ascii(name).expect("name"),
             RecordType::A,
         ));
-        if ecs {
-            m.set_edns(ecs_edns());
+        if let Some(e) = edns {
+            m.set_edns(e);
         }
         self.sock.send(&m.to_vec().expect("encode")).ok()?;
         let deadline = Instant::now() + self.timeout;

@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 pub mod cost;
+pub mod delay;
 pub mod dnsq;
 pub mod frames;
 pub mod http;

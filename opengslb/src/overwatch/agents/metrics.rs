@@ -14,6 +14,7 @@ impl AgentBook {
         let wall = wall_ms as f64 / 1000.0;
         BookView {
             reports: self.counts.iter().map(|(k, v)| (*k, *v)).collect(),
+            latency_reports: self.latency_counts.iter().map(|(k, v)| (*k, *v)).collect(),
             agents: self
                 .agents()
                 .map(|(id, a)| AgentRow {
@@ -56,6 +57,14 @@ impl Collector for BookMetrics {
             "opengslb_agent_reports",
             "Agent reports that opened, by result: applied, left, or why they were refused (malformed, bad_token, unknown_service, stale)",
             book.reports
+                .iter()
+                .map(|(result, n)| ([("result", *result)], *n)),
+        )?;
+        counters(
+            &mut encoder,
+            "opengslb_agent_latency_reports",
+            "Agents' learned-latency reports that opened, by result: applied, or why they were refused (malformed, bad_token, unknown_service, clock, not_alive)",
+            book.latency_reports
                 .iter()
                 .map(|(result, n)| ([("result", *result)], *n)),
         )?;

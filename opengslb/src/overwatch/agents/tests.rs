@@ -529,3 +529,77 @@ fn a_store_that_cannot_be_created_keeps_pins_in_memory() {
         Err(Refusal::BadToken { .. })
     ));
 }
+
+fn latency(agent: &str, token: &str, service: &str, sent_ms: u64) -> Vec<u8> {
+    use crate::gossip::wire::{LATENCY_VERSION, LatencyReport, SubnetLatency};
+    LatencyReport {
+        version: LATENCY_VERSION,
+        agent_id: agent.into(),
+        sent_ms,
+        token: Secret::new(token),
+        service: service.into(),
+        address: "10.0.0.1".parse().unwrap(),
+        port: 80,
+        subnets: vec![SubnetLatency {
+            network: "198.51.100.0".parse().unwrap(),
+            prefix_len: 24,
+            rtt_us: 12_000,
+            samples: 7,
+        }],
+    }
+    .encode()
+}
+
+#[test]
+fn learned_latency_comes_only_from_an_alive_agent_with_the_services_token() {
+    let dir = temp_dir("latency");
+    let mut book = AgentBook::new(
+        &tokens(&[
+            ("app.demo.local", &["token-one-0123456"]),
+            ("other.demo.local", &["token-two-0123456"]),
+        ]),
+        &dir,
+        services(),
+    );
+    let good = latency("a", "token-one-0123456", "app.demo.local", WALL);
+    // Before its first health report, the agent is not in the book.
+    assert_eq!(book.on_latency(&good, WALL), Err(Refusal::NotAlive));
+    arrive(
+        &mut book,
+        &report("a", 1, "token-one-0123456", "app.demo.local"),
+        EPOCH,
+        Instant::now(),
+    )
+    .unwrap();
+    let accepted = book.on_latency(&good, WALL).unwrap();
+    assert_eq!((accepted.subnets.len(), accepted.port), (1, 80));
+    // The same agent id with another token is another agent: not alive.
+    let other_token = latency("a", "token-two-0123456", "app.demo.local", WALL);
+    assert_eq!(book.on_latency(&other_token, WALL), Err(Refusal::NotAlive));
+    // An alive agent's token is not good for another service.
+    let other_service = latency("a", "token-one-0123456", "other.demo.local", WALL);
+    assert!(matches!(
+        book.on_latency(&other_service, WALL),
+        Err(Refusal::BadToken { .. })
+    ));
+    let unknown = latency("a", "token-one-0123456", "nope.demo.local", WALL);
+    assert!(matches!(
+        book.on_latency(&unknown, WALL),
+        Err(Refusal::UnknownService { .. })
+    ));
+    let stale = latency("a", "token-one-0123456", "app.demo.local", WALL - 31_000);
+    assert_eq!(book.on_latency(&stale, WALL), Err(Refusal::Clock));
+    assert!(matches!(
+        book.on_latency(&good[..good.len() - 2], WALL),
+        Err(Refusal::Malformed(_))
+    ));
+    // Once it left, its latency is refused again.
+    let mut leaving = report("a", 2, "token-one-0123456", "app.demo.local");
+    leaving.leaving = true;
+    arrive(&mut book, &leaving, EPOCH, Instant::now()).unwrap();
+    assert_eq!(book.on_latency(&good, WALL), Err(Refusal::NotAlive));
+    assert_eq!(book.latency_counts.get("applied"), Some(&1));
+    assert_eq!(book.latency_counts.get("not_alive"), Some(&3));
+    // Health report counts are their own.
+    assert_eq!(book.counts.get("applied"), Some(&1));
+}

@@ -8,10 +8,12 @@
 //!   random).
 //! - **failover**: the records in config order, the first ones answering (the original's swap-delete could
 //!   scramble the order).
-//! - **latency** (and `learned-latency`, until agents report client latency): the records with probe
-//!   latency data, fastest first (ties in config order), those above `max_latency` dropped unless all
-//!   are; a family with no data at all rotates.
+//! - **latency**: the records with probe latency data (at least `min_samples` probes), fastest first
+//!   (ties in config order), those above `max_latency` dropped unless all are; a family with no data at
+//!   all rotates.
 //! - **geolocation**: every record with its region id; the client's region is found per query.
+//! - **learned-latency**: as geolocation, and per query the backend agents measured fastest from the
+//!   client's subnet goes first ([`Policy::Learned`]).
 //!
 //! A backend that came back within its domain's `slow_start` window ([`ramp`]) counts for part of its
 //! weight under `weighted`; under `round-robin` the family is drawn as `weighted` with equal weights while
@@ -56,6 +58,9 @@ pub struct Routing {
     pub max_latency: Duration,
     /// The `geolocation` default region's id (0: none).
     pub default_region: u8,
+    /// Samples a latency needs before it counts (`latency_config.min_samples`): probes under `latency`,
+    /// an agent's connection samples per subnet under `learned-latency`.
+    pub min_samples: u32,
 }
 
 impl Routing {
@@ -64,6 +69,7 @@ impl Routing {
         algorithm: RoutingAlgorithm::RoundRobin,
         max_latency: DEFAULT_MAX_LATENCY,
         default_region: 0,
+        min_samples: 1,
     };
 
     /// The table form of one family's candidates (all of one family), each address once.
@@ -88,12 +94,17 @@ impl Routing {
                 },
                 cands.to_vec(),
             ),
-            RoutingAlgorithm::Latency | RoutingAlgorithm::LearnedLatency => {
-                match fastest_first(cands, self.max_latency) {
-                    Some(ordered) => (Policy::FixedOrder, ordered),
-                    None => (Policy::RoundRobin, cands.to_vec()),
-                }
-            }
+            RoutingAlgorithm::LearnedLatency => (
+                Policy::Learned {
+                    default_region: self.default_region,
+                    min_samples: self.min_samples,
+                },
+                cands.to_vec(),
+            ),
+            RoutingAlgorithm::Latency => match fastest_first(cands, self.max_latency) {
+                Some(ordered) => (Policy::FixedOrder, ordered),
+                None => (Policy::RoundRobin, cands.to_vec()),
+            },
         };
         Family {
             policy,

@@ -195,11 +195,46 @@ fn latency_drops_backends_above_max_latency_unless_all_are() {
 #[test]
 fn latency_without_data_is_round_robin() {
     let cands = [cand(1, 1, 0), cand(2, 1, 0), cand(3, 1, 0)];
-    let r = routing(RoutingAlgorithm::LearnedLatency);
+    let r = routing(RoutingAlgorithm::Latency);
     assert_eq!(r.family(&cands).policy, Policy::RoundRobin);
     assert_eq!(
         answers(&r, &cands, 2, 0..6),
         answers(&Routing::ROUND_ROBIN, &cands, 2, 0..6)
+    );
+}
+
+#[test]
+fn learned_latency_falls_back_to_geolocation_then_round_robin() {
+    // Probe latency does not order a learned-latency name: the per-query choice is the agents'.
+    let cands = [
+        with_latency(cand(1, 1, 2), 90),
+        with_latency(cand(2, 1, 1), 5),
+        cand(3, 1, 0),
+    ];
+    let r = Routing {
+        default_region: 2,
+        ..routing(RoutingAlgorithm::LearnedLatency)
+    };
+    let f = r.family(&cands);
+    assert_eq!(
+        f.policy,
+        Policy::Learned {
+            default_region: 2,
+            min_samples: 1
+        }
+    );
+    assert_eq!(
+        f.records.iter().map(|r| r.region).collect::<Vec<_>>(),
+        [2, 1, 0]
+    );
+    // Drawn as geolocation would: a client placed nowhere gets the default region's backend.
+    assert_eq!(answers(&r, &cands, 1, 0..3), vec![addrs(&cands, &[0]); 3]);
+    // Without regions, round-robin among all.
+    let flat = [cand(1, 1, 0), cand(2, 1, 0), cand(3, 1, 0)];
+    let r = routing(RoutingAlgorithm::LearnedLatency);
+    assert_eq!(
+        answers(&r, &flat, 2, 0..6),
+        answers(&Routing::ROUND_ROBIN, &flat, 2, 0..6)
     );
 }
 

@@ -409,11 +409,8 @@ pub fn explain(
 /// The records an answer carries at [`ROTATION`] for `client` in `region`, as the DNS paths draw them.
 fn answer(view: &View, entry: &Entry, client: Option<IpAddr>, region: u8) -> Vec<IpAddr> {
     let drawn = entry.answer(ROTATION, region);
-    let (Policy::Learned { min_samples, .. }, Some(client)) = (entry.policy, client) else {
-        return drawn;
-    };
-    match view.learned.fastest(client, &entry.records, min_samples) {
-        Some(first) => entry.first_then(first, drawn),
+    match client {
+        Some(client) => entry.learned_first(drawn, &view.learned, client),
         None => drawn,
     }
 }

@@ -26,7 +26,7 @@ use opengslb_common::{
 use super::zone::{Snapshot, Zone};
 use crate::{
     name::DnsName,
-    table::{Entry, EntryKey, Policy},
+    table::{EntryKey, Policy},
 };
 
 /// How the query arrived.
@@ -313,30 +313,6 @@ fn subnet_of(msg: &Message) -> Option<IpAddr> {
     }
 }
 
-/// A `learned-latency` answer: the record agents measured fastest from `client`'s subnet first, then the
-/// geolocation draw's other records, as many as the entry answers with. Under EDNS Client Subnet the scope
-/// is at least the learned subnet's prefix, with or without a learned choice, since another subnet inside
-/// the geolocation rule's may have one.
-fn learned_first(
-    snap: &Snapshot,
-    entry: &Entry,
-    drawn: Vec<IpAddr>,
-    client: IpAddr,
-    min_samples: u32,
-    by_ecs: bool,
-    scope: &Cell<Option<u8>>,
-) -> Vec<IpAddr> {
-    if by_ecs {
-        scope.set(Some(
-            scope.get().unwrap_or(0).max(snap.learned_prefix(client)),
-        ));
-    }
-    let Some(fastest) = snap.learned_fastest(client, &entry.records, min_samples) else {
-        return drawn;
-    };
-    entry.first_then(fastest, drawn)
-}
-
 /// An A or AAAA record for `ip`.
 fn address_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
     let rdata = match ip {
@@ -383,18 +359,17 @@ fn records_for(
         };
         let rotation = ctx.rotation.unwrap_or_else(|| snap.next_rotation_of(&key));
         let mut answer = entry.answer(rotation, region);
-        if let Policy::Learned { min_samples, .. } = entry.policy
+        if let Policy::Learned { .. } = entry.policy
             && let Some(client) = ecs.or(ctx.client)
+            && let Some(learned) = snap.learned()
         {
-            answer = learned_first(
-                snap,
-                entry,
-                answer,
-                client,
-                min_samples,
-                ecs.is_some(),
-                scope,
-            );
+            // Under Client Subnet the scope is at least the longest learned prefix, with or without a
+            // learned choice, since another subnet inside the geolocation rule's may have one.
+            if ecs.is_some() {
+                let learned_scope = learned.read(|t| t.scope_of(client));
+                scope.set(Some(scope.get().unwrap_or(0).max(learned_scope)));
+            }
+            answer = entry.learned_first(answer, learned, client);
         }
         answer
             .into_iter()

@@ -233,24 +233,9 @@ impl Snapshot {
         self
     }
 
-    /// Of `records`, the one agents measured fastest from `client`'s subnet (with at least `min_samples`
-    /// samples).
-    pub fn learned_fastest(
-        &self,
-        client: IpAddr,
-        records: &[IpAddr],
-        min_samples: u32,
-    ) -> Option<IpAddr> {
-        self.learned.as_ref()?.fastest(client, records, min_samples)
-    }
-
-    /// The scope a learned-latency answer for `client` holds for ([`LearnedTable::scope_of`]).
-    ///
-    /// [`LearnedTable::scope_of`]: crate::routing::learned::LearnedTable::scope_of
-    pub fn learned_prefix(&self, client: IpAddr) -> u8 {
-        self.learned
-            .as_ref()
-            .map_or(0, |l| l.read(|t| t.scope_of(client)))
+    /// The learned-latency table `learned-latency` entries answer from, if one is set.
+    pub fn learned(&self) -> Option<&LearnedLatency> {
+        self.learned.as_deref()
     }
 
     /// The region id of a packet's source address, as the XDP program's trie gives it (0: none).

@@ -320,11 +320,6 @@ impl<B: Eq + Hash + Clone> LearnedTable<B> {
         self.evicted
     }
 
-    /// New limits: a lower `max_subnets` takes effect at the next new subnet.
-    pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
-    }
-
     fn counts(&self, learned: &Learned, now: Instant) -> bool {
         learned.samples >= self.limits.min_samples
             && now.saturating_duration_since(learned.updated) <= self.limits.ttl

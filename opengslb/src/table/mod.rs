@@ -8,7 +8,7 @@ use std::{
     net::IpAddr,
 };
 
-use crate::name::DnsName;
+use crate::{name::DnsName, routing::learned::LearnedLatency};
 use opengslb_common::{
     dns::{Draw, answer_indices},
     maps::{MAX_RECORDS, MAX_SLOTS, QTYPE_A, QTYPE_AAAA, policy},
@@ -168,9 +168,22 @@ impl Entry {
         }
     }
 
-    /// A [`Policy::Learned`] answer: `first` (the backend measured fastest from the client's subnet), then
-    /// the other records of `drawn` (the geolocation draw), as many as one answer carries.
-    pub fn first_then(&self, first: IpAddr, drawn: Vec<IpAddr>) -> Vec<IpAddr> {
+    /// A [`Policy::Learned`] answer for `client`: of `drawn` (the geolocation draw), the record agents
+    /// measured fastest from the client's subnet (with the entry's `min_samples`) first, then the others,
+    /// as many as one answer carries. `drawn` as it is under any other policy, or when nothing that counts
+    /// was learned there.
+    pub fn learned_first(
+        &self,
+        drawn: Vec<IpAddr>,
+        learned: &LearnedLatency,
+        client: IpAddr,
+    ) -> Vec<IpAddr> {
+        let Policy::Learned { min_samples, .. } = self.policy else {
+            return drawn;
+        };
+        let Some(first) = learned.fastest(client, &self.records, min_samples) else {
+            return drawn;
+        };
         let mut out = Vec::with_capacity(drawn.len().max(1));
         out.push(first);
         out.extend(drawn.into_iter().filter(|ip| *ip != first));

@@ -273,7 +273,7 @@ impl AgentBook {
             return Err(Refusal::Clock);
         }
         let token = digest(report.token.expose());
-        let id = format!("{}@{}", report.agent_id, &to_hex(&token)[..32]);
+        let id = registry_id(&report.agent_id, &token);
         if self.agents.get(&id).is_none_or(|a| a.life != Life::Alive) {
             return Err(Refusal::NotAlive);
         }
@@ -291,8 +291,7 @@ impl AgentBook {
         }
         let token = digest(report.token.expose());
         self.authenticate(&services, token)?;
-        // 128 bits of the digest: no key holder can find another token that maps to the same id.
-        let id = format!("{}@{}", report.agent_id, &to_hex(&token)[..32]);
+        let id = registry_id(&report.agent_id, &token);
         let known = self.agents.get(&id);
         let same_process = known.is_some_and(|k| k.epoch == a.sender_epoch);
         // Freshness matters for a process not seen before (a replay after the overwatch restarted); a
@@ -634,6 +633,12 @@ impl Pins {
             warn!(error = %e, "cannot write the token pins: they hold until restart only");
         }
     }
+}
+
+/// An agent's id in the book and the registry: its name and 128 bits of its token's digest, so no key
+/// holder can find another token that maps to the same id.
+fn registry_id(agent_id: &str, token: &[u8; 32]) -> String {
+    format!("{agent_id}@{}", &to_hex(token)[..32])
 }
 
 fn to_hex(d: &[u8; 32]) -> String {

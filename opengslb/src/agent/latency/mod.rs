@@ -9,7 +9,7 @@
 pub mod diag;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{
         Arc,
@@ -93,8 +93,8 @@ impl Learner {
 
     /// Takes one read of the kernel's connections at `now`; returns how many samples it gave.
     pub fn observe(&mut self, conns: &[Conn], now: Instant) -> u64 {
-        self.first_seen
-            .retain(|cookie, _| conns.iter().any(|c| c.cookie == *cookie));
+        let present: HashSet<u64> = conns.iter().map(|c| c.cookie).collect();
+        self.first_seen.retain(|cookie, _| present.contains(cookie));
         let alpha = self.cfg.ewma_alpha;
         let mut samples = 0;
         for c in conns {

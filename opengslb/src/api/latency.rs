@@ -3,7 +3,7 @@
 //! subnet). An entry put in by hand is replaced by the next agent report for the same subnet and backend,
 //! and ages out like theirs.
 
-use std::{net::IpAddr, time::Instant};
+use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 use axum::{
     Json,
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    Api, ApiError, View,
+    Api, ApiError,
     error::{BodyErrors, ErrorBody},
     handlers::rfc3339,
     parse::{address, body},
@@ -28,7 +28,7 @@ const MAX_LATENCY_MS: f64 = 60_000.0;
 /// One learned latency.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LatencyEntry {
-    /// The client subnet, as the table groups clients (/24 for IPv4, /48 for IPv6).
+    /// The client subnet, at the prefix length it was reported (or put in) with.
     pub subnet: String,
     /// The backend's address: a round-trip time belongs to the path to a host, whichever port or
     /// service.
@@ -99,7 +99,14 @@ impl Now {
     }
 }
 
-fn entry(view: &View, subnet: IpNet, backend: IpAddr, l: &Learned, now: Now) -> LatencyEntry {
+/// An entry as the API shows it; `region` is that of the first backend at its address.
+fn entry(
+    subnet: IpNet,
+    backend: IpAddr,
+    l: &Learned,
+    region: Option<&str>,
+    now: Now,
+) -> LatencyEntry {
     let age = now.at.saturating_duration_since(l.updated);
     let updated_ms = now
         .wall_ms
@@ -107,11 +114,7 @@ fn entry(view: &View, subnet: IpNet, backend: IpAddr, l: &Learned, now: Now) -> 
     LatencyEntry {
         subnet: subnet.to_string(),
         backend: backend.to_string(),
-        region: view
-            .backends
-            .iter()
-            .find(|b| b.key.address == backend)
-            .map(|b| b.region.clone()),
+        region: region.map(str::to_owned),
         ewma_ms: l.rtt.as_secs_f64() * 1000.0,
         sample_count: l.samples,
         last_updated: rfc3339(updated_ms),
@@ -128,10 +131,15 @@ fn entry(view: &View, subnet: IpNet, backend: IpAddr, l: &Learned, now: Now) -> 
 pub(super) async fn list(State(api): State<Api>) -> Json<LatencyTable> {
     let view = api.view();
     let now = Now::get();
+    // Once per request, and outside the lock the agents' reports take.
+    let mut regions: HashMap<IpAddr, &str> = HashMap::new();
+    for b in &view.backends {
+        regions.entry(b.key.address).or_insert(b.region.as_str());
+    }
     let (mut entries, subnet_count, evicted, max_subnets) = view.learned.read(|t| {
         (
             t.entries()
-                .map(|(net, addr, l)| entry(&view, net, *addr, l, now))
+                .map(|(net, addr, l)| entry(net, *addr, l, regions.get(addr).copied(), now))
                 .collect::<Vec<_>>(),
             t.subnet_count(),
             t.evicted(),
@@ -210,7 +218,7 @@ pub(super) async fn put(
         let held = t.insert(net, backend, rtt, samples, now.at, Source::Api);
         t.subnet(held)
             .find(|(a, _)| **a == backend)
-            .map(|(a, l)| entry(&view, held, *a, l, now))
+            .map(|(a, l)| entry(held, *a, l, regions.first().copied(), now))
     });
     held.map(|e| (StatusCode::CREATED, Json(e)))
         .ok_or_else(|| ApiError::internal("the entry was not kept"))

@@ -3,7 +3,8 @@
 //! Needs: the eBPF build route (../shared/TOOLCHAIN.md: Debian's rustc/cargo, the prebuilt BPF `core`,
 //! LLVM 22, clippy, `bpf-linker`), the tools the tests and benchmarks drive (dig, knot, kdig, kxdpgun,
 //! dnsperf, ip, bpftool, tcpdump, python3-venv for schemathesis; docker, docker-compose and debootstrap
-//! for the docker demo) and, as root, bpffs at /sys/fs/bpf where the overwatch pins its maps.
+//! for the docker demo; etcd and etcdctl for the shared store's tests, protoc to build its client) and,
+//! as root, bpffs at /sys/fs/bpf where the overwatch pins its maps.
 //! Every check is a file test or one `dpkg-query`, so running setup before each command costs little.
 
 use std::{fs, path::Path, process::Command};
@@ -13,7 +14,7 @@ use ebpf_builder::{BPF_LINKER_INSTALL, DEBIAN_PACKAGES, Missing, Route, bpf_link
 use xtask::{exec, is_root, which};
 
 /// Debian packages of the test and run tools, with a binary each provides (checked off Debian).
-const TOOL_PACKAGES: [(&str, &str); 19] = [
+const TOOL_PACKAGES: [(&str, &str); 22] = [
     ("dnsutils", "dig"),
     ("knot", "knotd"),
     ("knot-dnsutils", "kdig"),
@@ -40,6 +41,12 @@ const TOOL_PACKAGES: [(&str, &str); 19] = [
     // the overwatch as a user with the unit's capabilities.
     ("systemd", "systemd-analyze"),
     ("util-linux", "setpriv"),
+    // protoc builds the etcd client's gRPC code (the overwatch's shared store).
+    ("protobuf-compiler", "protoc"),
+    // The shared-store tests and bench run a real etcd cluster. The package may start a system etcd
+    // on 127.0.0.1:2379/2380, which the tests therefore never use on loopback.
+    ("etcd-server", "etcd"),
+    ("etcd-client", "etcdctl"),
 ];
 const BPFFS: &str = "/sys/fs/bpf";
 const MOUNT_BPFFS: &str = "mount -t bpf bpf /sys/fs/bpf";
@@ -215,18 +222,23 @@ pub fn setup(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Debian's prometheus package starts a Prometheus server where systemd runs; only its promtool is
-/// wanted, and the server would hold port 9090 (the metrics port of the demo and the tests).
-fn stop_prometheus_service() {
+/// Packages whose install starts a server where systemd runs, with its unit: only their tools are
+/// wanted, and the servers would hold ports (Prometheus 9090, the metrics port of the demo and the
+/// tests; etcd 2379/2380 on loopback).
+const UNWANTED_SERVICES: [(&str, &str); 2] =
+    [("prometheus", "prometheus"), ("etcd-server", "etcd")];
+
+/// Stops and disables the service a package just installed started, if it runs.
+fn stop_service(unit: &str) {
     let active = Command::new("systemctl")
-        .args(["is-active", "--quiet", "prometheus"])
+        .args(["is-active", "--quiet", unit])
         .status()
         .is_ok_and(|s| s.success());
     if active {
         eprintln!(
-            "setup: stopping and disabling the prometheus service the package started (only promtool is used)"
+            "setup: stopping and disabling the {unit} service its package started (only its tools are used)"
         );
-        let _ = exec(Command::new("systemctl").args(["disable", "--now", "prometheus"]));
+        let _ = exec(Command::new("systemctl").args(["disable", "--now", unit]));
     }
 }
 
@@ -243,8 +255,10 @@ fn install(state: &State) -> Result<()> {
                 .args(&state.packages)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
-        if state.packages.contains(&"prometheus") {
-            stop_prometheus_service();
+        for (package, unit) in UNWANTED_SERVICES {
+            if state.packages.contains(&package) {
+                stop_service(unit);
+            }
         }
     }
     if state.bpf_linker {

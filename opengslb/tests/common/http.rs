@@ -11,11 +11,17 @@ use super::netns::Netns;
 /// A GET of `path` from `addr`, from inside `ns`; the whole response (status line, headers, body), or
 /// an empty string when nothing answered within 3 s.
 pub fn get(ns: &Netns, addr: SocketAddr, path: &str) -> String {
-    ns.enter(|| {
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+    get_within(Some(ns), addr, path, Duration::from_secs(3))
+}
+
+/// [`get`] from inside `ns` or, with `None`, from here, waiting at most `timeout` to connect and as
+/// long for each read.
+pub fn get_within(ns: Option<&Netns>, addr: SocketAddr, path: &str, timeout: Duration) -> String {
+    let get = || {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
             return String::new();
         };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        let _ = s.set_read_timeout(Some(timeout));
         let _ = write!(
             s,
             "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -23,7 +29,11 @@ pub fn get(ns: &Netns, addr: SocketAddr, path: &str) -> String {
         let mut body = String::new();
         let _ = s.read_to_string(&mut body);
         body
-    })
+    };
+    match ns {
+        Some(ns) => ns.enter(get),
+        None => get(),
+    }
 }
 
 /// The value of one metric sample (`name{labels}`) served at `addr`, 0 when absent.

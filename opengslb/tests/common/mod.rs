@@ -4,6 +4,7 @@
 pub mod cost;
 pub mod delay;
 pub mod dnsq;
+pub mod etcd;
 pub mod frames;
 pub mod http;
 pub mod labs;

@@ -22,6 +22,7 @@ use std::{
 };
 
 use common::{
+    bench::{self, ms, show, stopping},
     dnsq::Asker,
     labs,
     netns::{Netns, Proc, TempDir, wait_every},
@@ -32,17 +33,6 @@ use opengslb::{
 };
 use opengslb_common::{counters::Counter, maps::MAX_ENTRIES};
 use serde_json::{Value, json};
-
-/// Set by SIGTERM or SIGINT: every loop stops, and what the bench made is removed as it unwinds.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn stopping() -> bool {
-    STOP.load(Ordering::Relaxed)
-}
 
 /// Exits (non-zero) when a signal asked us to stop; call only where nothing is left to clean up.
 fn exit_if_stopped() {
@@ -95,27 +85,9 @@ impl Plan {
 }
 
 fn main() {
-    let mut json_out = None;
-    let mut smoke = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--json-out" => json_out = args.next().map(PathBuf::from),
-            "--smoke" => smoke = true,
-            // `cargo bench` passes `--bench`; a filter or other harness flags mean nothing here.
-            _ => {}
-        }
-    }
-    let Some(json_out) = json_out else {
-        eprintln!("usage: control --json-out FILE [--smoke]");
-        std::process::exit(2);
-    };
+    let (json_out, smoke) = bench::args("control");
     common::require_root();
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-    }
+    bench::stop_on_signals();
     let plan = Plan::new(smoke);
     let started = Instant::now();
 
@@ -172,14 +144,7 @@ fn main() {
         },
         "seconds": started.elapsed().as_secs_f64(),
     });
-    let text = serde_json::to_string_pretty(&out).expect("JSON");
-    std::fs::write(&json_out, text + "\n")
-        .unwrap_or_else(|e| panic!("writing {}: {e}", json_out.display()));
-    eprintln!(
-        "control: done in {:.1} s, wrote {}",
-        started.elapsed().as_secs_f64(),
-        json_out.display()
-    );
+    bench::write_section("control", &json_out, &out, started);
     // A full run keeps the other figures and says in its section that the lab did not finish; the smoke
     // run, which exists to prove the bench works, fails.
     if plan.smoke && lab.error.is_some() {
@@ -226,22 +191,6 @@ impl Stats {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// A duration as people read it: ms below 10 s.
-fn show(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1e3;
-    if ms < 10.0 {
-        format!("{ms:.1} ms")
-    } else if ms < 10_000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{:.1} s", ms / 1e3)
-    }
-}
-
 fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
@@ -254,35 +203,9 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// A goal: met, or missed by how much (or not measured).
+/// A goal of at most `target`, shown as people read it.
 fn goal(name: &str, target: Duration, value: Option<Duration>) -> Value {
-    let target_text = if target.subsec_nanos() == 0 {
-        format!("≤ {} s", target.as_secs())
-    } else {
-        format!("≤ {}", show(target))
-    };
-    match value {
-        Some(v) => {
-            let met = v <= target;
-            json!({
-                "name": name, "target": target_text, "value": show(v), "met": met,
-                "missed_by": (!met).then(|| format!("{} ({:.2}× the target)", show(v - target), v.as_secs_f64() / target.as_secs_f64())),
-            })
-        }
-        None => {
-            json!({"name": name, "target": target_text, "value": "not measured", "met": null, "missed_by": null})
-        }
-    }
-}
-
-/// "met", "missed by …" or "not measured".
-fn verdict(g: &Value) -> String {
-    match (g["met"].as_bool(), g["missed_by"].as_str()) {
-        (Some(true), _) => "met".into(),
-        (Some(false), Some(by)) => format!("missed by {by}"),
-        (Some(false), None) => "missed".into(),
-        (None, _) => "not measured".into(),
-    }
+    bench::goal(name, target, value, show)
 }
 
 fn markdown(plan: &Plan, lab: &LabFigures, load: &LoadFigures, goals: &[Value]) -> String {
@@ -381,17 +304,7 @@ fn markdown(plan: &Plan, lab: &LabFigures, load: &LoadFigures, goals: &[Value]) 
         None => m.push_str("\nTable changes with queries flowing: not measured (see the log).\n"),
     }
 
-    m.push_str("\n| goal | target | value | |\n|---|---|---|---|\n");
-    for g in goals {
-        let _ = writeln!(
-            m,
-            "| {} | {} | {} | {} |",
-            g["name"].as_str().unwrap_or(""),
-            g["target"].as_str().unwrap_or(""),
-            g["value"].as_str().unwrap_or(""),
-            verdict(g),
-        );
-    }
+    m.push_str(&bench::goals_table(goals));
     let _ = write!(
         m,
         "\nRun by `cargo xtask bench`; standalone, as root: \

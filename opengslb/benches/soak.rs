@@ -12,7 +12,10 @@ mod common;
 
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
-use common::soak::{self, Figures, Settings, Stats, ms};
+use common::{
+    bench,
+    soak::{self, Figures, Settings, Stats, ms},
+};
 use serde_json::{Value, json};
 
 const DRAIN_GOAL: Duration = Duration::from_millis(200);
@@ -75,11 +78,7 @@ fn main() {
             section(&settings, smoke, &f)
         }
         Err(e) => {
-            let why = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "a panic".to_owned());
+            let why = bench::panic_text(&*e);
             json!({
                 "section": "Soak",
                 "markdown": format!("### Soak\n\nThe soak did not run: {why}\n"),
@@ -102,17 +101,7 @@ fn show(d: Duration) -> String {
 }
 
 fn goal_ms(name: &str, value: Option<Duration>) -> Value {
-    let target = format!("≤ {} ms", DRAIN_GOAL.as_millis());
-    match value {
-        Some(v) => {
-            let met = v <= DRAIN_GOAL;
-            json!({"name": name, "target": target, "value": show(v), "met": met,
-                   "missed_by": (!met).then(|| format!("{} ({:.1}× the target)", show(v - DRAIN_GOAL), v.as_secs_f64() / DRAIN_GOAL.as_secs_f64()))})
-        }
-        None => {
-            json!({"name": name, "target": target, "value": "not measured", "met": null, "missed_by": null})
-        }
-    }
+    bench::goal(name, DRAIN_GOAL, value, show)
 }
 
 fn goal_rss(f: Option<&Figures>) -> Value {
@@ -236,22 +225,7 @@ fn section(set: &Settings, smoke: bool, f: &Figures) -> Value {
             let _ = writeln!(m, "- {}", p.lines().next().unwrap_or(""));
         }
     }
-    m.push_str("\n| goal | target | value | |\n|---|---|---|---|\n");
-    for g in &goals {
-        let verdict = match (g["met"].as_bool(), g["missed_by"].as_str()) {
-            (Some(true), _) => "met".to_owned(),
-            (Some(false), Some(by)) => format!("missed by {by}"),
-            (Some(false), None) => "missed".to_owned(),
-            (None, _) => "not measured".to_owned(),
-        };
-        let _ = writeln!(
-            m,
-            "| {} | {} | {} | {verdict} |",
-            g["name"].as_str().unwrap_or(""),
-            g["target"].as_str().unwrap_or(""),
-            g["value"].as_str().unwrap_or("")
-        );
-    }
+    m.push_str(&bench::goals_table(&goals));
     let _ = write!(
         m,
         "\nRun by `cargo xtask bench` (alone: `cargo xtask bench --only soak [--soak-minutes N]`); \

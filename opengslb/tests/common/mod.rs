@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod bench;
 pub mod cost;
 pub mod delay;
 pub mod dnsq;

@@ -23,8 +23,8 @@ use super::{
 
 /// Raft's heartbeat and election timeout in ms: a tenth of etcd's defaults is plenty on loopback or a
 /// namespace's `lo` and makes a lost leader replaced in about half a second.
-const HEARTBEAT_MS: u32 = 50;
-const ELECTION_MS: u32 = 500;
+pub const HEARTBEAT_MS: u32 = 50;
+pub const ELECTION_MS: u32 = 500;
 
 /// Clusters started by this process, for distinct cluster tokens.
 static STARTED: AtomicU32 = AtomicU32::new(0);

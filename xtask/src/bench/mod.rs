@@ -44,7 +44,7 @@ pub struct Options {
     #[arg(long)]
     pub opengslb: Option<PathBuf>,
     /// Run only these parts (comma-separated): `traffic` (the servers' runs) and bench target names
-    /// (`control`, `xdp_cost`, `soak`). Writes no report unless `--out` is given: a partial run would
+    /// (`control`, `xdp_cost`, `soak`, `shared_store`). Writes no report unless `--out` is given: a partial run would
     /// overwrite the other sections' figures.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -54,13 +54,15 @@ pub struct Options {
 }
 
 /// The tools the runs drive, each from a package `cargo xtask setup` installs.
-const TOOLS: [(&str, &str); 6] = [
+const TOOLS: [(&str, &str); 7] = [
     ("kxdpgun", "knot-dnsutils"),
     ("kdig", "knot-dnsutils"),
     ("knotd", "knot"),
     ("dnsperf", "dnsperf"),
     ("bpftool", "bpftool"),
     ("taskset", "util-linux"),
+    // The shared_store bench target's cluster.
+    ("etcd", "etcd-server"),
 ];
 
 /// How long a bench target may run: the soak its length, its warm-up and 10 minutes more (fifty

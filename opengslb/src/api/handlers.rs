@@ -127,6 +127,45 @@ pub(super) struct Ready {
     dns_ready: bool,
     health_ready: bool,
     xdp: &'static str,
+    store: StoreOut,
+}
+
+/// Where operators' changes are kept, and whether they can be made now.
+#[derive(Serialize, ToSchema)]
+pub(super) struct StoreOut {
+    /// `embedded` (the file in `overwatch.data_dir`) or `etcd` (shared by several overwatches).
+    backend: &'static str,
+    /// Whether changes can be made: the embedded store always; etcd when it answers. When it does not,
+    /// DNS keeps answering from the last state and changes are refused with 503.
+    writable: bool,
+    /// Why etcd cannot be reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// When etcd became reachable or unreachable (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    /// The last etcd revision this overwatch holds: equal on overwatches that agree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+}
+
+pub(super) fn store_out(view: &View) -> StoreOut {
+    match &view.store_link {
+        None => StoreOut {
+            backend: "embedded",
+            writable: true,
+            error: None,
+            since: None,
+            revision: None,
+        },
+        Some(l) => StoreOut {
+            backend: "etcd",
+            writable: l.up,
+            error: l.reason.clone(),
+            since: Some(rfc3339(l.since_ms)),
+            revision: Some(l.revision),
+        },
+    }
 }
 
 /// Whether the overwatch answers as configured.
@@ -147,6 +186,7 @@ pub(super) async fn ready(State(api): State<Api>) -> Response {
         dns_ready: r.published,
         health_ready: r.published,
         xdp: r.xdp,
+        store: store_out(&view),
     };
     let status = if r.ready() {
         StatusCode::OK
@@ -572,6 +612,7 @@ pub(super) struct OverwatchOut {
     /// `ready` or `starting`.
     status: &'static str,
     uptime_seconds: u64,
+    store: StoreOut,
 }
 
 /// One gossip member.
@@ -651,6 +692,7 @@ pub(super) async fn cluster(
                 "starting"
             },
             uptime_seconds: view.wall_ms.saturating_sub(view.started_ms) / 1000,
+            store: store_out(&view),
         },
         agents,
         healthy_agents: alive,

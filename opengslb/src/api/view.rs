@@ -49,6 +49,8 @@ pub struct View {
     pub api_objects: Arc<ApiObjects>,
     /// Where the config file is, for messages.
     pub config_source: String,
+    /// The shared store's link to its cluster; `None` for the embedded store.
+    pub store_link: Option<crate::store::Link>,
 }
 
 /// What readiness needs: the first table published, and XDP attached or knowingly off.

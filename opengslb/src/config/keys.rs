@@ -21,6 +21,7 @@ pub(super) const ACTED_ON: &[&str] = &[
     "overwatch.gossip",
     "overwatch.agent_tokens",
     "overwatch.data_dir",
+    "overwatch.store",
     // `enabled: true` is refused; with nothing to sign, the other keys have nothing to configure.
     "overwatch.dnssec",
     "api",

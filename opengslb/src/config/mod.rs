@@ -50,8 +50,9 @@ pub use domain::{
 };
 pub use logging::{LogFormat, LogLevel, LoggingConfig};
 pub use overwatch::{
-    CustomMapping, DnssecConfig, GeolocationConfig, KeySyncConfig, OverwatchConfig,
-    OverwatchGossip, OverwatchIdentity, StaleConfig, ValidationConfig,
+    CustomMapping, DnssecConfig, EtcdConfig, EtcdTls, GeolocationConfig, KeySyncConfig,
+    OverwatchConfig, OverwatchGossip, OverwatchIdentity, StaleConfig, StoreConfig,
+    ValidationConfig,
 };
 pub use region::{ExpectedStatus, HealthCheck, HealthCheckType, Region, Server};
 pub use secret::{GOSSIP_KEY_LEN, GossipKey, Secret, check_file_mode};

@@ -49,6 +49,75 @@ pub struct OverwatchConfig {
     /// `/var/lib/opengslb`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where operators' changes are kept (ours): the embedded store in `data_dir`, or an etcd cluster
+    /// shared by several overwatches. Default: embedded.
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub store: StoreConfig,
+}
+
+/// The `overwatch.store` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// An etcd cluster holding overrides, API-made objects and token pins for every overwatch that
+    /// names it. Default: none (the embedded store in `data_dir`).
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// The `overwatch.store.etcd` block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// The cluster's client URLs (`http://host:2379`, `https://...` with `tls`), at least one.
+    pub endpoints: Vec<String>,
+    /// The prefix of every key, so several deployments can share a cluster. Default `/opengslb/`.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// How long connecting to an endpoint may take. Default 2s.
+    #[serde(default = "default_etcd_timeout", deserialize_with = "de::duration")]
+    pub dial_timeout: Duration,
+    /// How long one request (a write, a health check) may take before etcd counts as unreachable.
+    /// Default 2s.
+    #[serde(default = "default_etcd_timeout", deserialize_with = "de::duration")]
+    pub request_timeout: Duration,
+    /// The etcd user, with `password`. Default: none (no authentication).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The etcd user's password. Default: none.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// TLS to the cluster. Default: none (plain HTTP/2).
+    #[serde(default)]
+    pub tls: Option<EtcdTls>,
+}
+
+/// The `overwatch.store.etcd.tls` block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// The CA that signed the members' certificates (PEM). Default: none (the system's roots are not
+    /// read: name the CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), with `key_file`, for clusters that ask for one. Default: none.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM). Default: none.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The name the members' certificates must carry, when it is not the endpoint's host. Default:
+    /// the endpoint's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+fn default_etcd_prefix() -> String {
+    "/opengslb/".to_owned()
+}
+
+fn default_etcd_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// Documented defaults, the same ones serde applies to missing keys.
@@ -63,6 +132,7 @@ impl Default for OverwatchConfig {
             dnssec: DnssecConfig::default(),
             geolocation: None,
             data_dir: default_data_dir(),
+            store: StoreConfig::default(),
         }
     }
 }

@@ -434,6 +434,72 @@ fn validate_overwatch(config: &Config) -> Result<(), ConfigError> {
         "overwatch.data_dir",
         "must not be empty"
     );
+    if let Some(etcd) = &ow.store.etcd {
+        validate_etcd(etcd)?;
+    }
+    Ok(())
+}
+
+fn validate_etcd(etcd: &crate::config::EtcdConfig) -> Result<(), ConfigError> {
+    ensure!(
+        !etcd.endpoints.is_empty(),
+        "overwatch.store.etcd.endpoints",
+        "must name at least one etcd client URL"
+    );
+    let tls = etcd.tls.is_some();
+    for (i, e) in etcd.endpoints.iter().enumerate() {
+        let path = format!("overwatch.store.etcd.endpoints[{i}]");
+        let rest = e
+            .strip_prefix("http://")
+            .filter(|_| !tls)
+            .or_else(|| e.strip_prefix("https://").filter(|_| tls));
+        let Some(rest) = rest else {
+            return Err(ConfigError::invalid(
+                &path,
+                format!(
+                    "{e:?} must start with {} (with tls, https://; without, http://)",
+                    if tls { "https://" } else { "http://" }
+                ),
+            ));
+        };
+        let host_port = rest.strip_suffix('/').unwrap_or(rest);
+        let port = host_port
+            .rsplit_once(':')
+            .map(|(h, p)| (h, p.parse::<u16>()));
+        ensure!(
+            matches!(port, Some((h, Ok(p))) if !h.is_empty() && p != 0 && !h.contains('/')),
+            &path,
+            "{e:?} must be a URL with a host and a port, such as http://10.0.0.1:2379"
+        );
+    }
+    ensure!(
+        etcd.prefix.starts_with('/') && etcd.prefix.ends_with('/') && etcd.prefix.len() > 1,
+        "overwatch.store.etcd.prefix",
+        "{:?} must start and end with / and name something, such as /opengslb/",
+        etcd.prefix
+    );
+    for (name, d) in [
+        ("dial_timeout", etcd.dial_timeout),
+        ("request_timeout", etcd.request_timeout),
+    ] {
+        ensure!(
+            d >= Duration::from_millis(100) && d <= Duration::from_secs(60),
+            &format!("overwatch.store.etcd.{name}"),
+            "must be between 100ms and 60s"
+        );
+    }
+    ensure!(
+        etcd.username.is_some() == etcd.password.is_some(),
+        "overwatch.store.etcd.username",
+        "username and password go together"
+    );
+    if let Some(t) = &etcd.tls {
+        ensure!(
+            t.cert_file.is_some() == t.key_file.is_some(),
+            "overwatch.store.etcd.tls.cert_file",
+            "cert_file and key_file go together"
+        );
+    }
     Ok(())
 }
 

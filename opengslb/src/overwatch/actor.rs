@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use super::{
     agents::AckDue,
+    backend_id,
     control::{Control, Published},
     reports::Reports,
 };
@@ -24,8 +25,8 @@ use crate::{
     name::DnsName,
     registry::{BackendKey, BackendStatus, NameStatus, Override, Source},
     store::{
-        BackendId,
-        objects::{self, ApiObjects, ObjectChange, Refusal},
+        self, BackendId, Key, OverrideRecord, PinRecord, Record,
+        objects::{self, ApiObject, ApiObjects, ObjectChange, ObjectKey, Refusal},
     },
     table::AnswerTable,
 };
@@ -54,8 +55,23 @@ pub(super) enum Input {
     },
     /// Changes from the API, already stored ([`Overwatch::check`] accepted each).
     Api(Vec<Change>),
+    /// Changes the store announced, in its order: this overwatch's own (already applied: a no-op)
+    /// and, for a shared store, other overwatches'.
+    Stored(Vec<store::Event>),
+    /// Everything the store holds, after its announcements were missed: what is not in it goes.
+    StoredAll(Box<StoredAll>),
     /// SIGINT or SIGTERM.
     Shutdown,
+}
+
+/// A whole store's overrides, API-made objects and pins.
+pub(super) struct StoredAll {
+    /// The API's objects.
+    pub objects: ApiObjects,
+    /// The overrides.
+    pub overrides: Vec<OverrideRecord>,
+    /// The token pins.
+    pub pins: Vec<PinRecord>,
 }
 
 /// What the shell does for an input, in order.
@@ -312,8 +328,151 @@ impl Overwatch {
                 out.extend(self.publish(now, true));
                 out
             }
+            Input::Stored(events) => self.stored(events, now),
+            Input::StoredAll(all) => {
+                let events = self.resync_events(*all);
+                self.stored(events, now)
+            }
             Input::Shutdown => vec![Effect::Stop],
         }
+    }
+
+    /// Applies what the store announced. Each event states a record's new content, so applying one
+    /// twice, or one this overwatch already applied when it made the change, changes nothing; only a
+    /// real change republishes.
+    fn stored(&mut self, events: Vec<store::Event>, now: Instant) -> Vec<Effect> {
+        let mut objects = self.stored.clone();
+        let mut changed = false;
+        for event in events {
+            match event {
+                store::Event::Put(Record::Overrides(r)) => {
+                    let key = BackendKey::new(r.backend.service, r.backend.address, r.backend.port);
+                    let o = Override {
+                        healthy: r.healthy,
+                        reason: r.reason,
+                        by: r.by,
+                        at_ms: r.at_ms,
+                    };
+                    changed |= self.control.registry.restore_override(&key, o);
+                }
+                store::Event::Delete(Key::Overrides(id)) => {
+                    let key = BackendKey::new(id.service, id.address, id.port);
+                    changed |= self.control.registry.forget_override(&key);
+                }
+                store::Event::Put(Record::Pins(p)) => {
+                    if let Some(r) = self.reports.as_mut() {
+                        r.pin_stored(&p.service, Some(p.digest));
+                    }
+                }
+                store::Event::Delete(Key::Pins(service)) => {
+                    if let Some(r) = self.reports.as_mut() {
+                        r.pin_stored(&service, None);
+                    }
+                }
+                store::Event::Put(Record::Domains(d)) => objects.put(ApiObject::Domain(d)),
+                store::Event::Put(Record::Regions(r)) => objects.put(ApiObject::Region(r)),
+                store::Event::Put(Record::Servers(v)) => objects.put(ApiObject::Server(v)),
+                store::Event::Put(Record::GeoMappings(m)) => objects.put(ApiObject::GeoMapping(m)),
+                store::Event::Delete(Key::Domains(n)) => {
+                    objects.remove(&ObjectKey::Domain(n));
+                }
+                store::Event::Delete(Key::Regions(n)) => {
+                    objects.remove(&ObjectKey::Region(n));
+                }
+                store::Event::Delete(Key::Servers(id)) => {
+                    objects.remove(&ObjectKey::Server(id));
+                }
+                store::Event::Delete(Key::GeoMappings(c)) => {
+                    objects.remove(&ObjectKey::GeoMapping(c));
+                }
+            }
+        }
+        if objects != self.stored {
+            info!(
+                objects = objects.len(),
+                "objects made through the API changed in the store"
+            );
+            self.stored = objects;
+            self.apply_objects();
+            let mut out = vec![Effect::Probes(self.control.probes()), self.objects_effect()];
+            out.extend(self.publish(now, true));
+            return out;
+        }
+        if changed {
+            return self.publish(now, false);
+        }
+        Vec::new()
+    }
+
+    /// The events that bring this overwatch to `all`: deletions of what it holds and `all` lacks,
+    /// then every record of `all`.
+    fn resync_events(&self, all: StoredAll) -> Vec<store::Event> {
+        use store::Event::{Delete, Put};
+        let mut events = Vec::new();
+        let keep: HashSet<BackendId> = all.overrides.iter().map(|r| r.backend.clone()).collect();
+        for key in self.control.registry.override_keys() {
+            let id = backend_id(&key);
+            if !keep.contains(&id) {
+                events.push(Delete(Key::Overrides(id)));
+            }
+        }
+        let (old, new) = (&self.stored, &all.objects);
+        events.extend(
+            old.domains
+                .keys()
+                .filter(|k| !new.domains.contains_key(*k))
+                .map(|k| Delete(Key::Domains(k.clone()))),
+        );
+        events.extend(
+            old.regions
+                .keys()
+                .filter(|k| !new.regions.contains_key(*k))
+                .map(|k| Delete(Key::Regions(k.clone()))),
+        );
+        events.extend(
+            old.servers
+                .keys()
+                .filter(|k| !new.servers.contains_key(*k))
+                .map(|k| Delete(Key::Servers(k.clone()))),
+        );
+        events.extend(
+            old.geo_mappings
+                .keys()
+                .filter(|k| !new.geo_mappings.contains_key(*k))
+                .map(|k| Delete(Key::GeoMappings(*k))),
+        );
+        let StoredAll {
+            objects,
+            overrides,
+            pins,
+        } = all;
+        events.extend(overrides.into_iter().map(|r| Put(Record::Overrides(r))));
+        events.extend(
+            objects
+                .domains
+                .into_values()
+                .map(|d| Put(Record::Domains(d))),
+        );
+        events.extend(
+            objects
+                .regions
+                .into_values()
+                .map(|r| Put(Record::Regions(r))),
+        );
+        events.extend(
+            objects
+                .servers
+                .into_values()
+                .map(|v| Put(Record::Servers(v))),
+        );
+        events.extend(
+            objects
+                .geo_mappings
+                .into_values()
+                .map(|m| Put(Record::GeoMappings(m))),
+        );
+        events.extend(pins.into_iter().map(|p| Put(Record::Pins(p))));
+        events
     }
 
     /// Whether an API change can be applied now; asked before it is stored.

@@ -14,7 +14,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::SocketAddr,
-    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,7 +26,7 @@ use crate::{
     config::Secret,
     gossip::wire::{LatencyReport, Report, Status, WireError},
     registry::{AgentReport, AgentSays, BackendKey},
-    store::{PinRecord, Store, StoreError, legacy},
+    store::{Location, PinRecord, Store, StoreError, legacy},
 };
 
 pub use metrics::BookMetrics;
@@ -190,7 +189,7 @@ impl AgentBook {
     /// on first use in `data_dir` when none are.
     pub fn new(
         agent_tokens: &BTreeMap<DnsName, Vec<Secret>>,
-        data_dir: &Path,
+        store: impl Into<Location>,
         services: impl IntoIterator<Item = DnsName>,
     ) -> Self {
         let mut book = Self {
@@ -202,7 +201,7 @@ impl AgentBook {
             latency_counts: BTreeMap::new(),
             applied: None,
         };
-        book.reload(agent_tokens, data_dir, services);
+        book.reload(agent_tokens, store, services);
         book
     }
 
@@ -211,9 +210,10 @@ impl AgentBook {
     pub fn reload(
         &mut self,
         agent_tokens: &BTreeMap<DnsName, Vec<Secret>>,
-        data_dir: &Path,
+        store: impl Into<Location>,
         services: impl IntoIterator<Item = DnsName>,
     ) {
+        let store = store.into();
         self.tokens = agent_tokens
             .iter()
             .map(|(service, list)| {
@@ -224,9 +224,20 @@ impl AgentBook {
         self.services = services.into_iter().collect();
         if !agent_tokens.is_empty() {
             self.pins = Pins::disabled();
-        } else if self.pins.broken || self.pins.dir.as_deref() != Some(data_dir) {
-            self.pins = Pins::load(data_dir.to_owned());
+        } else if self.pins.broken || self.pins.at.as_ref() != Some(&store) {
+            self.pins = Pins::load(store);
         }
+    }
+
+    /// A pin another overwatch sharing the store made (`Some`) or removed (`None`).
+    pub fn pin_stored(&mut self, service: &DnsName, digest: Option<[u8; 32]>) {
+        if self.pins.at.is_none() {
+            return;
+        }
+        match digest {
+            Some(d) => self.pins.pinned.insert(service.to_string(), d),
+            None => self.pins.pinned.remove(&service.to_string()),
+        };
     }
 
     /// The report [`AgentBook::on_report`] last applied (not a leaving one), to acknowledge.
@@ -508,7 +519,8 @@ fn digest(token: &str) -> [u8; 32] {
 /// Trust-on-first-use pins: service → token digest, kept in the store in `data_dir`.
 #[derive(Debug)]
 struct Pins {
-    dir: Option<PathBuf>,
+    /// The store the pins are kept in; `None` when tokens are configured.
+    at: Option<Location>,
     store: Option<Arc<Store>>,
     pinned: BTreeMap<String, [u8; 32]>,
     /// The store (or the pin file of earlier versions) exists but could not be read: pinning anew could
@@ -521,7 +533,7 @@ struct Pins {
 impl Pins {
     fn disabled() -> Self {
         Self {
-            dir: None,
+            at: None,
             store: None,
             pinned: BTreeMap::new(),
             broken: false,
@@ -529,22 +541,31 @@ impl Pins {
         }
     }
 
-    /// Opens the store in `dir`, imports the pin file of earlier versions once, and reads the pins; a
-    /// store or pin file that exists but cannot be read fails closed. A store that cannot be created
-    /// (an unwritable `data_dir`) leaves the pins in memory until restart, as an unwritable pin file did.
-    fn load(dir: PathBuf) -> Self {
+    /// Opens the store, imports the pin file of earlier versions once (embedded store), and reads the
+    /// pins; a store or pin file that exists but cannot be read fails closed. An embedded store that
+    /// cannot be created (an unwritable `data_dir`) leaves the pins in memory until restart, as an
+    /// unwritable pin file did.
+    fn load(at: Location) -> Self {
         let mut pins = Self {
-            dir: Some(dir.clone()),
+            at: Some(at.clone()),
             ..Self::disabled()
         };
-        let existed = std::fs::symlink_metadata(dir.join(crate::store::FILE_NAME)).is_ok();
-        let loaded = Store::shared(&dir).and_then(|store| {
-            legacy::import_pins(&store, &dir)?;
+        let dir = match &at {
+            Location::Embedded(dir) => Some(dir.clone()),
+            Location::Etcd(_) => None,
+        };
+        let existed = dir
+            .as_ref()
+            .is_none_or(|d| std::fs::symlink_metadata(d.join(crate::store::FILE_NAME)).is_ok());
+        let loaded = Store::at(&at).and_then(|store| {
+            if let Some(dir) = &dir {
+                legacy::import_pins(&store, dir)?;
+            }
             let list = store.list::<crate::store::Pins>()?;
             Ok((store, list))
         });
-        match loaded {
-            Ok((store, list)) => {
+        match (loaded, dir) {
+            (Ok((store, list)), _) => {
                 pins.pinned = list
                     .into_iter()
                     .map(|p| (p.service.to_string(), p.digest))
@@ -556,7 +577,7 @@ impl Pins {
                 );
                 pins.store = Some(store);
             }
-            Err(e) if !existed && !matches!(e, StoreError::Legacy { .. }) => {
+            (Err(e), Some(dir)) if !existed && !matches!(e, StoreError::Legacy { .. }) => {
                 warn!(data_dir = %dir.display(), error = %e, "cannot create the store: token pins hold until restart only");
                 pins.warned_unwritable = true;
                 match legacy::read_pins(&dir) {
@@ -572,8 +593,8 @@ impl Pins {
                     }
                 }
             }
-            Err(e) => {
-                error!(data_dir = %dir.display(), error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until they are readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");
+            (Err(e), _) => {
+                error!(error = %e, "cannot read the agent token pins: refusing trust-on-first-use reports until they are readable and the config reloaded (SIGHUP), or overwatch.agent_tokens is set");
                 pins.broken = true;
             }
         }
@@ -619,18 +640,30 @@ impl Pins {
         Ok(())
     }
 
-    /// Writes one pin durably.
+    /// Writes one pin durably, unless one is stored already: overwatches sharing a store may see a
+    /// service's first report at once, and the first pin written is the one they all keep.
     fn save(&mut self, service: &DnsName, digest: [u8; 32]) {
         let Some(store) = &self.store else { return };
         let record = PinRecord {
             service: service.clone(),
             digest,
         };
-        if let Err(e) = store.put::<crate::store::Pins>(&record)
-            && !self.warned_unwritable
-        {
-            self.warned_unwritable = true;
-            warn!(error = %e, "cannot write the token pins: they hold until restart only");
+        match store.put_new::<crate::store::Pins>(&record) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                // Not read back yet, the watch brings it.
+                if let Ok(Some(first)) = store.get::<crate::store::Pins>(service) {
+                    if first.digest != digest {
+                        warn!(service = %service, "another overwatch pinned a different token for this service first: keeping that one");
+                    }
+                    self.pinned.insert(service.to_string(), first.digest);
+                }
+            }
+            Err(e) if !self.warned_unwritable => {
+                self.warned_unwritable = true;
+                warn!(error = %e, "cannot write the token pins: they hold until restart only");
+            }
+            Err(_) => {}
         }
     }
 }

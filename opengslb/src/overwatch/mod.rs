@@ -43,7 +43,8 @@ use crate::{
     metrics::{self, Metrics},
     registry::{BackendKey, Override, StatusMetrics},
     store::{
-        BackendId, Domains, GeoMappings, OverrideRecord, Overrides, Regions, Servers, Store,
+        self, BackendId, Changes, Domains, GeoMappings, OverrideRecord, Overrides, Regions,
+        Servers, Store, StoreError,
         objects::{ApiObject, ApiObjects, ObjectChange, ObjectKey},
     },
     table::{AnswerTable, Rendered},
@@ -165,8 +166,11 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
     }
     // Objects and overrides made through the API come back before the first publish. A store that
     // cannot be read is logged and leaves the API unable to change anything: never a silent reset.
+    let mut changes = None;
     let store = match Store::from_config(&cfg.overwatch) {
         Ok(store) => {
+            // Before the first read: a change made meanwhile (by another overwatch) then comes after.
+            changes = Some(store.changes());
             // Objects first: an override of an API-made server then finds its backend.
             let objects = ApiObjects::load(&store).context("objects made through the API")?;
             if !objects.is_empty() {
@@ -409,7 +413,9 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
                     shell.validate(&overwatch, request);
                     continue;
                 }
+                input = next_stored(&mut changes, shell.store.as_deref()) => input,
                 _ = tick.tick() => {
+                    shell.show_link();
                     shell.publisher.heartbeat();
                     shell.publisher.read_counters();
                     Input::Tick {
@@ -542,6 +548,16 @@ impl Shell {
 }
 
 impl Shell {
+    /// Shows the shared store's link (reachable or not) in the view and the metrics.
+    fn show_link(&mut self) {
+        let link = self.store.as_ref().and_then(|s| s.link());
+        self.run.store_link(link.as_ref());
+        if link != self.view.store_link {
+            self.view.store_link = link;
+            self.show();
+        }
+    }
+
     /// Hands the API the current view.
     fn show(&mut self) {
         self.view.wall_ms = unix_ms();
@@ -627,6 +643,50 @@ impl Shell {
 
 fn backend_id(key: &BackendKey) -> BackendId {
     BackendId::new(key.service.clone(), key.address, key.port)
+}
+
+/// The next changes the store announced, with every one already waiting, or everything it holds when
+/// some were missed; never when there is no store.
+async fn next_stored(changes: &mut Option<Changes>, store: Option<&Store>) -> Input {
+    let (Some(rx), Some(store)) = (changes.as_mut(), store) else {
+        return std::future::pending().await;
+    };
+    let mut events = Vec::new();
+    let mut next = Some(rx.recv().await);
+    while let Some(result) = next.take() {
+        match result {
+            Ok(change) => events.push(change.event),
+            Err(StoreError::Lagged { missed, .. }) => {
+                warn!(
+                    missed,
+                    "store changes were missed: reading the whole store again"
+                );
+                return match stored_all(store) {
+                    Ok(all) => Input::StoredAll(Box::new(all)),
+                    Err(e) => {
+                        error!(error = %e, "the store cannot be read: keeping the running state");
+                        Input::Stored(Vec::new())
+                    }
+                };
+            }
+            Err(StoreError::Closed { .. }) => {
+                *changes = None;
+                break;
+            }
+            Err(e) => error!(error = %e, "a change in the store cannot be read: left out"),
+        }
+        next = changes.as_mut().and_then(Changes::try_recv);
+    }
+    Input::Stored(events)
+}
+
+/// Everything the store holds.
+fn stored_all(store: &Store) -> Result<actor::StoredAll, StoreError> {
+    Ok(actor::StoredAll {
+        objects: ApiObjects::load(store)?,
+        overrides: store.list::<Overrides>()?,
+        pins: store.list::<store::Pins>()?,
+    })
 }
 
 /// The next gossip events, or never when gossip is off.

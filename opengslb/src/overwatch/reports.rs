@@ -15,8 +15,10 @@ use crate::api::{BookView, MemberRow};
 use crate::{
     config::Config,
     gossip::{member::Role, node::Event},
+    name::DnsName,
     registry::Registry,
     routing::learned::LearnedLatency,
+    store::Location,
 };
 
 /// Members the view keeps at most; past it, those down are forgotten.
@@ -36,7 +38,7 @@ pub(super) struct Reports {
     acks: HashMap<SocketAddr, AckDue>,
 }
 
-fn services(cfg: &Config) -> impl Iterator<Item = crate::name::DnsName> + '_ {
+fn services(cfg: &Config) -> impl Iterator<Item = DnsName> + '_ {
     cfg.domains.iter().map(|d| d.name.clone())
 }
 
@@ -55,7 +57,7 @@ impl Reports {
         }
         let book = AgentBook::new(
             &cfg.overwatch.agent_tokens,
-            &cfg.overwatch.data_dir,
+            Location::of(&cfg.overwatch),
             services(cfg),
         );
         Some(Self {
@@ -75,9 +77,14 @@ impl Reports {
     pub fn reload(&mut self, cfg: &Config) {
         self.book.reload(
             &cfg.overwatch.agent_tokens,
-            &cfg.overwatch.data_dir,
+            Location::of(&cfg.overwatch),
             services(cfg),
         );
+    }
+
+    /// A pin another overwatch sharing the store made (`Some`) or removed (`None`).
+    pub fn pin_stored(&mut self, service: &DnsName, digest: Option<[u8; 32]>) {
+        self.book.pin_stored(service, digest);
     }
 
     /// The book as the metrics show it.

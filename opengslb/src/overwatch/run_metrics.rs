@@ -31,7 +31,13 @@ pub struct RunMetrics {
     reloaded_at: AtomicU64,
     checks: Family<ServiceResult, Counter>,
     latency: Family<ServiceLabel, Histogram, fn() -> Histogram>,
+    /// The shared store's link: [`NO_SHARED_STORE`], or 1 (reachable) or 0, and its last revision.
+    store_up: AtomicU64,
+    store_revision: AtomicU64,
 }
+
+/// `store_up` when the store is the embedded one: nothing to show.
+const NO_SHARED_STORE: u64 = u64::MAX;
 
 impl Default for RunMetrics {
     fn default() -> Self {
@@ -45,6 +51,8 @@ impl Default for RunMetrics {
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
             }),
+            store_up: AtomicU64::new(NO_SHARED_STORE),
+            store_revision: AtomicU64::new(0),
         }
     }
 }
@@ -58,6 +66,13 @@ impl RunMetrics {
         } else {
             self.reloads_failed.fetch_add(1, Relaxed);
         }
+    }
+
+    /// The shared store's link, `None` for the embedded store.
+    pub fn store_link(&self, link: Option<&crate::store::Link>) {
+        let (up, revision) = link.map_or((NO_SHARED_STORE, 0), |l| (u64::from(l.up), l.revision));
+        self.store_up.store(up, Relaxed);
+        self.store_revision.store(revision, Relaxed);
     }
 
     /// One validation probe of a backend of `service`.
@@ -107,6 +122,21 @@ impl Collector for RunMetrics {
             "When the config was last reloaded successfully, in seconds since the Unix epoch; 0 before that",
             f64::from_bits(self.reloaded_at.load(Relaxed)),
         )?;
+        let up = self.store_up.load(Relaxed);
+        if up != NO_SHARED_STORE {
+            gauge(
+                &mut encoder,
+                "opengslb_store_up",
+                "1 when the shared store (overwatch.store.etcd) answers and changes are accepted; 0 when it cannot be reached (the last state is served, changes are refused)",
+                up as f64,
+            )?;
+            gauge(
+                &mut encoder,
+                "opengslb_store_revision",
+                "The shared store's last revision this overwatch holds; equal on overwatches that agree",
+                self.store_revision.load(Relaxed) as f64,
+            )?;
+        }
         self.checks.encode(encoder.encode_descriptor(
             "opengslb_overwatch_validation_checks",
             "The overwatch's validation probes of static and API backends, by service and result",

@@ -445,6 +445,26 @@ impl Registry {
         }
     }
 
+    /// Forgets the override of `key`, set or parked: another overwatch sharing the store cleared it.
+    /// Returns whether a known backend changed.
+    pub fn forget_override(&mut self, key: &BackendKey) -> bool {
+        let key = canonical(key);
+        self.parked.remove(&key);
+        self.backends
+            .get_mut(&key)
+            .is_some_and(|b| b.override_.take().is_some())
+    }
+
+    /// The keys of every override, set or parked.
+    pub fn override_keys(&self) -> Vec<BackendKey> {
+        self.backends
+            .values()
+            .filter(|b| b.override_.is_some())
+            .map(|b| b.key.clone())
+            .chain(self.parked.keys().cloned())
+            .collect()
+    }
+
     /// Clears a backend's override. Returns whether it had one.
     pub fn clear_override(&mut self, key: &BackendKey) -> Result<bool, RegistryError> {
         Ok(self.get_mut(key)?.override_.take().is_some())

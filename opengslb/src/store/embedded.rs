@@ -142,12 +142,16 @@ impl Embedded {
         table: Table,
         key: &str,
         value: Option<&[u8]>,
+        only_new: bool,
     ) -> Result<Option<u64>, StoreError> {
         let changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         let write = self.db.begin_write().map_err(|e| self.err(e))?;
         let seq = {
             let mut t = write.open_table(def(table)).map_err(|e| self.err(e))?;
             let existed = match value {
+                Some(_) if only_new && t.get(key).map_err(|e| self.err(e))?.is_some() => {
+                    return Ok(None);
+                }
                 Some(v) => {
                     t.insert(key, v).map_err(|e| self.err(e))?;
                     true
@@ -198,12 +202,16 @@ impl Backend for Embedded {
     }
 
     fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<u64, StoreError> {
-        self.write(table, key, Some(value))?
+        self.write(table, key, Some(value), false)?
             .ok_or_else(|| self.corrupt("a write changed nothing"))
     }
 
+    fn put_new(&self, table: Table, key: &str, value: &[u8]) -> Result<Option<u64>, StoreError> {
+        self.write(table, key, Some(value), true)
+    }
+
     fn delete(&self, table: Table, key: &str) -> Result<Option<u64>, StoreError> {
-        self.write(table, key, None)
+        self.write(table, key, None, false)
     }
 
     fn seq(&self) -> Result<u64, StoreError> {

@@ -100,6 +100,17 @@ pub enum StoreError {
         /// How many.
         missed: u64,
     },
+    /// A shared store cannot be reached now: nothing was changed. The last state read from it is
+    /// kept and served.
+    #[error(
+        "store {location} cannot be reached ({reason}): nothing was changed; the last state read from it is still served"
+    )]
+    Unavailable {
+        /// The cluster.
+        location: String,
+        /// Why.
+        reason: String,
+    },
     /// The store was closed.
     #[error("store {location} was closed")]
     Closed {

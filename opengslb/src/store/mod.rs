@@ -3,32 +3,33 @@
 //!
 //! [`Store`] is one typed interface over a [`Backend`] that holds bytes under a table and a key, numbers
 //! every change, and announces it. The typed layer (records, their versioned encoding) is shared by every
-//! backend, so a distributed backend (etcd) holds the same values as the embedded one ([`Embedded`],
-//! redb in `overwatch.data_dir`), and another overwatch's changes arrive through [`Store::changes`] like
-//! this one's.
+//! backend, so the shared backend ([`Etcd`], `overwatch.store.etcd`) holds the same values as the
+//! embedded one ([`Embedded`], redb in `overwatch.data_dir`), and another overwatch's changes arrive
+//! through [`Store::changes`] like this one's.
 //!
 //! Every call blocks until it is done, and a write until it is durable: async code calls it from
 //! `spawn_blocking`.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError, Weak},
 };
 
 use tokio::sync::broadcast;
 
-use crate::config::OverwatchConfig;
+use crate::config::{EtcdConfig, OverwatchConfig};
 
 mod codec;
 mod embedded;
 mod error;
+mod etcd;
 pub mod legacy;
 pub mod objects;
 mod record;
 
 pub use embedded::{Embedded, FILE_NAME, SCHEMA_VERSION};
 pub use error::StoreError;
+pub use etcd::{Etcd, Link};
 pub use record::{
     BackendId, DomainRecord, Domains, GeoMappingRecord, GeoMappings, HealthCheckRecord, Key, Kind,
     LatencyRecord, OverrideRecord, Overrides, PinRecord, Pins, Record, RegionRecord, Regions,
@@ -89,9 +90,10 @@ pub struct RawChange {
     pub value: Option<Arc<[u8]>>,
 }
 
-/// Where records live. Implementations write durably before returning, number changes from 1 upwards
-/// without gaps, and announce each committed change (their own and, for a shared store, other
-/// writers') on [`Backend::subscribe`] in that order.
+/// Where records live. Implementations write durably before returning, number changes with increasing
+/// numbers (the embedded store from 1 without gaps; etcd by its revisions), and announce each committed
+/// change (their own and, for a shared store, other writers') on [`Backend::subscribe`], in that order
+/// for any one key.
 pub trait Backend: Send + Sync + 'static {
     /// The encoded record under `key`.
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -99,6 +101,9 @@ pub trait Backend: Send + Sync + 'static {
     fn list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Writes a record; returns the change's number once it is durable.
     fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<u64, StoreError>;
+    /// Writes a record only if none is under `key`, atomically even across writers; the change's
+    /// number, or `None` (nothing written) if one was there.
+    fn put_new(&self, table: Table, key: &str, value: &[u8]) -> Result<Option<u64>, StoreError>;
     /// Deletes a record; returns the change's number once it is durable, `None` if there was none.
     fn delete(&self, table: Table, key: &str) -> Result<Option<u64>, StoreError>;
     /// The number of the last change.
@@ -107,6 +112,46 @@ pub trait Backend: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<RawChange>;
     /// Where the records are, for messages (a file, an endpoint).
     fn location(&self) -> &str;
+    /// For a shared store, its link to the cluster; `None` for a local one, which is always there.
+    fn link(&self) -> Option<Link> {
+        None
+    }
+}
+
+/// Which store an overwatch's config names: one process opens each once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The embedded store in this directory.
+    Embedded(PathBuf),
+    /// An etcd cluster.
+    Etcd(EtcdConfig),
+}
+
+impl Location {
+    /// The store `overwatch.store` names: etcd when configured, else the embedded one in `data_dir`.
+    pub fn of(cfg: &OverwatchConfig) -> Self {
+        match &cfg.store.etcd {
+            Some(etcd) => Self::Etcd(etcd.clone()),
+            None => Self::Embedded(cfg.data_dir.clone()),
+        }
+    }
+
+    /// Whether several overwatches share it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Etcd(_))
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(dir: &Path) -> Self {
+        Self::Embedded(dir.to_owned())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(dir: &PathBuf) -> Self {
+        Self::Embedded(dir.clone())
+    }
 }
 
 /// A change to a record, decoded.
@@ -140,9 +185,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Stores open in this process, by file: redb refuses a second open of one file, so the book of agents
-/// and the API share one.
-static OPEN: Mutex<BTreeMap<PathBuf, Weak<Store>>> = Mutex::new(BTreeMap::new());
+/// Stores open in this process, by file or cluster: redb refuses a second open of one file, and one
+/// watch of a cluster is enough, so the book of agents and the API share one.
+static OPEN: Mutex<Vec<(Location, Weak<Store>)>> = Mutex::new(Vec::new());
 
 impl Store {
     /// A store over any backend.
@@ -157,27 +202,50 @@ impl Store {
         Embedded::open(data_dir).map(Self::with_backend)
     }
 
-    /// The overwatch's store, from `overwatch.data_dir`, shared with whoever else in this process has it
-    /// open.
+    /// The overwatch's store, as `overwatch.store` names it, shared with whoever else in this process
+    /// has it open.
     pub fn from_config(cfg: &OverwatchConfig) -> Result<Arc<Self>, StoreError> {
-        Self::shared(&cfg.data_dir)
+        Self::at(&Location::of(cfg))
     }
 
     /// The embedded store in `data_dir`, shared: while one handle is alive, every call gets it; once all
     /// are dropped the file is closed.
     pub fn shared(data_dir: &Path) -> Result<Arc<Self>, StoreError> {
-        let dir = std::path::absolute(data_dir).map_err(|source| StoreError::Io {
-            location: data_dir.display().to_string(),
-            source,
-        })?;
+        Self::at(&Location::Embedded(data_dir.to_owned()))
+    }
+
+    /// The store at `location`, shared: while one handle is alive, every call gets it; once all are
+    /// dropped the file is closed (or the cluster let go).
+    pub fn at(location: &Location) -> Result<Arc<Self>, StoreError> {
+        let location = match location {
+            Location::Embedded(dir) => {
+                Location::Embedded(std::path::absolute(dir).map_err(|source| StoreError::Io {
+                    location: dir.display().to_string(),
+                    source,
+                })?)
+            }
+            other => other.clone(),
+        };
         let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
-        open.retain(|_, w| w.strong_count() > 0);
-        if let Some(store) = open.get(&dir).and_then(Weak::upgrade) {
+        open.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(store) = open
+            .iter()
+            .find(|(l, _)| *l == location)
+            .and_then(|(_, w)| w.upgrade())
+        {
             return Ok(store);
         }
-        let store = Arc::new(Self::open(&dir)?);
-        open.insert(dir, Arc::downgrade(&store));
+        let store = Arc::new(match &location {
+            Location::Embedded(dir) => Self::open(dir)?,
+            Location::Etcd(cfg) => Self::with_backend(Etcd::open(cfg)?),
+        });
+        open.push((location, Arc::downgrade(&store)));
         Ok(store)
+    }
+
+    /// For a shared store, its link to the cluster; `None` for the embedded one.
+    pub fn link(&self) -> Option<Link> {
+        self.backend.link()
     }
 
     /// Where the records are.
@@ -206,6 +274,11 @@ impl Store {
     /// Writes a record (its key is part of it), replacing any under that key; returns the change's
     /// number once it is durable.
     pub fn put<K: Kind>(&self, value: &K::Value) -> Result<u64, StoreError> {
+        let (key, bytes) = self.encoded::<K>(value)?;
+        self.backend.put(K::TABLE, &key, &bytes)
+    }
+
+    fn encoded<K: Kind>(&self, value: &K::Value) -> Result<(String, Vec<u8>), StoreError> {
         let key = K::encode_key(&K::key_of(value));
         let bytes = codec::encode(value).map_err(|e| StoreError::Encode {
             location: self.location().to_owned(),
@@ -213,7 +286,14 @@ impl Store {
             key: key.clone(),
             reason: e.to_string(),
         })?;
-        self.backend.put(K::TABLE, &key, &bytes)
+        Ok((key, bytes))
+    }
+
+    /// Writes a record only if none is under its key, atomically even across overwatches sharing the
+    /// store; the change's number, or `None` when one was there (and nothing was written).
+    pub fn put_new<K: Kind>(&self, value: &K::Value) -> Result<Option<u64>, StoreError> {
+        let (key, bytes) = self.encoded::<K>(value)?;
+        self.backend.put_new(K::TABLE, &key, &bytes)
     }
 
     /// Deletes the record under `key`; returns the change's number once it is durable, or `None` if
@@ -298,5 +378,7 @@ impl Changes {
 
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod etcd_tests;
 #[cfg(test)]
 mod tests;

@@ -89,6 +89,12 @@ function drawReady(r) {
   const xdp = document.getElementById("xdp");
   xdp.textContent = `XDP ${r.xdp}`;
   xdp.className = `pill ${r.xdp === "attached" ? "ok" : r.xdp === "unavailable" ? "bad" : ""}`;
+  const store = document.getElementById("store");
+  const s = r.store || { backend: "embedded", writable: true };
+  store.textContent = s.backend === "etcd"
+    ? (s.writable ? "etcd reachable" : `etcd unreachable: serving the last state, changes refused (${s.error || ""})`)
+    : "store embedded";
+  store.className = `pill ${s.writable ? "ok" : "bad"}`;
 }
 
 function showProblem(message) {

@@ -1,3 +1,5 @@
+use std::path::{Path, PathBuf};
+
 use super::*;
 use crate::gossip::wire::{BackendReport, REPORT_VERSION, Signals};
 use crate::name::DnsName;
@@ -44,6 +46,12 @@ fn arrive(book: &mut AgentBook, r: &Report, epoch: u64, now: Instant) -> Result<
 
 /// A directory removed when the test ends, passed or failed.
 struct TempDir(PathBuf);
+
+impl From<&TempDir> for Location {
+    fn from(dir: &TempDir) -> Self {
+        Self::Embedded(dir.0.clone())
+    }
+}
 
 impl std::ops::Deref for TempDir {
     type Target = Path;

@@ -1,0 +1,626 @@
+//! The shared backend: an etcd cluster that several overwatches name in `overwatch.store.etcd`. Each
+//! record is one key, `<prefix><table>/<key>`, holding the same bytes as the embedded store; a change's
+//! number is etcd's revision of it, so changes are ordered across every overwatch.
+//!
+//! A driver thread owns the client. It reads everything under the prefix, then watches it from the next
+//! revision, and keeps a mirror: reads are served from the mirror, so an overwatch that loses etcd still
+//! has its last state. Every change that reaches the mirror (this overwatch's own writes, and others'
+//! through the watch) is announced once, in revision order per key. The driver checks the cluster
+//! every second; when a check, the watch or the connection fails, the store is unavailable (writes are
+//! refused, reads still answer) and the driver reconnects, reads everything again and announces what
+//! differs from the mirror, so an overwatch catches up with what it missed.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+        mpsc as std_mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{info, warn};
+
+use super::{Backend, RawChange, StoreError, Table};
+use crate::config::EtcdConfig;
+
+/// How many changes a subscriber may fall behind before it is told it lagged.
+const CHANGES_BUFFER: usize = 1024;
+/// How often the driver checks that the cluster answers.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts to reconnect.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What a caller sees of the store's link to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Whether the cluster answered the last check and the mirror follows it.
+    pub up: bool,
+    /// Why it is down, when it is.
+    pub reason: Option<String>,
+    /// When `up` last changed (or the store opened), ms since the Unix epoch.
+    pub since_ms: u64,
+    /// The last revision the mirror holds.
+    pub revision: u64,
+}
+
+/// Records read at once: by table and key, their revision and bytes.
+type Records = BTreeMap<(Table, String), (u64, Arc<[u8]>)>;
+
+/// One record's last known state: the revision that wrote it, and its bytes (`None`: deleted).
+#[derive(Debug, Clone)]
+struct Slot {
+    revision: u64,
+    value: Option<Arc<[u8]>>,
+}
+
+/// Everything under the prefix as last read, with deletions remembered by revision so an older change
+/// arriving late never undoes a newer one.
+#[derive(Default)]
+struct Mirror {
+    revision: u64,
+    slots: BTreeMap<(Table, String), Slot>,
+}
+
+struct Shared {
+    location: String,
+    /// Held across a change to the mirror and its announcement, so they happen in one order.
+    mirror: Mutex<Mirror>,
+    changes: broadcast::Sender<RawChange>,
+    up: AtomicBool,
+    link: Mutex<Link>,
+}
+
+impl Shared {
+    /// Applies one change seen at `revision`; announces it when it changes what a reader sees.
+    fn apply(&self, revision: u64, table: Table, key: &str, value: Option<Arc<[u8]>>) {
+        let mut m = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        m.revision = m.revision.max(revision);
+        let slot = m.slots.entry((table, key.to_owned())).or_insert(Slot {
+            revision: 0,
+            value: None,
+        });
+        if slot.revision >= revision {
+            return;
+        }
+        let same = slot.value == value;
+        slot.revision = revision;
+        slot.value.clone_from(&value);
+        if !same {
+            // No subscriber is not an error.
+            let _ = self.changes.send(RawChange {
+                seq: revision,
+                table,
+                key: key.to_owned(),
+                value,
+            });
+        }
+    }
+
+    /// Takes a full read at `revision`: what differs from the mirror is applied and announced, and a
+    /// record the mirror has but the read does not was deleted meanwhile.
+    fn resync(&self, revision: u64, records: Records) {
+        let gone: Vec<(Table, String)> = {
+            let m = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+            m.slots
+                .iter()
+                .filter(|(k, s)| s.value.is_some() && !records.contains_key(*k))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for (table, key) in gone {
+            self.apply(revision, table, &key, None);
+        }
+        for ((table, key), (rev, value)) in records {
+            self.apply(rev, table, &key, Some(value));
+        }
+        let mut m = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        m.revision = m.revision.max(revision);
+    }
+
+    fn set_link(&self, up: bool, reason: Option<String>) {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        if link.up != up {
+            link.since_ms = crate::gossip::unix_ms();
+            if up {
+                info!(store = %self.location, "the shared store is reachable: changes are accepted");
+            } else {
+                warn!(
+                    store = %self.location,
+                    reason = reason.as_deref().unwrap_or(""),
+                    "the shared store cannot be reached: serving the last state, refusing changes"
+                );
+            }
+        }
+        link.up = up;
+        link.reason = reason;
+        self.up.store(up, Ordering::Release);
+    }
+}
+
+/// A write for the driver to make.
+enum Op {
+    Put(Vec<u8>),
+    /// A write only if no record is there (a trust-on-first-use pin).
+    PutNew(Vec<u8>),
+    Delete,
+}
+
+struct Request {
+    table: Table,
+    key: String,
+    op: Op,
+    deadline: Instant,
+    reply: std_mpsc::SyncSender<Result<Option<u64>, String>>,
+}
+
+/// The store in an etcd cluster.
+pub struct Etcd {
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedSender<Request>,
+    request_timeout: Duration,
+}
+
+impl Etcd {
+    /// Starts following the cluster and waits up to `dial_timeout` + `request_timeout` for the first
+    /// full read. A cluster that cannot be reached by then is not an error: the store starts empty and
+    /// unavailable, and fills once the cluster answers. TLS files that cannot be read are.
+    pub fn open(cfg: &EtcdConfig) -> Result<Self, StoreError> {
+        let location = format!("etcd {} {}", cfg.endpoints.join(","), cfg.prefix);
+        let options = connect_options(cfg, &location)?;
+        let shared = Arc::new(Shared {
+            location: location.clone(),
+            mirror: Mutex::new(Mirror::default()),
+            changes: broadcast::channel(CHANGES_BUFFER).0,
+            up: AtomicBool::new(false),
+            link: Mutex::new(Link {
+                up: false,
+                reason: Some("not connected yet".to_owned()),
+                since_ms: crate::gossip::unix_ms(),
+                revision: 0,
+            }),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            shared: shared.clone(),
+            endpoints: cfg.endpoints.clone(),
+            prefix: cfg.prefix.clone(),
+            options,
+            dial_timeout: cfg.dial_timeout,
+            request_timeout: cfg.request_timeout,
+            pending: VecDeque::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io {
+                location: location.clone(),
+                source,
+            })?;
+        std::thread::Builder::new()
+            .name("store-etcd".to_owned())
+            .spawn(move || rt.block_on(driver.run(rx)))
+            .map_err(|source| StoreError::Io {
+                location: location.clone(),
+                source,
+            })?;
+        let store = Self {
+            shared,
+            requests: tx,
+            request_timeout: cfg.request_timeout,
+        };
+        let until = Instant::now() + cfg.dial_timeout + cfg.request_timeout;
+        while !store.shared.up.load(Ordering::Acquire) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !store.shared.up.load(Ordering::Acquire) {
+            warn!(store = %location, "the shared store cannot be reached at start-up: starting without what it holds, catching up when it answers");
+        }
+        Ok(store)
+    }
+
+    /// The link to the cluster now.
+    pub fn link(&self) -> Link {
+        let mut link = self
+            .shared
+            .link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        link.revision = self
+            .shared
+            .mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .revision;
+        link
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            location: self.shared.location.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Hands a write to the driver and waits for it. A store down for longer than a request may take
+    /// refuses at once, so an outage does not hold every caller for a timeout; one that just went down
+    /// gives the driver that long to reconnect.
+    fn write(&self, table: Table, key: &str, op: Op) -> Result<Option<u64>, StoreError> {
+        if !self.shared.up.load(Ordering::Acquire) {
+            let link = self.link();
+            let down_ms = crate::gossip::unix_ms().saturating_sub(link.since_ms);
+            if u128::from(down_ms) > self.request_timeout.as_millis() {
+                return Err(self.unavailable(link.reason.unwrap_or_default()));
+            }
+        }
+        let (reply, answer) = std_mpsc::sync_channel(1);
+        let deadline = Instant::now() + self.request_timeout;
+        self.requests
+            .send(Request {
+                table,
+                key: key.to_owned(),
+                op,
+                deadline,
+                reply,
+            })
+            .map_err(|_| self.unavailable("the store's driver stopped"))?;
+        // A little past the driver's own deadline, which answers first.
+        match answer.recv_timeout(self.request_timeout + Duration::from_millis(500)) {
+            Ok(result) => result.map_err(|reason| self.unavailable(reason)),
+            Err(_) => {
+                Err(self.unavailable("no answer within overwatch.store.etcd.request_timeout"))
+            }
+        }
+    }
+}
+
+impl Backend for Etcd {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let m = self
+            .shared
+            .mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(m.slots
+            .get(&(table, key.to_owned()))
+            .and_then(|s| s.value.as_deref().map(<[u8]>::to_vec)))
+    }
+
+    fn list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let m = self
+            .shared
+            .mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(m.slots
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .filter_map(|((_, k), s)| s.value.as_deref().map(|v| (k.clone(), v.to_vec())))
+            .collect())
+    }
+
+    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<u64, StoreError> {
+        self.write(table, key, Op::Put(value.to_vec()))?
+            .ok_or_else(|| self.unavailable("etcd answered a write without a revision"))
+    }
+
+    fn put_new(&self, table: Table, key: &str, value: &[u8]) -> Result<Option<u64>, StoreError> {
+        self.write(table, key, Op::PutNew(value.to_vec()))
+    }
+
+    fn delete(&self, table: Table, key: &str) -> Result<Option<u64>, StoreError> {
+        self.write(table, key, Op::Delete)
+    }
+
+    fn seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .shared
+            .mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .revision)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RawChange> {
+        // Under the mirror's lock: a subscriber then sees every change after what a read shows.
+        let _m = self
+            .shared
+            .mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.shared.changes.subscribe()
+    }
+
+    fn location(&self) -> &str {
+        &self.shared.location
+    }
+
+    fn link(&self) -> Option<Link> {
+        Some(Self::link(self))
+    }
+}
+
+fn connect_options(cfg: &EtcdConfig, location: &str) -> Result<ConnectOptions, StoreError> {
+    let mut o = ConnectOptions::new()
+        .with_connect_timeout(cfg.dial_timeout)
+        .with_timeout(cfg.request_timeout)
+        .with_keep_alive(CHECK_EVERY, cfg.request_timeout)
+        .with_keep_alive_while_idle(true)
+        // A member cut off from the others cancels watches rather than keeping them silent.
+        .with_require_leader(true);
+    if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
+        o = o.with_user(user.clone(), password.expose());
+    }
+    if let Some(t) = &cfg.tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| StoreError::Io {
+                location: format!("{location}: {}", path.display()),
+                source,
+            })
+        };
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &t.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        if let Some(name) = &t.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        o = o.with_tls(tls);
+    }
+    Ok(o)
+}
+
+/// Why a session with the cluster ended.
+enum End {
+    /// Every handle to the store was dropped.
+    Closed,
+    /// The cluster stopped answering; reconnect.
+    Lost(String),
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    endpoints: Vec<String>,
+    prefix: String,
+    options: ConnectOptions,
+    dial_timeout: Duration,
+    request_timeout: Duration,
+    /// Writes waiting for a session, each until its deadline.
+    pending: VecDeque<Request>,
+}
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let end = match self.connect().await {
+                Ok(client) => {
+                    backoff = Duration::from_millis(100);
+                    self.session(client, &mut rx).await
+                }
+                Err(reason) => End::Lost(reason),
+            };
+            match end {
+                End::Closed => return,
+                End::Lost(reason) => self.shared.set_link(false, Some(reason)),
+            }
+            // Writes keep arriving while down: each waits for the next session until its deadline.
+            let until = tokio::time::Instant::now() + backoff;
+            loop {
+                self.expire_pending();
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    r = rx.recv() => match r {
+                        Some(r) => self.pending.push_back(r),
+                        None => return,
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn expire_pending(&mut self) {
+        let now = Instant::now();
+        let link = self
+            .shared
+            .link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reason
+            .clone()
+            .unwrap_or_default();
+        self.pending.retain(|r| {
+            if r.deadline > now {
+                return true;
+            }
+            let _ = r.reply.send(Err(link.clone()));
+            false
+        });
+    }
+
+    async fn connect(&self) -> Result<Client, String> {
+        let connect = Client::connect(&self.endpoints, Some(self.options.clone()));
+        match tokio::time::timeout(self.dial_timeout + self.request_timeout, connect).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+            Err(_) => Err("cannot connect: timed out".to_owned()),
+        }
+    }
+
+    /// One connection's life: read everything, follow the watch, make the writes.
+    async fn session(
+        &mut self,
+        mut client: Client,
+        rx: &mut mpsc::UnboundedReceiver<Request>,
+    ) -> End {
+        let revision = match self.read_all(&mut client).await {
+            Ok(r) => r,
+            Err(e) => return End::Lost(e),
+        };
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(i64::try_from(revision + 1).unwrap_or(i64::MAX));
+        let watch = client.watch(self.prefix.as_bytes(), Some(options));
+        let mut watch = match tokio::time::timeout(self.request_timeout, watch).await {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => return End::Lost(format!("cannot watch: {e}")),
+            Err(_) => return End::Lost("cannot watch: timed out".to_owned()),
+        };
+        self.shared.set_link(true, None);
+        while let Some(r) = self.pending.pop_front() {
+            self.serve(&mut client, r).await;
+        }
+        let mut check = tokio::time::interval(CHECK_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                m = watch.message() => match m {
+                    Ok(Some(resp)) if resp.canceled() => {
+                        return End::Lost(format!(
+                            "the watch was cancelled: {} (compacted at {})",
+                            resp.cancel_reason(),
+                            resp.compact_revision()
+                        ));
+                    }
+                    Ok(Some(resp)) => {
+                        for event in resp.events() {
+                            self.on_event(event);
+                        }
+                    }
+                    Ok(None) => return End::Lost("the watch ended".to_owned()),
+                    Err(e) => return End::Lost(format!("the watch failed: {e}")),
+                },
+                r = rx.recv() => match r {
+                    Some(r) => self.serve(&mut client, r).await,
+                    None => return End::Closed,
+                },
+                _ = check.tick() => {
+                    // A linearizable read: it needs a leader and a quorum, so it fails on a member
+                    // cut off from the others, and when this overwatch is cut off from all of them.
+                    let opts = GetOptions::new().with_count_only();
+                    let key = format!("{}health", self.prefix);
+                    match tokio::time::timeout(self.request_timeout, client.get(key, Some(opts))).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return End::Lost(format!("the check failed: {e}")),
+                        Err(_) => return End::Lost("the check timed out".to_owned()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads every record under the prefix into the mirror; returns the revision read at.
+    async fn read_all(&self, client: &mut Client) -> Result<u64, String> {
+        let get = client.get(
+            self.prefix.as_bytes(),
+            Some(GetOptions::new().with_prefix()),
+        );
+        let resp = match tokio::time::timeout(self.request_timeout, get).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("cannot read: {e}")),
+            Err(_) => return Err("cannot read: timed out".to_owned()),
+        };
+        let revision = resp
+            .header()
+            .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0));
+        let mut records = BTreeMap::new();
+        for kv in resp.kvs() {
+            if let Some((table, key)) = self.parse_key(kv.key()) {
+                let rev = u64::try_from(kv.mod_revision()).unwrap_or(0);
+                records.insert((table, key), (rev, Arc::from(kv.value())));
+            }
+        }
+        self.shared.resync(revision, records);
+        Ok(revision)
+    }
+
+    fn on_event(&self, event: &etcd_client::Event) {
+        let Some(kv) = event.kv() else { return };
+        let Some((table, key)) = self.parse_key(kv.key()) else {
+            return;
+        };
+        let revision = u64::try_from(kv.mod_revision()).unwrap_or(0);
+        let value = match event.event_type() {
+            EventType::Put => Some(Arc::from(kv.value())),
+            EventType::Delete => None,
+        };
+        self.shared.apply(revision, table, &key, value);
+    }
+
+    /// `<prefix><table>/<key>` as a table and a key; other keys under the prefix (the health key, a
+    /// table of a later version) are not records of this build.
+    fn parse_key(&self, raw: &[u8]) -> Option<(Table, String)> {
+        let rest = std::str::from_utf8(raw).ok()?.strip_prefix(&self.prefix)?;
+        let (name, key) = rest.split_once('/')?;
+        let table = Table::ALL.into_iter().find(|t| t.name() == name)?;
+        Some((table, key.to_owned()))
+    }
+
+    fn etcd_key(&self, table: Table, key: &str) -> String {
+        format!("{}{}/{key}", self.prefix, table.name())
+    }
+
+    /// Makes one write and answers it; a change made is applied to the mirror (and announced) before
+    /// the answer, so the writer reads its own write.
+    async fn serve(&self, client: &mut Client, r: Request) {
+        let full = self.etcd_key(r.table, &r.key);
+        let left = r.deadline.saturating_duration_since(Instant::now());
+        let result = tokio::time::timeout(left, self.write(client, &full, &r.op)).await;
+        let answer = match result {
+            Ok(Ok(Some(revision))) => {
+                let value = match &r.op {
+                    Op::Put(v) | Op::PutNew(v) => Some(Arc::from(v.as_slice())),
+                    Op::Delete => None,
+                };
+                self.shared.apply(revision, r.table, &r.key, value);
+                Ok(Some(revision))
+            }
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(e)) => Err(format!("the write failed: {e}")),
+            Err(_) => Err("the write timed out".to_owned()),
+        };
+        let _ = r.reply.send(answer);
+    }
+
+    /// The revision of the change, or `None` when nothing changed (a deletion of nothing, a new record
+    /// where one exists).
+    async fn write(
+        &self,
+        client: &mut Client,
+        full: &str,
+        op: &Op,
+    ) -> Result<Option<u64>, etcd_client::Error> {
+        let revision = |h: Option<&etcd_client::ResponseHeader>| {
+            h.map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0))
+        };
+        match op {
+            Op::Put(v) => {
+                let resp = client.put(full, v.clone(), None).await?;
+                Ok(Some(revision(resp.header())))
+            }
+            Op::Delete => {
+                let resp = client.delete(full, None).await?;
+                Ok((resp.deleted() > 0).then(|| revision(resp.header())))
+            }
+            Op::PutNew(v) => {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(full, CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(full, v.clone(), None)]);
+                let resp = client.txn(txn).await?;
+                Ok(resp.succeeded().then(|| revision(resp.header())))
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@ use common::{
     dnsq::Asker,
     etcd::{EtcdCluster, memory_dir},
     http::{call, get},
-    labs::KEY,
+    labs::{self, KEY},
     netns::{Netns, Proc, TempDir, sh, wait_every, wait_for},
     write_private,
 };
@@ -30,7 +30,6 @@ const ETCD: [&str; 3] = ["10.99.0.11", "10.99.0.12", "10.99.0.13"];
 const AGENT: &str = "10.99.0.30";
 const BACKEND_PORT: u16 = 8080;
 const TOKEN: &str = "shared-api-token-0123456789";
-const AGENT_TOKEN: &str = "app-token-0123456789";
 const NAME: &str = "app.demo.local";
 /// What the design needs for a change to reach every overwatch (the watch: milliseconds).
 const REACH: Duration = Duration::from_secs(3);
@@ -91,25 +90,6 @@ metrics:
   address: "{ip}:9090"
 "#,
         data = dir.join(format!("ow{i}")).display(),
-    )
-}
-
-fn agent_config(dir: &Path) -> String {
-    let nodes: Vec<String> = (0..3).map(|i| format!("\"{}:7946\"", ow_ip(i))).collect();
-    format!(
-        r#"mode: agent
-logging: {{ format: text }}
-agent:
-  identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
-  backends:
-    - {{ service: {NAME}, address: {AGENT}, port: {BACKEND_PORT}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
-  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: [{nodes}] }}
-  drain_file: {drain}
-  control_socket: {socket}
-"#,
-        nodes = nodes.join(", "),
-        drain = dir.join("drain").display(),
-        socket = dir.join("agent.sock").display(),
     )
 }
 
@@ -189,6 +169,12 @@ impl Lab {
     }
 }
 
+/// Makes server `address` of the name in region `eu` through overwatch `i`: the status and the body.
+fn post_server(lab: &Lab, i: usize, address: &str) -> (u16, String) {
+    let body = format!(r#"{{"service": "{NAME}", "address": "{address}", "region": "eu"}}"#);
+    lab.change(i, "POST", "/api/v1/servers", Some(&body))
+}
+
 fn set(addrs: &[&str]) -> BTreeSet<Ipv4Addr> {
     addrs.iter().map(|a| a.parse().unwrap()).collect()
 }
@@ -262,7 +248,11 @@ fn three_overwatches_on_one_etcd_cluster_agree() {
     // An agent reporting to all three: its backend is answered by all, its token pinned once.
     let _backend = agent_ns.enter(|| TcpListener::bind((AGENT, BACKEND_PORT)).unwrap());
     let agent_cfg = lab.dir.0.join("agent.yaml");
-    write_private(&agent_cfg, &agent_config(&lab.dir.0));
+    let nodes: Vec<String> = (0..3).map(|i| format!("{}:7946", ow_ip(i))).collect();
+    write_private(
+        &agent_cfg,
+        &labs::agent_at(&lab.dir.0, AGENT, BACKEND_PORT, &nodes),
+    );
     let mut cmd = agent_ns.command(bin);
     cmd.args(["agent", "--config"]).arg(&agent_cfg);
     lab.procs
@@ -292,14 +282,7 @@ fn three_overwatches_on_one_etcd_cluster_agree() {
     let t = lab.all_answer(&[0, 1, 2], &without_1, REACH);
     println!("an override made on ow0 reached every overwatch in {t:?}");
     // A server made through ow1 is served by all.
-    let (status, body) = lab.change(
-        1,
-        "POST",
-        "/api/v1/servers",
-        Some(&format!(
-            r#"{{"service": "{NAME}", "address": "192.0.2.9", "region": "eu"}}"#
-        )),
-    );
+    let (status, body) = post_server(&lab, 1, "192.0.2.9");
     assert_eq!(status, 201, "{body}");
     let with_9 = set(&["192.0.2.2", "192.0.2.9", AGENT]);
     let t = lab.all_answer(&[0, 1, 2], &with_9, REACH);
@@ -354,14 +337,7 @@ fn three_overwatches_on_one_etcd_cluster_agree() {
         Some(&with_1),
         "the last state is served"
     );
-    let (status, body) = lab.change(
-        1,
-        "POST",
-        "/api/v1/servers",
-        Some(&format!(
-            r#"{{"service": "{NAME}", "address": "192.0.2.10", "region": "eu"}}"#
-        )),
-    );
+    let (status, body) = post_server(&lab, 1, "192.0.2.10");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cannot be reached"), "{body}");
     // Meanwhile a change on ow0 reaches ow0 and ow2, not ow1.

@@ -64,6 +64,18 @@ pub(super) enum Input {
     Shutdown,
 }
 
+/// A stored override, as the registry holds it.
+fn override_of(r: OverrideRecord) -> (BackendKey, Override) {
+    let key = BackendKey::new(r.backend.service, r.backend.address, r.backend.port);
+    let o = Override {
+        healthy: r.healthy,
+        reason: r.reason,
+        by: r.by,
+        at_ms: r.at_ms,
+    };
+    (key, o)
+}
+
 /// A whole store's overrides, API-made objects and pins.
 pub(super) struct StoredAll {
     /// The API's objects.
@@ -346,13 +358,7 @@ impl Overwatch {
         for event in events {
             match event {
                 store::Event::Put(Record::Overrides(r)) => {
-                    let key = BackendKey::new(r.backend.service, r.backend.address, r.backend.port);
-                    let o = Override {
-                        healthy: r.healthy,
-                        reason: r.reason,
-                        by: r.by,
-                        at_ms: r.at_ms,
-                    };
+                    let (key, o) = override_of(r);
                     changed |= self.control.registry.restore_override(&key, o);
                 }
                 store::Event::Delete(Key::Overrides(id)) => {
@@ -529,11 +535,9 @@ impl Overwatch {
     }
 
     /// Overrides kept from before a restart; those of backends not known yet wait for them.
-    pub fn restore_overrides(
-        &mut self,
-        overrides: impl IntoIterator<Item = (BackendKey, Override)>,
-    ) {
-        for (key, o) in overrides {
+    pub fn restore_overrides(&mut self, overrides: impl IntoIterator<Item = OverrideRecord>) {
+        for r in overrides {
+            let (key, o) = override_of(r);
             self.control.registry.restore_override(&key, o);
         }
     }

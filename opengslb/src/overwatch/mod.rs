@@ -41,7 +41,7 @@ use crate::{
     gossip::unix_ms,
     health::Prober,
     metrics::{self, Metrics},
-    registry::{BackendKey, Override, StatusMetrics},
+    registry::{BackendKey, StatusMetrics},
     store::{
         self, BackendId, Changes, Domains, GeoMappings, OverrideRecord, Overrides, Regions,
         Servers, Store, StoreError,
@@ -184,16 +184,7 @@ pub fn run(cfg: Config, opts: Options) -> anyhow::Result<()> {
             if !kept.is_empty() {
                 info!(overrides = kept.len(), "overrides restored from the store");
             }
-            overwatch.restore_overrides(kept.into_iter().map(|r| {
-                let key = BackendKey::new(r.backend.service, r.backend.address, r.backend.port);
-                let o = Override {
-                    healthy: r.healthy,
-                    reason: r.reason,
-                    by: r.by,
-                    at_ms: r.at_ms,
-                };
-                (key, o)
-            }));
+            overwatch.restore_overrides(kept);
             Some(store)
         }
         Err(e) if cfg.api.enabled => {

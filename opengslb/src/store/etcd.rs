@@ -78,9 +78,13 @@ struct Shared {
 }
 
 impl Shared {
+    fn mirror(&self) -> std::sync::MutexGuard<'_, Mirror> {
+        self.mirror.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Applies one change seen at `revision`; announces it when it changes what a reader sees.
     fn apply(&self, revision: u64, table: Table, key: &str, value: Option<Arc<[u8]>>) {
-        let mut m = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut m = self.mirror();
         m.revision = m.revision.max(revision);
         let slot = m.slots.entry((table, key.to_owned())).or_insert(Slot {
             revision: 0,
@@ -107,7 +111,7 @@ impl Shared {
     /// record the mirror has but the read does not was deleted meanwhile.
     fn resync(&self, revision: u64, records: Records) {
         let gone: Vec<(Table, String)> = {
-            let m = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+            let m = self.mirror();
             m.slots
                 .iter()
                 .filter(|(k, s)| s.value.is_some() && !records.contains_key(*k))
@@ -120,7 +124,7 @@ impl Shared {
         for ((table, key), (rev, value)) in records {
             self.apply(rev, table, &key, Some(value));
         }
-        let mut m = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut m = self.mirror();
         m.revision = m.revision.max(revision);
     }
 
@@ -233,12 +237,7 @@ impl Etcd {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        link.revision = self
-            .shared
-            .mirror
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .revision;
+        link.revision = self.shared.mirror().revision;
         link
     }
 
@@ -283,22 +282,14 @@ impl Etcd {
 
 impl Backend for Etcd {
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let m = self
-            .shared
-            .mirror
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let m = self.shared.mirror();
         Ok(m.slots
             .get(&(table, key.to_owned()))
             .and_then(|s| s.value.as_deref().map(<[u8]>::to_vec)))
     }
 
     fn list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let m = self
-            .shared
-            .mirror
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let m = self.shared.mirror();
         Ok(m.slots
             .iter()
             .filter(|((t, _), _)| *t == table)
@@ -320,21 +311,12 @@ impl Backend for Etcd {
     }
 
     fn seq(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .shared
-            .mirror
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .revision)
+        Ok(self.shared.mirror().revision)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<RawChange> {
         // Under the mirror's lock: a subscriber then sees every change after what a read shows.
-        let _m = self
-            .shared
-            .mirror
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _m = self.shared.mirror();
         self.shared.changes.subscribe()
     }
 

@@ -55,17 +55,24 @@ api:
 /// An agent's config: it reports 127.0.0.1:`port` of `app.demo.local` (a TCP check every second) to
 /// the overwatch gossiping on 127.0.0.1:`gossip`; its drain file and control socket under `dir`.
 pub fn agent(dir: &Path, gossip: u16, port: u16) -> String {
+    agent_at(dir, "127.0.0.1", port, &[format!("127.0.0.1:{gossip}")])
+}
+
+/// [`agent`] checking and reporting `address`:`port`, to every overwatch of `overwatches` (`host:port`).
+pub fn agent_at(dir: &Path, address: &str, port: u16, overwatches: &[String]) -> String {
+    let nodes: Vec<String> = overwatches.iter().map(|o| format!("\"{o}\"")).collect();
     format!(
         r#"mode: agent
 logging: {{ format: text }}
 agent:
   identity: {{ region: eu, service_token: "{AGENT_TOKEN}" }}
   backends:
-    - {{ service: app.demo.local, address: 127.0.0.1, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
-  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: ["127.0.0.1:{gossip}"] }}
+    - {{ service: app.demo.local, address: {address}, port: {port}, health_check: {{ type: tcp, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }} }}
+  gossip: {{ encryption_key: "{KEY}", overwatch_nodes: [{nodes}] }}
   drain_file: {drain}
   control_socket: {socket}
 "#,
+        nodes = nodes.join(", "),
         drain = dir.join("drain").display(),
         socket = dir.join("agent.sock").display(),
     )

@@ -613,6 +613,16 @@ $ | overwatch: { dnssec: { enabled: true } } | overwatch.dnssec.enabled | sign u
 $ | overwatch: { dnssec: { key_sync: { timeout: 2h } } } | overwatch.dnssec.key_sync.timeout | shorter than poll_interval
 $ | overwatch: { dnssec: { key_sync: { poll_interval: 0 } } } | overwatch.dnssec.key_sync.poll_interval | below the 1s minimum
 $ | overwatch: { data_dir: "" } | overwatch.data_dir | must not be empty
+$ | overwatch: { store: { etcd: { endpoints: [] } } } | overwatch.store.etcd.endpoints | at least one etcd client URL
+$ | overwatch: { store: { etcd: {} } } | overwatch.store.etcd.endpoints | missing field `endpoints`
+$ | overwatch: { store: { etcd: { endpoints: ["10.0.0.1:2379"] } } } | overwatch.store.etcd.endpoints[0] | must start with http://
+$ | overwatch: { store: { etcd: { endpoints: ["http://10.0.0.1"] } } } | overwatch.store.etcd.endpoints[0] | a host and a port
+$ | overwatch: { store: { etcd: { endpoints: ["http://10.0.0.1:2379"], tls: {} } } } | overwatch.store.etcd.endpoints[0] | must start with https://
+$ | overwatch: { store: { etcd: { endpoints: ["http://10.0.0.1:2379"], prefix: opengslb } } } | overwatch.store.etcd.prefix | must start and end with /
+$ | overwatch: { store: { etcd: { endpoints: ["http://10.0.0.1:2379"], request_timeout: 10ms } } } | overwatch.store.etcd.request_timeout | between 100ms and 60s
+$ | overwatch: { store: { etcd: { endpoints: ["http://10.0.0.1:2379"], username: root } } } | overwatch.store.etcd.username | go together
+$ | overwatch: { store: { etcd: { endpoints: ["https://10.0.0.1:2379"], tls: { cert_file: /c.pem } } } } | overwatch.store.etcd.tls.cert_file | go together
+$ | overwatch: { store: { redis: {} } } | overwatch.store.redis | unknown field
 $ | overwatch: { identity: { node_id: "" } } | overwatch.identity.node_id | must not be empty
 $ | overwatch: { agent_tokens: { www.example.com: short } } | overwatch.agent_tokens.www.example.com[0] | at least 16 characters (got 5)
 $ | overwatch: { agent_tokens: { www.example.com: [0123456789abcdef, short] } } | overwatch.agent_tokens.www.example.com[1] | at least 16 characters

@@ -589,6 +589,14 @@ impl Overwatch {
                 "overwatch.identity",
                 new.overwatch.identity != running.overwatch.identity,
             ),
+            (
+                "overwatch.store",
+                new.overwatch.store != running.overwatch.store,
+            ),
+            (
+                "overwatch.data_dir",
+                new.overwatch.data_dir != running.overwatch.data_dir,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -611,6 +619,11 @@ impl Overwatch {
         new.overwatch
             .identity
             .clone_from(&running.overwatch.identity);
+        // The store too: the API writes to the one opened at start, and the pins stay with it.
+        new.overwatch.store.clone_from(&running.overwatch.store);
+        new.overwatch
+            .data_dir
+            .clone_from(&running.overwatch.data_dir);
         if let Some(r) = &ring {
             info!(
                 keys = r.len(),

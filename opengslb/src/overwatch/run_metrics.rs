@@ -128,13 +128,13 @@ impl Collector for RunMetrics {
                 &mut encoder,
                 "opengslb_store_up",
                 "1 when the shared store (overwatch.store.etcd) answers and changes are accepted; 0 when it cannot be reached (the last state is served, changes are refused)",
-                up as f64,
+                i64::try_from(up).unwrap_or(0),
             )?;
             gauge(
                 &mut encoder,
                 "opengslb_store_revision",
                 "The shared store's last revision this overwatch holds; equal on overwatches that agree",
-                self.store_revision.load(Relaxed) as f64,
+                i64::try_from(self.store_revision.load(Relaxed)).unwrap_or(i64::MAX),
             )?;
         }
         self.checks.encode(encoder.encode_descriptor(

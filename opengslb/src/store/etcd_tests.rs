@@ -4,6 +4,7 @@
 
 use std::{
     net::TcpListener,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -18,6 +19,8 @@ struct Member {
     dir: TempDir,
     client: u16,
     peer: u16,
+    /// Serves clients over TLS with the certificates in `dir/tls`, asking for a client certificate.
+    tls: bool,
 }
 
 /// A port free now, never etcd's own 2379/2380 (a system etcd may hold them).
@@ -30,14 +33,26 @@ fn free_port() -> u16 {
 
 impl Member {
     fn start(tag: &str) -> Self {
+        Self::start_with(tag, false)
+    }
+
+    fn start_with(tag: &str, tls: bool) -> Self {
         let mut m = Self {
             child: None,
             dir: TempDir::new(&format!("etcd-{tag}")),
             client: free_port(),
             peer: free_port(),
+            tls,
         };
+        if tls {
+            make_certificates(&m.dir.path().join("tls"));
+        }
         m.run();
         m
+    }
+
+    fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("tls").join(name)
     }
 
     fn run(&mut self) {
@@ -45,11 +60,22 @@ impl Member {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("etcd is not installed (Debian package etcd-server; `cargo xtask setup` installs it)");
-        let client = format!("http://127.0.0.1:{}", self.client);
+        let scheme = if self.tls { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client);
         let peer = format!("http://127.0.0.1:{}", self.peer);
-        let child = Command::new(etcd)
+        let mut cmd = Command::new(etcd);
+        if self.tls {
+            cmd.arg("--cert-file")
+                .arg(self.tls_file("server.pem"))
+                .arg("--key-file")
+                .arg(self.tls_file("server.key"))
+                .arg("--trusted-ca-file")
+                .arg(self.tls_file("ca.pem"))
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", "m0", "--data-dir"])
-            .arg(self.dir.path())
+            .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
@@ -71,15 +97,101 @@ impl Member {
     }
 
     fn config(&self) -> EtcdConfig {
+        let scheme = if self.tls { "https" } else { "http" };
         EtcdConfig {
-            endpoints: vec![format!("http://127.0.0.1:{}", self.client)],
+            endpoints: vec![format!("{scheme}://127.0.0.1:{}", self.client)],
             prefix: format!("/opengslb-test-{}/", std::process::id()),
             dial_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(2),
             username: None,
             password: None,
-            tls: None,
+            tls: self.tls.then(|| crate::config::EtcdTls {
+                ca_file: Some(self.tls_file("ca.pem")),
+                cert_file: Some(self.tls_file("client.pem")),
+                key_file: Some(self.tls_file("client.key")),
+                server_name: None,
+            }),
         }
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl.
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (Debian package openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=opengslb test CA",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        let (k, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        openssl(
+            &[
+                &["req"],
+                &key[..],
+                &["-keyout", &k, "-out", &csr, "-subj", &format!("/CN={name}")],
+            ]
+            .concat(),
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
     }
 }
 
@@ -202,4 +314,42 @@ fn a_lost_cluster_keeps_the_last_state_refuses_changes_and_catches_up() {
         .put::<Overrides>(&an_override("192.0.2.2", true))
         .unwrap();
     assert_eq!(store.list::<Overrides>().unwrap().len(), 2);
+}
+
+#[test]
+fn a_cluster_that_asks_for_tls_and_a_client_certificate_is_reached() {
+    let etcd = Member::start_with("tls", true);
+    let store = Store::with_backend(Etcd::open(&etcd.config()).unwrap());
+    assert!(
+        wait_for(Duration::from_secs(10), || up(&store)),
+        "over TLS: {:?}",
+        store.link()
+    );
+    let o = an_override("192.0.2.1", false);
+    store.put::<Overrides>(&o).unwrap();
+    assert_eq!(store.list::<Overrides>().unwrap(), vec![o]);
+
+    // Without the client certificate the cluster refuses: the store says so, and changes are refused.
+    let mut no_cert = etcd.config();
+    no_cert.dial_timeout = Duration::from_millis(500);
+    no_cert.request_timeout = Duration::from_millis(500);
+    if let Some(t) = no_cert.tls.as_mut() {
+        t.cert_file = None;
+        t.key_file = None;
+    }
+    let refused = Store::with_backend(Etcd::open(&no_cert).unwrap());
+    let link = refused.link().unwrap();
+    assert!(!link.up, "{link:?}");
+    assert!(
+        refused
+            .put::<Overrides>(&an_override("192.0.2.2", true))
+            .is_err()
+    );
+    // A CA file that cannot be read is an error at once, naming it.
+    let mut bad = etcd.config();
+    if let Some(t) = bad.tls.as_mut() {
+        t.ca_file = Some("/nonexistent/ca.pem".into());
+    }
+    let err = Etcd::open(&bad).err().expect("refused");
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }

@@ -782,3 +782,77 @@ fn an_agent_backend_ramps_when_its_drain_ends_but_not_when_it_first_appears() {
     let half = share(&out, "app.example.com", agent).expect("a publish");
     assert!(first < half && half < 0.5, "half way: {half}");
 }
+
+#[test]
+fn another_overwatchs_stored_changes_are_applied_once_and_a_resync_drops_what_is_gone() {
+    use crate::store::{
+        BackendId, Event as Stored, Key, OverrideRecord, Record, ServerRecord, objects::ApiObjects,
+    };
+    let t0 = Instant::now();
+    let mut ow = started(&config(""), t0);
+    let id = |a: &str| {
+        BackendId::new(
+            "app.example.com".parse().expect("name"),
+            a.parse().expect("a"),
+            80,
+        )
+    };
+    let server = ServerRecord {
+        backend: id("192.0.2.9"),
+        weight: 100,
+        region: "eu".into(),
+    };
+    let out_1 = OverrideRecord {
+        backend: id("192.0.2.1"),
+        healthy: false,
+        reason: "elsewhere".into(),
+        by: "bob".into(),
+        at_ms: 1,
+    };
+    let remote = vec![
+        Stored::Put(Record::Servers(server.clone())),
+        Stored::Put(Record::Overrides(out_1.clone())),
+    ];
+    let out = ow.handle(Input::Stored(remote.clone()), t0, WALL);
+    let answers = published(&out).expect("another overwatch's changes are published");
+    assert!(
+        answers.contains(&"192.0.2.9".parse().expect("a")),
+        "{answers:?}"
+    );
+    assert!(
+        !answers.contains(&"192.0.2.1".parse().expect("a")),
+        "{answers:?}"
+    );
+    // The same changes again (this overwatch's own, coming back): nothing to do.
+    assert!(ow.handle(Input::Stored(remote), t0, WALL).is_empty());
+
+    // Deleted elsewhere.
+    let out = ow.handle(
+        Input::Stored(vec![Stored::Delete(Key::Overrides(id("192.0.2.1")))]),
+        t0,
+        WALL,
+    );
+    let answers = published(&out).expect("the override's removal is published");
+    assert!(
+        answers.contains(&"192.0.2.1".parse().expect("a")),
+        "{answers:?}"
+    );
+
+    // Everything read again after missed changes: the server is gone from the store, the override back.
+    let all = StoredAll {
+        objects: ApiObjects::default(),
+        overrides: vec![out_1],
+        pins: Vec::new(),
+    };
+    let out = ow.handle(Input::StoredAll(Box::new(all)), t0, WALL);
+    let answers = published(&out).expect("a resync publishes");
+    // 192.0.2.1 alone, overridden out: the all-down policy (`all`) answers with it.
+    assert_eq!(answers, vec!["192.0.2.1".parse::<IpAddr>().expect("a")]);
+    let key = BackendKey::new(id("192.0.2.1").service, id("192.0.2.1").address, 80);
+    let held = ow
+        .control
+        .registry
+        .get(&key)
+        .and_then(|b| b.override_.clone());
+    assert_eq!(held.map(|o| o.reason), Some("elsewhere".to_owned()));
+}

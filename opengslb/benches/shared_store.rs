@@ -2,10 +2,11 @@
 //! reach the DNS answers of every overwatch sharing an etcd cluster with it. Three overwatches (the
 //! `opengslb` binary) and a three-member etcd cluster, all on loopback; an override on a static backend
 //! is set and cleared in turn through overwatch 1, and each overwatch is asked about the name until its
-//! answer shows the change. Writes one JSON object (`--json-out FILE`); `--smoke` runs 5 changes
-//! instead of 50.
+//! answer shows the change; then the same with etcd's leader killed the moment the change is made.
+//! Writes one JSON object (`--json-out FILE`); `--smoke` runs 5 changes and 1 with the leader killed
+//! instead of 50 and 5.
 //!
-//! Needs `etcd` (Debian package etcd-server), no root. `cargo xtask bench` runs it (`--only
+//! Needs `etcd` and `etcdctl` (Debian packages etcd-server and etcd-client), no root. `cargo xtask bench` runs it (`--only
 //! shared_store` alone); standalone: `cargo bench -p opengslb --bench shared_store -- --json-out F`.
 
 #[path = "../tests/common/mod.rs"]
@@ -45,12 +46,14 @@ const PREFIX: &str = "/opengslb-bench/";
 fn main() {
     let (json_out, smoke) = bench::args("shared_store");
     bench::stop_on_signals();
-    let changes = if smoke { 5 } else { 50 };
+    let (changes, failovers) = if smoke { (5, 1) } else { (50, 5) };
     let started = Instant::now();
     let mut f = Figures::default();
     // A failure to set up is reported as the section's outcome; the lab's guards take everything down
     // as an error returns or a panic unwinds.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(changes, &mut f)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(changes, failovers, &mut f)
+    }));
     if let Err(e) = outcome.unwrap_or_else(|p| Err(bench::panic_text(&*p))) {
         eprintln!("shared_store: {e}");
         f.error = Some(e);
@@ -67,7 +70,7 @@ fn main() {
     )];
     let section = json!({
         "section": "Shared store",
-        "markdown": markdown(changes, &f, &goals),
+        "markdown": markdown(changes, failovers, &f, &goals),
         "goals": goals,
         "figures": {
             "smoke": smoke,
@@ -76,6 +79,11 @@ fn main() {
             "first_ms": Stats::of(&f.first).as_ref().map(Stats::json),
             "others_ms": Stats::of(&f.others).as_ref().map(Stats::json),
             "api_ms": Stats::of(&f.api).as_ref().map(Stats::json),
+            "failovers": failovers,
+            "failover_every_ms": Stats::of(&f.failover_every).as_ref().map(Stats::json),
+            "failover_api_ms": Stats::of(&f.failover_api).as_ref().map(Stats::json),
+            "failover_refused": f.failover_refused,
+            "failover_errors": f.failover_errors,
             "etcd_healthy_ms": f.etcd_up.map(ms),
             "overwatches_ready_ms": f.ready.map(ms),
             "error": f.error,
@@ -105,6 +113,13 @@ struct Figures {
     others: Vec<Duration>,
     /// Per change: the API request's own time (it returns once the change is stored and published).
     api: Vec<Duration>,
+    /// Per change made as etcd's leader was killed: to every overwatch's answer.
+    failover_every: Vec<Duration>,
+    /// Per such change: until the API accepted it (the operator sending it again on each refusal).
+    failover_api: Vec<Duration>,
+    /// Requests the API refused meanwhile, and the first refusal of each change that had one.
+    failover_refused: usize,
+    failover_errors: Vec<String>,
     etcd_up: Option<Duration>,
     ready: Option<Duration>,
     error: Option<String>,
@@ -142,7 +157,7 @@ fn goal(name: &str, value: Option<Duration>) -> Value {
     bench::goal(name, GOAL, value, show)
 }
 
-fn markdown(changes: usize, f: &Figures, goals: &[Value]) -> String {
+fn markdown(changes: usize, failovers: usize, f: &Figures, goals: &[Value]) -> String {
     let mut m = String::from("### Shared store\n\n");
     let _ = write!(
         m,
@@ -152,7 +167,10 @@ fn markdown(changes: usize, f: &Figures, goals: &[Value]) -> String {
          `{PREFIX}`. {changes} times, an override on the static backend {BACKEND} of `{NAME}` is set \
          (`PUT /api/v1/overrides/{NAME}/{BACKEND}`) or cleared (`DELETE`), in turn, through overwatch \
          1's API; each overwatch is then asked for `{NAME}` A over UDP every {poll} ms until its answer \
-         lacks (or holds again) {BACKEND}. Times are from the request sent.\n\n",
+         lacks (or holds again) {BACKEND}. Times are from the request sent. Then {failovers} times, \
+         etcd's leader is killed (SIGKILL) and the next change sent at once, again as soon as the API \
+         refuses it, timed from the first request; the member is restarted and the cluster healthy \
+         again before the next.\n\n",
         version = etcd_version(),
         hb = common::etcd::HEARTBEAT_MS,
         el = common::etcd::ELECTION_MS,
@@ -164,6 +182,11 @@ fn markdown(changes: usize, f: &Figures, goals: &[Value]) -> String {
         ("overwatch 1, where it was made", &f.first),
         ("overwatch 2 or 3", &f.others),
         ("(the API request returns)", &f.api),
+        ("every overwatch, etcd's leader killed", &f.failover_every),
+        (
+            "(the API accepts it, etcd's leader killed)",
+            &f.failover_api,
+        ),
     ] {
         match Stats::of(v) {
             Some(s) => {
@@ -180,6 +203,31 @@ fn markdown(changes: usize, f: &Figures, goals: &[Value]) -> String {
             None => {
                 let _ = writeln!(m, "| {what} | 0 | – | – | – | – |");
             }
+        }
+    }
+    if !f.failover_errors.is_empty() {
+        let _ = writeln!(
+            m,
+            "\nWith etcd's leader killed, the API refused a request {} times ({} of the {} changes \
+             were refused at least once); the first refusal of each:\n",
+            f.failover_refused,
+            f.failover_errors.len(),
+            f.failover_every.len(),
+        );
+        let mut seen: Vec<(&String, usize)> = Vec::new();
+        for e in &f.failover_errors {
+            match seen.iter_mut().find(|(s, _)| *s == e) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((e, 1)),
+            }
+        }
+        for (e, n) in seen {
+            let times = if n > 1 {
+                format!(" (×{n})")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(m, "- `{e}`{times}");
         }
     }
     if let Some(e) = &f.error {
@@ -267,96 +315,112 @@ fn shows(answer: &[Ipv4Addr], out: bool) -> bool {
     answer.contains(&BACKEND) != out
 }
 
-fn run(changes: usize, f: &mut Figures) -> Result<(), String> {
-    // On disk (the temp dir), as a deployment's etcd is: every write waits for an fsync on a quorum.
-    let dir = TempDir::new("shared-store-bench");
-    let mut etcd = EtcdCluster::loopback(3, &dir.0.join("etcd"));
-    f.etcd_up = Some(etcd.wait_healthy(Duration::from_secs(30)));
-    eprintln!(
-        "shared_store: etcd healthy in {} ({})",
-        show(f.etcd_up.unwrap_or_default()),
-        etcd.endpoints().join(" ")
-    );
+/// The cluster, the overwatches and a DNS client for each, and whether the backend is out now.
+struct Lab {
+    // Fields drop in this order: the overwatches stop while etcd still answers them, and the
+    // directory goes once nothing in it runs.
+    ows: Vec<Overwatch>,
+    askers: Vec<Asker>,
+    etcd: EtcdCluster<'static>,
+    out: bool,
+    _dir: TempDir,
+}
 
-    let started = Instant::now();
-    let mut ows: Vec<Overwatch> = (0..OVERWATCHES)
-        .map(|i| Overwatch::start(&dir.0, i, &etcd.endpoints_yaml()))
-        .collect();
-    let mut askers: Vec<Asker> = ows
-        .iter()
-        .map(|o| {
-            let mut a = Asker::new(o.dns);
-            // A lost datagram costs a retry, not a blind spell in the measurement.
-            a.set_timeout(Duration::from_millis(200));
-            a
-        })
-        .collect();
-    // Ready, and answering with the backend in (no override left from before: the prefix is fresh).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (i, o) in ows.iter_mut().enumerate() {
-        loop {
-            if stopping() {
-                return Err("stopped".into());
+impl Lab {
+    fn start(f: &mut Figures) -> Result<Self, String> {
+        // On disk (the temp dir), as a deployment's etcd is: every write waits for an fsync on a quorum.
+        let dir = TempDir::new("shared-store-bench");
+        let mut etcd = EtcdCluster::loopback(3, &dir.0.join("etcd"));
+        f.etcd_up = Some(etcd.wait_healthy(Duration::from_secs(30)));
+        eprintln!(
+            "shared_store: etcd healthy in {} ({})",
+            show(f.etcd_up.unwrap_or_default()),
+            etcd.endpoints().join(" ")
+        );
+        let started = Instant::now();
+        let ows: Vec<Overwatch> = (0..OVERWATCHES)
+            .map(|i| Overwatch::start(&dir.0, i, &etcd.endpoints_yaml()))
+            .collect();
+        let askers = ows
+            .iter()
+            .map(|o| {
+                let mut a = Asker::new(o.dns);
+                // A lost datagram costs a retry, not a blind spell in the measurement.
+                a.set_timeout(Duration::from_millis(200));
+                a
+            })
+            .collect();
+        let mut lab = Self {
+            ows,
+            askers,
+            etcd,
+            out: false,
+            _dir: dir,
+        };
+        // Ready, and answering with the backend in (no override left from before: the prefix is fresh).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for i in 0..OVERWATCHES {
+            loop {
+                if stopping() {
+                    return Err("stopped".into());
+                }
+                let o = &mut lab.ows[i];
+                if !o.running() {
+                    return Err(format!("overwatch {} exited:\n{}", i + 1, tail(&o.log())));
+                }
+                let ready = call(o.api, "GET", "/api/v1/ready", &[], None).0 == 200;
+                if ready
+                    && lab.askers[i]
+                        .a(NAME, false)
+                        .is_some_and(|a| shows(&a, false))
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "overwatch {} not ready and answering within 30 s:\n{}",
+                        i + 1,
+                        tail(&o.log())
+                    ));
+                }
+                thread::sleep(Duration::from_millis(50));
             }
-            if !o.running() {
-                return Err(format!("overwatch {} exited:\n{}", i + 1, tail(&o.log())));
-            }
-            let ready = call(o.api, "GET", "/api/v1/ready", &[], None).0 == 200;
-            if ready && askers[i].a(NAME, false).is_some_and(|a| shows(&a, false)) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "overwatch {} not ready and answering within 30 s:\n{}",
-                    i + 1,
-                    tail(&o.log())
-                ));
-            }
-            thread::sleep(Duration::from_millis(50));
+        }
+        f.ready = Some(started.elapsed());
+        eprintln!(
+            "shared_store: {OVERWATCHES} overwatches ready in {}",
+            show(started.elapsed())
+        );
+        Ok(lab)
+    }
+
+    /// Asks overwatch 1's API once to take the backend out (PUT) or put it back (DELETE), the other of
+    /// what it is now; the status and body.
+    fn request(&self) -> (u16, String) {
+        let auth = format!("Bearer {TOKEN}");
+        let headers = [("Authorization", auth.as_str()), ("X-User", "bench")];
+        let path = format!("/api/v1/overrides/{NAME}/{BACKEND}");
+        if self.out {
+            call(self.ows[0].api, "DELETE", &path, &headers, None)
+        } else {
+            let body = r#"{"healthy": false, "reason": "bench"}"#;
+            call(self.ows[0].api, "PUT", &path, &headers, Some(body))
         }
     }
-    f.ready = Some(started.elapsed());
-    eprintln!(
-        "shared_store: {OVERWATCHES} overwatches ready in {}",
-        show(started.elapsed())
-    );
 
-    let auth = format!("Bearer {TOKEN}");
-    let headers = [("Authorization", auth.as_str()), ("X-User", "bench")];
-    let path = format!("/api/v1/overrides/{NAME}/{BACKEND}");
-    // One unmeasured change out and back first: connections and watches settle.
-    for trial in 0..changes + 2 {
-        if stopping() {
-            return Err("stopped".into());
-        }
-        let measured = trial >= 2;
-        let out = trial % 2 == 0;
-        let sent = Instant::now();
-        let (status, body) = if out {
-            call(
-                ows[0].api,
-                "PUT",
-                &path,
-                &headers,
-                Some(r#"{"healthy": false, "reason": "bench"}"#),
-            )
-        } else {
-            call(ows[0].api, "DELETE", &path, &headers, None)
-        };
-        let api = sent.elapsed();
-        let want = if out { 200 } else { 204 };
-        if status != want {
-            return Err(format!(
-                "{} {path} answered {status} (want {want}): {body}\n{}",
-                if out { "PUT" } else { "DELETE" },
-                tail(&ows[0].log())
-            ));
-        }
-        let mut reached: [Option<Duration>; OVERWATCHES] = [None; OVERWATCHES];
+    /// The change's name in messages.
+    fn what(&self) -> &'static str {
+        if self.out { "back" } else { "out" }
+    }
+
+    /// When each overwatch's answer showed the change (`out`), from `sent`, polling every `POLL` for
+    /// at most `GIVE_UP`; `None` for one that did not.
+    fn reached(&mut self, out: bool, sent: Instant) -> [Option<Duration>; OVERWATCHES] {
+        let mut reached = [None; OVERWATCHES];
         // Bounded in time by GIVE_UP and in count by it over the poll interval.
         let rounds = (GIVE_UP.as_millis() / POLL.as_millis()) as usize;
         for _ in 0..rounds {
-            for (i, asker) in askers.iter_mut().enumerate() {
+            for (i, asker) in self.askers.iter_mut().enumerate() {
                 if reached[i].is_none() && asker.a(NAME, false).is_some_and(|a| shows(&a, out)) {
                     reached[i] = Some(sent.elapsed());
                 }
@@ -366,32 +430,63 @@ fn run(changes: usize, f: &mut Figures) -> Result<(), String> {
             }
             thread::sleep(POLL);
         }
-        if !measured {
-            continue;
-        }
-        f.api.push(api);
-        if let Some(first) = reached[0] {
-            f.first.push(first);
-        }
-        f.others.extend(reached[1..].iter().flatten());
+        reached
+    }
+
+    /// The latest of `reached`, or an error naming the overwatches it did not reach.
+    fn every(&self, reached: &[Option<Duration>], n: usize) -> Result<Duration, String> {
         if let Some(all) = reached.iter().copied().collect::<Option<Vec<_>>>() {
-            f.every.push(all.into_iter().max().unwrap_or_default());
-            continue;
+            return Ok(all.into_iter().max().unwrap_or_default());
         }
-        // Its time counts as what was waited (the goal is missed); the overwatches' states now differ,
-        // so a further change would measure nothing true.
-        f.every.push(sent.elapsed());
         let missing: Vec<String> = (0..OVERWATCHES)
             .filter(|&i| reached[i].is_none())
             .map(|i| (i + 1).to_string())
             .collect();
-        return Err(format!(
-            "change {} ({}) did not reach overwatch {} within {} s; stopped there",
-            trial - 1,
-            if out { "out" } else { "back" },
+        Err(format!(
+            "change {n} ({}) did not reach overwatch {} within {} s; stopped there",
+            if self.out { "out" } else { "back" },
             missing.join(" and "),
             GIVE_UP.as_secs()
-        ));
+        ))
+    }
+}
+
+fn run(changes: usize, failovers: usize, f: &mut Figures) -> Result<(), String> {
+    let mut lab = Lab::start(f)?;
+    // One unmeasured change out and back first: connections and watches settle.
+    for n in 0..changes + 2 {
+        if stopping() {
+            return Err("stopped".into());
+        }
+        let measured = n >= 2;
+        let sent = Instant::now();
+        let (status, body) = lab.request();
+        let api = sent.elapsed();
+        let want = if lab.out { 204 } else { 200 };
+        if status != want {
+            return Err(format!(
+                "taking the backend {} answered {status} (want {want}): {body}\n{}",
+                lab.what(),
+                tail(&lab.ows[0].log())
+            ));
+        }
+        lab.out = !lab.out;
+        let reached = lab.reached(lab.out, sent);
+        if !measured {
+            continue;
+        }
+        f.api.push(api);
+        f.first.extend(reached[0]);
+        f.others.extend(reached[1..].iter().flatten());
+        match lab.every(&reached, n - 1) {
+            Ok(every) => f.every.push(every),
+            Err(e) => {
+                // Its time counts as what was waited (the goal is missed); the overwatches' states
+                // now differ, so a further change would measure nothing true.
+                f.every.push(sent.elapsed());
+                return Err(e);
+            }
+        }
     }
     let s = Stats::of(&f.every);
     eprintln!(
@@ -400,7 +495,66 @@ fn run(changes: usize, f: &mut Figures) -> Result<(), String> {
         s.as_ref().map_or("–".into(), |s| show(s.p50)),
         s.as_ref().map_or("–".into(), |s| show(s.max)),
     );
-    drop(ows);
-    drop(etcd);
+
+    // The same change the moment etcd's leader is killed: the write and the watches must find the
+    // other two members (which elect a new leader in about a second). An operator whose request
+    // fails sends it again at once.
+    for n in 0..failovers {
+        if stopping() {
+            return Err("stopped".into());
+        }
+        let leader = lab
+            .etcd
+            .leader()
+            .ok_or_else(|| format!("etcd has no agreed leader\n{}", lab.etcd.logs()))?;
+        lab.etcd.kill(leader);
+        let sent = Instant::now();
+        let mut failed = Vec::new();
+        loop {
+            let (status, body) = lab.request();
+            if (200..300).contains(&status) {
+                break;
+            }
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            failed.push(format!("{status}: {}", message.trim()));
+            if sent.elapsed() > GIVE_UP || failed.len() >= 100 || stopping() {
+                return Err(format!(
+                    "with etcd's leader killed, taking the backend {} failed {} times in {}: {}",
+                    lab.what(),
+                    failed.len(),
+                    show(sent.elapsed()),
+                    failed.join("; ")
+                ));
+            }
+        }
+        f.failover_api.push(sent.elapsed());
+        f.failover_refused += failed.len();
+        if let Some(first) = failed.first() {
+            f.failover_errors.push(first.clone());
+        }
+        lab.out = !lab.out;
+        let reached = lab.reached(lab.out, sent);
+        match lab.every(&reached, n + 1) {
+            Ok(every) => f.failover_every.push(every),
+            Err(e) => {
+                f.failover_every.push(sent.elapsed());
+                return Err(format!("with etcd's leader killed, {e}"));
+            }
+        }
+        lab.etcd.restart(leader);
+        lab.etcd.wait_healthy(Duration::from_secs(30));
+    }
+    if failovers > 0 {
+        let s = Stats::of(&f.failover_every);
+        eprintln!(
+            "shared_store: {failovers} changes as etcd's leader was killed, every overwatch: median {}, max {}; {} requests refused",
+            s.as_ref().map_or("–".into(), |s| show(s.p50)),
+            s.as_ref().map_or("–".into(), |s| show(s.max)),
+            f.failover_refused
+        );
+    }
     Ok(())
 }

@@ -54,7 +54,7 @@ pub struct Options {
 }
 
 /// The tools the runs drive, each from a package `cargo xtask setup` installs.
-const TOOLS: [(&str, &str); 7] = [
+const TOOLS: [(&str, &str); 8] = [
     ("kxdpgun", "knot-dnsutils"),
     ("kdig", "knot-dnsutils"),
     ("knotd", "knot"),
@@ -63,6 +63,7 @@ const TOOLS: [(&str, &str); 7] = [
     ("taskset", "util-linux"),
     // The shared_store bench target's cluster.
     ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
 ];
 
 /// How long a bench target may run: the soak its length, its warm-up and 10 minutes more (fifty

@@ -315,10 +315,18 @@ fn three_overwatches_on_one_etcd_cluster_agree() {
             lab.ready(i)
         );
     }
+    // Counted in the log: the loss the partition causes, not one an election may have caused before.
+    let losses = || {
+        lab.log(1)
+            .matches("the shared store cannot be reached")
+            .count()
+    };
+    let before = losses();
     lab.partition(1, true);
     let started = Instant::now();
     assert!(
-        wait_for(NOTICE, || lab.ready(1)["store"]["writable"] == false),
+        wait_for(NOTICE, || losses() > before
+            && lab.ready(1)["store"]["writable"] == false),
         "ow1 says etcd cannot be reached: {}",
         lab.ready(1)
     );

@@ -100,10 +100,10 @@ pub enum StoreError {
         /// How many.
         missed: u64,
     },
-    /// A shared store cannot be reached now: nothing was changed. The last state read from it is
-    /// kept and served.
+    /// A shared store cannot be reached now: the change was not made (or, after a timeout, may be made
+    /// later by etcd). The last state read from it is kept and served.
     #[error(
-        "store {location} cannot be reached ({reason}): nothing was changed; the last state read from it is still served"
+        "store {location} cannot be reached ({reason}); the last state read from it is still served"
     )]
     Unavailable {
         /// The cluster.

@@ -126,6 +126,10 @@ impl Shared {
         }
         let mut m = self.mirror();
         m.revision = m.revision.max(revision);
+        // A deletion the read already reflects needs no remembering: any later change has a higher
+        // revision.
+        m.slots
+            .retain(|_, s| s.value.is_some() || s.revision > revision);
     }
 
     fn set_link(&self, up: bool, reason: Option<String>) {
@@ -571,7 +575,10 @@ impl Driver {
             }
             Ok(Ok(None)) => Ok(None),
             Ok(Err(e)) => Err(format!("the write failed: {e}")),
-            Err(_) => Err("the write timed out".to_owned()),
+            Err(_) => Err(
+                "the write timed out; etcd may still make it, and every overwatch then shows it"
+                    .to_owned(),
+            ),
         };
         let _ = r.reply.send(answer);
     }

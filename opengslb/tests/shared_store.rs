@@ -362,12 +362,16 @@ fn three_overwatches_on_one_etcd_cluster_agree() {
         started.elapsed()
     );
     assert!(wait_for(NOTICE, || lab.ready(1)["store"]["writable"] == true));
-    let revisions: Vec<_> = (0..3)
-        .map(|i| lab.ready(i)["store"]["revision"].clone())
-        .collect();
+    // `/ready` shows the link as of the loop's last one-second tick.
+    let revisions = || -> Vec<_> {
+        (0..3)
+            .map(|i| lab.ready(i)["store"]["revision"].clone())
+            .collect()
+    };
     assert!(
-        revisions.iter().all(|r| *r == revisions[0]),
-        "every overwatch holds the same revision: {revisions:?}"
+        wait_for(NOTICE, || revisions().iter().all(|r| *r == revisions()[0])),
+        "every overwatch holds the same revision: {:?}",
+        revisions()
     );
     // The agent's backend was answered throughout by all, and they agree at the end.
     for i in 0..3 {

@@ -34,6 +34,8 @@ use crate::config::EtcdConfig;
 const CHANGES_BUFFER: usize = 1024;
 /// How often the driver checks that the cluster answers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long a write waits before trying again after a member could not be reached.
+const RETRY_AFTER: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -440,7 +442,7 @@ impl Driver {
         let connect = Client::connect(&self.endpoints, Some(self.options.clone()));
         match tokio::time::timeout(self.dial_timeout + self.request_timeout, connect).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+            Ok(Err(e)) => Err(format!("cannot connect: {}", describe(&e))),
             Err(_) => Err("cannot connect: timed out".to_owned()),
         }
     }
@@ -461,7 +463,7 @@ impl Driver {
         let watch = client.watch(self.prefix.as_bytes(), Some(options));
         let mut watch = match tokio::time::timeout(self.request_timeout, watch).await {
             Ok(Ok(w)) => w,
-            Ok(Err(e)) => return End::Lost(format!("cannot watch: {e}")),
+            Ok(Err(e)) => return End::Lost(format!("cannot watch: {}", describe(&e))),
             Err(_) => return End::Lost("cannot watch: timed out".to_owned()),
         };
         self.shared.set_link(true, None);
@@ -486,7 +488,7 @@ impl Driver {
                         }
                     }
                     Ok(None) => return End::Lost("the watch ended".to_owned()),
-                    Err(e) => return End::Lost(format!("the watch failed: {e}")),
+                    Err(e) => return End::Lost(format!("the watch failed: {}", describe(&e))),
                 },
                 r = rx.recv() => match r {
                     Some(r) => self.serve(&mut client, r).await,
@@ -499,7 +501,7 @@ impl Driver {
                     let key = format!("{}health", self.prefix);
                     match tokio::time::timeout(self.request_timeout, client.get(key, Some(opts))).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return End::Lost(format!("the check failed: {e}")),
+                        Ok(Err(e)) => return End::Lost(format!("the check failed: {}", describe(&e))),
                         Err(_) => return End::Lost("the check timed out".to_owned()),
                     }
                 }
@@ -515,7 +517,7 @@ impl Driver {
         );
         let resp = match tokio::time::timeout(self.request_timeout, get).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(format!("cannot read: {e}")),
+            Ok(Err(e)) => return Err(format!("cannot read: {}", describe(&e))),
             Err(_) => return Err("cannot read: timed out".to_owned()),
         };
         let revision = resp
@@ -559,26 +561,38 @@ impl Driver {
     }
 
     /// Makes one write and answers it; a change made is applied to the mirror (and announced) before
-    /// the answer, so the writer reads its own write.
+    /// the answer, so the writer reads its own write. A member that cannot be reached, or an election
+    /// under way, is retried (on whichever member the client picks next) until the request's
+    /// deadline: every write here may be made twice without harm (a put of the same bytes, a deletion,
+    /// a put only if absent).
     async fn serve(&self, client: &mut Client, r: Request) {
         let full = self.etcd_key(r.table, &r.key);
-        let left = r.deadline.saturating_duration_since(Instant::now());
-        let result = tokio::time::timeout(left, self.write(client, &full, &r.op)).await;
-        let answer = match result {
-            Ok(Ok(Some(revision))) => {
-                let value = match &r.op {
-                    Op::Put(v) | Op::PutNew(v) => Some(Arc::from(v.as_slice())),
-                    Op::Delete => None,
-                };
-                self.shared.apply(revision, r.table, &r.key, value);
-                Ok(Some(revision))
+        let answer = loop {
+            let left = r.deadline.saturating_duration_since(Instant::now());
+            // Each try gets half the time left, so a try stuck on a dead member leaves room for one
+            // on another.
+            let attempt = (left / 2).max(Duration::from_millis(100)).min(left);
+            match tokio::time::timeout(attempt, self.write(client, &full, &r.op)).await {
+                Ok(Ok(Some(revision))) => {
+                    let value = match &r.op {
+                        Op::Put(v) | Op::PutNew(v) => Some(Arc::from(v.as_slice())),
+                        Op::Delete => None,
+                    };
+                    self.shared.apply(revision, r.table, &r.key, value);
+                    break Ok(Some(revision));
+                }
+                Ok(Ok(None)) => break Ok(None),
+                Ok(Err(e)) if !transient(&e) => {
+                    break Err(format!("etcd refused the write: {}", describe(&e)));
+                }
+                Ok(Err(e)) if Instant::now() + RETRY_AFTER >= r.deadline => {
+                    break Err(format!("the write failed: {}", describe(&e)));
+                }
+                Err(_) if Instant::now() >= r.deadline => {
+                    break Err("the write timed out; etcd may still make it, and every overwatch then shows it".to_owned());
+                }
+                Ok(Err(_)) | Err(_) => tokio::time::sleep(RETRY_AFTER).await,
             }
-            Ok(Ok(None)) => Ok(None),
-            Ok(Err(e)) => Err(format!("the write failed: {e}")),
-            Err(_) => Err(
-                "the write timed out; etcd may still make it, and every overwatch then shows it"
-                    .to_owned(),
-            ),
         };
         let _ = r.reply.send(answer);
     }
@@ -611,5 +625,33 @@ impl Driver {
                 Ok(resp.succeeded().then(|| revision(resp.header())))
             }
         }
+    }
+}
+
+/// Whether an error may pass: a member that cannot be reached, a timeout, no leader yet.
+fn transient(e: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match e {
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown
+        ),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// An error in an operator's words: the gRPC status and etcd's message, without the transport's
+/// internals.
+fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if s.message().is_empty() => {
+            s.code().description().to_owned()
+        }
+        etcd_client::Error::GRpcStatus(s) => {
+            format!("{}: {}", s.code().description(), s.message())
+        }
+        etcd_client::Error::TransportError(_) => "no member could be connected to".to_owned(),
+        other => other.to_string(),
     }
 }

@@ -567,8 +567,13 @@ impl Driver {
     /// a put only if absent).
     async fn serve(&self, client: &mut Client, r: Request) {
         let full = self.etcd_key(r.table, &r.key);
+        let mut tried = false;
         let answer = loop {
             let left = r.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && !tried {
+                break Err("no member could be reached in time".to_owned());
+            }
+            tried = true;
             // Each try gets half the time left, so a try stuck on a dead member leaves room for one
             // on another.
             let attempt = (left / 2).max(Duration::from_millis(100)).min(left);

@@ -284,10 +284,11 @@ fn the_status_page_shows_a_drain_within_seconds_and_a_banner_when_the_overwatch_
     let header = browser.eval(
         "return [document.getElementById('ready').textContent, \
                  document.getElementById('xdp').textContent, \
+                 document.getElementById('store').textContent, \
                  document.getElementById('banner').hidden];",
         json!([]),
     );
-    assert_eq!(header, json!(["ready", "XDP off", true]));
+    assert_eq!(header, json!(["ready", "XDP off", "store embedded", true]));
 
     // Drain: the agent reports at once, and the page polls every second.
     std::fs::write(lab.dir.0.join("drain"), "").unwrap();

@@ -379,6 +379,4 @@ impl Changes {
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
-mod etcd_tests;
-#[cfg(test)]
 mod tests;

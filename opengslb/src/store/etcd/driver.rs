@@ -1,22 +1,9 @@
-//! The shared backend: an etcd cluster that several overwatches name in `overwatch.store.etcd`. Each
-//! record is one key, `<prefix><table>/<key>`, holding the same bytes as the embedded store; a change's
-//! number is etcd's revision of it, so changes are ordered across every overwatch.
-//!
-//! A driver thread owns the client. It reads everything under the prefix, then watches it from the next
-//! revision, and keeps a mirror: reads are served from the mirror, so an overwatch that loses etcd still
-//! has its last state. Every change that reaches the mirror (this overwatch's own writes, and others'
-//! through the watch) is announced once, in revision order per key. The driver checks the cluster
-//! every second; when a check, the watch or the connection fails, the store is unavailable (writes are
-//! refused, reads still answer) and the driver reconnects, reads everything again and announces what
-//! differs from the mirror, so an overwatch catches up with what it missed.
+//! The thread that owns the etcd client: it connects, reads everything, follows the watch, checks
+//! the cluster every second, makes the writes, and reconnects when any of that fails.
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
-        mpsc as std_mpsc,
-    },
+    sync::{Arc, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
 
@@ -24,14 +11,14 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
     TlsOptions, Txn, TxnOp, WatchOptions,
 };
-use tokio::sync::{broadcast, mpsc};
-use tracing::{info, warn};
+use tokio::sync::mpsc;
 
-use super::{Backend, RawChange, StoreError, Table};
-use crate::config::EtcdConfig;
+use super::mirror::Shared;
+use crate::{
+    config::EtcdConfig,
+    store::{StoreError, Table},
+};
 
-/// How many changes a subscriber may fall behind before it is told it lagged.
-const CHANGES_BUFFER: usize = 1024;
 /// How often the driver checks that the cluster answers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a write waits before trying again after a member could not be reached.
@@ -39,300 +26,20 @@ const RETRY_AFTER: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// What a caller sees of the store's link to the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    /// Whether the cluster answered the last check and the mirror follows it.
-    pub up: bool,
-    /// Why it is down, when it is.
-    pub reason: Option<String>,
-    /// When `up` last changed (or the store opened), ms since the Unix epoch.
-    pub since_ms: u64,
-    /// The last revision the mirror holds.
-    pub revision: u64,
-}
-
-/// Records read at once: by table and key, their revision and bytes.
-type Records = BTreeMap<(Table, String), (u64, Arc<[u8]>)>;
-
-/// One record's last known state: the revision that wrote it, and its bytes (`None`: deleted).
-#[derive(Debug, Clone)]
-struct Slot {
-    revision: u64,
-    value: Option<Arc<[u8]>>,
-}
-
-/// Everything under the prefix as last read, with deletions remembered by revision so an older change
-/// arriving late never undoes a newer one.
-#[derive(Default)]
-struct Mirror {
-    revision: u64,
-    slots: BTreeMap<(Table, String), Slot>,
-}
-
-struct Shared {
-    location: String,
-    /// Held across a change to the mirror and its announcement, so they happen in one order.
-    mirror: Mutex<Mirror>,
-    changes: broadcast::Sender<RawChange>,
-    up: AtomicBool,
-    link: Mutex<Link>,
-}
-
-impl Shared {
-    fn mirror(&self) -> std::sync::MutexGuard<'_, Mirror> {
-        self.mirror.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Applies one change seen at `revision`; announces it when it changes what a reader sees.
-    fn apply(&self, revision: u64, table: Table, key: &str, value: Option<Arc<[u8]>>) {
-        let mut m = self.mirror();
-        m.revision = m.revision.max(revision);
-        let slot = m.slots.entry((table, key.to_owned())).or_insert(Slot {
-            revision: 0,
-            value: None,
-        });
-        if slot.revision >= revision {
-            return;
-        }
-        let same = slot.value == value;
-        slot.revision = revision;
-        slot.value.clone_from(&value);
-        if !same {
-            // No subscriber is not an error.
-            let _ = self.changes.send(RawChange {
-                seq: revision,
-                table,
-                key: key.to_owned(),
-                value,
-            });
-        }
-    }
-
-    /// Takes a full read at `revision`: what differs from the mirror is applied and announced, and a
-    /// record the mirror has but the read does not was deleted meanwhile.
-    fn resync(&self, revision: u64, records: Records) {
-        let gone: Vec<(Table, String)> = {
-            let m = self.mirror();
-            m.slots
-                .iter()
-                .filter(|(k, s)| s.value.is_some() && !records.contains_key(*k))
-                .map(|(k, _)| k.clone())
-                .collect()
-        };
-        for (table, key) in gone {
-            self.apply(revision, table, &key, None);
-        }
-        for ((table, key), (rev, value)) in records {
-            self.apply(rev, table, &key, Some(value));
-        }
-        let mut m = self.mirror();
-        m.revision = m.revision.max(revision);
-        // A deletion the read already reflects needs no remembering: any later change has a higher
-        // revision.
-        m.slots
-            .retain(|_, s| s.value.is_some() || s.revision > revision);
-    }
-
-    fn set_link(&self, up: bool, reason: Option<String>) {
-        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
-        if link.up != up {
-            link.since_ms = crate::gossip::unix_ms();
-            if up {
-                info!(store = %self.location, "the shared store is reachable: changes are accepted");
-            } else {
-                warn!(
-                    store = %self.location,
-                    reason = reason.as_deref().unwrap_or(""),
-                    "the shared store cannot be reached: serving the last state, refusing changes"
-                );
-            }
-        }
-        link.up = up;
-        link.reason = reason;
-        self.up.store(up, Ordering::Release);
-    }
-}
-
 /// A write for the driver to make.
-enum Op {
+pub(super) enum Op {
     Put(Vec<u8>),
     /// A write only if no record is there (a trust-on-first-use pin).
     PutNew(Vec<u8>),
     Delete,
 }
 
-struct Request {
-    table: Table,
-    key: String,
-    op: Op,
-    deadline: Instant,
-    reply: std_mpsc::SyncSender<Result<Option<u64>, String>>,
-}
-
-/// The store in an etcd cluster.
-pub struct Etcd {
-    shared: Arc<Shared>,
-    requests: mpsc::UnboundedSender<Request>,
-    request_timeout: Duration,
-}
-
-impl Etcd {
-    /// Starts following the cluster and waits up to `dial_timeout` + `request_timeout` for the first
-    /// full read. A cluster that cannot be reached by then is not an error: the store starts empty and
-    /// unavailable, and fills once the cluster answers. TLS files that cannot be read are.
-    pub fn open(cfg: &EtcdConfig) -> Result<Self, StoreError> {
-        let location = format!("etcd {} {}", cfg.endpoints.join(","), cfg.prefix);
-        let options = connect_options(cfg, &location)?;
-        let shared = Arc::new(Shared {
-            location: location.clone(),
-            mirror: Mutex::new(Mirror::default()),
-            changes: broadcast::channel(CHANGES_BUFFER).0,
-            up: AtomicBool::new(false),
-            link: Mutex::new(Link {
-                up: false,
-                reason: Some("not connected yet".to_owned()),
-                since_ms: crate::gossip::unix_ms(),
-                revision: 0,
-            }),
-        });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let driver = Driver {
-            shared: shared.clone(),
-            endpoints: cfg.endpoints.clone(),
-            prefix: cfg.prefix.clone(),
-            options,
-            dial_timeout: cfg.dial_timeout,
-            request_timeout: cfg.request_timeout,
-            pending: VecDeque::new(),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| StoreError::Io {
-                location: location.clone(),
-                source,
-            })?;
-        std::thread::Builder::new()
-            .name("store-etcd".to_owned())
-            .spawn(move || rt.block_on(driver.run(rx)))
-            .map_err(|source| StoreError::Io {
-                location: location.clone(),
-                source,
-            })?;
-        let store = Self {
-            shared,
-            requests: tx,
-            request_timeout: cfg.request_timeout,
-        };
-        let until = Instant::now() + cfg.dial_timeout + cfg.request_timeout;
-        while !store.shared.up.load(Ordering::Acquire) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if !store.shared.up.load(Ordering::Acquire) {
-            warn!(store = %location, "the shared store cannot be reached at start-up: starting without what it holds, catching up when it answers");
-        }
-        Ok(store)
-    }
-
-    /// The link to the cluster now.
-    pub fn link(&self) -> Link {
-        let mut link = self
-            .shared
-            .link
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        link.revision = self.shared.mirror().revision;
-        link
-    }
-
-    fn unavailable(&self, reason: impl Into<String>) -> StoreError {
-        StoreError::Unavailable {
-            location: self.shared.location.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Hands a write to the driver and waits for it. A store down for longer than a request may take
-    /// refuses at once, so an outage does not hold every caller for a timeout; one that just went down
-    /// gives the driver that long to reconnect.
-    fn write(&self, table: Table, key: &str, op: Op) -> Result<Option<u64>, StoreError> {
-        if !self.shared.up.load(Ordering::Acquire) {
-            let link = self.link();
-            let down_ms = crate::gossip::unix_ms().saturating_sub(link.since_ms);
-            if u128::from(down_ms) > self.request_timeout.as_millis() {
-                return Err(self.unavailable(link.reason.unwrap_or_default()));
-            }
-        }
-        let (reply, answer) = std_mpsc::sync_channel(1);
-        let deadline = Instant::now() + self.request_timeout;
-        self.requests
-            .send(Request {
-                table,
-                key: key.to_owned(),
-                op,
-                deadline,
-                reply,
-            })
-            .map_err(|_| self.unavailable("the store's driver stopped"))?;
-        // A little past the driver's own deadline, which answers first.
-        match answer.recv_timeout(self.request_timeout + Duration::from_millis(500)) {
-            Ok(result) => result.map_err(|reason| self.unavailable(reason)),
-            Err(_) => {
-                Err(self.unavailable("no answer within overwatch.store.etcd.request_timeout"))
-            }
-        }
-    }
-}
-
-impl Backend for Etcd {
-    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let m = self.shared.mirror();
-        Ok(m.slots
-            .get(&(table, key.to_owned()))
-            .and_then(|s| s.value.as_deref().map(<[u8]>::to_vec)))
-    }
-
-    fn list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let m = self.shared.mirror();
-        Ok(m.slots
-            .iter()
-            .filter(|((t, _), _)| *t == table)
-            .filter_map(|((_, k), s)| s.value.as_deref().map(|v| (k.clone(), v.to_vec())))
-            .collect())
-    }
-
-    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<u64, StoreError> {
-        self.write(table, key, Op::Put(value.to_vec()))?
-            .ok_or_else(|| self.unavailable("etcd answered a write without a revision"))
-    }
-
-    fn put_new(&self, table: Table, key: &str, value: &[u8]) -> Result<Option<u64>, StoreError> {
-        self.write(table, key, Op::PutNew(value.to_vec()))
-    }
-
-    fn delete(&self, table: Table, key: &str) -> Result<Option<u64>, StoreError> {
-        self.write(table, key, Op::Delete)
-    }
-
-    fn seq(&self) -> Result<u64, StoreError> {
-        Ok(self.shared.mirror().revision)
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<RawChange> {
-        // Under the mirror's lock: a subscriber then sees every change after what a read shows.
-        let _m = self.shared.mirror();
-        self.shared.changes.subscribe()
-    }
-
-    fn location(&self) -> &str {
-        &self.shared.location
-    }
-
-    fn link(&self) -> Option<Link> {
-        Some(Self::link(self))
-    }
+pub(super) struct Request {
+    pub(super) table: Table,
+    pub(super) key: String,
+    pub(super) op: Op,
+    pub(super) deadline: Instant,
+    pub(super) reply: std_mpsc::SyncSender<Result<Option<u64>, String>>,
 }
 
 fn connect_options(cfg: &EtcdConfig, location: &str) -> Result<ConnectOptions, StoreError> {
@@ -376,7 +83,7 @@ enum End {
     Lost(String),
 }
 
-struct Driver {
+pub(super) struct Driver {
     shared: Arc<Shared>,
     endpoints: Vec<String>,
     prefix: String,
@@ -388,6 +95,38 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts the driver's thread, with a runtime of its own (the store's callers block); the
+    /// sender its writes go to. TLS files that cannot be read are an error.
+    pub(super) fn spawn(
+        cfg: &EtcdConfig,
+        shared: Arc<Shared>,
+    ) -> Result<mpsc::UnboundedSender<Request>, StoreError> {
+        let location = shared.location.clone();
+        let io = |source| StoreError::Io {
+            location: location.clone(),
+            source,
+        };
+        let driver = Self {
+            options: connect_options(cfg, &location)?,
+            shared,
+            endpoints: cfg.endpoints.clone(),
+            prefix: cfg.prefix.clone(),
+            dial_timeout: cfg.dial_timeout,
+            request_timeout: cfg.request_timeout,
+            pending: VecDeque::new(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io)?;
+        std::thread::Builder::new()
+            .name("store-etcd".to_owned())
+            .spawn(move || rt.block_on(driver.run(rx)))
+            .map_err(io)?;
+        Ok(tx)
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -421,14 +160,7 @@ impl Driver {
 
     fn expire_pending(&mut self) {
         let now = Instant::now();
-        let link = self
-            .shared
-            .link
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reason
-            .clone()
-            .unwrap_or_default();
+        let link = self.shared.link().reason.unwrap_or_default();
         self.pending.retain(|r| {
             if r.deadline > now {
                 return true;

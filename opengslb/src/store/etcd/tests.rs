@@ -9,9 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::tests::{TempDir, an_override, backend};
-use super::*;
-use crate::config::EtcdConfig;
+use super::Etcd;
+use crate::{
+    config::EtcdConfig,
+    store::{
+        Event, Overrides, PinRecord, Pins, Record, Store, StoreError,
+        tests::{TempDir, an_override, backend},
+    },
+};
 
 /// One etcd member on loopback, killed on drop.
 struct Member {

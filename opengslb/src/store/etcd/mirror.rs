@@ -154,6 +154,12 @@ impl Shared {
             .retain(|_, s| s.value.is_some() || s.revision > revision);
     }
 
+    /// Every change up to `revision` has been applied.
+    pub(super) fn caught_up(&self, revision: u64) {
+        let mut m = self.mirror();
+        m.revision = m.revision.max(revision);
+    }
+
     pub(super) fn set_link(&self, up: bool, reason: Option<String>) {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         if link.up != up {

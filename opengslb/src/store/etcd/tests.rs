@@ -274,6 +274,27 @@ fn two_handles_on_one_cluster_share_every_change_and_the_first_pin() {
             .unwrap(),
         None
     );
+
+    // A write under another prefix moves the cluster's revision: both handles report it once the
+    // watch's progress reports come (once a second), so overwatches that agree show one revision.
+    let mut elsewhere = etcd.config();
+    elsewhere.prefix = format!("/elsewhere-{}/", std::process::id());
+    let other = Store::with_backend(Etcd::open(&elsewhere).unwrap());
+    let moved = other
+        .put::<Overrides>(&an_override("192.0.2.3", true))
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            [&a, &b].iter().all(|s| s.link().unwrap().revision == moved)
+        }),
+        "both at {moved}: {:?} {:?}",
+        a.link(),
+        b.link()
+    );
+    assert!(
+        a.list::<Overrides>().unwrap().is_empty(),
+        "another prefix's record is not ours"
+    );
 }
 
 #[test]

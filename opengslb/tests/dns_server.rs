@@ -82,6 +82,10 @@ struct Server {
 
 impl Server {
     async fn start(idle: Duration, max_connections: usize) -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), idle, max_connections).await
+    }
+
+    async fn start_on(listen: SocketAddr, idle: Duration, max_connections: usize) -> Self {
         let cfg = Config::from_yaml_str(&config_yaml()).expect("test config is valid");
         let zones = Zone::from_config(&cfg).expect("zones");
         let table = table_from_config(&cfg);
@@ -91,7 +95,7 @@ impl Server {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let sc = ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen,
             udp_sockets: 2,
             tcp_max_connections: max_connections,
             tcp_max_per_client: PER_CLIENT,
@@ -100,7 +104,7 @@ impl Server {
         };
         let server = server::start(sc, rx, &tracker, token.clone())
             .await
-            .expect("the server binds 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("the server binds {listen}: {e}"));
         Self {
             addr: server.local_addr,
             stats: server.stats,
@@ -910,4 +914,33 @@ async fn query_counts_name_configured_domains_and_fold_the_rest_into_other() {
     want("other", "AAAA", "REFUSED", 1);
     assert_eq!(rows.len(), 4, "{rows:?}");
     srv.stop().await;
+}
+
+/// A listener on a wildcard address answers from the address each query was sent to, over IPv4, IPv6
+/// and IPv4 on a dual-stack socket: a client that asked 127.0.0.2 (connected to it, as resolvers'
+/// sockets are) takes only a reply from 127.0.0.2, which the kernel's own choice of source (127.0.0.1,
+/// loopback's primary address) is not.
+#[tokio::test]
+async fn a_wildcard_listener_answers_from_the_address_asked() {
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let srv = Server::start_on(listen.parse().expect("address"), IDLE, 64).await;
+        let port = srv.addr.port();
+        let mut asked = vec![("127.0.0.1", "127.0.0.2"), ("127.0.0.3", "127.0.0.1")];
+        if listen.starts_with('[') {
+            asked.push(("::1", "::1"));
+        }
+        for (from, to) in asked {
+            let sock = UdpSocket::bind((from, 0)).await.expect("bind");
+            sock.connect((to, port)).await.expect("connect");
+            let q = query(0x7107, "app.demo.local", A);
+            sock.send(&q).await.expect("send");
+            let mut buf = vec![0u8; 65_535];
+            let n = timeout(Duration::from_secs(3), sock.recv(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{listen}: a reply from {to} to a query sent to it"))
+                .expect("recv");
+            check_app_answer(&buf[..n], &q);
+        }
+        srv.stop().await;
+    }
 }

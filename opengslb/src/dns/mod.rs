@@ -7,6 +7,7 @@ pub mod queries;
 pub mod rate_limit;
 pub mod respond;
 pub mod server;
+mod udp;
 pub mod zone;
 
 #[cfg(test)]

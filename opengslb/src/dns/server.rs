@@ -27,6 +27,7 @@ use super::{
     queries::QueryCounts,
     rate_limit::RateLimiter,
     respond::{DropReason, Outcome, QueryContext, ReplyKind, respond, truncated},
+    udp::{self, Datagrams},
     zone::Snapshot,
 };
 
@@ -149,7 +150,7 @@ pub async fn start(
     // One limiter for every socket: the kernel spreads one client's queries over them.
     let limiter = RateLimiter::new(cfg.rate_limit).map(Arc::new);
     for sock in sockets {
-        let sock = UdpSocket::from_std(sock)?;
+        let sock = Datagrams::new(UdpSocket::from_std(sock)?)?;
         tracker.spawn(udp_loop(
             sock,
             snapshots.clone(),
@@ -205,6 +206,7 @@ fn reuseport_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         s.set_only_v6(false)?;
     }
     s.set_nonblocking(true)?;
+    udp::want_destinations(&s, addr)?;
     s.bind(&addr.into())?;
     Ok(s.into())
 }
@@ -250,7 +252,7 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn udp_loop(
-    sock: UdpSocket,
+    mut sock: Datagrams,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     stats: Arc<Stats>,
     limiter: Option<Arc<RateLimiter>>,
@@ -258,9 +260,9 @@ async fn udp_loop(
 ) {
     let mut buf = vec![0u8; 65_535];
     loop {
-        let (len, peer) = tokio::select! {
+        let (len, peer, dest) = tokio::select! {
             () = token.cancelled() => return,
-            r = sock.recv_from(&mut buf) => match r {
+            r = sock.recv(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     debug!(error = %e, "udp receive");
@@ -293,7 +295,7 @@ async fn udp_loop(
             }
         };
         if let Some(bytes) = reply
-            && let Err(e) = sock.send_to(&bytes, peer).await
+            && let Err(e) = sock.send(&bytes, peer, dest).await
         {
             debug!(error = %e, %peer, "udp send");
         }
